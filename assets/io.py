@@ -1,0 +1,60 @@
+"""Parquet IO manager: one file per asset and round under the storage root.
+
+Writes are atomic (temp file + rename) and validated against the declared table
+schema, so a crashed write is never read back as a complete round.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+
+from selftaught import schemas
+from selftaught.store import Store, file_hash, write_parquet_atomic
+
+# asset name -> table schema name
+TABLE_OF = {
+    "eval_prompts": "prompts",
+    "warm_start_prompts": "prompts",
+    "prompts": "prompts",
+    "samples": "samples",
+    "verdicts": "verdicts",
+    "training_set": "sft_rows",
+    "evaluation": "eval_results",
+}
+
+
+class ParquetIOManager(dg.ConfigurableIOManager):
+    root: str
+
+    def _where(self, context) -> tuple[str, str | None]:
+        name = context.asset_key.path[-1]
+        partition = context.partition_key if context.has_partition_key else None
+        return name, partition
+
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
+        if not isinstance(obj, pl.DataFrame):
+            raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}, expected a polars DataFrame")
+        name, partition = self._where(context)
+        store = Store(self.root)
+        path = store.table_path(name, partition)
+        table = TABLE_OF.get(name)
+        write_parquet_atomic(schemas.validate(obj, table) if table else obj, path)
+        context.add_output_metadata(
+            {
+                "path": dg.MetadataValue.path(str(path)),
+                "rows": dg.MetadataValue.int(obj.height),
+                "sha256": dg.MetadataValue.text(file_hash(path)[:16]),
+            }
+        )
+
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame:
+        upstream = context.upstream_output
+        name = upstream.asset_key.path[-1]
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        path = Store(self.root).table_path(name, partition)
+        if not path.is_file():
+            raise dg.Failure(
+                description=f"{name} has no data for {partition or 'the experiment'} at {path}; materialize it first"
+            )
+        return pl.read_parquet(path)

@@ -1,0 +1,71 @@
+"""Which policy generates a round's samples, found from Dagster's records.
+
+Dagster cannot express "samples[k] depends on policy[k-1]" as an asset
+dependency (a cycle), so the samples asset looks its parent up at run time and
+records the link as metadata. A missing parent is a clear failure, which also
+keeps a backfill of several rounds from running them out of order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from selftaught.rounds import parent_key
+from selftaught.store import Store
+from train.artifact import is_complete, read_provenance
+
+
+@dataclass(frozen=True)
+class Parent:
+    policy_id: str  # "base" or a round key
+    artifact: Path
+    weights_hash: str
+    run_id: str | None
+
+
+def latest_materialization(instance: dg.DagsterInstance, asset: str, partition: str | None):
+    records_filter = dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None
+    )
+    records = instance.fetch_materializations(records_filter, limit=1).records
+    return records[0] if records else None
+
+
+def resolve_parent(context: dg.AssetExecutionContext, store: Store) -> Parent:
+    key = context.partition_key
+    parent = parent_key(key)
+    asset, partition, name = ("base_model", None, "base") if parent is None else ("policy", parent, parent)
+    record = latest_materialization(context.instance, asset, partition)
+    artifact = store.model_dir(name)
+    what = "the base model" if parent is None else f"the policy of round {parent}"
+    if record is None:
+        raise dg.Failure(
+            description=(
+                f"round {key} samples from {what}, which has not been materialized in this Dagster "
+                f"instance. Rounds run in order: materialize {asset}"
+                f"{'' if partition is None else f' for partition {partition}'} first "
+                f"(or use `selftaught run`, which does)."
+            )
+        )
+    if not is_complete(artifact):
+        raise dg.Failure(
+            description=f"round {key}: {what} was materialized (run {record.run_id}) but its artifact "
+            f"{artifact} is missing or incomplete; rematerialize {asset}"
+            f"{'' if partition is None else f' for {partition}'}."
+        )
+    return Parent(name, artifact, read_provenance(artifact)["weights_hash"], record.run_id)
+
+
+def parent_metadata(parent: Parent) -> dict:
+    meta = {
+        "parent_policy": dg.MetadataValue.text(parent.policy_id),
+        "parent_weights_hash": dg.MetadataValue.text(parent.weights_hash),
+        "parent_artifact": dg.MetadataValue.path(str(parent.artifact)),
+        "parent_asset": dg.MetadataValue.asset(dg.AssetKey("base_model" if parent.policy_id == "base" else "policy")),
+    }
+    if parent.run_id:
+        meta["parent_run"] = dg.MetadataValue.dagster_run(parent.run_id)
+    return meta

@@ -1,0 +1,199 @@
+"""One asset per stage of a round, partitioned by round key (r001, r002, ...).
+
+    prompts -> samples -> verdicts -> training_set -> policy -> evaluation
+                  ^ (policy of round k-1, looked up at run time)
+"""
+
+
+import dagster as dg
+import polars as pl
+
+from assets.lineage import parent_metadata, resolve_parent
+from assets.progress import log_progress
+from assets.resources import ExperimentResource
+from filters.evaluate import evaluate_policy
+from filters.metrics import accuracy_by_difficulty, sample_metrics
+from filters.select import accumulate, judged, select_sft
+from filters.verifiers import get_verifier, verify
+from selftaught import schemas
+from selftaught.rounds import parent_key, round_index
+from selftaught.store import file_hash, publish_dir
+from synth.backends import SamplingParams, load_backend
+from synth.sampling import sample
+from synth.tasks import make_task
+from train.artifact import is_complete, model_path, write_provenance
+from train.sft import settings_from_config, train_sft
+
+rounds = dg.DynamicPartitionsDefinition(name="rounds")
+ROUND = {"partitions_def": rounds, "group_name": "round"}
+
+
+@dg.asset(**ROUND, kinds={"polars"})
+def prompts(
+    context: dg.AssetExecutionContext,
+    experiment: ExperimentResource,
+    warm_start_prompts: pl.DataFrame,
+    eval_prompts: pl.DataFrame,
+) -> pl.DataFrame:
+    """A fresh unlabeled pool for this round, disjoint from warm start and eval."""
+    exclude = set(warm_start_prompts["prompt_id"]) | set(eval_prompts["prompt_id"])
+    df = make_task(experiment.config.task).pool(round_index(context.partition_key), exclude)
+    counts = df.group_by("difficulty").len().sort("difficulty")
+    context.add_output_metadata({f"prompts_d{d}": n for d, n in counts.iter_rows()})
+    return df
+
+
+@dg.asset(**ROUND, kinds={"pytorch"}, tags={"selftaught/resource": "gpu"})
+def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame) -> pl.DataFrame:
+    """n completions per prompt from the parent round's policy (base model for round 1)."""
+    cfg, key = experiment.config, context.partition_key
+    parent = resolve_parent(context, experiment.store)
+    s = cfg.sampling
+    params = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
+                            seed=s.seed * 1000 + round_index(key))
+    backend = load_backend(s.backend, str(model_path(parent.artifact)), batch_size=s.batch_size)
+    context.log.info(f"{key}: sampling {prompts.height} prompts x {s.n} with policy {parent.policy_id}")
+    df = sample(backend, prompts, params, key, parent.policy_id, parent.weights_hash,
+                log_progress(context, f"{key} sampling"))
+    context.add_output_metadata({**parent_metadata(parent), "temperature": s.temperature, "n": s.n,
+                                 "seed": params.seed, "backend": s.backend})
+    return df
+
+
+@dg.asset(
+    **ROUND,
+    kinds={"python"},
+    check_specs=[dg.AssetCheckSpec("unverifiable_share", asset="verdicts", blocking=True,
+                                   description="stops the round when too many samples could not be verified")],
+)
+def verdicts(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
+             samples: pl.DataFrame):
+    """correct / incorrect / unverifiable per sample, with the extracted answer and a reason."""
+    cfg = experiment.config
+    df = verify(get_verifier(cfg.verification.verifier), prompts, samples)
+    m = sample_metrics(judged(samples, df), prompts)
+    yield dg.Output(df, metadata={k: float(v) for k, v in m.items()})
+    bound = cfg.verification.max_unverifiable_share
+    share = m["unverifiable_share"]
+    reasons = df.filter(pl.col("verdict") == schemas.UNVERIFIABLE).group_by("reason").len().sort("len", descending=True)
+    yield dg.AssetCheckResult(
+        passed=share <= bound,
+        metadata={"unverifiable_share": share, "bound": bound,
+                  "top_reasons": dg.MetadataValue.json({r: n for r, n in reasons.head(5).iter_rows()})},
+        description=f"{share:.1%} of samples unverifiable (bound {bound:.0%})",
+    )
+
+
+def _warm_rows(warm: pl.DataFrame) -> pl.DataFrame:
+    return schemas.validate(
+        warm.select(
+            pl.concat_str(pl.lit("warm_start"), "prompt_id", pl.lit("0"), separator="/").alias("row_id"),
+            pl.lit("warm_start").alias("source_round"),
+            "prompt_id",
+            pl.lit(0).alias("sample_idx"),
+            pl.lit("reference").alias("policy_id"),
+            pl.lit("").alias("policy_hash"),
+            "prompt",
+            pl.col("target").alias("completion"),
+            pl.lit(1.0).alias("reward"),
+        ),
+        "sft_rows",
+    )
+
+
+@dg.asset(
+    **ROUND,
+    kinds={"polars"},
+    check_specs=[dg.AssetCheckSpec("has_new_rows", asset="training_set", blocking=True,
+                                   description="stops the round when no sample was kept")],
+)
+def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
+                 samples: pl.DataFrame, verdicts: pl.DataFrame, warm_start_prompts: pl.DataFrame):
+    """Kept samples of this round, plus (by config) earlier rounds' rows and the warm start."""
+    cfg, store, key = experiment.config, experiment.store, context.partition_key
+    sel = cfg.selection
+    new = select_sft(samples, verdicts, sel.max_per_prompt, sel.require_rationale, sel.dedup)
+    rows = _warm_rows(warm_start_prompts) if sel.include_warm_start else None
+    parent = parent_key(key)
+    if sel.accumulate and parent is not None:
+        previous = schemas.validate(pl.read_parquet(_parent_rows_path(store, parent)), "sft_rows")
+        rows = accumulate(rows, previous)
+    rows = accumulate(rows, new)
+    kept = new.join(verdicts.select("prompt_id", "sample_idx", "rationale_ok"), on=["prompt_id", "sample_idx"]) \
+              .join(prompts.select("prompt_id", "difficulty"), on="prompt_id")
+    per_d = kept.group_by("difficulty").agg(n=pl.len(), bad=(pl.col("rationale_ok") == False).sum())  # noqa: E712
+    meta = {"new_rows": new.height, "total_rows": rows.height}
+    for d, n, bad in per_d.sort("difficulty").iter_rows():
+        meta[f"kept_d{d}"] = n
+        meta[f"kept_bad_rationale_share_d{d}"] = bad / n if n else 0.0
+    yield dg.Output(rows, metadata=meta)
+    yield dg.AssetCheckResult(passed=new.height > 0, metadata={"new_rows": new.height},
+                              description=f"{new.height} new verified rows this round")
+
+
+def _parent_rows_path(store, parent: str):
+    path = store.table_path("training_set", parent)
+    if not path.is_file():
+        raise dg.Failure(description=f"accumulating rows needs round {parent}'s training_set at {path}; "
+                                     f"materialize round {parent} first")
+    return path
+
+
+@dg.asset(**ROUND, kinds={"pytorch"}, tags={"selftaught/resource": "gpu"}, deps=["base_model"])
+def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
+           training_set: pl.DataFrame) -> dg.MaterializeResult:
+    """Fine-tune from the parent policy (continue) or the base model (restart); save with provenance."""
+    cfg, store, key = experiment.config, experiment.store, context.partition_key
+    parent = resolve_parent(context, store)
+    init = parent.artifact if cfg.training.init == "continue" else store.model_dir("base")
+    work = store.work_dir(key)
+    settings = settings_from_config(cfg.training, seed_offset=round_index(key))
+    context.log.info(f"{key}: {settings.method} fine-tune from {init.name} on {training_set.height} rows, "
+                     f"{settings.max_steps} steps")
+    metrics = train_sft(model_path(init), training_set, work, settings)
+    data_hash = file_hash(store.table_path("training_set", key))[:16]
+    prov = write_provenance(
+        work, policy_id=key, parent={"policy_id": parent.policy_id, "weights_hash": parent.weights_hash,
+                                     "run_id": parent.run_id},
+        init=cfg.training.init, method=cfg.training.method, base=str(cfg.model.base),
+        config_hash=cfg.section_hash(), data_hash=data_hash, metrics=metrics,
+    )
+    publish_dir(work, store.model_dir(key))
+    return dg.MaterializeResult(metadata={
+        **parent_metadata(parent), "weights_hash": prov["weights_hash"], "data_hash": data_hash,
+        "config_hash": prov["config_hash"], "init": cfg.training.init, "method": cfg.training.method,
+        "artifact": dg.MetadataValue.path(str(store.model_dir(key))),
+        "train_loss": metrics["train_loss"], "final_loss": metrics["final_loss"], "steps": metrics["steps"],
+        "train_seconds": metrics["seconds"],
+    })
+
+
+@dg.asset(**ROUND, kinds={"pytorch"}, tags={"selftaught/resource": "gpu"}, deps=["policy"])
+def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource,
+               eval_prompts: pl.DataFrame) -> pl.DataFrame:
+    """Greedy exact match of this round's policy on the held-out set, per difficulty."""
+    cfg, store, key = experiment.config, experiment.store, context.partition_key
+    artifact = store.model_dir(key)
+    if not is_complete(artifact):
+        raise dg.Failure(description=f"no complete policy artifact for {key} at {artifact}; materialize policy first")
+    backend = load_backend(cfg.sampling.backend, str(model_path(artifact)), batch_size=cfg.evaluation.batch_size)
+    df = evaluate_policy(backend, eval_prompts, get_verifier(cfg.verification.verifier),
+                         cfg.evaluation.max_new_tokens, key, key, log_progress(context, f"{key} eval"))
+    acc = accuracy_by_difficulty(df)
+    front = cfg.task.frontier
+    before = _previous_accuracy(store, key).get(front)
+    meta = {f"accuracy_d{d}": a for d, a in acc.items()}
+    meta["frontier_accuracy"] = acc.get(front, 0.0)
+    if before is not None:
+        meta["frontier_delta"] = acc.get(front, 0.0) - before
+    context.add_output_metadata(meta)
+    return df
+
+
+def _previous_accuracy(store, key: str) -> dict[int, float]:
+    parent = parent_key(key)
+    path = store.table_path("evaluation", parent) if parent else store.table_path("eval_results", "base")
+    return accuracy_by_difficulty(pl.read_parquet(path)) if path.is_file() else {}
+
+
+ROUND_ASSETS = [prompts, samples, verdicts, training_set, policy, evaluation]

@@ -1,0 +1,101 @@
+"""Unpartitioned assets every round uses: warm-start examples, the held-out
+evaluation set, and the base model (built once, cached by its config)."""
+
+
+import shutil
+
+import dagster as dg
+import polars as pl
+
+from assets.progress import log_progress
+from assets.resources import ExperimentResource
+from filters.evaluate import evaluate_policy
+from filters.metrics import accuracy_by_difficulty
+from filters.verifiers import get_verifier
+from selftaught.store import ensure_writable, publish_dir
+from synth.backends import load_backend
+from synth.tasks import make_task
+from synth.tiny import TinySpec, build_tiny_model
+from train.artifact import is_complete, model_path, read_provenance, write_provenance
+from train.sft import settings_from_config, train_sft
+
+
+@dg.asset(group_name="setup", kinds={"polars"})
+def warm_start_prompts(experiment: ExperimentResource) -> pl.DataFrame:
+    """Worked examples (prompt + reference solution) the base model is warm-started on."""
+    ensure_writable(experiment.store.root)
+    return make_task(experiment.config.task).warm_start()
+
+
+@dg.asset(group_name="setup", kinds={"polars"})
+def eval_prompts(experiment: ExperimentResource, warm_start_prompts: pl.DataFrame) -> pl.DataFrame:
+    """Held-out problems per difficulty, disjoint from the warm start."""
+    return make_task(experiment.config.task).eval_set(set(warm_start_prompts["prompt_id"]))
+
+
+def _base_key(cfg) -> str:
+    import hashlib
+    import json
+
+    wanted = {"model": cfg.model.model_dump(mode="json"), "warm_start": cfg.task.warm_start, "seed": cfg.task.seed}
+    return hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _build_base(context, experiment: ExperimentResource, warm: pl.DataFrame) -> dict:
+    cfg, store = experiment.config, experiment.store
+    work = store.work_dir("base")
+    shutil.rmtree(work, ignore_errors=True)
+    if cfg.model.base == "tiny":
+        t = cfg.model.tiny
+        init = build_tiny_model(TinySpec(t.hidden_size, t.num_layers, t.num_heads, t.intermediate_size,
+                                         t.max_positions, t.seed), work / "init")
+    else:
+        init = cfg.model.base  # a local path or a hub id; loading stays real
+    metrics = {}
+    if cfg.model.warm_start is not None:
+        context.log.info(f"warm start: full fine-tune on {warm.height} worked examples")
+        rows = warm.select("prompt", pl.col("target").alias("completion"))
+        metrics = train_sft(init, rows, work, settings_from_config(cfg.model.warm_start))
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        AutoModelForCausalLM.from_pretrained(init).save_pretrained(model_path(work))
+        AutoTokenizer.from_pretrained(init).save_pretrained(model_path(work))
+    shutil.rmtree(work / "init", ignore_errors=True)
+    write_provenance(work, policy_id="base", base=str(cfg.model.base), config_hash=_base_key(cfg), metrics=metrics)
+    publish_dir(work, store.model_dir("base"))
+    return metrics
+
+
+@dg.asset(group_name="setup", kinds={"pytorch"}, tags={"selftaught/resource": "gpu"})
+def base_model(
+    context: dg.AssetExecutionContext,
+    experiment: ExperimentResource,
+    warm_start_prompts: pl.DataFrame,
+    eval_prompts: pl.DataFrame,
+) -> dg.MaterializeResult:
+    """The round-1 policy: the tiny model (or `model.base`), warm-started; evaluated once."""
+    cfg, store = experiment.config, experiment.store
+    artifact = store.model_dir("base")
+    cached = is_complete(artifact) and read_provenance(artifact).get("config_hash") == _base_key(cfg)
+    if cached:
+        context.log.info(f"base model unchanged (config hash {_base_key(cfg)}): reusing {artifact}")
+    else:
+        _build_base(context, experiment, warm_start_prompts)
+    prov = read_provenance(artifact)
+    backend = load_backend(cfg.sampling.backend, str(model_path(artifact)), batch_size=cfg.evaluation.batch_size)
+    results = evaluate_policy(backend, eval_prompts, get_verifier(make_task(cfg.task).verifier),
+                              cfg.evaluation.max_new_tokens, "base", "base", log_progress(context, "eval base"))
+    path = store.write_table(results, "eval_results", "base")
+    acc = accuracy_by_difficulty(results)
+    return dg.MaterializeResult(
+        metadata={
+            "weights_hash": prov["weights_hash"],
+            "config_hash": prov["config_hash"],
+            "cached": cached,
+            "artifact": dg.MetadataValue.path(str(artifact)),
+            "eval_results": dg.MetadataValue.path(str(path)),
+            **{f"accuracy_d{d}": a for d, a in acc.items()},
+            "frontier_accuracy": acc.get(cfg.task.frontier, 0.0),
+        }
+    )

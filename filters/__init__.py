@@ -1,0 +1,2 @@
+"""Everything that judges and selects: verifiers, selection rules, metrics.
+Never imports dagster."""

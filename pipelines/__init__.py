@@ -1,0 +1,1 @@
+"""Composition: Dagster Definitions, jobs, the CLI and recipe presets."""

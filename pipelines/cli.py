@@ -1,0 +1,183 @@
+"""`selftaught`: run rounds, show their table, validate a config.
+
+    selftaught run [--config FILE] [--rounds N]   run until N rounds are complete
+    selftaught status [--config FILE]             the per-round table
+    selftaught validate FILE                      check a config and exit
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+ROUND_ORDER = ["prompts", "samples", "verdicts", "training_set", "policy", "evaluation"]
+QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    warnings.filterwarnings("ignore", module="dagster")
+    warnings.filterwarnings("ignore", category=UserWarning, module="(transformers|trl|peft|torch)")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("selftaught").setLevel(logging.INFO)
+
+
+def _todo(instance, key: str) -> list[str]:
+    """Round assets still to (re)materialize: from the first missing or stale one onward."""
+    from assets.lineage import latest_materialization
+
+    last = 0.0
+    for i, name in enumerate(ROUND_ORDER):
+        rec = latest_materialization(instance, name, key)
+        if rec is None or rec.timestamp < last:
+            return ROUND_ORDER[i:]
+        last = rec.timestamp
+    return []
+
+
+def _wall_seconds(instance, key: str) -> float:
+    from assets.lineage import latest_materialization
+
+    runs = {rec.run_id for n in ROUND_ORDER if (rec := latest_materialization(instance, n, key))}
+    total = 0.0
+    for run_id in runs:
+        record = instance.get_run_record_by_id(run_id)
+        if record and record.start_time and record.end_time:
+            total += record.end_time - record.start_time
+    return total
+
+
+def _failure(result) -> str:
+    for event in result.all_events:
+        if event.is_failure and event.event_specific_data is not None:
+            err = getattr(event.event_specific_data, "error", None)
+            if err is not None:
+                return f"{event.step_key}: {err.message.strip()}"
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
+            d = event.event_specific_data
+            return f"blocking check {d.check_name} on {d.asset_key.to_user_string()} failed: {d.description}"
+    return "the run failed; see the Dagster UI (make ui) for its logs"
+
+
+def cmd_run(args) -> int:
+    import dagster as dg
+
+    from pipelines.build import build_definitions
+    from pipelines.instance import get_instance
+    from pipelines.report import format_table, frontier_summary, round_rows
+    from selftaught.config import load_config
+    from selftaught.rounds import round_key
+    from selftaught.store import Store, ensure_writable
+
+    cfg = load_config(args.config)
+    target = args.rounds or cfg.max_rounds
+    defs = build_definitions(args.config)
+    store = Store(defs.resources["experiment"].storage_root)
+    ensure_writable(store.root)
+    instance = get_instance(args.dagster_home)
+    print(f"experiment {cfg.name}: storage {store.root}, dagster home {os.environ['DAGSTER_HOME']}", flush=True)
+
+    t0 = time.monotonic()
+    print("setup: warm-start examples, eval set, base model (cached when unchanged) ...", flush=True)
+    result = defs.resolve_job_def("setup").execute_in_process(instance=instance, run_config=QUIET_RUN,
+                                                              raise_on_error=False)
+    if not result.success:
+        print(f"setup failed: {_failure(result)}", file=sys.stderr)
+        return 1
+    print(f"setup done in {time.monotonic() - t0:.0f}s", flush=True)
+
+    round_job = defs.resolve_job_def("round")
+    keys, wall = [], {}
+    for i in range(1, target + 1):
+        key = round_key(i)
+        keys.append(key)
+        if key not in instance.get_dynamic_partitions("rounds"):
+            instance.add_dynamic_partitions("rounds", [key])
+        todo = _todo(instance, key)
+        if not todo:
+            print(f"{key}: already complete", flush=True)
+        else:
+            resumed = "" if todo == ROUND_ORDER else f" (resuming from {todo[0]})"
+            print(f"{key}: running{resumed} ...", flush=True)
+            result = round_job.execute_in_process(
+                instance=instance, partition_key=key, run_config=QUIET_RUN, raise_on_error=False,
+                asset_selection=[dg.AssetKey(n) for n in todo],
+            )
+            if not result.success:
+                print(f"{key} failed: {_failure(result)}", file=sys.stderr)
+                return 1
+        wall[key] = _wall_seconds(instance, key)
+        rows = round_rows(store, keys, wall)
+        print(format_table(rows), flush=True)
+    summary = frontier_summary(round_rows(store, keys, wall), cfg.task.frontier)
+    print(f"\n{target} rounds in {time.monotonic() - t0:.0f}s (this invocation). {summary or ''}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from pipelines.build import build_definitions
+    from pipelines.instance import get_instance
+    from pipelines.report import format_table, frontier_summary, round_rows
+    from selftaught.config import load_config
+    from selftaught.rounds import round_index
+    from selftaught.store import Store
+
+    cfg = load_config(args.config)
+    store = Store(build_definitions(args.config).resources["experiment"].storage_root)
+    instance = get_instance(args.dagster_home)
+    keys = sorted(k for k in instance.get_dynamic_partitions("rounds") if round_index(k))
+    wall = {k: _wall_seconds(instance, k) for k in keys}
+    rows = round_rows(store, keys, wall)
+    print(format_table(rows))
+    summary = frontier_summary(rows, cfg.task.frontier)
+    if summary:
+        print(summary)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from selftaught.config import load_config
+
+    cfg = load_config(args.config)
+    print(f"ok: experiment {cfg.name!r}, {cfg.max_rounds} rounds, storage {cfg.storage_root}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.build import DEFAULT_CONFIG
+
+    parser = argparse.ArgumentParser(prog="selftaught", description="Iterative self-training rounds on Dagster.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, help_ in [("run", cmd_run, "run rounds until --rounds are complete (resumes)"),
+                            ("status", cmd_status, "print the per-round table"),
+                            ("validate", cmd_validate, "validate an experiment config")]:
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--config", default=str(DEFAULT_CONFIG), help="experiment YAML (default: the demo)")
+        p.add_argument("--dagster-home", default=None, help="Dagster instance dir (default $DAGSTER_HOME or data/dagster_home)")
+        if name == "run":
+            p.add_argument("--rounds", type=int, default=None, help="rounds to complete (default: max_rounds)")
+        p.set_defaults(fn=fn)
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    from selftaught.config import ConfigError
+
+    try:
+        return args.fn(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The per-round table the CLI prints, read back from the round files on disk."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from filters.metrics import accuracy_by_difficulty
+from selftaught.schemas import CORRECT
+from selftaught.store import Store
+
+
+def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = None) -> list[dict]:
+    rows = []
+    base = store.table_path("eval_results", "base")
+    if base.is_file():
+        rows.append({"round": "base", "accuracy": accuracy_by_difficulty(pl.read_parquet(base))})
+    for key in keys:
+        row: dict = {"round": key}
+        v = store.table_path("verdicts", key)
+        if v.is_file():
+            verdicts = pl.read_parquet(v, columns=["verdict"])
+            row["samples"] = verdicts.height
+            row["pass_rate"] = (verdicts["verdict"] == CORRECT).mean() if verdicts.height else 0.0
+        t = store.table_path("training_set", key)
+        if t.is_file():
+            ts = pl.read_parquet(t, columns=["source_round"])
+            row["new_rows"] = int((ts["source_round"] == key).sum())
+            row["train_rows"] = ts.height
+        e = store.table_path("evaluation", key)
+        if e.is_file():
+            row["accuracy"] = accuracy_by_difficulty(pl.read_parquet(e))
+        if wall and key in wall:
+            row["wall_s"] = wall[key]
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    digits = sorted({d for r in rows for d in r.get("accuracy", {})})
+    head = ["round", "samples", "pass", "kept", "train rows"] + [f"acc {d}d" for d in digits] + ["wall s"]
+    lines = [head]
+    for r in rows:
+        acc = r.get("accuracy", {})
+        lines.append([
+            r["round"],
+            str(r.get("samples", "-")),
+            f"{r['pass_rate']:.1%}" if "pass_rate" in r else "-",
+            str(r.get("new_rows", "-")),
+            str(r.get("train_rows", "-")),
+            *[f"{acc[d]:.1%}" if d in acc else "-" for d in digits],
+            f"{r['wall_s']:.0f}" if "wall_s" in r else "-",
+        ])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = ["  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def frontier_summary(rows: list[dict], frontier: int) -> str | None:
+    accs = [(r["round"], r["accuracy"][frontier]) for r in rows if frontier in r.get("accuracy", {})]
+    if len(accs) < 2:
+        return None
+    curve = " -> ".join(f"{a:.1%}" for _, a in accs)
+    gain = (accs[-1][1] - accs[0][1]) * 100
+    return (f"{frontier}-digit held-out accuracy: {curve} "
+            f"({gain:+.1f} points from {accs[0][0]} to {accs[-1][0]})")

@@ -1,0 +1,169 @@
+"""The experiment config: one YAML file, validated strictly.
+
+Unknown keys and wrong types are errors that name the key and the file, so a
+typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """The experiment config is missing, unreadable or invalid."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _counts(v: dict[int, int]) -> dict[int, int]:
+    for d, n in v.items():
+        if not 1 <= d <= 12:
+            raise ValueError(f"difficulty (digit count) must be 1..12, got {d}")
+        if n < 0:
+            raise ValueError(f"count for difficulty {d} must be >= 0, got {n}")
+    return dict(sorted(v.items()))
+
+
+class TaskConfig(Strict):
+    name: Literal["arithmetic"] = "arithmetic"
+    warm_start: dict[int, int] = {1: 30, 2: 120, 3: 110, 4: 40}
+    pool: dict[int, int] = {3: 150, 4: 600, 5: 150}
+    eval: dict[int, int] = {1: 30, 2: 100, 3: 100, 4: 200, 5: 100}
+    seed: int = 0
+    frontier: int = Field(4, description="difficulty reported as the headline accuracy")
+
+    _v = field_validator("warm_start", "pool", "eval")(_counts)
+
+    @model_validator(mode="after")
+    def _frontier_evaluated(self):
+        if self.frontier not in self.eval:
+            raise ValueError(f"frontier difficulty {self.frontier} has no eval problems (eval: {self.eval})")
+        if sum(self.pool.values()) == 0:
+            raise ValueError("pool is empty: each round needs problems to sample")
+        return self
+
+
+class LoraConfig(Strict):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class TrainingConfig(Strict):
+    method: Literal["full", "lora"] = "full"
+    init: Literal["continue", "base"] = Field(
+        "continue", description="continue from the previous round's policy, or restart from the base model"
+    )
+    max_steps: int = Field(500, ge=1)
+    learning_rate: float = Field(3e-4, gt=0)
+    batch_size: int = Field(16, ge=1)
+    warmup_steps: int = Field(0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_length: int = Field(256, ge=8)
+    save_every: int = Field(100, ge=0, description="checkpoint interval for resume; 0 disables")
+    seed: int = 0
+    lora: LoraConfig = LoraConfig()
+
+
+class TinyModelConfig(Strict):
+    hidden_size: int = Field(128, ge=8)
+    num_layers: int = Field(4, ge=1)
+    num_heads: int = Field(4, ge=1)
+    intermediate_size: int = Field(512, ge=8)
+    max_positions: int = Field(256, ge=16)
+    seed: int = 0
+
+
+class ModelConfig(Strict):
+    base: str = Field("tiny", description="'tiny' builds the offline tiny model; otherwise a local path or hub id")
+    tiny: TinyModelConfig = TinyModelConfig()
+    warm_start: TrainingConfig | None = TrainingConfig(max_steps=600, learning_rate=1e-3, warmup_steps=20, save_every=0)
+
+
+class SamplingConfig(Strict):
+    backend: Literal["hf"] = "hf"
+    n: int = Field(8, ge=1)
+    temperature: float = Field(0.8, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(100, ge=1)
+    batch_size: int = Field(256, ge=1)
+    seed: int = 0
+
+
+class VerificationConfig(Strict):
+    verifier: str = "arithmetic"
+    max_unverifiable_share: float = Field(0.2, ge=0, le=1)
+
+
+class SelectionConfig(Strict):
+    max_per_prompt: int = Field(1, ge=1)
+    require_rationale: bool = False
+    dedup: bool = True
+    accumulate: bool = Field(True, description="train on kept rows of all rounds so far, not this round's alone")
+    include_warm_start: bool = Field(True, description="add the warm-start examples to every round's training set")
+
+
+class EvaluationConfig(Strict):
+    max_new_tokens: int = Field(100, ge=1)
+    batch_size: int = Field(256, ge=1)
+
+
+class ExperimentConfig(Strict):
+    name: str = Field("demo", pattern=r"^[A-Za-z0-9_\-]+$")
+    storage_root: str = "data/runs/demo"
+    max_rounds: int = Field(3, ge=1)
+    task: TaskConfig = TaskConfig()
+    model: ModelConfig = ModelConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    verification: VerificationConfig = VerificationConfig()
+    selection: SelectionConfig = SelectionConfig()
+    training: TrainingConfig = TrainingConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+
+    def section_hash(self, *sections: str) -> str:
+        """Hash of the named sections (all when none): what a cached artifact depends on."""
+        data = self.model_dump(mode="json")
+        picked = {k: data[k] for k in sections} if sections else data
+        return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"invalid experiment config {source}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - {where}: unknown key (check the spelling; see pipelines/presets/demo.yaml)")
+        else:
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  - {where}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict, source: str = "<dict>") -> ExperimentConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid experiment config {source}: expected a mapping at the top, got {type(data).__name__}")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"experiment config not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"experiment config {p} is not valid YAML: {exc}") from None
+    return parse_config(data, str(p))

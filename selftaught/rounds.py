@@ -1,0 +1,31 @@
+"""Round keys: r001, r002, ... (sortable, stable in file names and the UI)."""
+
+from __future__ import annotations
+
+import re
+
+_KEY = re.compile(r"^r(\d{3,})$")
+
+
+def round_key(index: int) -> str:
+    if index < 1:
+        raise ValueError(f"round index must be >= 1, got {index}")
+    return f"r{index:03d}"
+
+
+def round_index(key: str) -> int:
+    m = _KEY.match(key)
+    if not m:
+        raise ValueError(f"not a round key: {key!r} (expected r001, r002, ...)")
+    return int(m[1])
+
+
+def parent_key(key: str) -> str | None:
+    """The round whose policy generates this round's samples; None for round 1 (base model)."""
+    i = round_index(key)
+    return round_key(i - 1) if i > 1 else None
+
+
+def next_round(existing: list[str]) -> str:
+    done = [round_index(k) for k in existing if _KEY.match(k)]
+    return round_key(max(done, default=0) + 1)

@@ -1,0 +1,127 @@
+"""The one place that declares every table the pipeline writes.
+
+Each table is a polars schema. `validate` checks a frame at a boundary (before it
+is written, after it is read) and returns it with columns in declared order.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+CORRECT, INCORRECT, UNVERIFIABLE = "correct", "incorrect", "unverifiable"
+VERDICTS = (CORRECT, INCORRECT, UNVERIFIABLE)
+
+PROMPTS = {
+    "prompt_id": pl.String,  # stable across rounds: content-derived
+    "split": pl.String,  # warm_start | pool | eval
+    "round": pl.String,  # round key for pools, "" otherwise
+    "prompt": pl.String,
+    "reference": pl.String,  # gold answer; "" when the task has none
+    "target": pl.String,  # gold worked solution (completion); "" when none
+    "difficulty": pl.Int32,
+}
+
+SAMPLES = {
+    "round": pl.String,
+    "prompt_id": pl.String,
+    "sample_idx": pl.Int32,
+    "policy_id": pl.String,  # "base" or a round key
+    "policy_hash": pl.String,  # content hash of the weights that wrote it
+    "prompt": pl.String,
+    "completion": pl.String,
+    "backend": pl.String,
+    "temperature": pl.Float64,
+    "top_p": pl.Float64,
+    "max_new_tokens": pl.Int32,
+    "seed": pl.Int64,
+}
+
+VERDICTS_TABLE = {
+    "round": pl.String,
+    "prompt_id": pl.String,
+    "sample_idx": pl.Int32,
+    "verdict": pl.String,  # correct | incorrect | unverifiable
+    "reward": pl.Float64,
+    "extracted_answer": pl.String,  # null when nothing could be extracted
+    "rationale_ok": pl.Boolean,  # null when the verifier cannot check steps
+    "reason": pl.String,
+    "verifier": pl.String,  # name@version
+}
+
+SFT_ROWS = {
+    "row_id": pl.String,  # "<round>/<prompt_id>/<sample_idx>": traceable to a sample
+    "source_round": pl.String,  # round whose policy wrote the completion
+    "prompt_id": pl.String,
+    "sample_idx": pl.Int32,
+    "policy_id": pl.String,
+    "policy_hash": pl.String,
+    "prompt": pl.String,
+    "completion": pl.String,
+    "reward": pl.Float64,
+}
+
+PREFERENCE_PAIRS = {
+    "row_id": pl.String,
+    "source_round": pl.String,
+    "prompt_id": pl.String,
+    "policy_id": pl.String,
+    "prompt": pl.String,
+    "chosen": pl.String,
+    "rejected": pl.String,
+    "chosen_sample_idx": pl.Int32,
+    "rejected_sample_idx": pl.Int32,
+}
+
+EVAL_RESULTS = {
+    "round": pl.String,
+    "policy_id": pl.String,
+    "prompt_id": pl.String,
+    "difficulty": pl.Int32,
+    "completion": pl.String,
+    "extracted_answer": pl.String,
+    "verdict": pl.String,
+    "rationale_ok": pl.Boolean,
+}
+
+TABLES: dict[str, dict] = {
+    "prompts": PROMPTS,
+    "samples": SAMPLES,
+    "verdicts": VERDICTS_TABLE,
+    "sft_rows": SFT_ROWS,
+    "preference_pairs": PREFERENCE_PAIRS,
+    "eval_results": EVAL_RESULTS,
+}
+
+
+class SchemaError(ValueError):
+    """A frame does not match its declared table schema."""
+
+
+def empty(table: str) -> pl.DataFrame:
+    return pl.DataFrame(schema=TABLES[table])
+
+
+def validate(df: pl.DataFrame, table: str) -> pl.DataFrame:
+    """Check columns and types of `df` against `table`; cast safe numeric widenings."""
+    schema = TABLES[table]
+    missing = [c for c in schema if c not in df.columns]
+    if missing:
+        raise SchemaError(
+            f"table '{table}' is missing column(s) {missing}; "
+            f"got {df.columns}, expected {list(schema)}"
+        )
+    extra = [c for c in df.columns if c not in schema]
+    if extra:
+        raise SchemaError(f"table '{table}' has undeclared column(s) {extra}")
+    try:
+        out = df.select([pl.col(c).cast(t, strict=True) for c, t in schema.items()])
+    except pl.exceptions.PolarsError as exc:
+        raise SchemaError(f"table '{table}': a column has the wrong type: {exc}") from exc
+    if "verdict" in schema:
+        bad = out.filter(~pl.col("verdict").is_in(VERDICTS))
+        if bad.height:
+            raise SchemaError(
+                f"table '{table}': verdict must be one of {VERDICTS}, "
+                f"got {bad['verdict'].unique().to_list()[:5]}"
+            )
+    return out

@@ -1,0 +1,41 @@
+"""Turn a prompts table into a samples table with a backend."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from selftaught import schemas
+from synth.backends import Backend, Progress, SamplingParams
+
+
+def sample(
+    backend: Backend,
+    prompts: pl.DataFrame,
+    params: SamplingParams,
+    round_key: str,
+    policy_id: str,
+    policy_hash: str,
+    progress: Progress | None = None,
+) -> pl.DataFrame:
+    """Generate `params.n` completions per prompt; one row per completion."""
+    completions = backend.generate(prompts["prompt"].to_list(), params, progress)
+    rows = {c: [] for c in ("prompt_id", "sample_idx", "prompt", "completion")}
+    for pid, prompt, outs in zip(prompts["prompt_id"], prompts["prompt"], completions, strict=True):
+        if len(outs) != params.n:
+            raise RuntimeError(f"backend {backend.name} returned {len(outs)} samples for {pid}, expected {params.n}")
+        for i, text in enumerate(outs):
+            rows["prompt_id"].append(pid)
+            rows["sample_idx"].append(i)
+            rows["prompt"].append(prompt)
+            rows["completion"].append(text)
+    df = pl.DataFrame(rows).with_columns(
+        pl.lit(round_key).alias("round"),
+        pl.lit(policy_id).alias("policy_id"),
+        pl.lit(policy_hash).alias("policy_hash"),
+        pl.lit(backend.name).alias("backend"),
+        pl.lit(params.temperature).alias("temperature"),
+        pl.lit(params.top_p).alias("top_p"),
+        pl.lit(params.max_new_tokens).alias("max_new_tokens"),
+        pl.lit(params.seed).alias("seed"),
+    )
+    return schemas.validate(df.select(list(schemas.SAMPLES)), "samples")

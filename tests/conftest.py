@@ -1,0 +1,74 @@
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+TESTS = Path(__file__).parent
+TINY_CONFIG = TESTS / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A randomly initialised tiny Llama + char tokenizer, built offline once."""
+    from synth.tiny import TinySpec, build_tiny_model
+
+    return build_tiny_model(TinySpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+                                     max_positions=64), tmp_path_factory.mktemp("tiny") / "model")
+
+
+def make_tiny_config(folder: Path) -> Path:
+    """The tiny experiment config with its storage root inside `folder`."""
+    import yaml
+
+    data = yaml.safe_load(TINY_CONFIG.read_text())
+    data["storage_root"] = str(folder / "store")
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Path:
+    return make_tiny_config(tmp_path)
+
+
+@contextmanager
+def fresh_dagster_home(folder: Path):
+    """A DAGSTER_HOME of its own (with the project's dagster.yaml) for the duration."""
+    from pipelines.instance import dagster_home as prepare
+
+    old = os.environ.get("DAGSTER_HOME")
+    try:
+        yield prepare(str(folder / "dagster_home"))
+    finally:
+        if old is None:
+            os.environ.pop("DAGSTER_HOME", None)
+        else:
+            os.environ["DAGSTER_HOME"] = old
+
+
+@pytest.fixture
+def dagster_home(tmp_path):
+    with fresh_dagster_home(tmp_path) as home:
+        yield home
+
+
+def copy_config(src: Path, dst: Path, **changes) -> Path:
+    import yaml
+
+    data = yaml.safe_load(src.read_text())
+    for dotted, value in changes.items():
+        node = data
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    dst.write_text(yaml.safe_dump(data))
+    return dst

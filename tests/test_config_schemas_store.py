@@ -1,0 +1,114 @@
+import os
+
+import polars as pl
+import pytest
+
+from selftaught import schemas
+from selftaught.config import ConfigError, load_config, parse_config
+from selftaught.rounds import next_round, parent_key, round_index, round_key
+from selftaught.store import Store, dir_hash, ensure_writable, publish_dir, write_parquet_atomic
+from pipelines.build import DEFAULT_CONFIG
+
+
+def test_demo_preset_is_valid_and_matches_the_defaults():
+    cfg = load_config(DEFAULT_CONFIG)
+    assert cfg.name == "demo" and cfg.sampling.n == 8 and cfg.task.pool == {3: 150, 4: 600, 5: 150}
+
+
+@pytest.mark.parametrize(
+    "data,needle",
+    [
+        ({"sampling": {"temprature": 0.5}}, "sampling.temprature: unknown key"),
+        ({"bogus": 1}, "bogus: unknown key"),
+        ({"sampling": {"n": 0}}, "sampling.n: Input should be greater than or equal to 1"),
+        ({"sampling": {"n": "eight"}}, "sampling.n"),
+        ({"training": {"method": "qlora"}}, "training.method"),
+        ({"training": {"init": "previous"}}, "training.init"),
+        ({"task": {"frontier": 9}}, "frontier difficulty 9 has no eval problems"),
+        ({"task": {"pool": {3: 0}}}, "pool is empty"),
+        ({"task": {"pool": {0: 5}}}, "difficulty (digit count) must be 1..12"),
+        ({"name": "has space"}, "name"),
+        ({"verification": {"max_unverifiable_share": 2}}, "max_unverifiable_share"),
+        ([1, 2], "expected a mapping"),
+    ],
+)
+def test_bad_configs_name_the_offending_key(data, needle):
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, "x.yaml")
+    assert needle in str(err.value) and "x.yaml" in str(err.value)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sampling: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_section_hash_tracks_changes():
+    a, b = parse_config({}), parse_config({"training": {"max_steps": 7}})
+    assert a.section_hash("model") == b.section_hash("model")
+    assert a.section_hash() != b.section_hash()
+
+
+def test_round_keys():
+    assert round_key(1) == "r001" and round_index("r012") == 12
+    assert parent_key("r001") is None and parent_key("r010") == "r009"
+    assert next_round(["r001", "r002"]) == "r003" and next_round([]) == "r001"
+    with pytest.raises(ValueError, match="not a round key"):
+        round_index("round-1")
+
+
+def test_validate_reports_missing_columns_and_bad_verdicts():
+    with pytest.raises(schemas.SchemaError, match="missing column"):
+        schemas.validate(pl.DataFrame({"round": ["r001"]}), "samples")
+    v = schemas.empty("verdicts").vstack(pl.DataFrame(
+        {"round": ["r"], "prompt_id": ["p"], "sample_idx": [0], "verdict": ["maybe"], "reward": [0.0],
+         "extracted_answer": [None], "rationale_ok": [None], "reason": [""], "verifier": ["v"]},
+        schema=schemas.VERDICTS_TABLE))
+    with pytest.raises(schemas.SchemaError, match="verdict must be one of"):
+        schemas.validate(v, "verdicts")
+    with pytest.raises(schemas.SchemaError, match="undeclared"):
+        schemas.validate(schemas.empty("prompts").with_columns(pl.lit(1).alias("x")), "prompts")
+
+
+def test_atomic_parquet_write_leaves_nothing_on_failure(tmp_path):
+    path = tmp_path / "t" / "r001.parquet"
+    write_parquet_atomic(pl.DataFrame({"a": [1]}), path)
+
+    class Boom(pl.DataFrame):
+        def write_parquet(self, *a, **k):
+            raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_parquet_atomic(Boom({"a": [2]}), path)
+    assert pl.read_parquet(path)["a"].to_list() == [1]
+    assert os.listdir(path.parent) == ["r001.parquet"]
+
+
+def test_store_validates_on_write_and_read(tmp_path):
+    store = Store(tmp_path)
+    with pytest.raises(schemas.SchemaError):
+        store.write_table(pl.DataFrame({"x": [1]}), "samples", "r001")
+    assert not store.table_path("samples", "r001").exists()
+    with pytest.raises(FileNotFoundError, match="no samples table for r001"):
+        store.read_table("samples", "r001")
+
+
+def test_publish_dir_replaces_and_dir_hash_tracks_content(tmp_path):
+    a, dst = tmp_path / "a", tmp_path / "out"
+    a.mkdir(); (a / "f").write_text("1")
+    publish_dir(a, dst)
+    h1 = dir_hash(dst)
+    b = tmp_path / "b"; b.mkdir(); (b / "f").write_text("2")
+    publish_dir(b, dst)
+    assert (dst / "f").read_text() == "2" and dir_hash(dst) != h1 and not a.exists() and not b.exists()
+
+
+def test_unwritable_root_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a root under a regular file fails even for root
+    with pytest.raises(PermissionError, match="not writable"):
+        ensure_writable(blocker / "store")

@@ -1,0 +1,2 @@
+"""Training sets and training (TRL + PEFT), and the model artifact.
+Never imports dagster."""

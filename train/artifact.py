@@ -1,0 +1,42 @@
+"""The model artifact: a directory with a loadable model and its provenance.
+
+    <artifact>/model/            HF model + tokenizer (merged weights for LoRA)
+    <artifact>/adapter/          the LoRA adapter (LoRA rounds only)
+    <artifact>/provenance.json   parent, base, config hash, data hash, metrics
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from selftaught.store import dir_hash, write_text_atomic
+
+PROVENANCE = "provenance.json"
+
+
+def model_path(artifact: Path) -> Path:
+    return Path(artifact) / "model"
+
+
+def weights_hash(artifact: Path) -> str:
+    return dir_hash(model_path(artifact), "*.safetensors")[:16]
+
+
+def write_provenance(artifact: Path, **fields) -> dict:
+    record = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields}
+    record["weights_hash"] = weights_hash(artifact)
+    write_text_atomic(json.dumps(record, indent=2, sort_keys=True), Path(artifact) / PROVENANCE)
+    return record
+
+
+def read_provenance(artifact: Path) -> dict:
+    path = Path(artifact) / PROVENANCE
+    if not path.is_file():
+        raise FileNotFoundError(f"{artifact} is not a complete model artifact (no {PROVENANCE})")
+    return json.loads(path.read_text())
+
+
+def is_complete(artifact: Path) -> bool:
+    return (Path(artifact) / PROVENANCE).is_file() and model_path(artifact).is_dir()

@@ -1,0 +1,166 @@
+"""Supervised fine-tuning on prompt/completion rows with TRL's SFTTrainer.
+
+Prompt/completion rows give completion-only loss and an appended eos. `method`
+is "full" (all weights; needed for tiny models from scratch) or "lora" (PEFT
+adapter, merged into a full copy so the next round and any backend can load it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+log = logging.getLogger("selftaught.train")
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class SFTSettings:
+    method: str = "full"  # full | lora
+    max_steps: int = 500
+    learning_rate: float = 3e-4
+    batch_size: int = 16
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_length: int = 256
+    seed: int = 0
+    save_every: int = 0  # checkpoint interval in steps for resume; 0 = no checkpoints
+    lora: LoraSettings = field(default_factory=LoraSettings)
+
+
+def _progress_callback(total: int):
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def __init__(self):
+            self.t0 = time.monotonic()
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                rate = state.global_step / max(time.monotonic() - self.t0, 1e-9)
+                log.info("train step %d/%d loss %.4f (%.1f steps/s)", state.global_step, total, logs["loss"], rate)
+
+    return Progress()
+
+
+def _device_args() -> dict:
+    import torch
+
+    if torch.cuda.is_available():
+        return {"bf16": torch.cuda.is_bf16_supported()}
+    # TRL defaults to bf16 and gradient checkpointing: wrong or slow on CPU.
+    return {"use_cpu": True, "bf16": False}
+
+
+def train_sft(
+    init_model_dir: str | Path, rows: pl.DataFrame, out_dir: str | Path, s: SFTSettings, callbacks: tuple = ()
+) -> dict:
+    """Fine-tune the model in `init_model_dir` on `rows` (prompt, completion).
+
+    Writes `out_dir/model` (loadable HF model + tokenizer), and for LoRA also
+    `out_dir/adapter`. Checkpoints go to `out_dir/checkpoints` and a rerun resumes
+    from the newest one. Returns training metrics.
+    """
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    if rows.height == 0:
+        raise ValueError("no training rows: nothing to fine-tune on")
+    if s.method not in ("full", "lora"):
+        raise ValueError(f"training method must be 'full' or 'lora', got {s.method!r}")
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    torch.manual_seed(s.seed)
+    model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch.float32)
+    peft_config = None
+    if s.method == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=s.lora.r, lora_alpha=s.lora.alpha, lora_dropout=s.lora.dropout,
+            target_modules=list(s.lora.target_modules), task_type="CAUSAL_LM",
+        )
+    data = Dataset.from_dict({"prompt": rows["prompt"].to_list(), "completion": rows["completion"].to_list()})
+    args = SFTConfig(
+        output_dir=str(ckpt_dir),
+        max_steps=s.max_steps,
+        per_device_train_batch_size=s.batch_size,
+        learning_rate=s.learning_rate,
+        warmup_steps=s.warmup_steps,
+        weight_decay=s.weight_decay,
+        lr_scheduler_type="linear",
+        max_length=s.max_length,
+        seed=s.seed,
+        data_seed=s.seed,
+        logging_steps=max(1, s.max_steps // 10),
+        save_strategy="steps" if s.save_every else "no",
+        save_steps=s.save_every or 500,
+        save_total_limit=1,
+        gradient_checkpointing=False,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        **_device_args(),
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=data, processing_class=tok, peft_config=peft_config,
+        callbacks=[_progress_callback(s.max_steps), *callbacks],
+    )
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # it prints raw dicts; progress goes to our logger
+    resume = s.save_every > 0 and any(ckpt_dir.glob("checkpoint-*"))
+    if resume:
+        log.info("resuming training from a checkpoint in %s", ckpt_dir)
+    t0 = time.monotonic()
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    seconds = time.monotonic() - t0
+
+    model_dir = out / "model"
+    final = trainer.model
+    if s.method == "lora":
+        final.save_pretrained(out / "adapter")
+        final = final.merge_and_unload()
+    final.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {
+        "train_loss": float(result.training_loss),
+        "final_loss": float(losses[-1]) if losses else float("nan"),
+        "steps": int(trainer.state.global_step),
+        "rows": rows.height,
+        "seconds": round(seconds, 1),
+        "steps_per_second": round(trainer.state.global_step / max(seconds, 1e-9), 2),
+        "resumed": resume,
+        "threads": int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())),
+    }
+
+
+def settings_from_config(cfg, seed_offset: int = 0) -> SFTSettings:
+    """SFTSettings from a `selftaught.config.TrainingConfig`."""
+    lora = LoraSettings(r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
+                        target_modules=tuple(cfg.lora.target_modules))
+    return SFTSettings(
+        method=cfg.method, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+        batch_size=cfg.batch_size, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
+        max_length=cfg.max_length, seed=cfg.seed + seed_offset, save_every=cfg.save_every, lora=lora,
+    )
