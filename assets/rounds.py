@@ -12,7 +12,7 @@ from assets.lineage import parent_metadata, resolve_parent
 from assets.progress import log_progress
 from assets.resources import ExperimentResource
 from filters.evaluate import evaluate_policy
-from filters.metrics import accuracy_by_difficulty, sample_metrics
+from filters.metrics import accuracy_by_difficulty, pick_frontier, sample_metrics
 from filters.select import accumulate, judged, select_sft
 from filters.verifiers import get_verifier, verify
 from selftaught import schemas
@@ -180,9 +180,12 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
     df = evaluate_policy(backend, eval_prompts, get_verifier(cfg.verification.verifier),
                          cfg.evaluation.max_new_tokens, key, key, log_progress(context, f"{key} eval"))
     acc = accuracy_by_difficulty(df)
-    front = cfg.task.frontier
+    base_path = store.table_path("eval_results", "base")
+    base_acc = accuracy_by_difficulty(pl.read_parquet(base_path)) if base_path.is_file() else {}
+    front = pick_frontier(cfg.task.frontier, base_acc, list(cfg.task.pool))
     before = _previous_accuracy(store, key).get(front)
     meta = {f"accuracy_d{d}": a for d, a in acc.items()}
+    meta["frontier"] = front
     meta["frontier_accuracy"] = acc.get(front, 0.0)
     if before is not None:
         meta["frontier_delta"] = acc.get(front, 0.0) - before

@@ -10,13 +10,13 @@ import polars as pl
 from assets.progress import log_progress
 from assets.resources import ExperimentResource
 from filters.evaluate import evaluate_policy
-from filters.metrics import accuracy_by_difficulty
+from filters.metrics import accuracy_by_difficulty, pick_frontier
 from filters.verifiers import get_verifier
 from selftaught.store import ensure_writable, publish_dir
 from synth.backends import load_backend
 from synth.tasks import make_task
 from synth.tiny import TinySpec, build_tiny_model
-from train.artifact import is_complete, model_path, read_provenance, write_provenance
+from train.artifact import copy_model, is_complete, model_path, read_provenance, write_provenance
 from train.sft import settings_from_config, train_sft
 
 
@@ -57,10 +57,7 @@ def _build_base(context, experiment: ExperimentResource, warm: pl.DataFrame) -> 
         rows = warm.select("prompt", pl.col("target").alias("completion"))
         metrics = train_sft(init, rows, work, settings_from_config(cfg.model.warm_start))
     else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        AutoModelForCausalLM.from_pretrained(init).save_pretrained(model_path(work))
-        AutoTokenizer.from_pretrained(init).save_pretrained(model_path(work))
+        copy_model(init, model_path(work))
     shutil.rmtree(work / "init", ignore_errors=True)
     write_provenance(work, policy_id="base", base=str(cfg.model.base), config_hash=_base_key(cfg), metrics=metrics)
     publish_dir(work, store.model_dir("base"))
@@ -96,6 +93,7 @@ def base_model(
             "artifact": dg.MetadataValue.path(str(artifact)),
             "eval_results": dg.MetadataValue.path(str(path)),
             **{f"accuracy_d{d}": a for d, a in acc.items()},
-            "frontier_accuracy": acc.get(cfg.task.frontier, 0.0),
+            "frontier": (front := pick_frontier(cfg.task.frontier, acc, list(cfg.task.pool))),
+            "frontier_accuracy": acc.get(front, 0.0),
         }
     )

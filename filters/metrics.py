@@ -43,3 +43,14 @@ def sample_metrics(samples_judged: pl.DataFrame, difficulty: pl.DataFrame) -> di
 def accuracy_by_difficulty(results: pl.DataFrame) -> dict[int, float]:
     acc = results.group_by("difficulty").agg((pl.col("verdict") == CORRECT).mean().alias("acc")).sort("difficulty")
     return {int(d): float(a) for d, a in acc.iter_rows()}
+
+
+AUTO_FRONTIER_MIN = 0.10
+
+
+def pick_frontier(frontier: int | str, base_accuracy: dict[int, float], pool: list[int]) -> int | None:
+    """The configured difficulty, or for "auto" the hardest pool difficulty the base solves >= 10% of."""
+    if frontier != "auto":
+        return int(frontier)
+    reachable = [d for d in sorted(pool) if base_accuracy.get(d, 0.0) >= AUTO_FRONTIER_MIN]
+    return reachable[-1] if reachable else (min(pool) if pool else None)

@@ -25,6 +25,9 @@ def _quiet_libraries() -> None:
 
     warnings.filterwarnings("ignore", module="dagster")
     warnings.filterwarnings("ignore", category=UserWarning, module="(transformers|trl|peft|torch)")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("selftaught").setLevel(logging.INFO)
 
@@ -117,8 +120,10 @@ def cmd_run(args) -> int:
         wall[key] = _wall_seconds(instance, key)
         rows = round_rows(store, keys, wall)
         print(format_table(rows), flush=True)
-    summary = frontier_summary(round_rows(store, keys, wall), cfg.task.frontier)
-    print(f"\n{target} rounds in {time.monotonic() - t0:.0f}s (this invocation). {summary or ''}")
+    summary = frontier_summary(round_rows(store, keys, wall), cfg.task.frontier, list(cfg.task.pool))
+    print(f"\n{target} rounds complete; {time.monotonic() - t0:.0f}s in this invocation.")
+    if summary:
+        print(summary)
     return 0
 
 
@@ -137,7 +142,7 @@ def cmd_status(args) -> int:
     wall = {k: _wall_seconds(instance, k) for k in keys}
     rows = round_rows(store, keys, wall)
     print(format_table(rows))
-    summary = frontier_summary(rows, cfg.task.frontier)
+    summary = frontier_summary(rows, cfg.task.frontier, list(cfg.task.pool))
     if summary:
         print(summary)
     return 0

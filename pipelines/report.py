@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from filters.metrics import accuracy_by_difficulty
+from filters.metrics import accuracy_by_difficulty, pick_frontier
 from selftaught.schemas import CORRECT
 from selftaught.store import Store
 
@@ -56,11 +56,24 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def frontier_summary(rows: list[dict], frontier: int) -> str | None:
-    accs = [(r["round"], r["accuracy"][frontier]) for r in rows if frontier in r.get("accuracy", {})]
+def curve(rows: list[dict], difficulty: int) -> str | None:
+    accs = [(r["round"], r["accuracy"][difficulty]) for r in rows if difficulty in r.get("accuracy", {})]
     if len(accs) < 2:
         return None
-    curve = " -> ".join(f"{a:.1%}" for _, a in accs)
+    points = " -> ".join(f"{a:.1%}" for _, a in accs)
     gain = (accs[-1][1] - accs[0][1]) * 100
-    return (f"{frontier}-digit held-out accuracy: {curve} "
-            f"({gain:+.1f} points from {accs[0][0]} to {accs[-1][0]})")
+    return f"{difficulty}-digit held-out accuracy: {points} ({gain:+.1f} points from {accs[0][0]} to {accs[-1][0]})"
+
+
+def frontier_summary(rows: list[dict], frontier: int | str, pool: list[int]) -> str | None:
+    """One line per pool difficulty, the frontier first and marked."""
+    base = next((r["accuracy"] for r in rows if r["round"] == "base"), {})
+    front = pick_frontier(frontier, base, pool)
+    order = ([front] if front is not None else []) + [d for d in sorted(pool) if d != front]
+    lines = []
+    for d in order:
+        line = curve(rows, d)
+        if line:
+            how = " (auto: hardest difficulty the base solves >= 10% of)" if frontier == "auto" else ""
+            lines.append(("frontier " + line + how) if d == front else ("         " + line))
+    return "\n".join(lines) or None

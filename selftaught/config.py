@@ -38,13 +38,15 @@ class TaskConfig(Strict):
     pool: dict[int, int] = {3: 150, 4: 600, 5: 150}
     eval: dict[int, int] = {1: 30, 2: 100, 3: 100, 4: 200, 5: 100}
     seed: int = 0
-    frontier: int = Field(4, description="difficulty reported as the headline accuracy")
+    frontier: int | Literal["auto"] = Field(
+        "auto", description="difficulty reported as the headline; auto = the hardest pool difficulty "
+        "the base model solves at least 10% of (self-training can only lift what it can sample)")
 
     _v = field_validator("warm_start", "pool", "eval")(_counts)
 
     @model_validator(mode="after")
     def _frontier_evaluated(self):
-        if self.frontier not in self.eval:
+        if self.frontier != "auto" and self.frontier not in self.eval:
             raise ValueError(f"frontier difficulty {self.frontier} has no eval problems (eval: {self.eval})")
         if sum(self.pool.values()) == 0:
             raise ValueError("pool is empty: each round needs problems to sample")
@@ -70,6 +72,7 @@ class TrainingConfig(Strict):
     weight_decay: float = Field(0.0, ge=0)
     max_length: int = Field(256, ge=8)
     save_every: int = Field(100, ge=0, description="checkpoint interval for resume; 0 disables")
+    completion_only_loss: bool = Field(True, description="False also puts loss on the prompt tokens")
     seed: int = 0
     lora: LoraConfig = LoraConfig()
 

@@ -81,3 +81,13 @@ def test_sample_metrics_count_rates_and_bad_rationales():
 def test_accuracy_by_difficulty():
     df = pl.DataFrame({"difficulty": [1, 1, 2], "verdict": ["correct", "incorrect", "correct"]})
     assert accuracy_by_difficulty(df) == {1: 0.5, 2: 1.0}
+
+
+def test_auto_frontier_is_the_hardest_reachable_pool_difficulty():
+    from filters.metrics import pick_frontier
+
+    base = {1: 0.9, 2: 0.9, 3: 0.27, 4: 0.015, 5: 0.0}
+    assert pick_frontier("auto", base, [3, 4, 5]) == 3
+    assert pick_frontier("auto", {3: 0.5, 4: 0.2}, [3, 4, 5]) == 4
+    assert pick_frontier("auto", {}, [3, 4]) == 3
+    assert pick_frontier(4, base, [3, 4, 5]) == 4

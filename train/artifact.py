@@ -40,3 +40,16 @@ def read_provenance(artifact: Path) -> dict:
 
 def is_complete(artifact: Path) -> bool:
     return (Path(artifact) / PROVENANCE).is_file() and model_path(artifact).is_dir()
+
+
+def copy_model(src: str | Path, dst: Path) -> None:
+    """Load a model + tokenizer (local directory or hub id) and save it to `dst`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(src)
+        tok = AutoTokenizer.from_pretrained(src)
+    except OSError as exc:
+        raise ValueError(f"base model {src!r} is not a loadable model directory or hub id: {exc}") from None
+    model.save_pretrained(dst)
+    tok.save_pretrained(dst)

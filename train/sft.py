@@ -38,6 +38,7 @@ class SFTSettings:
     max_length: int = 256
     seed: int = 0
     save_every: int = 0  # checkpoint interval in steps for resume; 0 = no checkpoints
+    completion_only_loss: bool = True  # False also trains on the prompt tokens
     lora: LoraSettings = field(default_factory=LoraSettings)
 
 
@@ -85,11 +86,14 @@ def train_sft(
         raise ValueError(f"training method must be 'full' or 'lora', got {s.method!r}")
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
-    tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
+    try:
+        tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
+        model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch.float32)
+    except OSError as exc:
+        raise ValueError(f"{init_model_dir} is not a loadable model directory or hub id: {exc}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     torch.manual_seed(s.seed)
-    model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch.float32)
     peft_config = None
     if s.method == "lora":
         from peft import LoraConfig
@@ -108,6 +112,7 @@ def train_sft(
         weight_decay=s.weight_decay,
         lr_scheduler_type="linear",
         max_length=s.max_length,
+        completion_only_loss=s.completion_only_loss,
         seed=s.seed,
         data_seed=s.seed,
         logging_steps=max(1, s.max_steps // 10),
@@ -163,4 +168,5 @@ def settings_from_config(cfg, seed_offset: int = 0) -> SFTSettings:
         method=cfg.method, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
         batch_size=cfg.batch_size, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         max_length=cfg.max_length, seed=cfg.seed + seed_offset, save_every=cfg.save_every, lora=lora,
+        completion_only_loss=cfg.completion_only_loss,
     )

@@ -1,0 +1,38 @@
+"""The layering rules of DESIGN.md, checked on the source."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+
+
+def imported_modules(package: str) -> dict[str, set[str]]:
+    found = {}
+    for path in (ROOT / package).rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+@pytest.mark.parametrize("package", ["synth", "filters", "train", "selftaught"])
+def test_ml_layers_never_import_dagster_or_the_wiring(package):
+    for path, names in imported_modules(package).items():
+        assert not names & {"dagster", "assets", "pipelines"}, f"{path} imports {names & {'dagster', 'assets', 'pipelines'}}"
+
+
+def test_assets_hold_no_ml_code():
+    for path, names in imported_modules("assets").items():
+        assert not names & {"torch", "transformers", "trl", "peft"}, f"{path} imports an ML library directly"
+
+
+def test_schemas_are_declared_in_one_module():
+    for package in ["synth", "filters", "train", "assets", "pipelines"]:
+        for path in (ROOT / package).rglob("*.py"):
+            assert "pl.Schema(" not in path.read_text(), f"{path} declares a schema; use selftaught.schemas"
