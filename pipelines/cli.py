@@ -17,7 +17,8 @@ ROUND_ORDER = ["prompts", "samples", "verdicts", "training_set", "policy", "eval
 QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
+    """Progress goes to our loggers; silence library progress bars and warnings."""
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--rounds", type=int, default=None, help="rounds to complete (default: max_rounds)")
         p.set_defaults(fn=fn)
     args = parser.parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     from selftaught.config import ConfigError
 
     try:

@@ -1,0 +1,75 @@
+"""Control for the demo's improvement claim: the same training, no self-generated data.
+
+Starting from the demo's base model, train `rounds` times with the demo's round
+settings (steps, learning rate, seeds) on the warm-start examples alone, evaluate
+after each, and print the result beside the pipeline's rounds.
+
+    make demo && .venv/bin/python bench/control.py [--config pipelines/presets/demo.yaml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+import polars as pl
+
+from filters.evaluate import evaluate_policy
+from pipelines.cli import quiet_libraries
+from filters.metrics import accuracy_by_difficulty
+from filters.verifiers import get_verifier
+from selftaught.config import load_config
+from selftaught.rounds import round_key
+from selftaught.store import Store
+from synth.backends import load_backend
+from train.artifact import model_path
+from train.sft import settings_from_config, train_sft
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="pipelines/presets/demo.yaml")
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    quiet_libraries()
+    cfg = load_config(args.config)
+    store = Store(Path(cfg.storage_root).resolve())
+    base = store.model_dir("base")
+    if not base.is_dir():
+        raise SystemExit(f"no base model at {base}: run `make demo` first")
+    warm = pl.read_parquet(store.table_path("warm_start_prompts"))
+    evals = pl.read_parquet(store.table_path("eval_prompts"))
+    rows = warm.select("prompt", pl.col("target").alias("completion"))
+    verifier = get_verifier(cfg.verification.verifier)
+    control_dir = store.root / "control"
+    init = model_path(base)
+    results = []
+    for i in range(1, args.rounds + 1):
+        key = round_key(i)
+        t0 = time.monotonic()
+        out = control_dir / key
+        shutil.rmtree(out, ignore_errors=True)
+        settings = dataclasses.replace(settings_from_config(cfg.training, seed_offset=i), save_every=0)
+        train_sft(init, rows, out, settings)
+        init = model_path(out)
+        backend = load_backend("hf", str(init), batch_size=cfg.evaluation.batch_size)
+        acc = accuracy_by_difficulty(evaluate_policy(backend, evals, verifier, cfg.evaluation.max_new_tokens, key, "control"))
+        pipe_path = store.table_path("evaluation", key)
+        pipe = accuracy_by_difficulty(pl.read_parquet(pipe_path)) if pipe_path.is_file() else {}
+        results.append((key, acc, pipe, time.monotonic() - t0))
+        print(f"{key} done in {results[-1][3]:.0f}s", flush=True)
+    base_acc = accuracy_by_difficulty(pl.read_parquet(store.table_path("eval_results", "base")))
+    digits = sorted(base_acc)
+    print("\nheld-out accuracy: pipeline (self-generated rows + warm start) vs control (warm start only), same steps")
+    print("round  " + "  ".join(f"{d}d pipe / ctrl" for d in digits))
+    print("base   " + "  ".join(f"{base_acc[d]:6.1%} / {base_acc[d]:5.1%}" for d in digits))
+    for key, acc, pipe, _ in results:
+        print(f"{key}   " + "  ".join(
+            f"{pipe.get(d, float('nan')):6.1%} / {acc[d]:5.1%}" for d in digits))
+
+
+if __name__ == "__main__":
+    main()
