@@ -32,8 +32,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 ui: setup
-	$(BIN)/selftaught validate --config $${SELFTAUGHT_CONFIG:-pipelines/presets/demo.yaml}
-	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p $(PORT)
+	$(BIN)/selftaught ui --config $${SELFTAUGHT_CONFIG:-pipelines/presets/demo.yaml} --port $(PORT)
 
 clean-runs:
 	rm -rf data/runs data/dagster_home

@@ -2,6 +2,7 @@
 
     selftaught run [--config FILE] [--rounds N]   run until N rounds are complete
     selftaught status [--config FILE]             the per-round table
+    selftaught ui [--config FILE] [--port P]      the Dagster UI on 127.0.0.1
     selftaught validate FILE                      check a config and exit
 """
 
@@ -149,6 +150,31 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_ui(args) -> int:
+    """exec `dagster dev` on 127.0.0.1 for this experiment, on the shared instance."""
+    import shutil
+    import signal
+
+    from pipelines.instance import dagster_home
+    from selftaught.config import load_config
+
+    load_config(args.config)  # a bad config is reported here, not as a code-location error in the UI
+    dagster_home(args.dagster_home)
+    os.environ["SELFTAUGHT_CONFIG"] = os.path.abspath(args.config)
+    # A shell script or supervisor may start us with SIGINT/SIGTERM ignored; the
+    # ignore survives exec and `dagster dev` could then not be stopped.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+    exe = shutil.which("dagster", path=os.path.dirname(sys.executable)) or shutil.which("dagster")
+    if exe is None:
+        print("error: the dagster command is not installed in this environment", file=sys.stderr)
+        return 2
+    argv = [exe, "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(args.port)]
+    print(f"Dagster UI for {args.config} on http://127.0.0.1:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})",
+          flush=True)
+    os.execv(exe, argv)
+
+
 def cmd_validate(args) -> int:
     from selftaught.config import load_config
 
@@ -164,12 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn, help_ in [("run", cmd_run, "run rounds until --rounds are complete (resumes)"),
                             ("status", cmd_status, "print the per-round table"),
+                            ("ui", cmd_ui, "open the Dagster UI on 127.0.0.1 for this experiment"),
                             ("validate", cmd_validate, "validate an experiment config")]:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", default=str(DEFAULT_CONFIG), help="experiment YAML (default: the demo)")
         p.add_argument("--dagster-home", default=None, help="Dagster instance dir (default $DAGSTER_HOME or data/dagster_home)")
         if name == "run":
             p.add_argument("--rounds", type=int, default=None, help="rounds to complete (default: max_rounds)")
+        if name == "ui":
+            p.add_argument("--port", type=int, default=3000)
         p.set_defaults(fn=fn)
     args = parser.parse_args(argv)
     quiet_libraries()

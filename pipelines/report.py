@@ -17,15 +17,20 @@ def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = No
     for key in keys:
         row: dict = {"round": key}
         v = store.table_path("verdicts", key)
-        if v.is_file():
-            verdicts = pl.read_parquet(v, columns=["verdict"])
+        verdicts = pl.read_parquet(v, columns=["prompt_id", "sample_idx", "verdict", "rationale_ok"]) \
+            if v.is_file() else None
+        if verdicts is not None:
             row["samples"] = verdicts.height
             row["pass_rate"] = (verdicts["verdict"] == CORRECT).mean() if verdicts.height else 0.0
         t = store.table_path("training_set", key)
         if t.is_file():
-            ts = pl.read_parquet(t, columns=["source_round"])
-            row["new_rows"] = int((ts["source_round"] == key).sum())
+            ts = pl.read_parquet(t, columns=["source_round", "prompt_id", "sample_idx"])
+            new = ts.filter(pl.col("source_round") == key)
+            row["new_rows"] = new.height
             row["train_rows"] = ts.height
+            if verdicts is not None and new.height:
+                steps = new.join(verdicts, on=["prompt_id", "sample_idx"])["rationale_ok"]
+                row["bad_steps"] = float((steps == False).sum()) / new.height  # noqa: E712
         e = store.table_path("evaluation", key)
         if e.is_file():
             row["accuracy"] = accuracy_by_difficulty(pl.read_parquet(e))
@@ -37,7 +42,8 @@ def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = No
 
 def format_table(rows: list[dict]) -> str:
     digits = sorted({d for r in rows for d in r.get("accuracy", {})})
-    head = ["round", "samples", "pass", "kept", "train rows"] + [f"acc {d}d" for d in digits] + ["wall s"]
+    head = ["round", "samples", "pass", "kept", "kept w/ bad steps", "train rows"] + \
+        [f"acc {d}d" for d in digits] + ["wall s"]
     lines = [head]
     for r in rows:
         acc = r.get("accuracy", {})
@@ -46,6 +52,7 @@ def format_table(rows: list[dict]) -> str:
             str(r.get("samples", "-")),
             f"{r['pass_rate']:.1%}" if "pass_rate" in r else "-",
             str(r.get("new_rows", "-")),
+            f"{r['bad_steps']:.1%}" if "bad_steps" in r else "-",
             str(r.get("train_rows", "-")),
             *[f"{acc[d]:.1%}" if d in acc else "-" for d in digits],
             f"{r['wall_s']:.0f}" if "wall_s" in r else "-",

@@ -85,10 +85,15 @@ def _graphql(port, query):
 def test_dagster_dev_serves_the_rounds_on_loopback(cli_run):
     config, home, _ = cli_run
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SELFTAUGHT_CONFIG": str(config)}
-    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
-    proc = subprocess.Popen([dagster, "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+
+    def ignore_stop_signals():  # as a script or supervisor may start it
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--config", str(config), "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=ignore_stop_signals)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -110,8 +115,10 @@ def test_dagster_dev_serves_the_rounds_on_loopback(cli_run):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=60)
+            stopped_by_sigterm = True
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-    assert proc.poll() is not None
+            stopped_by_sigterm = False
+    assert stopped_by_sigterm, "dagster dev ignored SIGTERM"

@@ -119,7 +119,7 @@ def train_sft(
         save_strategy="steps" if s.save_every else "no",
         save_steps=s.save_every or 500,
         save_total_limit=1,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,  # TRL defaults to on: slower, and odd numerics on CPU
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
