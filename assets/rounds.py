@@ -70,7 +70,8 @@ def verdicts(context: dg.AssetExecutionContext, experiment: ExperimentResource, 
              samples: pl.DataFrame):
     """correct / incorrect / unverifiable per sample, with the extracted answer and a reason."""
     cfg = experiment.config
-    df = verify(get_verifier(cfg.verification.verifier), prompts, samples)
+    name = cfg.verification.verifier or make_task(cfg.task).verifier
+    df = verify(get_verifier(name, cfg.verification), prompts, samples)
     m = sample_metrics(judged(samples, df), prompts)
     yield dg.Output(df, metadata={k: float(v) for k, v in m.items()})
     bound = cfg.verification.max_unverifiable_share
@@ -177,12 +178,13 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
     if not is_complete(artifact):
         raise dg.Failure(description=f"no complete policy artifact for {key} at {artifact}; materialize policy first")
     backend = load_backend(cfg.sampling.backend, str(model_path(artifact)), batch_size=cfg.evaluation.batch_size)
-    df = evaluate_policy(backend, eval_prompts, get_verifier(cfg.verification.verifier),
+    # Evaluation always scores against references, whatever verifier selects training rows.
+    df = evaluate_policy(backend, eval_prompts, get_verifier(make_task(cfg.task).verifier, cfg.verification),
                          cfg.evaluation.max_new_tokens, key, key, log_progress(context, f"{key} eval"))
     acc = accuracy_by_difficulty(df)
     base_path = store.table_path("eval_results", "base")
     base_acc = accuracy_by_difficulty(pl.read_parquet(base_path)) if base_path.is_file() else {}
-    front = pick_frontier(cfg.task.frontier, base_acc, list(cfg.task.pool))
+    front = pick_frontier(cfg.task.frontier, base_acc, _pool_difficulties(cfg, eval_prompts))
     before = _previous_accuracy(store, key).get(front)
     meta = {f"accuracy_d{d}": a for d, a in acc.items()}
     meta["frontier"] = front
@@ -191,6 +193,10 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
         meta["frontier_delta"] = acc.get(front, 0.0) - before
     context.add_output_metadata(meta)
     return df
+
+
+def _pool_difficulties(cfg, eval_prompts: pl.DataFrame) -> list[int]:
+    return list(cfg.task.pool) if cfg.task.name == "arithmetic" else sorted(set(eval_prompts["difficulty"]))
 
 
 def _previous_accuracy(store, key: str) -> dict[int, float]:

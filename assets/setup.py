@@ -81,7 +81,7 @@ def base_model(
         _build_base(context, experiment, warm_start_prompts)
     prov = read_provenance(artifact)
     backend = load_backend(cfg.sampling.backend, str(model_path(artifact)), batch_size=cfg.evaluation.batch_size)
-    results = evaluate_policy(backend, eval_prompts, get_verifier(make_task(cfg.task).verifier),
+    results = evaluate_policy(backend, eval_prompts, get_verifier(make_task(cfg.task).verifier, cfg.verification),
                               cfg.evaluation.max_new_tokens, "base", "base", log_progress(context, "eval base"))
     path = store.write_table(results, "eval_results", "base")
     acc = accuracy_by_difficulty(results)
@@ -93,7 +93,8 @@ def base_model(
             "artifact": dg.MetadataValue.path(str(artifact)),
             "eval_results": dg.MetadataValue.path(str(path)),
             **{f"accuracy_d{d}": a for d, a in acc.items()},
-            "frontier": (front := pick_frontier(cfg.task.frontier, acc, list(cfg.task.pool))),
+            "frontier": (front := pick_frontier(cfg.task.frontier, acc, sorted(acc) if cfg.task.name != "arithmetic"
+                                                else list(cfg.task.pool))),
             "frontier_accuracy": acc.get(front, 0.0),
         }
     )

@@ -52,5 +52,6 @@ def pick_frontier(frontier: int | str, base_accuracy: dict[int, float], pool: li
     """The configured difficulty, or for "auto" the hardest pool difficulty the base solves >= 10% of."""
     if frontier != "auto":
         return int(frontier)
+    pool = list(pool) or sorted(base_accuracy)
     reachable = [d for d in sorted(pool) if base_accuracy.get(d, 0.0) >= AUTO_FRONTIER_MIN]
     return reachable[-1] if reachable else (min(pool) if pool else None)

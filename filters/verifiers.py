@@ -8,11 +8,13 @@ in a peer project).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import polars as pl
 
+from filters.numeric import extract_number, to_number
 from selftaught import schemas
 from selftaught.schemas import CORRECT, INCORRECT, UNVERIFIABLE
 
@@ -90,14 +92,120 @@ class ArithmeticVerifier:
         return Check(INCORRECT, 0.0, answer, f"answer {answer} != {reference}", ok)
 
 
-VERIFIERS: dict[str, Callable[[], Verifier]] = {"arithmetic": ArithmeticVerifier}
+class NumericVerifier:
+    """GSM8K: the final number ('####', boxed, 'answer is', else the last number) equals the reference."""
+
+    name, version = "numeric", "1"
+
+    def check(self, prompt: str, completion: str, reference: str) -> Check:
+        want = to_number(reference) if reference.strip() else None
+        if want is None:
+            return Check(UNVERIFIABLE, 0.0, None, f"reference {reference[:40]!r} is not a number")
+        answer, how = extract_number(completion)
+        got = to_number(answer) if answer else None
+        if got is None:
+            return Check(INCORRECT, 0.0, None, "no final number")
+        if got == want:
+            return Check(CORRECT, 1.0, answer, f"found by {how}")
+        return Check(INCORRECT, 0.0, answer, f"{answer} != {reference} (found by {how})")
 
 
-def get_verifier(name: str) -> Verifier:
-    try:
+class MathVerifier:
+    """Equivalence with math-verify in worker processes; timeouts are unverifiable."""
+
+    name, version = "math", "math-verify-1"
+
+    def __init__(self, timeout: int = 5, workers: int | None = None):
+        self.timeout, self.workers = timeout, workers
+
+    def check(self, prompt: str, completion: str, reference: str) -> Check:
+        return self.check_batch([prompt], [completion], [reference], ["-"])[0]
+
+    def check_batch(self, prompts, completions, references, prompt_ids) -> list[Check]:
+        from filters.mathverify import check_many
+
+        out = check_many(list(zip(completions, references)), workers=self.workers, timeout=self.timeout)
+        return [Check(v, 1.0 if v == CORRECT else 0.0, ans, reason) for v, ans, _ref, reason in out]
+
+
+class MajorityVerifier:
+    """Label-free self-consistency: per prompt, the most common answer is the pseudo-label.
+
+    Samples agreeing with it are correct (reward = its vote share). References are
+    never read. Ties, and shares under `min_share`, make the prompt unverifiable.
+    """
+
+    name, version = "majority", "1"
+
+    def __init__(self, answer: str = "numeric", min_share: float = 0.0, break_ties: bool = False):
+        self.answer, self.min_share, self.break_ties = answer, min_share, break_ties
+
+    def _extract(self, completion: str) -> str | None:
+        if self.answer == "numeric":
+            text, _ = extract_number(completion)
+            number = to_number(text) if text else None
+            return None if number is None else str(number)
+        from filters.mathverify import boxed_answer
+
+        return boxed_answer(completion)
+
+    def check(self, prompt: str, completion: str, reference: str) -> Check:
+        raise TypeError("majority vote needs all samples of a prompt: use check_batch")
+
+    def check_batch(self, prompts, completions, references, prompt_ids) -> list[Check]:
+        answers = [self._extract(c) for c in completions]
+        groups: dict[str, list[int]] = {}
+        for i, pid in enumerate(prompt_ids):
+            groups.setdefault(pid, []).append(i)
+        out: list[Check | None] = [None] * len(completions)
+        for idx in groups.values():
+            votes = Counter(answers[i] for i in idx if answers[i] is not None)
+            label, why = self._label(votes, len(idx))
+            for i in idx:
+                a = answers[i]
+                if label is None:
+                    out[i] = Check(UNVERIFIABLE, 0.0, a, why)
+                elif a == label:
+                    out[i] = Check(CORRECT, votes[label] / len(idx), a, why)
+                else:
+                    out[i] = Check(INCORRECT, 0.0, a, why if a is not None else f"no answer; {why}")
+        return out
+
+    def _label(self, votes: Counter, n: int) -> tuple[str | None, str]:
+        if not votes:
+            return None, "no sample has an answer"
+        ranked = votes.most_common()
+        top, count = ranked[0]
+        tied = sorted(a for a, c in ranked if c == count)
+        if len(tied) > 1:
+            if not self.break_ties:
+                return None, f"tie between {tied[:4]} ({count}/{n} each)"
+            top = tied[0]
+        share = count / n
+        if share < self.min_share:
+            return None, f"pseudo-label {top} has share {share:.2f} < {self.min_share}"
+        return top, f"pseudo-label {top} (share {share:.2f})"
+
+
+VERIFIERS: dict[str, Callable[..., Verifier]] = {
+    "arithmetic": ArithmeticVerifier,
+    "numeric": NumericVerifier,
+    "math": MathVerifier,
+    "majority": MajorityVerifier,
+}
+
+
+def get_verifier(name: str, settings=None) -> Verifier:
+    """A verifier by name; `settings` is a `VerificationConfig` (timeouts, majority options)."""
+    if name not in VERIFIERS:
+        raise ValueError(f"unknown verifier '{name}' (available: {sorted(VERIFIERS)})")
+    if settings is None:
         return VERIFIERS[name]()
-    except KeyError:
-        raise ValueError(f"unknown verifier '{name}' (available: {sorted(VERIFIERS)})") from None
+    if name == "math":
+        return MathVerifier(settings.timeout_seconds, settings.workers)
+    if name == "majority":
+        return MajorityVerifier(settings.majority_answer, settings.majority_min_share, settings.majority_break_ties)
+    return VERIFIERS[name]()
 
 
 def verify(verifier: Verifier, prompts: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
@@ -107,11 +215,8 @@ def verify(verifier: Verifier, prompts: pl.DataFrame, samples: pl.DataFrame) -> 
     if missing:
         raise ValueError(f"{len(missing)} sample prompt_id(s) have no prompt row, e.g. {sorted(missing)[:3]}")
     rows = []
-    for s in samples.select("round", "prompt_id", "sample_idx", "prompt", "completion").iter_rows(named=True):
-        try:
-            c = verifier.check(s["prompt"], s["completion"], refs[s["prompt_id"]])
-        except Exception as exc:  # one bad row must not sink the round
-            c = Check(UNVERIFIABLE, 0.0, None, f"verifier error: {type(exc).__name__}: {exc}")
+    items = samples.select("round", "prompt_id", "sample_idx", "prompt", "completion").to_dicts()
+    for s, c in zip(items, _checks(verifier, items, refs)):
         rows.append(
             {
                 "round": s["round"],
@@ -126,3 +231,19 @@ def verify(verifier: Verifier, prompts: pl.DataFrame, samples: pl.DataFrame) -> 
             }
         )
     return schemas.validate(pl.DataFrame(rows, schema=schemas.VERDICTS_TABLE), "verdicts")
+
+
+def _checks(verifier: Verifier, items: list[dict], refs: dict[str, str]) -> list[Check]:
+    if hasattr(verifier, "check_batch"):
+        try:
+            return verifier.check_batch([s["prompt"] for s in items], [s["completion"] for s in items],
+                                        [refs[s["prompt_id"]] for s in items], [s["prompt_id"] for s in items])
+        except Exception as exc:  # a broken batch is unverifiable, row by row, never incorrect
+            return [Check(UNVERIFIABLE, 0.0, None, f"verifier error: {type(exc).__name__}: {exc}")] * len(items)
+    out = []
+    for s in items:
+        try:
+            out.append(verifier.check(s["prompt"], s["completion"], refs[s["prompt_id"]]))
+        except Exception as exc:  # one bad row must not sink the round
+            out.append(Check(UNVERIFIABLE, 0.0, None, f"verifier error: {type(exc).__name__}: {exc}"))
+    return out

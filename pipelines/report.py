@@ -76,6 +76,7 @@ def frontier_summary(rows: list[dict], frontier: int | str, pool: list[int]) -> 
     """One line per pool difficulty, the frontier first and marked."""
     base = next((r["accuracy"] for r in rows if r["round"] == "base"), {})
     front = pick_frontier(frontier, base, pool)
+    pool = list(pool) or sorted(base)
     order = ([front] if front is not None else []) + [d for d in sorted(pool) if d != front]
     lines = []
     for d in order:

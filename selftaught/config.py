@@ -32,8 +32,31 @@ def _counts(v: dict[int, int]) -> dict[int, int]:
     return dict(sorted(v.items()))
 
 
+class SourceConfig(Strict):
+    """Where a dataset task's rows come from; columns left empty use the task's defaults."""
+
+    path: str = Field(description="hub dataset id, local dataset folder, or .jsonl/.json/.parquet/.csv file")
+    split: str = "train"
+    revision: str | None = None
+    subset: str | None = None
+    question: str | None = None
+    answer: str | None = None
+    solution: str | None = None
+    id: str | None = None
+    difficulty: str | None = None
+    label_free: bool = Field(False, description="ignore any reference column (majority-vote pseudo-labels)")
+    on_invalid: Literal["error", "skip"] = "error"
+
+
 class TaskConfig(Strict):
-    name: Literal["arithmetic"] = "arithmetic"
+    name: Literal["arithmetic", "gsm8k", "math"] = "arithmetic"
+    train: SourceConfig | None = Field(None, description="dataset tasks: the pool, few-shot and warm-start rows")
+    test: SourceConfig | None = Field(None, description="dataset tasks: the held-out evaluation rows")
+    pool_size: int = Field(64, ge=1, description="dataset tasks: prompts per round")
+    eval_size: int = Field(64, ge=1, description="dataset tasks: held-out prompts")
+    warm_start_size: int = Field(0, ge=0, description="dataset tasks: worked examples for the warm start")
+    few_shot: int = Field(0, ge=0, description="dataset tasks: exemplars from train prepended to each prompt")
+    template: str = Field("Question: {question}\nAnswer:", description="dataset tasks: prompt template")
     warm_start: dict[int, int] = {1: 30, 2: 120, 3: 110, 4: 40}
     pool: dict[int, int] = {3: 150, 4: 600, 5: 150}
     eval: dict[int, int] = {1: 30, 2: 100, 3: 100, 4: 200, 5: 100}
@@ -46,6 +69,13 @@ class TaskConfig(Strict):
 
     @model_validator(mode="after")
     def _frontier_evaluated(self):
+        if self.name != "arithmetic":
+            missing = [k for k in ("train", "test") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"task {self.name!r} needs {' and '.join(missing)} (a dataset source)")
+            if "{question}" not in self.template:
+                raise ValueError("template must contain {question}")
+            return self
         if self.frontier != "auto" and self.frontier not in self.eval:
             raise ValueError(f"frontier difficulty {self.frontier} has no eval problems (eval: {self.eval})")
         if sum(self.pool.values()) == 0:
@@ -103,8 +133,14 @@ class SamplingConfig(Strict):
 
 
 class VerificationConfig(Strict):
-    verifier: str = "arithmetic"
+    verifier: Literal["arithmetic", "numeric", "math", "majority"] | None = Field(
+        None, description="default: the task's own (arithmetic, numeric for gsm8k, math for math)")
     max_unverifiable_share: float = Field(0.2, ge=0, le=1)
+    timeout_seconds: int = Field(5, ge=1, description="math: per-item parse/verify timeout")
+    workers: int | None = Field(None, ge=1, description="math: worker processes (default: CPU count)")
+    majority_answer: Literal["numeric", "math"] = Field("numeric", description="majority: how answers are extracted")
+    majority_min_share: float = Field(0.0, ge=0, le=1, description="majority: below this vote share, unverifiable")
+    majority_break_ties: bool = Field(False, description="majority: on a tie take the smallest answer, else unverifiable")
 
 
 class SelectionConfig(Strict):
