@@ -20,7 +20,7 @@ from selftaught.rounds import parent_key, round_index
 from selftaught.store import file_hash, publish_dir
 from synth.backends import SamplingParams, load_backend
 from synth.sampling import sample
-from synth.tasks import make_task
+from synth.tasks import default_verifier, make_task
 from train.artifact import is_complete, model_path, write_provenance
 from train.sft import settings_from_config, train_sft
 
@@ -37,7 +37,7 @@ def prompts(
 ) -> pl.DataFrame:
     """A fresh unlabeled pool for this round, disjoint from warm start and eval."""
     exclude = set(warm_start_prompts["prompt_id"]) | set(eval_prompts["prompt_id"])
-    df = make_task(experiment.config.task).pool(round_index(context.partition_key), exclude)
+    df = make_task(experiment.config.task, experiment.config.model.base).pool(round_index(context.partition_key), exclude)
     counts = df.group_by("difficulty").len().sort("difficulty")
     context.add_output_metadata({f"prompts_d{d}": n for d, n in counts.iter_rows()})
     return df
@@ -70,7 +70,7 @@ def verdicts(context: dg.AssetExecutionContext, experiment: ExperimentResource, 
              samples: pl.DataFrame):
     """correct / incorrect / unverifiable per sample, with the extracted answer and a reason."""
     cfg = experiment.config
-    name = cfg.verification.verifier or make_task(cfg.task).verifier
+    name = cfg.verification.verifier or default_verifier(cfg.task)
     df = verify(get_verifier(name, cfg.verification), prompts, samples)
     m = sample_metrics(judged(samples, df), prompts)
     yield dg.Output(df, metadata={k: float(v) for k, v in m.items()})
@@ -179,7 +179,7 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
         raise dg.Failure(description=f"no complete policy artifact for {key} at {artifact}; materialize policy first")
     backend = load_backend(cfg.sampling.backend, str(model_path(artifact)), batch_size=cfg.evaluation.batch_size)
     # Evaluation always scores against references, whatever verifier selects training rows.
-    df = evaluate_policy(backend, eval_prompts, get_verifier(make_task(cfg.task).verifier, cfg.verification),
+    df = evaluate_policy(backend, eval_prompts, get_verifier(default_verifier(cfg.task), cfg.verification),
                          cfg.evaluation.max_new_tokens, key, key, log_progress(context, f"{key} eval"))
     acc = accuracy_by_difficulty(df)
     base_path = store.table_path("eval_results", "base")

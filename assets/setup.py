@@ -14,7 +14,7 @@ from filters.metrics import accuracy_by_difficulty, pick_frontier
 from filters.verifiers import get_verifier
 from selftaught.store import ensure_writable, publish_dir
 from synth.backends import load_backend
-from synth.tasks import make_task
+from synth.tasks import default_verifier, make_task
 from synth.tiny import TinySpec, build_tiny_model
 from train.artifact import copy_model, is_complete, model_path, read_provenance, write_provenance
 from train.sft import settings_from_config, train_sft
@@ -24,13 +24,13 @@ from train.sft import settings_from_config, train_sft
 def warm_start_prompts(experiment: ExperimentResource) -> pl.DataFrame:
     """Worked examples (prompt + reference solution) the base model is warm-started on."""
     ensure_writable(experiment.store.root)
-    return make_task(experiment.config.task).warm_start()
+    return make_task(experiment.config.task, experiment.config.model.base).warm_start()
 
 
 @dg.asset(group_name="setup", kinds={"polars"})
 def eval_prompts(experiment: ExperimentResource, warm_start_prompts: pl.DataFrame) -> pl.DataFrame:
     """Held-out problems per difficulty, disjoint from the warm start."""
-    return make_task(experiment.config.task).eval_set(set(warm_start_prompts["prompt_id"]))
+    return make_task(experiment.config.task, experiment.config.model.base).eval_set(set(warm_start_prompts["prompt_id"]))
 
 
 def _base_key(cfg) -> str:
@@ -81,7 +81,7 @@ def base_model(
         _build_base(context, experiment, warm_start_prompts)
     prov = read_provenance(artifact)
     backend = load_backend(cfg.sampling.backend, str(model_path(artifact)), batch_size=cfg.evaluation.batch_size)
-    results = evaluate_policy(backend, eval_prompts, get_verifier(make_task(cfg.task).verifier, cfg.verification),
+    results = evaluate_policy(backend, eval_prompts, get_verifier(default_verifier(cfg.task), cfg.verification),
                               cfg.evaluation.max_new_tokens, "base", "base", log_progress(context, "eval base"))
     path = store.write_table(results, "eval_results", "base")
     acc = accuracy_by_difficulty(results)

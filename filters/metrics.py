@@ -37,7 +37,46 @@ def sample_metrics(samples_judged: pl.DataFrame, difficulty: pl.DataFrame) -> di
         out[f"pass@{k}_d{d[0]}"] = solved / grp.height
     wrong_rationale = df.filter(correct & (pl.col("rationale_ok") == False))  # noqa: E712
     out["correct_with_bad_rationale"] = float(wrong_rationale.height)
+    out.update(prompt_metrics(df))
     return out
+
+
+def per_prompt(samples_judged: pl.DataFrame) -> pl.DataFrame:
+    """One row per prompt: samples, correct, solve rate, distinct answers, the
+    majority answer and whether it is correct (maj@n)."""
+    answered = samples_judged.filter(pl.col("extracted_answer").is_not_null())
+    majority = (
+        answered.group_by("prompt_id", "extracted_answer")
+        .agg(votes=pl.len(), correct=(pl.col("verdict") == CORRECT).any())
+        .sort("prompt_id", "votes", "extracted_answer", descending=[False, True, False])
+        .group_by("prompt_id", maintain_order=True)
+        .first()
+        .select("prompt_id", pl.col("extracted_answer").alias("majority_answer"),
+                pl.col("correct").alias("majority_correct"))
+    )
+    stats = samples_judged.group_by("prompt_id").agg(
+        n=pl.len(),
+        correct=(pl.col("verdict") == CORRECT).sum(),
+        distinct_answers=pl.col("extracted_answer").drop_nulls().n_unique(),
+    ).with_columns(solve_rate=pl.col("correct") / pl.col("n"))
+    return stats.join(majority, on="prompt_id", how="left").with_columns(
+        pl.col("majority_correct").fill_null(False)).sort("prompt_id")
+
+
+def prompt_metrics(samples_judged: pl.DataFrame) -> dict[str, float]:
+    """maj@n, distinct answers per prompt, and the spread of per-prompt solve rates
+    (a collapsing spread is the exploration collapse self-training can suffer)."""
+    pp = per_prompt(samples_judged)
+    if pp.height == 0:
+        return {}
+    n = int(pp["n"].min())
+    return {
+        f"maj@{n}": float(pp["majority_correct"].mean()),
+        "distinct_answers_mean": float(pp["distinct_answers"].mean()),
+        "solve_rate_std": float(pp["solve_rate"].std() or 0.0),
+        "prompts_all_correct": float((pp["solve_rate"] == 1.0).mean()),
+        "prompts_none_correct": float((pp["solve_rate"] == 0.0).mean()),
+    }
 
 
 def accuracy_by_difficulty(results: pl.DataFrame) -> dict[int, float]:

@@ -26,6 +26,7 @@ class Check:
     extracted_answer: str | None
     reason: str
     rationale_ok: bool | None = None
+    parsed_reference: str | None = None
 
 
 class Verifier(Protocol):
@@ -88,8 +89,8 @@ class ArithmeticVerifier:
         else:
             ok, why = None, "prompt not in a+b form: steps not checked"
         if correct:
-            return Check(CORRECT, 1.0, answer, why and f"right answer, {why}", ok)
-        return Check(INCORRECT, 0.0, answer, f"answer {answer} != {reference}", ok)
+            return Check(CORRECT, 1.0, answer, why and f"right answer, {why}", ok, reference)
+        return Check(INCORRECT, 0.0, answer, f"answer {answer} != {reference}", ok, reference)
 
 
 class NumericVerifier:
@@ -103,11 +104,12 @@ class NumericVerifier:
             return Check(UNVERIFIABLE, 0.0, None, f"reference {reference[:40]!r} is not a number")
         answer, how = extract_number(completion)
         got = to_number(answer) if answer else None
+        ref = str(want)
         if got is None:
-            return Check(INCORRECT, 0.0, None, "no final number")
+            return Check(INCORRECT, 0.0, None, "no final number", parsed_reference=ref)
         if got == want:
-            return Check(CORRECT, 1.0, answer, f"found by {how}")
-        return Check(INCORRECT, 0.0, answer, f"{answer} != {reference} (found by {how})")
+            return Check(CORRECT, 1.0, answer, f"found by {how}", parsed_reference=ref)
+        return Check(INCORRECT, 0.0, answer, f"{answer} != {reference} (found by {how})", parsed_reference=ref)
 
 
 class MathVerifier:
@@ -125,7 +127,7 @@ class MathVerifier:
         from filters.mathverify import check_many
 
         out = check_many(list(zip(completions, references)), workers=self.workers, timeout=self.timeout)
-        return [Check(v, 1.0 if v == CORRECT else 0.0, ans, reason) for v, ans, _ref, reason in out]
+        return [Check(v, 1.0 if v == CORRECT else 0.0, ans, reason, parsed_reference=ref) for v, ans, ref, reason in out]
 
 
 class MajorityVerifier:
@@ -166,9 +168,10 @@ class MajorityVerifier:
                 if label is None:
                     out[i] = Check(UNVERIFIABLE, 0.0, a, why)
                 elif a == label:
-                    out[i] = Check(CORRECT, votes[label] / len(idx), a, why)
+                    out[i] = Check(CORRECT, votes[label] / len(idx), a, why, parsed_reference=label)
                 else:
-                    out[i] = Check(INCORRECT, 0.0, a, why if a is not None else f"no answer; {why}")
+                    out[i] = Check(INCORRECT, 0.0, a, why if a is not None else f"no answer; {why}",
+                                   parsed_reference=label)
         return out
 
     def _label(self, votes: Counter, n: int) -> tuple[str | None, str]:
@@ -225,6 +228,7 @@ def verify(verifier: Verifier, prompts: pl.DataFrame, samples: pl.DataFrame) -> 
                 "verdict": c.verdict,
                 "reward": c.reward,
                 "extracted_answer": c.extracted_answer,
+                "parsed_reference": c.parsed_reference,
                 "rationale_ok": c.rationale_ok,
                 "reason": c.reason,
                 "verifier": f"{verifier.name}@{verifier.version}",

@@ -57,6 +57,8 @@ class TaskConfig(Strict):
     warm_start_size: int = Field(0, ge=0, description="dataset tasks: worked examples for the warm start")
     few_shot: int = Field(0, ge=0, description="dataset tasks: exemplars from train prepended to each prompt")
     template: str = Field("Question: {question}\nAnswer:", description="dataset tasks: prompt template")
+    chat_template: bool = Field(False, description="dataset tasks: render prompts with the base model's chat "
+                                "template (few-shot exemplars become earlier turns)")
     warm_start: dict[int, int] = {1: 30, 2: 120, 3: 110, 4: 40}
     pool: dict[int, int] = {3: 150, 4: 600, 5: 150}
     eval: dict[int, int] = {1: 30, 2: 100, 3: 100, 4: 200, 5: 100}
@@ -167,6 +169,13 @@ class ExperimentConfig(Strict):
     selection: SelectionConfig = SelectionConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+
+    @model_validator(mode="after")
+    def _chat_needs_a_real_tokenizer(self):
+        if self.task.chat_template and self.model.base == "tiny":
+            raise ValueError("task.chat_template needs model.base to be a model with a chat template "
+                             "(the tiny character tokenizer has none)")
+        return self
 
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (all when none): what a cached artifact depends on."""

@@ -43,6 +43,7 @@ VERDICTS_TABLE = {
     "verdict": pl.String,  # correct | incorrect | unverifiable
     "reward": pl.Float64,
     "extracted_answer": pl.String,  # null when nothing could be extracted
+    "parsed_reference": pl.String,  # the reference as the verifier read it (pseudo-label for majority)
     "rationale_ok": pl.Boolean,  # null when the verifier cannot check steps
     "reason": pl.String,
     "verifier": pl.String,  # name@version

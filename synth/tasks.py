@@ -66,8 +66,9 @@ def _reference(task: str, answer: str, solution: str) -> str:
 class DatasetTask:
     """GSM8K / MATH-style tasks from a dataset source; prompts use a template and few-shot exemplars."""
 
-    def __init__(self, cfg: TaskConfig):
+    def __init__(self, cfg: TaskConfig, tokenizer: str | None = None):
         self.cfg, self.defaults = cfg, DEFAULTS[cfg.name]
+        self.chat = load_chat_tokenizer(tokenizer) if cfg.chat_template else None
         self.verifier = self.defaults["verifier"]
         self._cache: dict[str, pl.DataFrame] = {}
 
@@ -92,14 +93,24 @@ class DatasetTask:
         return "".join(self.cfg.template.format(question=q) + " " + s.strip() + "\n\n"
                        for q, s in zip(shots["question"], shots["solution"]))
 
+    def _render(self, question: str) -> str:
+        if self.chat is None:
+            prefix = self._shot_text() if self.cfg.few_shot else ""
+            return prefix + self.cfg.template.format(question=question)
+        shots = self._rows("train").head(self.cfg.few_shot)
+        turns = []
+        for q, sol in zip(shots["question"], shots["solution"]):
+            turns += [{"role": "user", "content": self.cfg.template.format(question=q)},
+                      {"role": "assistant", "content": sol.strip()}]
+        turns.append({"role": "user", "content": self.cfg.template.format(question=question)})
+        return self.chat.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+
     def _prompts(self, df: pl.DataFrame, split: str, round_key: str = "") -> pl.DataFrame:
-        prefix = self._shot_text() if self.cfg.few_shot else ""
         out = df.select(
             (pl.lit(f"{self.cfg.name}-") + pl.col("id")).alias("prompt_id"),
             pl.lit(split).alias("split"),
             pl.lit(round_key).alias("round"),
-            pl.col("question").map_elements(lambda q: prefix + self.cfg.template.format(question=q),
-                                            return_dtype=pl.String).alias("prompt"),
+            pl.col("question").map_elements(self._render, return_dtype=pl.String).alias("prompt"),
             pl.col("reference"),
             (pl.lit(" ") + pl.col("solution").fill_null("")).alias("target"),
             pl.col("difficulty"),
@@ -128,9 +139,30 @@ class DatasetTask:
         return out.filter(~pl.col("prompt_id").is_in(list(exclude)))
 
 
-def make_task(cfg: TaskConfig) -> Task:
+def default_verifier(cfg: TaskConfig) -> str:
+    """The verifier a task's references are scored with (evaluation always uses it)."""
+    return "arithmetic" if cfg.name == "arithmetic" else DEFAULTS[cfg.name]["verifier"]
+
+
+def load_chat_tokenizer(path: str | None):
+    """The tokenizer whose chat template renders prompts; a clear error when it has none."""
+    from transformers import AutoTokenizer
+
+    if not path:
+        raise ValueError("task.chat_template needs a tokenizer (model.base)")
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as exc:
+        raise ValueError(f"cannot load the tokenizer of {path!r} for chat templates: {exc}") from None
+    if not getattr(tok, "chat_template", None):
+        raise ValueError(f"the tokenizer of {path!r} has no chat template; set task.chat_template: false")
+    return tok
+
+
+def make_task(cfg: TaskConfig, tokenizer: str | None = None) -> Task:
+    """The task for `cfg`; `tokenizer` (the base model path) renders chat templates."""
     if cfg.name == "arithmetic":
         return ArithmeticTask(cfg)
     if cfg.name in DEFAULTS:
-        return DatasetTask(cfg)
+        return DatasetTask(cfg, tokenizer)
     raise ValueError(f"unknown task {cfg.name!r}")

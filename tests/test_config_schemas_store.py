@@ -66,7 +66,8 @@ def test_validate_reports_missing_columns_and_bad_verdicts():
         schemas.validate(pl.DataFrame({"round": ["r001"]}), "samples")
     v = schemas.empty("verdicts").vstack(pl.DataFrame(
         {"round": ["r"], "prompt_id": ["p"], "sample_idx": [0], "verdict": ["maybe"], "reward": [0.0],
-         "extracted_answer": [None], "rationale_ok": [None], "reason": [""], "verifier": ["v"]},
+         "extracted_answer": [None], "parsed_reference": [None], "rationale_ok": [None], "reason": [""],
+         "verifier": ["v"]},
         schema=schemas.VERDICTS_TABLE))
     with pytest.raises(schemas.SchemaError, match="verdict must be one of"):
         schemas.validate(v, "verdicts")

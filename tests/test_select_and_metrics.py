@@ -13,9 +13,11 @@ def _samples(rows):
 
 
 def _verdicts(rows):
-    base = {"round": "r001", "reward": 0.0, "extracted_answer": None, "reason": "", "verifier": "t@1",
-            "rationale_ok": True}
-    return schemas.validate(pl.DataFrame([{**base, **r} for r in rows], schema_overrides={"extracted_answer": pl.String}), "verdicts")
+    base = {"round": "r001", "reward": 0.0, "extracted_answer": None, "parsed_reference": None, "reason": "",
+            "verifier": "t@1", "rationale_ok": True}
+    return schemas.validate(pl.DataFrame([{**base, **r} for r in rows],
+                                         schema_overrides={"extracted_answer": pl.String,
+                                                           "parsed_reference": pl.String}), "verdicts")
 
 
 S = _samples([
@@ -91,3 +93,20 @@ def test_auto_frontier_is_the_hardest_reachable_pool_difficulty():
     assert pick_frontier("auto", {3: 0.5, 4: 0.2}, [3, 4, 5]) == 4
     assert pick_frontier("auto", {}, [3, 4]) == 3
     assert pick_frontier(4, base, [3, 4, 5]) == 4
+
+
+def test_per_prompt_stats_majority_and_spread():
+    from filters.metrics import per_prompt, prompt_metrics
+
+    df = pl.DataFrame({
+        "prompt_id": ["a"] * 4 + ["b"] * 4,
+        "extracted_answer": ["1", "1", "2", None, "5", "6", "6", "7"],
+        "verdict": ["correct", "correct", "incorrect", "incorrect", "correct", "incorrect", "incorrect", "incorrect"],
+    })
+    pp = per_prompt(df)
+    a, b = pp.row(0, named=True), pp.row(1, named=True)
+    assert (a["n"], a["correct"], a["distinct_answers"], a["majority_answer"], a["majority_correct"]) == (4, 2, 2, "1", True)
+    assert (b["solve_rate"], b["majority_answer"], b["majority_correct"]) == (0.25, "6", False)
+    m = prompt_metrics(df)
+    assert m["maj@4"] == 0.5 and m["distinct_answers_mean"] == 2.5
+    assert m["solve_rate_std"] == pytest.approx(0.17677, abs=1e-4) and m["prompts_none_correct"] == 0.0

@@ -75,3 +75,32 @@ def test_dataset_task_configs_are_validated():
         parse_config({"task": {"name": "gsm8k"}})
     with pytest.raises(ConfigError, match="template must contain"):
         parse_config({"task": {"name": "gsm8k", "train": {"path": "x"}, "test": {"path": "y"}, "template": "Q:"}})
+
+
+def test_chat_template_renders_prompts_with_few_shot_turns(tmp_path):
+    from selftaught.config import parse_config
+    from synth.tasks import make_task
+    from synth.tiny import char_tokenizer
+
+    tok = char_tokenizer()
+    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<assistant>{% endif %}")
+    tok.save_pretrained(tmp_path / "tok")
+    _write_jsonl(tmp_path / "train.jsonl", [{"question": f"q{i}", "answer": f"s{i} #### {i}"} for i in range(6)])
+    cfg = parse_config({"model": {"base": str(tmp_path / "tok")}, "task": {
+        "name": "gsm8k", "train": {"path": str(tmp_path / "train.jsonl")}, "test": {"path": str(tmp_path / "train.jsonl")},
+        "few_shot": 1, "chat_template": True, "template": "{question}", "eval_size": 2}})
+    prompt = make_task(cfg.task, cfg.model.base).eval_set(set())["prompt"][1]
+    assert prompt == "<user>q0\n<assistant>s0 #### 0\n<user>q1\n<assistant>"
+
+
+def test_chat_template_errors_are_clear(tmp_path):
+    from selftaught.config import ConfigError, parse_config
+    from synth.tasks import load_chat_tokenizer
+    from synth.tiny import char_tokenizer
+
+    with pytest.raises(ConfigError, match="tiny character tokenizer has none"):
+        parse_config({"task": {"name": "gsm8k", "train": {"path": "x"}, "test": {"path": "y"}, "chat_template": True}})
+    char_tokenizer().save_pretrained(tmp_path / "plain")
+    with pytest.raises(ValueError, match="has no chat template"):
+        load_chat_tokenizer(str(tmp_path / "plain"))
