@@ -20,7 +20,7 @@ from selftaught.rounds import parent_key, round_index
 from selftaught.store import file_hash, publish_dir
 from synth.backends import SamplingParams, load_backend
 from synth.sampling import sample
-from synth.tasks import default_verifier, make_task
+from synth.tasks import default_verifier, make_task, reference_verifier
 from train.artifact import is_complete, model_path, write_provenance
 from train.sft import settings_from_config, train_sft
 
@@ -178,13 +178,12 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
     if not is_complete(artifact):
         raise dg.Failure(description=f"no complete policy artifact for {key} at {artifact}; materialize policy first")
     backend = load_backend(cfg.sampling.backend, str(model_path(artifact)), batch_size=cfg.evaluation.batch_size)
-    # Evaluation always scores against references, whatever verifier selects training rows.
-    df = evaluate_policy(backend, eval_prompts, get_verifier(default_verifier(cfg.task), cfg.verification),
+    df = evaluate_policy(backend, eval_prompts, reference_verifier(cfg),
                          cfg.evaluation.max_new_tokens, key, key, log_progress(context, f"{key} eval"))
     acc = accuracy_by_difficulty(df)
     base_path = store.table_path("eval_results", "base")
     base_acc = accuracy_by_difficulty(pl.read_parquet(base_path)) if base_path.is_file() else {}
-    front = pick_frontier(cfg.task.frontier, base_acc, _pool_difficulties(cfg, eval_prompts))
+    front = pick_frontier(cfg.task.frontier, base_acc, cfg.task.frontier_pool() or sorted(acc))
     before = _previous_accuracy(store, key).get(front)
     meta = {f"accuracy_d{d}": a for d, a in acc.items()}
     meta["frontier"] = front
@@ -193,10 +192,6 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
         meta["frontier_delta"] = acc.get(front, 0.0) - before
     context.add_output_metadata(meta)
     return df
-
-
-def _pool_difficulties(cfg, eval_prompts: pl.DataFrame) -> list[int]:
-    return list(cfg.task.pool) if cfg.task.name == "arithmetic" else sorted(set(eval_prompts["difficulty"]))
 
 
 def _previous_accuracy(store, key: str) -> dict[int, float]:

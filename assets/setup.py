@@ -11,10 +11,9 @@ from assets.progress import log_progress
 from assets.resources import ExperimentResource
 from filters.evaluate import evaluate_policy
 from filters.metrics import accuracy_by_difficulty, pick_frontier
-from filters.verifiers import get_verifier
 from selftaught.store import ensure_writable, publish_dir
 from synth.backends import load_backend
-from synth.tasks import default_verifier, make_task
+from synth.tasks import make_task, reference_verifier
 from synth.tiny import TinySpec, build_tiny_model
 from train.artifact import copy_model, is_complete, model_path, read_provenance, write_provenance
 from train.sft import settings_from_config, train_sft
@@ -81,7 +80,7 @@ def base_model(
         _build_base(context, experiment, warm_start_prompts)
     prov = read_provenance(artifact)
     backend = load_backend(cfg.sampling.backend, str(model_path(artifact)), batch_size=cfg.evaluation.batch_size)
-    results = evaluate_policy(backend, eval_prompts, get_verifier(default_verifier(cfg.task), cfg.verification),
+    results = evaluate_policy(backend, eval_prompts, reference_verifier(cfg),
                               cfg.evaluation.max_new_tokens, "base", "base", log_progress(context, "eval base"))
     path = store.write_table(results, "eval_results", "base")
     acc = accuracy_by_difficulty(results)
@@ -93,8 +92,7 @@ def base_model(
             "artifact": dg.MetadataValue.path(str(artifact)),
             "eval_results": dg.MetadataValue.path(str(path)),
             **{f"accuracy_d{d}": a for d, a in acc.items()},
-            "frontier": (front := pick_frontier(cfg.task.frontier, acc, sorted(acc) if cfg.task.name != "arithmetic"
-                                                else list(cfg.task.pool))),
+            "frontier": (front := pick_frontier(cfg.task.frontier, acc, cfg.task.frontier_pool())),
             "frontier_accuracy": acc.get(front, 0.0),
         }
     )

@@ -20,11 +20,11 @@ import polars as pl
 from filters.evaluate import evaluate_policy
 from pipelines.cli import quiet_libraries
 from filters.metrics import accuracy_by_difficulty
-from filters.verifiers import get_verifier
 from selftaught.config import load_config
 from selftaught.rounds import round_key
 from selftaught.store import Store
 from synth.backends import load_backend
+from synth.tasks import reference_verifier
 from train.artifact import model_path
 from train.sft import settings_from_config, train_sft
 
@@ -43,7 +43,7 @@ def main() -> None:
     warm = pl.read_parquet(store.table_path("warm_start_prompts"))
     evals = pl.read_parquet(store.table_path("eval_prompts"))
     rows = warm.select("prompt", pl.col("target").alias("completion"))
-    verifier = get_verifier(cfg.verification.verifier)
+    verifier = reference_verifier(cfg)
     control_dir = store.root / "control"
     init = model_path(base)
     results = []

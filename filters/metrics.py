@@ -87,10 +87,15 @@ def accuracy_by_difficulty(results: pl.DataFrame) -> dict[int, float]:
 AUTO_FRONTIER_MIN = 0.10
 
 
+def frontier_candidates(pool: list[int], base_accuracy: dict[int, float]) -> list[int]:
+    """The pool's difficulties, or the evaluated ones when the task has no pool difficulties."""
+    return sorted(pool) if pool else sorted(base_accuracy)
+
+
 def pick_frontier(frontier: int | str, base_accuracy: dict[int, float], pool: list[int]) -> int | None:
     """The configured difficulty, or for "auto" the hardest pool difficulty the base solves >= 10% of."""
     if frontier != "auto":
         return int(frontier)
-    pool = list(pool) or sorted(base_accuracy)
+    pool = frontier_candidates(pool, base_accuracy)
     reachable = [d for d in sorted(pool) if base_accuracy.get(d, 0.0) >= AUTO_FRONTIER_MIN]
     return reachable[-1] if reachable else (min(pool) if pool else None)

@@ -122,7 +122,7 @@ def cmd_run(args) -> int:
         wall[key] = _wall_seconds(instance, key)
         rows = round_rows(store, keys, wall)
         print(format_table(rows), flush=True)
-    summary = frontier_summary(round_rows(store, keys, wall), cfg.task.frontier, list(cfg.task.pool) if cfg.task.name == "arithmetic" else [])
+    summary = frontier_summary(round_rows(store, keys, wall), cfg.task.frontier, cfg.task.frontier_pool())
     print(f"\n{target} rounds complete; {time.monotonic() - t0:.0f}s in this invocation.")
     if summary:
         print(summary)
@@ -144,7 +144,7 @@ def cmd_status(args) -> int:
     wall = {k: _wall_seconds(instance, k) for k in keys}
     rows = round_rows(store, keys, wall)
     print(format_table(rows))
-    summary = frontier_summary(rows, cfg.task.frontier, list(cfg.task.pool) if cfg.task.name == "arithmetic" else [])
+    summary = frontier_summary(rows, cfg.task.frontier, cfg.task.frontier_pool())
     if summary:
         print(summary)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from filters.metrics import accuracy_by_difficulty, pick_frontier
+from filters.metrics import accuracy_by_difficulty, frontier_candidates, pick_frontier
 from selftaught.schemas import CORRECT
 from selftaught.store import Store
 
@@ -76,8 +76,7 @@ def frontier_summary(rows: list[dict], frontier: int | str, pool: list[int]) -> 
     """One line per pool difficulty, the frontier first and marked."""
     base = next((r["accuracy"] for r in rows if r["round"] == "base"), {})
     front = pick_frontier(frontier, base, pool)
-    pool = list(pool) or sorted(base)
-    order = ([front] if front is not None else []) + [d for d in sorted(pool) if d != front]
+    order = ([front] if front is not None else []) + [d for d in frontier_candidates(pool, base) if d != front]
     lines = []
     for d in order:
         line = curve(rows, d)

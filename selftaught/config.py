@@ -69,6 +69,11 @@ class TaskConfig(Strict):
 
     _v = field_validator("warm_start", "pool", "eval")(_counts)
 
+    def frontier_pool(self) -> list[int]:
+        """Difficulties the auto frontier picks from: the arithmetic pool's; for dataset
+        tasks none are configured, so the evaluated difficulties are used."""
+        return list(self.pool) if self.name == "arithmetic" else []
+
     @model_validator(mode="after")
     def _frontier_evaluated(self):
         if self.name != "arithmetic":

@@ -3,22 +3,22 @@ held-out evaluation set come from. Each returns a `prompts` table."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Protocol
 
 import polars as pl
 
 from filters.mathverify import boxed_answer
 from filters.numeric import gsm8k_reference
+from filters.verifiers import get_verifier
 from selftaught import schemas
-from selftaught.config import TaskConfig
+from selftaught.config import ExperimentConfig, TaskConfig
 from selftaught.rounds import round_key
 from synth import arithmetic
 from synth.sources import Columns, load_rows, read_source
 
 
 class Task(Protocol):
-    verifier: str
-
     def warm_start(self) -> pl.DataFrame: ...
 
     def eval_set(self, exclude: set[str]) -> pl.DataFrame: ...
@@ -28,8 +28,6 @@ class Task(Protocol):
 
 class ArithmeticTask:
     """Procedural addition; splits are drawn with separate seeds and kept disjoint."""
-
-    verifier = "arithmetic"
 
     def __init__(self, cfg: TaskConfig):
         self.cfg = cfg
@@ -69,7 +67,6 @@ class DatasetTask:
     def __init__(self, cfg: TaskConfig, tokenizer: str | None = None):
         self.cfg, self.defaults = cfg, DEFAULTS[cfg.name]
         self.chat = load_chat_tokenizer(tokenizer) if cfg.chat_template else None
-        self.verifier = self.defaults["verifier"]
         self._cache: dict[str, pl.DataFrame] = {}
 
     def _rows(self, which: str) -> pl.DataFrame:
@@ -88,21 +85,24 @@ class DatasetTask:
             self._cache[which] = df.with_columns(reference=pl.Series(refs, dtype=pl.String))
         return self._cache[which]
 
-    def _shot_text(self) -> str:
+    @cached_property
+    def _shots(self) -> list[tuple[str, str]]:
+        """Few-shot exemplars as (rendered question, solution), built once per task."""
         shots = self._rows("train").head(self.cfg.few_shot)
-        return "".join(self.cfg.template.format(question=q) + " " + s.strip() + "\n\n"
-                       for q, s in zip(shots["question"], shots["solution"]))
+        return [(self.cfg.template.format(question=q), s.strip()) for q, s in zip(shots["question"], shots["solution"])]
+
+    @cached_property
+    def _shot_text(self) -> str:
+        return "".join(f"{q} {s}\n\n" for q, s in self._shots)
 
     def _render(self, question: str) -> str:
+        text = self.cfg.template.format(question=question)
         if self.chat is None:
-            prefix = self._shot_text() if self.cfg.few_shot else ""
-            return prefix + self.cfg.template.format(question=question)
-        shots = self._rows("train").head(self.cfg.few_shot)
+            return self._shot_text + text
         turns = []
-        for q, sol in zip(shots["question"], shots["solution"]):
-            turns += [{"role": "user", "content": self.cfg.template.format(question=q)},
-                      {"role": "assistant", "content": sol.strip()}]
-        turns.append({"role": "user", "content": self.cfg.template.format(question=question)})
+        for q, s in self._shots:
+            turns += [{"role": "user", "content": q}, {"role": "assistant", "content": s}]
+        turns.append({"role": "user", "content": text})
         return self.chat.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
 
     def _prompts(self, df: pl.DataFrame, split: str, round_key: str = "") -> pl.DataFrame:
@@ -142,6 +142,12 @@ class DatasetTask:
 def default_verifier(cfg: TaskConfig) -> str:
     """The verifier a task's references are scored with (evaluation always uses it)."""
     return "arithmetic" if cfg.name == "arithmetic" else DEFAULTS[cfg.name]["verifier"]
+
+
+def reference_verifier(cfg: ExperimentConfig):
+    """The verifier evaluation scores with: the task's own, against references,
+    whatever verifier selects training rows."""
+    return get_verifier(default_verifier(cfg.task), cfg.verification)
 
 
 def load_chat_tokenizer(path: str | None):
