@@ -5,23 +5,24 @@
 """
 
 
+import time
+
 import dagster as dg
 import polars as pl
 
+from assets.generation import evaluate_artifact, generate
 from assets.lineage import parent_metadata, resolve_parent
 from assets.progress import log_progress
 from assets.resources import ExperimentResource
-from filters.evaluate import evaluate_policy
 from filters.metrics import accuracy_by_difficulty, pick_frontier, sample_metrics
 from filters.select import accumulate, judged, select_sft
 from filters.verifiers import get_verifier, verify
 from selftaught import schemas
 from selftaught.rounds import parent_key, round_index
 from selftaught.store import file_hash, publish_dir
-from synth.backends import SamplingParams, load_backend
-from synth.sampling import sample
-from synth.tasks import default_verifier, make_task, reference_verifier
-from train.artifact import is_complete, model_path, write_provenance
+from synth.backends import SamplingParams
+from synth.tasks import default_verifier, make_task
+from train.artifact import adapter_path, is_complete, model_path, read_provenance, write_provenance
 from train.sft import settings_from_config, train_sft
 
 rounds = dg.DynamicPartitionsDefinition(name="rounds")
@@ -50,13 +51,17 @@ def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, p
     parent = resolve_parent(context, experiment.store)
     s = cfg.sampling
     params = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
-                            seed=s.seed * 1000 + round_index(key))
-    backend = load_backend(s.backend, str(model_path(parent.artifact)), batch_size=s.batch_size)
+                            seed=s.seed * 1000 + round_index(key), stop=s.stop)
     context.log.info(f"{key}: sampling {prompts.height} prompts x {s.n} with policy {parent.policy_id}")
-    df = sample(backend, prompts, params, key, parent.policy_id, parent.weights_hash,
-                log_progress(context, f"{key} sampling"))
+    started = time.monotonic()
+    df = generate(context, cfg, experiment.store, name=f"{key}-samples", prompts=prompts, params=params,
+                  round_key=key, policy_id=parent.policy_id, policy_hash=parent.weights_hash,
+                  artifact=parent.artifact, backend=s.backend, batch_size=s.batch_size,
+                  progress=log_progress(context, f"{key} sampling"))
+    seconds = time.monotonic() - started
     context.add_output_metadata({**parent_metadata(parent), "temperature": s.temperature, "n": s.n,
-                                 "seed": params.seed, "backend": s.backend})
+                                 "seed": params.seed, "backend": s.backend, "generation_seconds": round(seconds, 1),
+                                 "samples_per_second": round(df.height / max(seconds, 1e-9), 1)})
     return df
 
 
@@ -146,18 +151,26 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
     """Fine-tune from the parent policy (continue) or the base model (restart); save with provenance."""
     cfg, store, key = experiment.config, experiment.store, context.partition_key
     parent = resolve_parent(context, store)
-    init = parent.artifact if cfg.training.init == "continue" else store.model_dir("base")
+    base = store.model_dir("base")
+    init = parent.artifact if cfg.training.init == "continue" else base
+    adapter_init = None
+    if cfg.training.method == "lora" and init != base and _adapter_on_base(parent.artifact, base):
+        # Keep training the parent's adapter on the base weights, so every round's policy
+        # is one adapter on one base model (what vLLM serves without merging).
+        init, adapter_init = base, adapter_path(parent.artifact)
     work = store.work_dir(key)
     settings = settings_from_config(cfg.training, seed_offset=round_index(key))
-    context.log.info(f"{key}: {settings.method} fine-tune from {init.name} on {training_set.height} rows, "
-                     f"{settings.max_steps} steps")
-    metrics = train_sft(model_path(init), training_set, work, settings)
+    context.log.info(f"{key}: {settings.method} fine-tune from {parent.policy_id if adapter_init else init.name} "
+                     f"on {training_set.height} rows, {settings.max_steps} steps")
+    metrics = train_sft(model_path(init), training_set, work, settings, adapter_init=adapter_init)
+    on_base = cfg.training.method == "lora" and init == base
     data_hash = file_hash(store.table_path("training_set", key))[:16]
     prov = write_provenance(
         work, policy_id=key, parent={"policy_id": parent.policy_id, "weights_hash": parent.weights_hash,
                                      "run_id": parent.run_id},
         init=cfg.training.init, method=cfg.training.method, base=str(cfg.model.base),
         config_hash=cfg.section_hash(), data_hash=data_hash, metrics=metrics,
+        adapter_base_hash=read_provenance(base)["weights_hash"] if on_base else None,
     )
     publish_dir(work, store.model_dir(key))
     return dg.MaterializeResult(metadata={
@@ -169,6 +182,11 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
     })
 
 
+def _adapter_on_base(artifact, base) -> bool:
+    prov = read_provenance(artifact)
+    return adapter_path(artifact).is_dir() and prov.get("adapter_base_hash") == read_provenance(base)["weights_hash"]
+
+
 @dg.asset(**ROUND, kinds={"pytorch"}, tags={"selftaught/resource": "gpu"}, deps=["policy"])
 def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource,
                eval_prompts: pl.DataFrame) -> pl.DataFrame:
@@ -177,9 +195,7 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
     artifact = store.model_dir(key)
     if not is_complete(artifact):
         raise dg.Failure(description=f"no complete policy artifact for {key} at {artifact}; materialize policy first")
-    backend = load_backend(cfg.sampling.backend, str(model_path(artifact)), batch_size=cfg.evaluation.batch_size)
-    df = evaluate_policy(backend, eval_prompts, reference_verifier(cfg),
-                         cfg.evaluation.max_new_tokens, key, key, log_progress(context, f"{key} eval"))
+    df = evaluate_artifact(context, experiment, eval_prompts, key, artifact)
     acc = accuracy_by_difficulty(df)
     base_path = store.table_path("eval_results", "base")
     base_acc = accuracy_by_difficulty(pl.read_parquet(base_path)) if base_path.is_file() else {}

@@ -7,13 +7,11 @@ import shutil
 import dagster as dg
 import polars as pl
 
-from assets.progress import log_progress
+from assets.generation import evaluate_artifact
 from assets.resources import ExperimentResource
-from filters.evaluate import evaluate_policy
 from filters.metrics import accuracy_by_difficulty, pick_frontier
 from selftaught.store import ensure_writable, publish_dir
-from synth.backends import load_backend
-from synth.tasks import make_task, reference_verifier
+from synth.tasks import make_task
 from synth.tiny import TinySpec, build_tiny_model
 from train.artifact import copy_model, is_complete, model_path, read_provenance, write_provenance
 from train.sft import settings_from_config, train_sft
@@ -79,9 +77,7 @@ def base_model(
     else:
         _build_base(context, experiment, warm_start_prompts)
     prov = read_provenance(artifact)
-    backend = load_backend(cfg.sampling.backend, str(model_path(artifact)), batch_size=cfg.evaluation.batch_size)
-    results = evaluate_policy(backend, eval_prompts, reference_verifier(cfg),
-                              cfg.evaluation.max_new_tokens, "base", "base", log_progress(context, "eval base"))
+    results = evaluate_artifact(context, experiment, eval_prompts, "base", artifact)
     path = store.write_table(results, "eval_results", "base")
     acc = accuracy_by_difficulty(results)
     return dg.MaterializeResult(

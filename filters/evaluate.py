@@ -19,8 +19,16 @@ def evaluate_policy(
     policy_id: str,
     progress: Progress | None = None,
 ) -> pl.DataFrame:
-    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
-    samples = sample(backend, eval_prompts, params, round_key, policy_id, "", progress)
+    samples = sample(backend, eval_prompts, eval_params(max_new_tokens), round_key, policy_id, "", progress)
+    return score(samples, eval_prompts, verifier)
+
+
+def eval_params(max_new_tokens: int) -> SamplingParams:
+    return SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens)
+
+
+def score(samples: pl.DataFrame, eval_prompts: pl.DataFrame, verifier: Verifier) -> pl.DataFrame:
+    """Greedy samples of the eval prompts -> the eval_results table."""
     verdicts = verify(verifier, eval_prompts, samples)
     out = (
         samples.join(verdicts, on=["round", "prompt_id", "sample_idx"])

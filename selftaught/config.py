@@ -129,14 +129,58 @@ class ModelConfig(Strict):
     warm_start: TrainingConfig | None = TrainingConfig(max_steps=600, learning_rate=1e-3, warmup_steps=20, save_every=0)
 
 
+class OpenAIConfig(Strict):
+    """An OpenAI-compatible completions endpoint (`vllm serve`, a teacher model, a provider)."""
+
+    base_url: str = Field(description="e.g. http://127.0.0.1:8000/v1")
+    model: str = Field(description="model name the server knows")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key; "
+                                    "the key itself never goes into a config, table or metadata")
+    max_concurrency: int = Field(8, ge=1, description="requests in flight at once")
+    timeout_seconds: float = Field(120.0, gt=0, description="per request")
+    max_retries: int = Field(5, ge=0, description="retries on 429, 5xx, timeouts and dropped connections")
+    backoff_seconds: float = Field(1.0, ge=0, description="first retry delay; doubles each retry")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class VLLMConfig(Strict):
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    max_lora_rank: int = Field(64, ge=1, description="must be >= training.lora.r")
+    max_model_len: int | None = Field(None, ge=16)
+    dtype: str = "auto"
+    enforce_eager: bool = False
+
+
 class SamplingConfig(Strict):
-    backend: Literal["hf"] = "hf"
+    backend: Literal["hf", "vllm", "openai"] = "hf"
     n: int = Field(8, ge=1)
     temperature: float = Field(0.8, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(100, ge=1)
-    batch_size: int = Field(256, ge=1)
+    stop: tuple[str, ...] = Field((), description="cut each completion at the first of these strings")
+    batch_size: int = Field(256, ge=1, description="hf: sequences per forward batch")
     seed: int = 0
+    shard_size: int = Field(256, ge=1, description="prompts per shard; a restarted round skips finished shards")
+    isolate: bool | None = Field(None, description="generate in a subprocess so its memory is freed before "
+                                 "training; default: on for vllm, off for hf and openai")
+    openai: OpenAIConfig | None = None
+    vllm: VLLMConfig = VLLMConfig()
+
+    @model_validator(mode="after")
+    def _backend_settings(self):
+        if self.backend == "openai" and self.openai is None:
+            raise ValueError("backend 'openai' needs an openai: section (base_url, model)")
+        return self
+
+    def isolated(self) -> bool:
+        return self.backend == "vllm" if self.isolate is None else self.isolate
 
 
 class VerificationConfig(Strict):
@@ -159,6 +203,9 @@ class SelectionConfig(Strict):
 
 
 class EvaluationConfig(Strict):
+    backend: Literal["hf", "vllm"] | None = Field(None, description="default: sampling.backend when it is "
+                                                   "local (hf, vllm), else hf; a remote server cannot serve "
+                                                   "this round's fresh policy")
     max_new_tokens: int = Field(100, ge=1)
     batch_size: int = Field(256, ge=1)
 
@@ -181,6 +228,19 @@ class ExperimentConfig(Strict):
             raise ValueError("task.chat_template needs model.base to be a model with a chat template "
                              "(the tiny character tokenizer has none)")
         return self
+
+    @model_validator(mode="after")
+    def _lora_fits_vllm(self):
+        uses_vllm = "vllm" in (self.sampling.backend, self.evaluation.backend)
+        if uses_vllm and self.training.method == "lora" and self.training.lora.r > self.sampling.vllm.max_lora_rank:
+            raise ValueError(f"training.lora.r ({self.training.lora.r}) is above sampling.vllm.max_lora_rank "
+                             f"({self.sampling.vllm.max_lora_rank}); vLLM would refuse the adapter")
+        return self
+
+    def eval_backend(self) -> str:
+        if self.evaluation.backend:
+            return self.evaluation.backend
+        return self.sampling.backend if self.sampling.backend in ("hf", "vllm") else "hf"
 
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (all when none): what a cached artifact depends on."""

@@ -1,13 +1,18 @@
 """Generation backends behind one small interface.
 
-A backend turns prompts into `n` completions each. Implemented now: HF
-transformers (batched, seeded; the CPU backend for the demo and the tests).
-vLLM and OpenAI-compatible servers plug in by implementing `Backend`.
+A backend turns prompts into `n` completions each:
+  hf      HF transformers, batched and seeded (the CPU backend of the demo and tests)
+  vllm    vLLM offline engine; a LoRA policy is served as an adapter on its base model
+  openai  any OpenAI-compatible completions server, async with bounded concurrency
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
@@ -36,6 +41,19 @@ class SamplingParams:
 
 
 Progress = Callable[[int, int], None]
+
+
+class BackendError(RuntimeError):
+    """A backend could not be set up or a request failed for good."""
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A 31-bit seed from a base seed and labels (shard index, prompt index).
+
+    Seeds depend on a prompt's position in the job, never on what ran before in
+    the process, so a resumed generation reproduces an uninterrupted one."""
+    text = ":".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
 class Backend(Protocol):
@@ -106,7 +124,174 @@ class HFBackend:
         return out
 
 
-def load_backend(kind: str, model_dir: str, **options) -> Backend:
-    if kind == "hf":
-        return HFBackend(model_dir, **options)
-    raise ValueError(f"unknown generation backend '{kind}' (available: hf)")
+class VLLMBackend:
+    """vLLM's offline engine. With `adapter_dir` the engine loads the base model once
+    and applies the round's LoRA adapter per request (no merged copy needed)."""
+
+    name = "vllm"
+
+    def __init__(self, model_dir: str, adapter_dir: str | None = None, tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float = 0.85, max_lora_rank: int = 64, max_model_len: int | None = None,
+                 dtype: str = "auto", enforce_eager: bool = False, seed: int = 0):
+        try:
+            from vllm import LLM
+            from vllm.lora.request import LoRARequest
+        except ImportError as exc:
+            raise BackendError(f"sampling.backend 'vllm' needs vLLM installed: pip install 'selftaught[vllm]' "
+                               f"on a GPU machine, or `make test-vllm` for the CPU build ({exc})") from None
+        kwargs = dict(model=model_dir, tensor_parallel_size=tensor_parallel_size, dtype=dtype, seed=seed,
+                      enforce_eager=enforce_eager, max_model_len=max_model_len)
+        if _has_cuda():
+            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        if adapter_dir:
+            kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
+        self.llm = LLM(**kwargs)
+        # The int id is vLLM's cache key for an adapter; one engine serves one policy.
+        self.lora = LoRARequest("policy", 1, adapter_dir) if adapter_dir else None
+
+    def generate(self, prompts, params, progress=None):
+        from vllm import SamplingParams as VSP
+
+        sample = params.temperature > 0
+        per_prompt = [
+            VSP(n=params.n, temperature=params.temperature if sample else 0.0, top_p=params.top_p if sample else 1.0,
+                max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
+                seed=derive_seed(params.seed, i) if sample else None)
+            for i in range(len(prompts))
+        ]
+        started = time.monotonic()
+        outs = self.llm.generate(list(prompts), per_prompt, lora_request=self.lora, use_tqdm=False)
+        texts = [[c.text for c in sorted(o.outputs, key=lambda c: c.index)] for o in outs]
+        tokens = sum(len(c.token_ids) for o in outs for c in o.outputs)
+        elapsed = time.monotonic() - started
+        log.info("vllm: %d prompts x %d samples, %d tokens in %.1fs (%.0f tok/s)",
+                 len(prompts), params.n, tokens, elapsed, tokens / max(elapsed, 1e-9))
+        if progress:
+            progress(len(prompts), len(prompts))
+        return texts
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class OpenAIBackend:
+    """An OpenAI-compatible `/completions` endpoint (vllm serve, a teacher, a provider).
+
+    Requests run concurrently up to `max_concurrency`; 429, 5xx, timeouts and
+    dropped connections are retried with exponential backoff (honouring
+    Retry-After); other errors stop the job with the server's message. The API
+    key is read from the environment variable named in the config, never stored.
+    """
+
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str, api_key_env: str | None = None, max_concurrency: int = 8,
+                 timeout_seconds: float = 120.0, max_retries: int = 5, backoff_seconds: float = 1.0):
+        self.base_url, self.model = base_url.rstrip("/"), model
+        self.headers = {}
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise BackendError(f"sampling.openai.api_key_env names {api_key_env}, which is not set "
+                                   f"in the environment")
+            self.headers["Authorization"] = f"Bearer {key}"
+        self.max_concurrency, self.timeout = max_concurrency, timeout_seconds
+        self.max_retries, self.backoff = max_retries, backoff_seconds
+        self.retries = 0  # retried requests in the last generate(), for logs and tests
+
+    def generate(self, prompts, params, progress=None):
+        return asyncio.run(self._generate_all(list(prompts), params, progress))
+
+    async def _generate_all(self, prompts, params, progress):
+        import httpx
+
+        self.retries = 0
+        out: list[list[str] | None] = [None] * len(prompts)
+        done = 0
+        gate = asyncio.Semaphore(self.max_concurrency)
+        limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
+        started = time.monotonic()
+        async with httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=self.timeout,
+                                     limits=limits) as client:
+
+            async def one(i: int) -> None:
+                nonlocal done
+                async with gate:
+                    out[i] = await self._complete(client, prompts[i], params, derive_seed(params.seed, i))
+                done += 1
+                if progress:
+                    progress(done, len(prompts))
+
+            async with asyncio.TaskGroup() as group:  # the first hard failure cancels the rest
+                for i in range(len(prompts)):
+                    group.create_task(one(i))
+        log.info("openai: %d prompts x %d samples from %s in %.1fs (%d retries)", len(prompts), params.n,
+                 self.model, time.monotonic() - started, self.retries)
+        return out
+
+    async def _complete(self, client, prompt: str, params: SamplingParams, seed: int) -> list[str]:
+        import httpx
+
+        body = {"model": self.model, "prompt": prompt, "n": params.n, "max_tokens": params.max_new_tokens,
+                "temperature": params.temperature, "top_p": params.top_p, "seed": seed}
+        if params.stop:
+            body["stop"] = list(params.stop)
+        for attempt in range(self.max_retries + 1):
+            last = attempt == self.max_retries
+            try:
+                resp = await client.post("/completions", json=body)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                if last:
+                    raise BackendError(f"{self.base_url}: {type(exc).__name__} after {attempt + 1} attempts "
+                                       f"(timeout {self.timeout}s)") from None
+                await self._wait(attempt, None)
+                continue
+            if resp.status_code == 200:
+                return self._texts(resp, params)
+            if resp.status_code not in RETRY_STATUS or last:
+                hint = " (check sampling.openai.api_key_env)" if resp.status_code in (401, 403) else ""
+                raise BackendError(f"{self.base_url}/completions answered {resp.status_code}{hint}: "
+                                   f"{resp.text[:300]}")
+            await self._wait(attempt, resp.headers.get("retry-after"))
+        raise AssertionError("unreachable")
+
+    async def _wait(self, attempt: int, retry_after: str | None) -> None:
+        self.retries += 1
+        try:
+            delay = float(retry_after) if retry_after is not None else None
+        except ValueError:
+            delay = None
+        if delay is None:
+            delay = self.backoff * 2**attempt * (0.5 + random.random() / 2)  # jitter spreads retries out
+        await asyncio.sleep(min(delay, 60.0))
+
+    def _texts(self, resp, params: SamplingParams) -> list[str]:
+        try:
+            choices = sorted(resp.json()["choices"], key=lambda c: c.get("index", 0))
+            texts = [cut_at_stop(c["text"], params.stop) for c in choices]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendError(f"{self.base_url}: malformed completions response ({exc}): {resp.text[:200]}") from None
+        if len(texts) != params.n:
+            raise BackendError(f"{self.base_url}: asked for n={params.n} completions, got {len(texts)}")
+        return texts
+
+
+BACKENDS = {"hf": HFBackend, "vllm": VLLMBackend, "openai": OpenAIBackend}
+
+
+def load_backend(kind: str, model_dir: str | None = None, **options) -> Backend:
+    """Construct a backend; `model_dir` is ignored by the openai backend (the server holds the model)."""
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown generation backend '{kind}' (available: {', '.join(BACKENDS)})")
+    if kind == "openai":
+        return OpenAIBackend(**options)
+    return BACKENDS[kind](model_dir, **options)

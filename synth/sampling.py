@@ -19,10 +19,25 @@ def sample(
 ) -> pl.DataFrame:
     """Generate `params.n` completions per prompt; one row per completion."""
     completions = backend.generate(prompts["prompt"].to_list(), params, progress)
+    return to_samples(prompts, completions, params, round_key, policy_id, policy_hash, backend.name)
+
+
+def to_samples(
+    prompts: pl.DataFrame,
+    completions: list[list[str]],
+    params: SamplingParams,
+    round_key: str,
+    policy_id: str,
+    policy_hash: str,
+    backend_name: str,
+) -> pl.DataFrame:
+    """The samples table for `completions[i][j]` = sample j of prompt i."""
+    if len(completions) != prompts.height:
+        raise RuntimeError(f"backend {backend_name} answered {len(completions)} prompts, expected {prompts.height}")
     rows = {c: [] for c in ("prompt_id", "sample_idx", "prompt", "completion")}
     for pid, prompt, outs in zip(prompts["prompt_id"], prompts["prompt"], completions, strict=True):
         if len(outs) != params.n:
-            raise RuntimeError(f"backend {backend.name} returned {len(outs)} samples for {pid}, expected {params.n}")
+            raise RuntimeError(f"backend {backend_name} returned {len(outs)} samples for {pid}, expected {params.n}")
         for i, text in enumerate(outs):
             rows["prompt_id"].append(pid)
             rows["sample_idx"].append(i)
@@ -32,7 +47,7 @@ def sample(
         pl.lit(round_key).alias("round"),
         pl.lit(policy_id).alias("policy_id"),
         pl.lit(policy_hash).alias("policy_hash"),
-        pl.lit(backend.name).alias("backend"),
+        pl.lit(backend_name).alias("backend"),
         pl.lit(params.temperature).alias("temperature"),
         pl.lit(params.top_p).alias("top_p"),
         pl.lit(params.max_new_tokens).alias("max_new_tokens"),

@@ -53,3 +53,22 @@ def copy_model(src: str | Path, dst: Path) -> None:
         raise ValueError(f"base model {src!r} is not a loadable model directory or hub id: {exc}") from None
     model.save_pretrained(dst)
     tok.save_pretrained(dst)
+
+
+def adapter_path(artifact: Path) -> Path:
+    return Path(artifact) / "adapter"
+
+
+def serving_paths(artifact: Path, base_artifact: Path, backend: str) -> tuple[str, str | None]:
+    """(model directory, LoRA adapter or None) for a generation backend.
+
+    vLLM serves a LoRA policy as its adapter on the base model, which needs the
+    adapter to have been trained on exactly that base (provenance says so);
+    everything else loads the merged weights.
+    """
+    adapter = adapter_path(artifact)
+    if backend == "vllm" and adapter.is_dir():
+        on = read_provenance(artifact).get("adapter_base_hash")
+        if on is not None and on == read_provenance(base_artifact).get("weights_hash"):
+            return str(model_path(base_artifact)), str(adapter)
+    return str(model_path(artifact)), None

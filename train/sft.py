@@ -67,12 +67,14 @@ def _device_args() -> dict:
 
 
 def train_sft(
-    init_model_dir: str | Path, rows: pl.DataFrame, out_dir: str | Path, s: SFTSettings, callbacks: tuple = ()
+    init_model_dir: str | Path, rows: pl.DataFrame, out_dir: str | Path, s: SFTSettings, callbacks: tuple = (),
+    adapter_init: str | Path | None = None,
 ) -> dict:
     """Fine-tune the model in `init_model_dir` on `rows` (prompt, completion).
 
     Writes `out_dir/model` (loadable HF model + tokenizer), and for LoRA also
-    `out_dir/adapter`. Checkpoints go to `out_dir/checkpoints` and a rerun resumes
+    `out_dir/adapter`; `adapter_init` continues that LoRA adapter on `init_model_dir`
+    instead of starting a fresh one. Checkpoints go to `out_dir/checkpoints` and a rerun resumes
     from the newest one. Returns training metrics.
     """
     import torch
@@ -95,7 +97,14 @@ def train_sft(
         tok.pad_token = tok.eos_token
     torch.manual_seed(s.seed)
     peft_config = None
-    if s.method == "lora":
+    if adapter_init is not None:
+        if s.method != "lora":
+            raise ValueError("adapter_init continues a LoRA adapter; it needs method 'lora'")
+        from peft import PeftModel
+
+        # Continue the parent's adapter on the same base weights it was trained on.
+        model = PeftModel.from_pretrained(model, str(adapter_init), is_trainable=True)
+    elif s.method == "lora":
         from peft import LoraConfig
 
         peft_config = LoraConfig(

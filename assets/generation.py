@@ -1,0 +1,59 @@
+"""Wiring from the experiment config to a sharded generation job (synth.generate)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from assets.progress import log_progress
+from filters.evaluate import eval_params, score
+from selftaught.config import ExperimentConfig
+from selftaught.store import Store
+from synth.backends import SamplingParams
+from synth.generate import GenerationJob, run, run_isolated
+from synth.tasks import reference_verifier
+from train.artifact import read_provenance, serving_paths
+
+
+def backend_options(cfg: ExperimentConfig, backend: str, batch_size: int) -> dict:
+    s = cfg.sampling
+    if backend == "hf":
+        return {"batch_size": batch_size}
+    if backend == "vllm":
+        return {**s.vllm.model_dump(), "seed": s.seed}
+    return s.openai.model_dump()
+
+
+def generate(context, cfg: ExperimentConfig, store: Store, *, name: str, prompts: pl.DataFrame, params: SamplingParams,
+             round_key: str, policy_id: str, policy_hash: str, artifact, backend: str, batch_size: int,
+             progress=None) -> pl.DataFrame:
+    """Sample `prompts` with the policy in `artifact` (or the configured server), resumably.
+
+    Shards live in the store's work/<name>; a rerun of a crashed step reuses them.
+    """
+    if backend == "openai":
+        model_dir, adapter = None, None
+        policy_id, policy_hash = f"openai:{cfg.sampling.openai.model}", ""
+    else:
+        model_dir, adapter = serving_paths(artifact, store.model_dir("base"), backend)
+    job = GenerationJob(backend=backend, model_dir=model_dir, adapter_dir=adapter, params=params,
+                        out_dir=str(store.work_dir(name)), round=round_key, policy_id=policy_id,
+                        policy_hash=policy_hash, shard_size=cfg.sampling.shard_size,
+                        options=backend_options(cfg, backend, batch_size))
+    where = f"{model_dir} + adapter {adapter}" if adapter else (model_dir or cfg.sampling.openai.base_url)
+    isolated = cfg.sampling.isolated()
+    context.log.info(f"{name}: {backend} backend on {where}, {'in a subprocess' if isolated else 'in process'}")
+    if isolated:
+        return run_isolated(job, prompts, context.log.info)
+    return run(job, prompts, progress)
+
+
+def evaluate_artifact(context, experiment, eval_prompts: pl.DataFrame, policy_id: str,
+                      artifact) -> pl.DataFrame:
+    """Greedy generation on the eval prompts (sharded, resumable) and the reference verifier."""
+    cfg = experiment.config
+    samples = generate(context, cfg, experiment.store, name=f"{policy_id}-eval", prompts=eval_prompts,
+                       params=eval_params(cfg.evaluation.max_new_tokens), round_key=policy_id, policy_id=policy_id,
+                       policy_hash=read_provenance(artifact)["weights_hash"], artifact=artifact,
+                       backend=cfg.eval_backend(), batch_size=cfg.evaluation.batch_size,
+                       progress=log_progress(context, f"{policy_id} eval"))
+    return score(samples, eval_prompts, reference_verifier(cfg))
