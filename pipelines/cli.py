@@ -186,7 +186,14 @@ def cmd_validate(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     from pipelines.build import DEFAULT_CONFIG
 
-    parser = argparse.ArgumentParser(prog="selftaught", description="Iterative self-training rounds on Dagster.")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # its own argument parser: python -m synth.serve --help
+        from synth.serve import main as serve
+
+        return serve(argv[1:])
+    parser = argparse.ArgumentParser(prog="selftaught", description="Iterative self-training rounds on Dagster.",
+                                     epilog="selftaught serve --model DIR [--port 8000]: an OpenAI-compatible "
+                                            "completions server for a local model")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn, help_ in [("run", cmd_run, "run rounds until --rounds are complete (resumes)"),
                             ("status", cmd_status, "print the per-round table"),

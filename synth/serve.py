@@ -2,7 +2,8 @@
 
 For tests, demos and teacher models on a machine without vLLM:
 
-    python -m synth.serve --model data/runs/demo/models/base/model --port 8000
+    selftaught serve --model data/runs/demo/models/base/model --port 8000
+    (or python -m synth.serve ...)
 
 It implements POST /v1/completions (prompt: str or list, n, temperature,
 top_p, max_tokens, stop, seed) and GET /v1/models. Requests are served one at
@@ -110,7 +111,7 @@ def _params(req: dict) -> SamplingParams:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m synth.serve", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="selftaught serve", description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="local model directory")
     ap.add_argument("--name", help="model name clients ask for (default: the directory)")
     ap.add_argument("--host", default="127.0.0.1")

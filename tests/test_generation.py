@@ -265,3 +265,28 @@ def test_lora_rounds_stay_one_adapter_on_the_base_model(tmp_path):
     assert adapters["r001"].keys() == adapters["r002"].keys()
     changed = [k for k in adapters["r001"] if not adapters["r001"][k].equal(adapters["r002"][k])]
     assert changed
+
+
+@pytest.mark.parametrize("sampling,training,message", [
+    ({"backend": "openai"}, {}, "needs an openai: section"),
+    ({"backend": "openai", "openai": {"base_url": "127.0.0.1:8000/v1", "model": "m"}}, {}, "http://"),
+    ({"backend": "openai", "openai": {"base_url": "http://h/v1", "model": "m", "api_key": "sk-x"}}, {},
+     "openai.api_key: unknown key"),
+    ({"backend": "vllm", "vllm": {"max_lora_rank": 8}}, {"method": "lora", "lora": {"r": 16}}, "max_lora_rank"),
+    ({"backend": "tgi"}, {}, "sampling.backend"),
+    ({"shard_size": 0}, {}, "sampling.shard_size"),
+])
+def test_generation_config_errors_name_the_key(sampling, training, message):
+    from selftaught.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=message):
+        parse_config({"sampling": sampling, "training": training})
+
+
+def test_backend_defaults():
+    from selftaught.config import parse_config
+
+    assert parse_config({"sampling": {"backend": "vllm"}}).sampling.isolated()
+    assert not parse_config({}).sampling.isolated()
+    teacher = parse_config({"sampling": {"backend": "openai", "openai": {"base_url": "http://h:1/v1/", "model": "m"}}})
+    assert teacher.eval_backend() == "hf" and teacher.sampling.openai.base_url == "http://h:1/v1"
