@@ -153,6 +153,13 @@ class VLLMBackend:
         # The int id is vLLM's cache key for an adapter; one engine serves one policy.
         self.lora = LoRARequest("policy", 1, adapter_dir) if adapter_dir else None
 
+    def close(self) -> None:
+        """Stop the engine (its worker processes and KV cache) now rather than at exit."""
+        import gc
+
+        self.llm = None
+        gc.collect()
+
     def generate(self, prompts, params, progress=None):
         from vllm import SamplingParams as VSP
 

@@ -117,9 +117,20 @@ def run(job: GenerationJob, prompts: pl.DataFrame, progress: Progress | None = N
     if len(todo) < n_shards:
         log.info("generation: %d of %d shards already done in %s; resuming", n_shards - len(todo), n_shards,
                  job.out_dir)
+    owned = bool(todo) and backend is None
+    if owned:
+        backend = make_backend(job)
+    try:
+        _generate_shards(job, prompts, todo, n_shards, backend, progress)
+    finally:
+        if owned and hasattr(backend, "close"):
+            backend.close()  # an in-process engine frees its memory before training starts
+    return collect(job, n_shards)
+
+
+def _generate_shards(job, prompts, todo, n_shards, backend, progress):
     total = prompts.height
     for i in todo:
-        backend = backend or make_backend(job)
         chunk = prompts.slice(i * job.shard_size, job.shard_size)
         params = shard_params(job.params, i)
         completions = backend.generate(chunk["prompt"].to_list(), params)
@@ -129,7 +140,6 @@ def run(job: GenerationJob, prompts: pl.DataFrame, progress: Progress | None = N
         log.info("generation: shard %d/%d written (%d/%d prompts)", i + 1, n_shards, done, total)
         if progress:
             progress(done, total)
-    return collect(job, n_shards)
 
 
 def collect(job: GenerationJob, n_shards: int) -> pl.DataFrame:

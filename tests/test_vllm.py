@@ -46,7 +46,9 @@ def policy(tmp_path_factory):
 @pytest.fixture(scope="module")
 def engine(policy):
     base, adapter, _ = policy
-    return VLLMBackend(str(base), adapter_dir=str(adapter), **ENGINE)
+    backend = VLLMBackend(str(base), adapter_dir=str(adapter), **ENGINE)
+    yield backend
+    backend.close()  # while pytest's streams are still open for vLLM's shutdown logs
 
 
 def test_lora_request_on_the_base_equals_the_merged_policy(engine, policy):
