@@ -111,7 +111,7 @@ def _warm_rows(warm: pl.DataFrame) -> pl.DataFrame:
     **ROUND,
     kinds={"polars"},
     check_specs=[dg.AssetCheckSpec("has_new_rows", asset="training_set", blocking=True,
-                                   description="stops the round when no sample was kept")],
+                                   description="stops the round when fewer than selection.min_new_rows samples were kept")],
 )
 def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
                  samples: pl.DataFrame, verdicts: pl.DataFrame, warm_start_prompts: pl.DataFrame):
@@ -133,7 +133,7 @@ def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResour
         meta[f"kept_d{d}"] = n
         meta[f"kept_bad_rationale_share_d{d}"] = bad / n if n else 0.0
     yield dg.Output(rows, metadata=meta)
-    yield dg.AssetCheckResult(passed=new.height > 0, metadata={"new_rows": new.height},
+    yield dg.AssetCheckResult(passed=new.height >= sel.min_new_rows, metadata={"new_rows": new.height},
                               description=f"{new.height} new verified rows this round")
 
 

@@ -45,7 +45,7 @@ def _build_base(context, experiment: ExperimentResource, warm: pl.DataFrame) -> 
     if cfg.model.base == "tiny":
         t = cfg.model.tiny
         init = build_tiny_model(TinySpec(t.hidden_size, t.num_layers, t.num_heads, t.intermediate_size,
-                                         t.max_positions, t.seed), work / "init")
+                                         t.max_positions, t.seed, t.code_chars), work / "init")
     else:
         init = cfg.model.base  # a local path or a hub id; loading stays real
     metrics = {}

@@ -27,6 +27,7 @@ class Check:
     reason: str
     rationale_ok: bool | None = None
     parsed_reference: str | None = None
+    details: str | None = None  # JSON, verifier-specific (the sandbox: per-test results)
 
 
 class Verifier(Protocol):
@@ -190,11 +191,58 @@ class MajorityVerifier:
         return top, f"pseudo-label {top} (share {share:.2f})"
 
 
+class SandboxVerifier:
+    """Code: run the extracted program against the reference tests in the sandbox.
+
+    All tests pass -> correct. A failing test, an exception, a timeout, a crash or
+    runaway output -> incorrect, with the reason. The sandbox itself failing ->
+    unverifiable. Per-test results and timings go to `details`.
+    """
+
+    name, version = "sandbox", "1"
+
+    def __init__(self, limits=None, workers: int | None = None):
+        from filters.sandbox import Limits
+
+        self.limits, self.workers = limits or Limits(), workers
+
+    def check(self, prompt: str, completion: str, reference: str) -> Check:
+        return self.check_batch([prompt], [completion], [reference], ["-"])[0]
+
+    def check_batch(self, prompts, completions, references, prompt_ids) -> list[Check]:
+        import json
+
+        from filters.code import extract_program, parse_reference
+        from filters.sandbox import run_many
+
+        jobs, out = [], [None] * len(completions)
+        for i, (p, c, r) in enumerate(zip(prompts, completions, references)):
+            try:
+                ref = parse_reference(r)
+            except ValueError as exc:
+                out[i] = Check(UNVERIFIABLE, 0.0, None, str(exc))
+                continue
+            program = extract_program(p, c, ref)
+            if ref["format"] == "mbpp" and ref.get("setup"):
+                program = program + "\n" + ref["setup"] + "\n"
+            jobs.append((i, program, ref))
+        results = run_many([{"program": prog, "tests": ref["tests"], "entry_point": ref["entry_point"],
+                             "fmt": ref["format"]} for _, prog, ref in jobs], self.workers, self.limits)
+        for (i, program, ref), res in zip(jobs, results):
+            details = json.dumps({"status": res.status, "seconds": res.seconds, "modes": res.modes,
+                                  "tests": [t.__dict__ for t in res.tests]})
+            verdict = CORRECT if res.passed else UNVERIFIABLE if res.status == "sandbox_error" else INCORRECT
+            out[i] = Check(verdict, 1.0 if res.passed else 0.0, program[-4000:], f"{res.status}: {res.reason}",
+                           parsed_reference=ref["entry_point"], details=details)
+        return out
+
+
 VERIFIERS: dict[str, Callable[..., Verifier]] = {
     "arithmetic": ArithmeticVerifier,
     "numeric": NumericVerifier,
     "math": MathVerifier,
     "majority": MajorityVerifier,
+    "sandbox": SandboxVerifier,
 }
 
 
@@ -208,6 +256,12 @@ def get_verifier(name: str, settings=None) -> Verifier:
         return MathVerifier(settings.timeout_seconds, settings.workers)
     if name == "majority":
         return MajorityVerifier(settings.majority_answer, settings.majority_min_share, settings.majority_break_ties)
+    if name == "sandbox":
+        from filters.sandbox import Limits
+
+        b = settings.sandbox
+        return SandboxVerifier(Limits(b.wall_seconds, b.cpu_seconds, b.memory_mb, b.max_processes, b.disk_mb,
+                                      b.max_output_kb * 1024), b.workers)
     return VERIFIERS[name]()
 
 
@@ -232,6 +286,7 @@ def verify(verifier: Verifier, prompts: pl.DataFrame, samples: pl.DataFrame) -> 
                 "rationale_ok": c.rationale_ok,
                 "reason": c.reason,
                 "verifier": f"{verifier.name}@{verifier.version}",
+                "details": c.details,
             }
         )
     return schemas.validate(pl.DataFrame(rows, schema=schemas.VERDICTS_TABLE), "verdicts")

@@ -49,14 +49,16 @@ class SourceConfig(Strict):
 
 
 class TaskConfig(Strict):
-    name: Literal["arithmetic", "gsm8k", "math"] = "arithmetic"
+    name: Literal["arithmetic", "gsm8k", "math", "humaneval", "mbpp"] = "arithmetic"
     train: SourceConfig | None = Field(None, description="dataset tasks: the pool, few-shot and warm-start rows")
     test: SourceConfig | None = Field(None, description="dataset tasks: the held-out evaluation rows")
     pool_size: int = Field(64, ge=1, description="dataset tasks: prompts per round")
     eval_size: int = Field(64, ge=1, description="dataset tasks: held-out prompts")
     warm_start_size: int = Field(0, ge=0, description="dataset tasks: worked examples for the warm start")
     few_shot: int = Field(0, ge=0, description="dataset tasks: exemplars from train prepended to each prompt")
-    template: str = Field("Question: {question}\nAnswer:", description="dataset tasks: prompt template")
+    template: str | None = Field(None, description="dataset tasks: prompt template with {question}; default "
+                                 "'Question: {question}\\nAnswer:' (gsm8k, math), '{question}' (humaneval), "
+                                 "a docstring with the task and its first test (mbpp)")
     chat_template: bool = Field(False, description="dataset tasks: render prompts with the base model's chat "
                                 "template (few-shot exemplars become earlier turns)")
     warm_start: dict[int, int] = {1: 30, 2: 120, 3: 110, 4: 40}
@@ -80,7 +82,7 @@ class TaskConfig(Strict):
             missing = [k for k in ("train", "test") if getattr(self, k) is None]
             if missing:
                 raise ValueError(f"task {self.name!r} needs {' and '.join(missing)} (a dataset source)")
-            if "{question}" not in self.template:
+            if self.template is not None and "{question}" not in self.template:
                 raise ValueError("template must contain {question}")
             return self
         if self.frontier != "auto" and self.frontier not in self.eval:
@@ -121,6 +123,7 @@ class TinyModelConfig(Strict):
     intermediate_size: int = Field(512, ge=8)
     max_positions: int = Field(256, ge=16)
     seed: int = 0
+    code_chars: bool = Field(False, description="add newline and tab to the character vocabulary (code tasks)")
 
 
 class ModelConfig(Strict):
@@ -183,9 +186,23 @@ class SamplingConfig(Strict):
         return self.backend == "vllm" if self.isolate is None else self.isolate
 
 
+class SandboxConfig(Strict):
+    """Limits for each program the sandbox verifier runs (code tasks)."""
+
+    wall_seconds: float = Field(10.0, gt=0)
+    cpu_seconds: int = Field(5, ge=1)
+    memory_mb: int = Field(1024, ge=64)
+    max_processes: int = Field(16, ge=1)
+    disk_mb: int = Field(64, ge=1)
+    max_output_kb: int = Field(1024, ge=1)
+    workers: int | None = Field(None, ge=1, description="programs at once (default: CPU count)")
+
+
 class VerificationConfig(Strict):
-    verifier: Literal["arithmetic", "numeric", "math", "majority"] | None = Field(
-        None, description="default: the task's own (arithmetic, numeric for gsm8k, math for math)")
+    verifier: Literal["arithmetic", "numeric", "math", "majority", "sandbox"] | None = Field(
+        None, description="default: the task's own (arithmetic; numeric for gsm8k; math for math; "
+        "sandbox for humaneval and mbpp)")
+    sandbox: SandboxConfig = SandboxConfig()
     max_unverifiable_share: float = Field(0.2, ge=0, le=1)
     timeout_seconds: int = Field(5, ge=1, description="math: per-item parse/verify timeout")
     workers: int | None = Field(None, ge=1, description="math: worker processes (default: CPU count)")
@@ -200,6 +217,8 @@ class SelectionConfig(Strict):
     dedup: bool = True
     accumulate: bool = Field(True, description="train on kept rows of all rounds so far, not this round's alone")
     include_warm_start: bool = Field(True, description="add the warm-start examples to every round's training set")
+    min_new_rows: int = Field(1, ge=0, description="the training_set check stops a round that kept fewer new rows; "
+                              "0 lets it train on the earlier rows alone")
 
 
 class EvaluationConfig(Strict):

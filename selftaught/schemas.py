@@ -47,6 +47,7 @@ VERDICTS_TABLE = {
     "rationale_ok": pl.Boolean,  # null when the verifier cannot check steps
     "reason": pl.String,
     "verifier": pl.String,  # name@version
+    "details": pl.String,  # JSON: the sandbox's per-test results and timings; null for other verifiers
 }
 
 SFT_ROWS = {

@@ -38,6 +38,7 @@ from synth.sampling import to_samples
 log = logging.getLogger("selftaught.synth")
 
 JOB_FILE, MANIFEST, PROMPTS_FILE = "job.json", "manifest.json", "prompts.parquet"
+OUTPUT_OPTIONS = ("model", "base_url", "dtype", "batch_size", "max_model_len")  # backend options that change rows
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ class GenerationJob:
             data.pop(k)
         data["model_dir"] = None  # the policy hash identifies the weights, not the path
         data["adapter_dir"] = None
-        data["engine"] = {k: v for k, v in self.options.items() if k in ("model", "base_url", "dtype")}
+        # hf's batch size decides which prompts share a random stream, so it counts.
+        data["engine"] = {k: v for k, v in self.options.items() if k in OUTPUT_OPTIONS}
         data["shard_size"] = self.shard_size  # shard boundaries decide the seeds
         h = hashlib.sha256(json.dumps(data, sort_keys=True).encode())
         for pid, prompt in zip(prompts["prompt_id"], prompts["prompt"]):

@@ -42,12 +42,20 @@ def read_source(path: str | list[dict], split: str = "train", revision: str | No
     p = Path(path)
     if p.is_file():
         return _read_file(p)
-    if p.suffix in {".jsonl", ".json", ".parquet", ".csv"}:
+    if p.suffix in {".jsonl", ".json", ".parquet", ".csv"} or p.name.endswith(".jsonl.gz"):
         raise SourceError(f"dataset file not found: {p}")
     return _read_hf(str(path), split, revision, name)
 
 
 def _read_file(p: Path) -> pl.DataFrame:
+    if p.name.endswith(".jsonl.gz"):  # HumanEval ships this way
+        import gzip
+        import io
+
+        try:
+            return pl.read_ndjson(io.BytesIO(gzip.decompress(p.read_bytes())), infer_schema_length=None)
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise SourceError(f"cannot read {p}: {exc}") from None
     if p.suffix in {".jsonl", ".json", ".csv"}:  # text formats: check the encoding before parsing
         raw = p.read_bytes()
         try:
@@ -66,7 +74,7 @@ def _read_file(p: Path) -> pl.DataFrame:
             return pl.read_csv(p, infer_schema_length=0)
     except pl.exceptions.PolarsError as exc:
         raise SourceError(f"cannot read {p}: {exc}") from None
-    raise SourceError(f"unsupported dataset file type {p.suffix!r} ({p}); use .jsonl, .json, .parquet or .csv")
+    raise SourceError(f"unsupported dataset file type {p.suffix!r} ({p}); use .jsonl, .jsonl.gz, .json, .parquet or .csv")
 
 
 def _read_hf(path: str, split: str, revision: str | None, name: str | None) -> pl.DataFrame:

@@ -15,7 +15,8 @@ from selftaught import schemas
 from selftaught.config import ExperimentConfig, TaskConfig
 from selftaught.rounds import round_key
 from synth import arithmetic
-from synth.sources import Columns, load_rows, read_source
+from filters.code import code_reference
+from synth.sources import Columns, SourceError, load_rows, read_source
 
 
 class Task(Protocol):
@@ -50,10 +51,19 @@ DEFAULTS = {
     "gsm8k": {"question": "question", "answer": "answer", "solution": "answer", "verifier": "numeric"},
     "math": {"question": "problem", "answer": "answer", "solution": "solution", "difficulty": "level",
              "verifier": "math"},
+    # Code: the reference column is built from the tests (see CodeTask._prepare).
+    "humaneval": {"question": "prompt", "answer": "reference_json", "solution": "canonical_solution", "id": "task_id",
+                  "verifier": "sandbox"},
+    "mbpp": {"question": "text", "answer": "reference_json", "solution": "code", "id": "task_id",
+             "verifier": "sandbox"},
 }
+TEMPLATES = {"gsm8k": "Question: {question}\nAnswer:", "math": "Question: {question}\nAnswer:",
+             "humaneval": "{question}", "mbpp": '"""\n{question}\n"""\n'}
 
 
 def _reference(task: str, answer: str, solution: str) -> str:
+    if task in ("humaneval", "mbpp"):
+        return answer  # already the JSON reference
     if task == "gsm8k":
         return gsm8k_reference(answer) if "####" in answer else answer.strip()
     if answer.strip():
@@ -64,8 +74,11 @@ def _reference(task: str, answer: str, solution: str) -> str:
 class DatasetTask:
     """GSM8K / MATH-style tasks from a dataset source; prompts use a template and few-shot exemplars."""
 
+    target_prefix = " "  # "Answer:" + " " + solution
+
     def __init__(self, cfg: TaskConfig, tokenizer: str | None = None):
         self.cfg, self.defaults = cfg, DEFAULTS[cfg.name]
+        self.template = cfg.template or TEMPLATES[cfg.name]
         self.chat = load_chat_tokenizer(tokenizer) if cfg.chat_template else None
         self._cache: dict[str, pl.DataFrame] = {}
 
@@ -74,10 +87,10 @@ class DatasetTask:
             src = getattr(self.cfg, which)
             d = self.defaults
             answer_col = None if src.label_free else (src.answer or d["answer"])
-            raw = read_source(src.path, src.split, src.revision, src.subset)
+            raw = self._prepare(read_source(src.path, src.split, src.revision, src.subset), which)
             difficulty = src.difficulty or (d.get("difficulty") if d.get("difficulty") in raw.columns else None)
             solution = src.solution or (d["solution"] if d["solution"] in raw.columns else None)
-            cols = Columns(question=src.question or d["question"], answer=answer_col, id=src.id,
+            cols = Columns(question=src.question or d["question"], answer=answer_col, id=src.id or d.get("id"),
                            difficulty=difficulty, solution=solution)
             df = load_rows(raw, cols, src.on_invalid, source=f"task {self.cfg.name} {which} ({src.path})").rows
             refs = [_reference(self.cfg.name, a or "", s or "") if not src.label_free else ""
@@ -85,18 +98,21 @@ class DatasetTask:
             self._cache[which] = df.with_columns(reference=pl.Series(refs, dtype=pl.String))
         return self._cache[which]
 
+    def _prepare(self, raw: pl.DataFrame, which: str) -> pl.DataFrame:
+        return raw
+
     @cached_property
     def _shots(self) -> list[tuple[str, str]]:
         """Few-shot exemplars as (rendered question, solution), built once per task."""
         shots = self._rows("train").head(self.cfg.few_shot)
-        return [(self.cfg.template.format(question=q), s.strip()) for q, s in zip(shots["question"], shots["solution"])]
+        return [(self.template.format(question=q), s.strip()) for q, s in zip(shots["question"], shots["solution"])]
 
     @cached_property
     def _shot_text(self) -> str:
         return "".join(f"{q} {s}\n\n" for q, s in self._shots)
 
     def _render(self, question: str) -> str:
-        text = self.cfg.template.format(question=question)
+        text = self.template.format(question=question)
         if self.chat is None:
             return self._shot_text + text
         turns = []
@@ -112,7 +128,7 @@ class DatasetTask:
             pl.lit(round_key).alias("round"),
             pl.col("question").map_elements(self._render, return_dtype=pl.String).alias("prompt"),
             pl.col("reference"),
-            (pl.lit(" ") + pl.col("solution").fill_null("")).alias("target"),
+            (pl.lit(self.target_prefix) + pl.col("solution").fill_null("")).alias("target"),
             pl.col("difficulty"),
         )
         return schemas.validate(out, "prompts")
@@ -126,17 +142,58 @@ class DatasetTask:
         return self._prompts(rows, "warm_start")
 
     def eval_set(self, exclude: set[str]) -> pl.DataFrame:
-        return self._prompts(self._rows("test").head(self.cfg.eval_size), "eval")
+        # Excluding the warm start matters when train and test are the same file (HumanEval).
+        out = self._prompts(self._rows("test"), "eval")
+        return out.filter(~pl.col("prompt_id").is_in(list(exclude))).head(self.cfg.eval_size)
 
     def pool(self, round_index: int, exclude: set[str]) -> pl.DataFrame:
         rows = self._train_pool()
+        rows = rows.filter(~(pl.lit(f"{self.cfg.name}-") + pl.col("id")).is_in(list(exclude)))
         n = self.cfg.pool_size
         if rows.height == 0:
             raise ValueError(f"task {self.cfg.name}: no train rows left for pools after few-shot and warm start")
         start = ((round_index - 1) * n) % rows.height  # wraps around when the data runs out
         picked = pl.concat([rows, rows]).slice(start, min(n, rows.height))
-        out = self._prompts(picked, "pool", round_key(round_index))
-        return out.filter(~pl.col("prompt_id").is_in(list(exclude)))
+        return self._prompts(picked, "pool", round_key(round_index))
+
+
+class CodeTask(DatasetTask):
+    """HumanEval-format (prompt, entry_point, test) or MBPP-format (text, code, test_list) rows.
+
+    The prompt is the task's text; the reference is JSON with the tests
+    (filters/code.py); the warm-start target is the reference solution.
+    """
+
+    target_prefix = ""  # code continues the prompt exactly
+
+    def _prepare(self, raw: pl.DataFrame, which: str) -> pl.DataFrame:
+        src = getattr(self.cfg, which)
+        if src.label_free or src.answer:
+            return raw
+        need = {"humaneval": ["entry_point", "test"], "mbpp": ["test_list"]}[self.cfg.name]
+        missing = [c for c in need if c not in raw.columns]
+        if missing:
+            raise SourceError(f"task {self.cfg.name} {which} ({src.path}): column(s) {missing} not found; "
+                              f"available: {raw.columns}")
+        rows = raw.to_dicts()
+        if self.cfg.name == "humaneval":
+            refs = [code_reference("humaneval", r["entry_point"], r["test"]) for r in rows]
+        else:
+            refs = [code_reference("mbpp", _mbpp_entry(r), list(r["test_list"] or []), r.get("test_setup_code") or "")
+                    for r in rows]
+            # MBPP prompts show the first test, which names the function and its signature.
+            raw = raw.with_columns(pl.Series("text", [f"{r['text']}\n{(r['test_list'] or [''])[0]}" for r in rows]))
+        return raw.with_columns(pl.Series("reference_json", refs, dtype=pl.String))
+
+
+def _mbpp_entry(row: dict) -> str:
+    import re
+
+    for text in [*(row.get("test_list") or []), row.get("code") or ""]:
+        m = re.search(r"(?:assert\s+(?:not\s+)?\(?\s*|def\s+)([A-Za-z_]\w*)\s*\(", text)
+        if m and m[1] not in ("set", "math", "abs", "round", "sorted", "str", "int", "float", "list", "len"):
+            return m[1]
+    return ""
 
 
 def default_verifier(cfg: TaskConfig) -> str:
@@ -169,6 +226,8 @@ def make_task(cfg: TaskConfig, tokenizer: str | None = None) -> Task:
     """The task for `cfg`; `tokenizer` (the base model path) renders chat templates."""
     if cfg.name == "arithmetic":
         return ArithmeticTask(cfg)
+    if cfg.name in ("humaneval", "mbpp"):
+        return CodeTask(cfg, tokenizer)
     if cfg.name in DEFAULTS:
         return DatasetTask(cfg, tokenizer)
     raise ValueError(f"unknown task {cfg.name!r}")

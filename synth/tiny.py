@@ -24,14 +24,16 @@ class TinySpec:
     intermediate_size: int = 512
     max_positions: int = 256
     seed: int = 0
+    code_chars: bool = False  # add newline and tab (code tasks); off keeps the arithmetic vocab as it was
 
 
-def char_tokenizer():
+def char_tokenizer(code_chars: bool = False):
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + list(CHARSET))}
+    vocab = {tok: i for i, tok in enumerate(SPECIALS + list(CHARSET) + (["\n", "\t"] if code_chars else []))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    # "." skips newlines; code needs every character on its own.
+    core.pre_tokenizer = pre_tokenizers.Split(Regex("[\\s\\S]" if code_chars else "."), behavior="isolated")
     core.decoder = decoders.Fuse()
     # padding_side must be given here: set afterwards it is lost on reload.
     return PreTrainedTokenizerFast(
@@ -49,7 +51,7 @@ def build_tiny_model(spec: TinySpec, out_dir: str | Path) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = char_tokenizer()
+    tok = char_tokenizer(spec.code_chars)
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=spec.hidden_size,

@@ -67,7 +67,7 @@ def test_validate_reports_missing_columns_and_bad_verdicts():
     v = schemas.empty("verdicts").vstack(pl.DataFrame(
         {"round": ["r"], "prompt_id": ["p"], "sample_idx": [0], "verdict": ["maybe"], "reward": [0.0],
          "extracted_answer": [None], "parsed_reference": [None], "rationale_ok": [None], "reason": [""],
-         "verifier": ["v"]},
+         "verifier": ["v"], "details": [None]},
         schema=schemas.VERDICTS_TABLE))
     with pytest.raises(schemas.SchemaError, match="verdict must be one of"):
         schemas.validate(v, "verdicts")

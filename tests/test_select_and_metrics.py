@@ -14,10 +14,11 @@ def _samples(rows):
 
 def _verdicts(rows):
     base = {"round": "r001", "reward": 0.0, "extracted_answer": None, "parsed_reference": None, "reason": "",
-            "verifier": "t@1", "rationale_ok": True}
+            "verifier": "t@1", "rationale_ok": True, "details": None}
     return schemas.validate(pl.DataFrame([{**base, **r} for r in rows],
                                          schema_overrides={"extracted_answer": pl.String,
-                                                           "parsed_reference": pl.String}), "verdicts")
+                                                           "parsed_reference": pl.String, "details": pl.String}),
+                            "verdicts")
 
 
 S = _samples([

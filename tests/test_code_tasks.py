@@ -1,0 +1,134 @@
+"""Code tasks: HumanEval / MBPP rows, extracting programs from model output, the
+sandbox verifier on real samples, and a code round through Dagster."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from filters.code import extract_program, parse_reference
+from filters.verifiers import SandboxVerifier, get_verifier, verify
+from selftaught import schemas
+from selftaught.config import TaskConfig, parse_config
+from synth.sources import SourceError
+from synth.tasks import make_task
+
+ROOT = Path(__file__).resolve().parent.parent
+HUMANEVAL = str(ROOT / "data" / "humaneval" / "HumanEval.jsonl.gz")
+MBPP = str(Path(__file__).parent / "data" / "mbpp_tiny.jsonl")
+HE_REF = {"format": "humaneval", "entry_point": "add"}
+PROMPT = 'from typing import List\n\n\ndef add(a: int, b: int) -> int:\n    """Add."""\n'
+
+
+@pytest.mark.parametrize("completion,expected", [
+    ("    return a + b\n", PROMPT + "    return a + b\n"),  # continuation of the prompt
+    ("    return a + b\n\nif __name__ == '__main__':\n    print(add(1, 2))\n", PROMPT + "    return a + b\n"),
+    ("Here you go:\n```python\ndef add(a, b):\n    return a + b\n```\nDone.",
+     "from typing import List\ndef add(a, b):\n    return a + b\n"),
+    ("```py\ndef helper():\n    pass\n```\n```python\ndef add(a, b):\n    return b + a\n```\n```python\nprint(1)\n```",
+     "from typing import List\ndef add(a, b):\n    return b + a\n"),
+    ("```python\ndef add(a, b):\n    return a - b", "from typing import List\ndef add(a, b):\n    return a - b"),  # cut off
+    ("def add(a, b):\n    return a * b\nassert add(2, 2) == 4\n", "from typing import List\ndef add(a, b):\n    return a * b"),
+])
+def test_extract_program(completion, expected):
+    assert extract_program(PROMPT, completion, HE_REF) == expected
+
+
+def _task(name, path, **extra):
+    cfg = TaskConfig(name=name, train={"path": path}, test={"path": path}, **extra)
+    return make_task(cfg)
+
+
+def test_humaneval_rows_verify_with_their_canonical_solutions():
+    task = _task("humaneval", HUMANEVAL, warm_start_size=3, eval_size=5, pool_size=6)
+    warm = task.warm_start()
+    ev = task.eval_set(set(warm["prompt_id"]))
+    pool = task.pool(1, set(warm["prompt_id"]) | set(ev["prompt_id"]))
+    assert (warm.height, ev.height, pool.height) == (3, 5, 6)
+    assert not set(ev["prompt_id"]) & set(warm["prompt_id"]) and not set(pool["prompt_id"]) & set(ev["prompt_id"])
+    assert ev["prompt_id"][0].startswith("humaneval-HumanEval/")
+    ref = parse_reference(ev["reference"][0])
+    assert ref["format"] == "humaneval" and "def check(candidate)" in ref["tests"]
+    # The targets are the canonical solutions, exactly continuing the prompt: they verify.
+    samples = _samples(warm, warm["target"].to_list())
+    verdicts = verify(get_verifier("sandbox"), warm, samples)
+    assert verdicts["verdict"].to_list() == ["correct"] * 3
+    details = json.loads(verdicts["details"][0])
+    assert details["status"] == "passed" and details["tests"] and all(t["passed"] for t in details["tests"])
+    wrong = verify(get_verifier("sandbox"), warm, _samples(warm, ["    return None\n"] * 3))
+    assert wrong["verdict"].to_list() == ["incorrect"] * 3
+    assert all(r.startswith(("failed", "error")) for r in wrong["reason"])
+
+
+def _samples(prompts: pl.DataFrame, completions: list[str]) -> pl.DataFrame:
+    return schemas.validate(prompts.select("prompt_id", "prompt").with_columns(
+        pl.Series("completion", completions), round=pl.lit("r001"), sample_idx=pl.lit(0, pl.Int32),
+        policy_id=pl.lit("base"), policy_hash=pl.lit(""), backend=pl.lit("test"), temperature=pl.lit(1.0),
+        top_p=pl.lit(1.0), max_new_tokens=pl.lit(10, pl.Int32), seed=pl.lit(0, pl.Int64)), "samples")
+
+
+def test_mbpp_rows_setup_code_and_entry_points():
+    task = _task("mbpp", MBPP, eval_size=4)
+    ev = task.eval_set(set())
+    refs = [parse_reference(r) for r in ev["reference"]]
+    assert [r["entry_point"] for r in refs] == ["add_two", "reverse_text", "largest", "is_even"]
+    assert refs[2]["setup"] == "HELPER = max"
+    assert "assert add_two(1, 2) == 3" in ev["prompt"][0] and ev["prompt"][0].startswith('"""')
+    good = ["```python\n" + t + "\n```" for t in ev["target"]]
+    assert verify(get_verifier("sandbox"), ev, _samples(ev, good))["verdict"].to_list() == ["correct"] * 4
+    bad = verify(get_verifier("sandbox"), ev, _samples(ev, ["def add_two(a, b):\n    return a - b\n"] * 4))
+    assert bad["verdict"].to_list() == ["incorrect"] * 4
+
+
+def test_code_source_errors_are_clear(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"task_id": "x/1", "prompt": "def f():\n", "canonical_solution": "  pass"}) + "\n")
+    with pytest.raises(SourceError, match=r"column\(s\) \['entry_point', 'test'\] not found"):
+        _task("humaneval", str(rows)).eval_set(set())
+    verdicts = SandboxVerifier().check_batch(["p"], ["x"], ["not json"], ["p"])
+    assert verdicts[0].verdict == "unverifiable" and "not a code reference" in verdicts[0].reason
+
+
+def test_code_config_defaults():
+    cfg = parse_config({"task": {"name": "mbpp", "train": {"path": MBPP}, "test": {"path": MBPP}},
+                        "verification": {"sandbox": {"wall_seconds": 3}}})
+    assert cfg.verification.sandbox.wall_seconds == 3
+    from synth.tasks import default_verifier
+
+    assert default_verifier(cfg.task) == "sandbox"
+
+
+@pytest.mark.slow
+def test_code_round_through_dagster(tmp_path):
+    """generate -> sandbox-verify -> SFT -> evaluate on HumanEval prompts with the tiny model."""
+    import yaml
+
+    from pipelines.build import build_definitions
+    from selftaught.store import Store
+    from tests.conftest import fresh_dagster_home
+
+    data = yaml.safe_load((Path(__file__).parent / "configs" / "code_tiny.yaml").read_text())
+    data["storage_root"] = str(tmp_path / "store")
+    for split in ("train", "test"):
+        data["task"][split]["path"] = HUMANEVAL
+    config = tmp_path / "code.yaml"
+    config.write_text(yaml.safe_dump(data))
+    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
+        defs = build_definitions(config)
+        assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
+        instance.add_dynamic_partitions("rounds", ["r001"])
+        result = defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key="r001",
+                                                                  raise_on_error=False)
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+    store = Store(defs.resources["experiment"].storage_root)
+    verdicts = store.read_table("verdicts", "r001")
+    assert verdicts.height == 4 * 2 and set(verdicts["verifier"]) == {"sandbox@1"}
+    assert verdicts["details"].null_count() == 0
+    assert all(json.loads(d)["status"] for d in verdicts["details"])
+    rows = store.read_table("training_set", "r001")
+    assert (rows["source_round"] == "warm_start").sum() == 4
+    assert (store.model_dir("r001") / "provenance.json").is_file()
+    ev = store.read_table("evaluation", "r001")
+    assert ev.height == 3 and set(ev["verdict"]) <= {"correct", "incorrect"}

@@ -1,0 +1,186 @@
+"""The sandbox verifier: canonical HumanEval solutions pass, wrong ones fail, and
+hostile programs are contained (verdict not passed, machine and files unharmed)."""
+
+import gzip
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from filters.sandbox import UID_BASE, Limits, _pids_of_uid, run_many, run_tests
+
+ROOT = Path(__file__).resolve().parent.parent
+HUMANEVAL = ROOT / "data" / "humaneval" / "HumanEval.jsonl.gz"
+TESTS = "def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(41) == 42\n"
+GOOD = "def f(x):\n    return x + 1\n"
+FAST = Limits(wall_seconds=5, cpu_seconds=2, memory_mb=512, max_processes=16, max_output_bytes=1 << 16)
+SECRET_ENV = "SELFTAUGHT_SANDBOX_SECRET"
+SECRET = "parent-secret-7d1f0c"
+
+
+def humaneval():
+    return [json.loads(line) for line in gzip.open(HUMANEVAL, "rt")]
+
+
+def test_canonical_humaneval_solutions_pass_and_wrong_ones_fail():
+    rows = humaneval()
+    good = run_many([{"program": r["prompt"] + r["canonical_solution"], "tests": r["test"],
+                      "entry_point": r["entry_point"]} for r in rows], workers=4)
+    failures = {r["task_id"]: (g.status, g.reason) for r, g in zip(rows, good) if not g.passed}
+    assert len(rows) == 164 and not failures
+    assert all(g.tests and all(t.passed for t in g.tests) for g in good)
+    # Wrong variants: an empty body, and the canonical solution of the next problem.
+    wrong = run_many([{"program": r["prompt"] + "    return None\n", "tests": r["test"], "entry_point": r["entry_point"]}
+                      for r in rows[:40]], workers=4)
+    assert not any(w.passed for w in wrong)
+    assert {w.status for w in wrong} <= {"failed", "error"}
+
+
+def test_mbpp_format_and_per_test_results():
+    r = run_tests("def add(a, b):\n    return a + b if a != 3 else 0\n",
+                  ["assert add(1, 2) == 3", "assert add(3, 4) == 7", "assert add(0, 0) == 0"], "add", "mbpp")
+    assert r.status == "failed" and [t.passed for t in r.tests] == [True, False, True]
+    assert r.tests[1].test == "assert add(3, 4) == 7" and r.tests[1].error.startswith("AssertionError")
+    assert all(t.seconds >= 0 for t in r.tests)
+
+
+@pytest.fixture
+def canary(tmp_path_factory):
+    """A folder the sandbox can see (inside the repo, not /tmp) with a file it must not change."""
+    folder = ROOT / "tests" / ".sandbox-canary"
+    folder.mkdir(exist_ok=True)
+    (folder / "keep.txt").write_text("untouched")
+    (folder / "secret.txt").write_text(SECRET)
+    os.chmod(folder / "secret.txt", 0o600)
+    yield folder
+    for p in folder.iterdir():
+        p.unlink()
+    folder.rmdir()
+
+
+@pytest.fixture
+def listener():
+    """A TCP server on the host's loopback: a contained program cannot reach it."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    srv.settimeout(0.2)
+    got = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                got.append(conn.recv(100))
+                conn.close()
+            except OSError:
+                continue
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield srv.getsockname()[1], got
+    stop.set()
+    t.join()
+    srv.close()
+
+
+def hostile_programs(canary: Path, port: int) -> dict[str, str]:
+    """Each program would pass the tests only if its attack worked."""
+    c = str(canary)
+    ok = "\ndef f(x):\n    return x + 1\n"
+    return {
+        "infinite loop": "while True:\n    pass\n" + ok,
+        "sleep forever": "import time\ntime.sleep(10**6)\n" + ok,
+        "infinite loop inside the tests": "def f(x):\n    while True:\n        pass\n",
+        "fork bomb": "import os\nwhile True:\n    os.fork()\n" + ok,
+        "fork bomb past the guard": ("import sys\nfor m in ('os', 'posix'):\n    sys.modules.pop(m, None)\n"
+                                     "import importlib, posix\nposix = importlib.reload(posix)\n"
+                                     "while True:\n    posix.fork()\n" + ok),
+        "memory bomb": "x = bytearray(50 * 1024**3)\n" + ok,
+        "growing memory": "xs = []\nwhile True:\n    xs.append(' ' * 10**7)\n" + ok,
+        "huge stdout": "while True:\n    print('x' * 100000)\n" + ok,
+        "huge stderr": "import sys\nwhile True:\n    sys.stderr.write('y' * 100000)\n" + ok,
+        "huge file": "with open('big', 'wb') as fh:\n    fh.write(b'0' * 200 * 1024**2)\n" + ok,
+        "write outside the workdir": f"open({c!r} + '/pwned.txt', 'w').write('x')\n" + ok,
+        "overwrite a file outside": f"open({c!r} + '/keep.txt', 'w').write('changed')\n" + ok,
+        "delete outside via shutil": f"import shutil\nshutil.rmtree({c!r})\n" + ok,
+        "delete outside past the guard": (f"import sys, importlib, posix\nposix = importlib.reload(posix)\n"
+                                          f"posix.unlink({c!r} + '/keep.txt')\n" + ok),
+        "read the parent's environment": f"import os\nSECRET = os.environ[{SECRET_ENV!r}]\n" + ok,
+        "read the parent's /proc environ": ("import os\nSECRET = open(f'/proc/{os.getppid()}/environ', 'rb').read()\n"
+                                            + ok),
+        "read a private file": f"SECRET = open({c!r} + '/secret.txt').read()\n" + ok,
+        "list root's home": "import os\nassert '.bashrc' in os.listdir('/root') or os.listdir('/root') == []\n"
+                            "open('/etc/shadow').read()\n" + ok,
+        "open a socket": f"import socket\nsocket.create_connection(('127.0.0.1', {port}), 2).send(b'hi')\n" + ok,
+        "raw socket past the guard": (f"import _socket\ns = _socket.socket()\ns.settimeout(2)\n"
+                                      f"s.connect(('127.0.0.1', {port}))\ns.send(b'hi')\n" + ok),
+        "dns lookup": "import socket\nsocket.getaddrinfo('example.com', 80)\n" + ok,
+        "spawn a subprocess": "import subprocess\nsubprocess.run(['sh', '-c', 'echo hi'], check=True)\n" + ok,
+        "os.system": "import os\nassert os.system('true') == 0\n" + ok,
+        "kill the parent": "import os\nos.kill(os.getppid(), 9)\n" + ok,
+        "kill everything": ("import sys, importlib, posix\nposix = importlib.reload(posix)\nposix.kill(-1, 9)\n" + ok),
+        "ignore SIGTERM and spin": "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass\n",
+        "ctypes kill": "import ctypes, os\nassert ctypes.CDLL(None).kill(os.getppid(), 9) == 0\n" + ok,
+        "ctypes past the guard": ("import sys\nsys.modules.pop('ctypes', None)\nsys.modules.pop('_ctypes', None)\n"
+                                  "import ctypes, os\nassert ctypes.CDLL(None).kill(os.getppid(), 9) == 0\n" + ok),
+        "segfault": ("import sys\nsys.modules.pop('ctypes', None)\nsys.modules.pop('_ctypes', None)\n"
+                     "import ctypes\nctypes.string_at(0)\n" + ok),
+        "sys.exit(0) before the tests": "import sys\nsys.exit(0)\n" + ok,
+        "os._exit(0) before the tests": "import os\nos._exit(0)\n" + ok,
+        "exit inside the function": "import os\ndef f(x):\n    os._exit(0)\n",
+        "print a fake report": "print('\\nabc\\tREPORT\\t\\tnetns')\nprint('abc\\tTEST\\t1\\t0.1\\tx\\t')\ndef f(x):\n    return 0\n",
+        "patch exec to skip the tests": "import builtins\nbuiltins.exec = lambda *a, **k: None\ndef f(x):\n    return 0\n",
+        "patch the harness's globals": ("import sys\nm = sys.modules['__main__']\nm.run = lambda job: ('', ())\n"
+                                        "m._tests = lambda job: ()\ndef f(x):\n    return 0\n"),
+        "patch AssertionError": ("import builtins\nclass Never(Exception):\n    pass\nbuiltins.AssertionError = Never\n"
+                                 "def f(x):\n    return 0\n"),
+        "equal to everything": ("class Any:\n    def __eq__(self, other):\n        return True\n"
+                                "def f(x):\n    return Any()\n"),
+        "equal to everything in a list": ("class Any(int):\n    def __eq__(self, other):\n        return True\n"
+                                          "def f(x):\n    return [Any()][0]\n"),
+        "rewrite results through frames": ("import sys\ntry:\n    raise RuntimeError\nexcept RuntimeError as e:\n"
+                                           "    frame = e.__traceback__.tb_frame\n"
+                                           "while frame is not None:\n"
+                                           "    frame.f_locals.update(results=(('x', True, 0.0, ''),) * 2, error='')\n"
+                                           "    frame = frame.f_back\ndef f(x):\n    return 0\n"),
+        "close stdout": "import os, sys\nsys.stdout.close()\nos.close(1)\ndef f(x):\n    return 0\n",
+    }
+
+
+def test_hostile_programs_are_contained(canary, listener, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    port, received = listener
+    programs = hostile_programs(canary, port)
+    assert len(programs) >= 25
+    results = run_many([{"program": p, "tests": TESTS, "entry_point": "f"} for p in programs.values()],
+                       workers=4, limits=FAST)
+    report = {name: (r.status, r.reason) for name, r in zip(programs, results)}
+    leaked = [name for name, r in zip(programs, results) if SECRET in r.stdout + r.stderr + r.reason]
+    passed = [name for name, r in zip(programs, results) if r.passed]
+    assert not passed, f"hostile programs passed: {passed}\n{report}"
+    assert not leaked
+    assert sorted(p.name for p in canary.iterdir()) == ["keep.txt", "secret.txt"]
+    assert (canary / "keep.txt").read_text() == "untouched"
+    assert received == [], "a sandboxed program reached a socket on the host"
+    assert not any(_pids_of_uid(UID_BASE + slot) for slot in range(64)), "sandbox processes outlived their run"
+    # The limits are what stopped them, with a reason a user can act on.
+    assert report["infinite loop"][0] in ("timeout", "crashed")
+    assert report["huge stdout"][0] == "output_limit"
+    assert report["memory bomb"][0] == "error" and "MemoryError" in report["memory bomb"][1]
+    assert report["sys.exit(0) before the tests"][0] == "error"
+    assert report["os._exit(0) before the tests"][0] == "no_report"
+    assert report["equal to everything"][0] == "failed"
+    # And the sandbox still works afterwards.
+    assert run_tests(GOOD, TESTS, "f", limits=FAST).passed
+
+
+def test_private_tmp_is_thrown_away():
+    first = run_tests("open('/tmp/left-behind', 'w').write('x')\n" + GOOD, TESTS, "f", limits=FAST)
+    second = run_tests("import os\nassert not os.path.exists('/tmp/left-behind')\n" + GOOD, TESTS, "f", limits=FAST)
+    assert first.passed and second.passed, (first.reason, second.reason)
+    assert not Path("/tmp/left-behind").exists()
