@@ -24,12 +24,16 @@ class Parent:
     artifact: Path
     weights_hash: str
     run_id: str | None
+    asset_key: dg.AssetKey | None = None
 
 
-def latest_materialization(instance: dg.DagsterInstance, asset: str, partition: str | None):
-    records_filter = dg.AssetRecordsFilter(
-        asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition else None
-    )
+def sibling_key(context, name: str) -> dg.AssetKey:
+    """The key of another asset of the same experiment (same key prefix as the running asset)."""
+    return dg.AssetKey([*context.asset_key.path[:-1], name])
+
+
+def latest_materialization(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None):
+    records_filter = dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None)
     records = instance.fetch_materializations(records_filter, limit=1).records
     return records[0] if records else None
 
@@ -38,7 +42,7 @@ def resolve_parent(context: dg.AssetExecutionContext, store: Store) -> Parent:
     key = context.partition_key
     parent = parent_key(key)
     asset, partition, name = ("base_model", None, "base") if parent is None else ("policy", parent, parent)
-    record = latest_materialization(context.instance, asset, partition)
+    record = latest_materialization(context.instance, sibling_key(context, asset), partition)
     artifact = store.model_dir(name)
     what = "the base model" if parent is None else f"the policy of round {parent}"
     if record is None:
@@ -56,7 +60,7 @@ def resolve_parent(context: dg.AssetExecutionContext, store: Store) -> Parent:
             f"{artifact} is missing or incomplete; rematerialize {asset}"
             f"{'' if partition is None else f' for {partition}'}."
         )
-    return Parent(name, artifact, read_provenance(artifact)["weights_hash"], record.run_id)
+    return Parent(name, artifact, read_provenance(artifact)["weights_hash"], record.run_id, record.asset_key)
 
 
 def parent_metadata(parent: Parent) -> dict:
@@ -64,7 +68,7 @@ def parent_metadata(parent: Parent) -> dict:
         "parent_policy": dg.MetadataValue.text(parent.policy_id),
         "parent_weights_hash": dg.MetadataValue.text(parent.weights_hash),
         "parent_artifact": dg.MetadataValue.path(str(parent.artifact)),
-        "parent_asset": dg.MetadataValue.asset(dg.AssetKey("base_model" if parent.policy_id == "base" else "policy")),
+        "parent_asset": dg.MetadataValue.asset(parent.asset_key),
     }
     if parent.run_id:
         meta["parent_run"] = dg.MetadataValue.dagster_run(parent.run_id)

@@ -6,15 +6,25 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets import rounds as round_module
+from assets import setup as setup_module
 from assets.io import ParquetIOManager
 from assets.resources import ExperimentResource
-from assets.rounds import ROUND_ASSETS, rounds
-from assets.setup import base_model, eval_prompts, warm_start_prompts
+from assets.rounds import rounds
 from selftaught.config import load_config
 
 DEFAULT_CONFIG = Path(__file__).parent / "presets" / "demo.yaml"
-SETUP_ASSETS = [warm_start_prompts, eval_prompts, base_model]
 EXPERIMENT_TAG = "selftaught/experiment"
+
+
+def key_prefix(experiment: str) -> str:
+    """Asset keys are prefixed by the experiment, so experiments sharing a Dagster
+    instance never see each other's materializations ('-' is not allowed in keys)."""
+    return experiment.replace("-", "_")
+
+
+def asset_key(experiment: str, name: str) -> dg.AssetKey:
+    return dg.AssetKey([key_prefix(experiment), name])
 
 
 def build_definitions(config_path: str | Path = DEFAULT_CONFIG, storage_root: str | None = None) -> dg.Definitions:
@@ -27,16 +37,19 @@ def build_definitions(config_path: str | Path = DEFAULT_CONFIG, storage_root: st
     root = str(Path(storage_root or cfg.storage_root).resolve())
     experiment = ExperimentResource(config_path=str(Path(config_path).resolve()), storage_root=root)
     tags = {EXPERIMENT_TAG: cfg.name}
-    setup_job = dg.define_asset_job("setup", selection=dg.AssetSelection.assets(*SETUP_ASSETS), tags=tags)
+    prefix = key_prefix(cfg.name)
+    assets = dg.load_assets_from_modules([setup_module, round_module], key_prefix=prefix)
+    mine = dg.AssetSelection.key_prefixes([prefix])
+    setup_job = dg.define_asset_job("setup", selection=mine & dg.AssetSelection.groups("setup"), tags=tags)
     round_job = dg.define_asset_job(
         "round",
-        selection=dg.AssetSelection.assets(*ROUND_ASSETS),
+        selection=mine & dg.AssetSelection.groups("round"),
         partitions_def=rounds,
         tags=tags,
         description="One self-training round: prompts -> samples -> verdicts -> training_set -> policy -> evaluation",
     )
     return dg.Definitions(
-        assets=[*SETUP_ASSETS, *ROUND_ASSETS],
+        assets=assets,
         jobs=[setup_job, round_job],
         resources={"experiment": experiment, "io_manager": ParquetIOManager(root=root)},
     )

@@ -34,23 +34,25 @@ def quiet_libraries() -> None:
     logging.getLogger("selftaught").setLevel(logging.INFO)
 
 
-def _todo(instance, key: str) -> list[str]:
+def _todo(instance, experiment: str, key: str) -> list[str]:
     """Round assets still to (re)materialize: from the first missing or stale one onward."""
     from assets.lineage import latest_materialization
+    from pipelines.build import asset_key
 
     last = 0.0
     for i, name in enumerate(ROUND_ORDER):
-        rec = latest_materialization(instance, name, key)
+        rec = latest_materialization(instance, asset_key(experiment, name), key)
         if rec is None or rec.timestamp < last:
             return ROUND_ORDER[i:]
         last = rec.timestamp
     return []
 
 
-def _wall_seconds(instance, key: str) -> float:
+def _wall_seconds(instance, experiment: str, key: str) -> float:
     from assets.lineage import latest_materialization
+    from pipelines.build import asset_key
 
-    runs = {rec.run_id for n in ROUND_ORDER if (rec := latest_materialization(instance, n, key))}
+    runs = {rec.run_id for n in ROUND_ORDER if (rec := latest_materialization(instance, asset_key(experiment, n), key))}
     total = 0.0
     for run_id in runs:
         record = instance.get_run_record_by_id(run_id)
@@ -75,7 +77,7 @@ def _failure(result) -> str:
 def cmd_run(args) -> int:
     import dagster as dg
 
-    from pipelines.build import build_definitions
+    from pipelines.build import asset_key, build_definitions
     from pipelines.instance import get_instance
     from pipelines.report import format_table, frontier_summary, round_rows
     from selftaught.config import load_config
@@ -106,7 +108,7 @@ def cmd_run(args) -> int:
         keys.append(key)
         if key not in instance.get_dynamic_partitions("rounds"):
             instance.add_dynamic_partitions("rounds", [key])
-        todo = _todo(instance, key)
+        todo = _todo(instance, cfg.name, key)
         if not todo:
             print(f"{key}: already complete", flush=True)
         else:
@@ -114,12 +116,12 @@ def cmd_run(args) -> int:
             print(f"{key}: running{resumed} ...", flush=True)
             result = round_job.execute_in_process(
                 instance=instance, partition_key=key, run_config=QUIET_RUN, raise_on_error=False,
-                asset_selection=[dg.AssetKey(n) for n in todo],
+                asset_selection=[asset_key(cfg.name, n) for n in todo],
             )
             if not result.success:
                 print(f"{key} failed: {_failure(result)}", file=sys.stderr)
                 return 1
-        wall[key] = _wall_seconds(instance, key)
+        wall[key] = _wall_seconds(instance, cfg.name, key)
         rows = round_rows(store, keys, wall)
         print(format_table(rows), flush=True)
     summary = frontier_summary(round_rows(store, keys, wall), cfg.task.frontier, cfg.task.frontier_pool())
@@ -140,8 +142,13 @@ def cmd_status(args) -> int:
     cfg = load_config(args.config)
     store = Store(build_definitions(args.config).resources["experiment"].storage_root)
     instance = get_instance(args.dagster_home)
-    keys = sorted(k for k in instance.get_dynamic_partitions("rounds") if round_index(k))
-    wall = {k: _wall_seconds(instance, k) for k in keys}
+    from assets.lineage import latest_materialization
+    from pipelines.build import asset_key
+
+    # The rounds partitions are shared by every experiment on this instance: keep this one's.
+    keys = sorted(k for k in instance.get_dynamic_partitions("rounds")
+                  if round_index(k) and latest_materialization(instance, asset_key(cfg.name, "prompts"), k))
+    wall = {k: _wall_seconds(instance, cfg.name, k) for k in keys}
     rows = round_rows(store, keys, wall)
     print(format_table(rows))
     summary = frontier_summary(rows, cfg.task.frontier, cfg.task.frontier_pool())

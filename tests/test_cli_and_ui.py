@@ -41,19 +41,34 @@ def test_run_prints_the_round_table(cli_run):
     assert "1-digit held-out accuracy:" in out
 
 
+def test_two_experiments_share_one_instance_without_mixing(cli_run, tmp_path):
+    """Asset keys carry the experiment's prefix: another experiment's r001 is not this one's."""
+    config, home, first = cli_run
+    assert first.returncode == 0
+    other = copy_config(config, tmp_path / "other.yaml", name="tiny-b", storage_root=str(tmp_path / "store-b"))
+    run = selftaught("run", "--config", str(other), "--rounds", "1", home=home)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "r001: running ..." in run.stdout and "already complete" not in run.stdout
+    assert (tmp_path / "store-b" / "tables" / "samples" / "r001.parquet").is_file()
+    mine = selftaught("status", "--config", str(other), home=home).stdout
+    theirs = selftaught("status", "--config", str(config), home=home).stdout
+    assert " r001 " in mine and " r002 " not in mine
+    assert " r001 " in theirs and " r002 " in theirs
+
+
 def test_rerun_is_idempotent_and_a_partial_round_resumes(cli_run):
     config, home, _ = cli_run
     again = selftaught("run", "--config", str(config), "--rounds", "2", home=home)
     assert again.returncode == 0 and again.stdout.count("already complete") == 2
     # Materialize only the first two stages of r003, as a crash after sampling would leave it.
     os.environ["DAGSTER_HOME"] = str(home)
-    from pipelines.build import build_definitions
+    from pipelines.build import asset_key, build_definitions
 
     defs = build_definitions(config)
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("rounds", ["r003"])
         part = defs.resolve_job_def("round").execute_in_process(
-            instance=instance, partition_key="r003", asset_selection=[dg.AssetKey("prompts"), dg.AssetKey("samples")])
+            instance=instance, partition_key="r003", asset_selection=[asset_key("tiny", "prompts"), asset_key("tiny", "samples")])
         assert part.success
     resumed = selftaught("run", "--config", str(config), "--rounds", "3", home=home)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -107,9 +122,9 @@ def test_dagster_dev_serves_the_rounds_on_loopback(cli_run):
             assert time.monotonic() < deadline, "dagster dev did not answer within 120 s"
             time.sleep(1)
         nodes = _graphql(port, "{ assetNodes { assetKey { path } } }")["data"]["assetNodes"]
-        names = {n["assetKey"]["path"][-1] for n in nodes}
-        assert {"base_model", "samples", "verdicts", "training_set", "policy", "evaluation"} <= names
-        q = '{ assetNodeOrError(assetKey: {path: ["evaluation"]}) { ... on AssetNode { partitionKeys } } }'
+        paths = {tuple(n["assetKey"]["path"]) for n in nodes}
+        assert {("tiny", a) for a in ("base_model", "samples", "verdicts", "training_set", "policy", "evaluation")} <= paths
+        q = '{ assetNodeOrError(assetKey: {path: ["tiny", "evaluation"]}) { ... on AssetNode { partitionKeys } } }'
         keys = _graphql(port, q)["data"]["assetNodeOrError"]["partitionKeys"]
         assert {"r001", "r002"} <= set(keys)
     finally:

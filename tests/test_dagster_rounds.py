@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from pipelines.build import build_definitions
+from pipelines.build import asset_key, build_definitions
 from selftaught import schemas
 from selftaught.store import Store
 from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
@@ -19,13 +19,13 @@ def _run(defs, instance, key=None, select=None):
     job = defs.resolve_job_def("round" if key else "setup")
     kwargs = {"partition_key": key} if key else {}
     if select:
-        kwargs["asset_selection"] = [dg.AssetKey(a) for a in select]
+        kwargs["asset_selection"] = [asset_key("tiny", a) for a in select]
     return job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
 
 
 def _meta(instance, asset, key):
     rec = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[key] if key else None), limit=1
+        dg.AssetRecordsFilter(asset_key=asset_key("tiny", asset), asset_partitions=[key] if key else None), limit=1
     ).records[0]
     return rec, rec.asset_materialization.metadata
 
@@ -86,6 +86,8 @@ def test_metadata_links_each_round_to_its_parent_policy_run(two_rounds):
     assert samples_r2["parent_run"].value == policy_r1.run_id == results["r001"].run_id
     _, samples_r1 = _meta(instance, "samples", "r001")
     assert samples_r1["parent_policy"].value == "base"
+    assert samples_r1["parent_asset"].value == asset_key("tiny", "base_model")
+    assert samples_r2["parent_asset"].value == asset_key("tiny", "policy")
     _, ev = _meta(instance, "evaluation", "r002")
     assert 0.0 <= ev["frontier_accuracy"].value <= 1.0 and "frontier_delta" in ev
     _, verdicts = _meta(instance, "verdicts", "r001")
