@@ -124,7 +124,8 @@ def cmd_run(args) -> int:
         wall[key] = _wall_seconds(instance, cfg.name, key)
         rows = round_rows(store, keys, wall)
         print(format_table(rows), flush=True)
-    summary = frontier_summary(round_rows(store, keys, wall), cfg.task.frontier, cfg.task.frontier_pool())
+    summary = frontier_summary(round_rows(store, keys, wall), cfg.task.frontier, cfg.task.frontier_pool(),
+                               "digit" if cfg.task.name == "arithmetic" else "level")
     print(f"\n{target} rounds complete; {time.monotonic() - t0:.0f}s in this invocation.")
     if summary:
         print(summary)
@@ -151,7 +152,8 @@ def cmd_status(args) -> int:
     wall = {k: _wall_seconds(instance, cfg.name, k) for k in keys}
     rows = round_rows(store, keys, wall)
     print(format_table(rows))
-    summary = frontier_summary(rows, cfg.task.frontier, cfg.task.frontier_pool())
+    summary = frontier_summary(rows, cfg.task.frontier, cfg.task.frontier_pool(),
+                               "digit" if cfg.task.name == "arithmetic" else "level")
     if summary:
         print(summary)
     return 0

@@ -63,23 +63,25 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def curve(rows: list[dict], difficulty: int) -> str | None:
+def curve(rows: list[dict], difficulty: int, unit: str = "digit") -> str | None:
     accs = [(r["round"], r["accuracy"][difficulty]) for r in rows if difficulty in r.get("accuracy", {})]
     if len(accs) < 2:
         return None
     points = " -> ".join(f"{a:.1%}" for _, a in accs)
     gain = (accs[-1][1] - accs[0][1]) * 100
-    return f"{difficulty}-digit held-out accuracy: {points} ({gain:+.1f} points from {accs[0][0]} to {accs[-1][0]})"
+    name = f"{difficulty}-digit" if unit == "digit" else f"difficulty {difficulty}"
+    return f"{name} held-out accuracy: {points} ({gain:+.1f} points from {accs[0][0]} to {accs[-1][0]})"
 
 
-def frontier_summary(rows: list[dict], frontier: int | str, pool: list[int]) -> str | None:
-    """One line per pool difficulty, the frontier first and marked."""
+def frontier_summary(rows: list[dict], frontier: int | str, pool: list[int], unit: str = "digit") -> str | None:
+    """One line per pool difficulty, the frontier first and marked; `unit` "digit"
+    (arithmetic: difficulty = digit count) or anything else (a dataset's level)."""
     base = next((r["accuracy"] for r in rows if r["round"] == "base"), {})
     front = pick_frontier(frontier, base, pool)
     order = ([front] if front is not None else []) + [d for d in frontier_candidates(pool, base) if d != front]
     lines = []
     for d in order:
-        line = curve(rows, d)
+        line = curve(rows, d, unit)
         if line:
             how = " (auto: hardest difficulty the base solves >= 10% of)" if frontier == "auto" else ""
             lines.append(("frontier " + line + how) if d == front else ("         " + line))
