@@ -30,12 +30,6 @@ def _unshare(libc, flags: int) -> bool:
     return libc.unshare(flags) == 0
 
 
-def _mount_tmpfs(libc, target: str, size_mb: int) -> None:
-    opts = f"size={size_mb}m,mode=1777".encode()
-    if libc.mount(b"tmpfs", target.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts) != 0:
-        raise OSError(ctypes.get_errno(), f"mount tmpfs on {target}: {os.strerror(ctypes.get_errno())}")
-
-
 def _mount(libc, src, target, fstype, flags, opts=None) -> None:
     enc = lambda v: v.encode() if isinstance(v, str) else v  # noqa: E731
     if libc.mount(enc(src), enc(target), enc(fstype), flags, enc(opts)) != 0:
@@ -53,25 +47,26 @@ def _closed_ancestor(path: str) -> str | None:
     return None
 
 
-def expose_python(libc) -> None:
-    """The interpreter may live under a directory the sandbox uid cannot enter (/root/.pyenv).
-    In this mount namespace only: cover that directory with an empty tmpfs and put the
-    interpreter's folders back in it, read-only. This also hides the rest of it (root's home)."""
-    held = []
-    for i, prefix in enumerate(sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)})):
-        top = _closed_ancestor(prefix)
-        if top:
-            hold = f"/tmp/.hold{i}"
-            os.mkdir(hold)
-            _mount(libc, prefix, hold, None, MS_BIND | MS_REC)
-            held.append((top, prefix, hold))
-    for top in sorted({t for t, _, _ in held}):
+def cover_and_keep_python(libc, covered: list[str], size_mb: int) -> None:
+    """Cover `covered` (and any directory other users cannot enter above the interpreter, like
+    /root) with fresh tmpfs in this mount namespace, then put the interpreter's folders back
+    at their old paths, read-only. The venv may live under /tmp (a CI checkout), the
+    interpreter under /root/.pyenv; neither is otherwise reachable once covered."""
+    prefixes = sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)})
+    held = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in prefixes}  # survive the covering
+    tops = [t for t in (_closed_ancestor(p) for p in prefixes) if t]
+    for target in covered:
+        if os.path.isdir(target):
+            _mount(libc, "tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,mode=1777")
+    for top in sorted(set(tops)):
         _mount(libc, "tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-    for _, prefix, hold in held:
-        os.makedirs(prefix, exist_ok=True)
-        _mount(libc, hold, prefix, None, MS_MOVE)
-        _mount(libc, None, prefix, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-        os.rmdir(hold)
+    hidden = [*covered, *tops]
+    for prefix, fd in held.items():
+        if any(prefix == h or prefix.startswith(h.rstrip("/") + "/") for h in hidden):
+            os.makedirs(prefix, exist_ok=True)
+            _mount(libc, f"/proc/self/fd/{fd}", prefix, None, MS_BIND | MS_REC)
+            _mount(libc, None, prefix, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        os.close(fd)
 
 
 def isolate(s: dict) -> list[str]:
@@ -82,10 +77,7 @@ def isolate(s: dict) -> list[str]:
             raise OSError(ctypes.get_errno(), "unshare(mount|net) failed")
         if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
             raise OSError(ctypes.get_errno(), "making / private failed")
-        for target in ("/tmp", "/var/tmp", "/dev/shm"):
-            if os.path.isdir(target):
-                _mount_tmpfs(libc, target, s["disk_mb"])
-        expose_python(libc)
+        cover_and_keep_python(libc, ["/tmp", "/var/tmp", "/dev/shm"], s["disk_mb"])
         os.chdir("/tmp")
         modes += ["netns", "private-tmp", f"uid-{s['uid']}"]
     else:

@@ -143,6 +143,7 @@ def main() -> None:
     os.close(0)
     # Bound before the program runs: it may patch os, builtins or this module's globals.
     write, read, report_fd, modes = os.write, os.read, os.dup(1), os.environ.get("SANDBOX_MODES", "")
+    stdout = sys.stdout  # the real one, flushed so the program's prints come before the report
     nonce_fd = job.pop("nonce_fd")
 
     def clean(text):
@@ -150,6 +151,10 @@ def main() -> None:
 
     _guard()
     error, results = run(job)
+    try:
+        stdout.flush()
+    except BaseException:  # closed or broken by the program: its output is lost, the report is not
+        pass
     nonce = read(nonce_fd, 64).decode()
     lines = [f"{nonce}\tREPORT\t{clean(error)}\t{modes}"]
     for label, passed, seconds, err in results:
