@@ -26,6 +26,7 @@ TABLE_OF = {
 
 class ParquetIOManager(dg.ConfigurableIOManager):
     root: str
+    round_config_hash: str = ""  # ExperimentConfig.round_hash(): later runs compare it to spot stale rounds
 
     def _where(self, context) -> tuple[str, str | None]:
         name = context.asset_key.path[-1]
@@ -45,6 +46,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 "path": dg.MetadataValue.path(str(path)),
                 "rows": dg.MetadataValue.int(obj.height),
                 "sha256": dg.MetadataValue.text(file_hash(path)[:16]),
+                "round_config_hash": dg.MetadataValue.text(self.round_config_hash),
             }
         )
 

@@ -175,7 +175,9 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
     publish_dir(work, store.model_dir(key))
     return dg.MaterializeResult(metadata={
         **parent_metadata(parent), "weights_hash": prov["weights_hash"], "data_hash": data_hash,
-        "config_hash": prov["config_hash"], "init": cfg.training.init, "method": cfg.training.method,
+        "config_hash": prov["config_hash"], "round_config_hash": cfg.round_hash(),
+        "init": cfg.training.init, "method": cfg.training.method,
+        **({"adapter_hash": prov["adapter_hash"]} if prov.get("adapter_hash") else {}),
         "artifact": dg.MetadataValue.path(str(store.model_dir(key))),
         "train_loss": metrics["train_loss"], "final_loss": metrics["final_loss"], "steps": metrics["steps"],
         "train_seconds": metrics["seconds"],

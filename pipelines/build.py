@@ -48,8 +48,14 @@ def build_definitions(config_path: str | Path = DEFAULT_CONFIG, storage_root: st
         tags=tags,
         description="One self-training round: prompts -> samples -> verdicts -> training_set -> policy -> evaluation",
     )
+    from pipelines.automation import build_automation
+    from selftaught.store import Store
+
+    schedules, sensors = build_automation(cfg, Store(root), round_job)
     return dg.Definitions(
         assets=assets,
         jobs=[setup_job, round_job],
-        resources={"experiment": experiment, "io_manager": ParquetIOManager(root=root)},
+        schedules=schedules,
+        sensors=sensors,
+        resources={"experiment": experiment, "io_manager": ParquetIOManager(root=root, round_config_hash=cfg.round_hash())},
     )

@@ -14,7 +14,6 @@ import os
 import sys
 import time
 
-ROUND_ORDER = ["prompts", "samples", "verdicts", "training_set", "policy", "evaluation"]
 QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -34,23 +33,11 @@ def quiet_libraries() -> None:
     logging.getLogger("selftaught").setLevel(logging.INFO)
 
 
-def _todo(instance, experiment: str, key: str) -> list[str]:
-    """Round assets still to (re)materialize: from the first missing or stale one onward."""
-    from assets.lineage import latest_materialization
-    from pipelines.build import asset_key
-
-    last = 0.0
-    for i, name in enumerate(ROUND_ORDER):
-        rec = latest_materialization(instance, asset_key(experiment, name), key)
-        if rec is None or rec.timestamp < last:
-            return ROUND_ORDER[i:]
-        last = rec.timestamp
-    return []
-
-
 def _wall_seconds(instance, experiment: str, key: str) -> float:
     from assets.lineage import latest_materialization
     from pipelines.build import asset_key
+
+    from pipelines.progress import ROUND_ORDER
 
     runs = {rec.run_id for n in ROUND_ORDER if (rec := latest_materialization(instance, asset_key(experiment, n), key))}
     total = 0.0
@@ -77,6 +64,7 @@ def _failure(result) -> str:
 def cmd_run(args) -> int:
     import dagster as dg
 
+    from pipelines import progress
     from pipelines.build import asset_key, build_definitions
     from pipelines.instance import get_instance
     from pipelines.report import format_table, frontier_summary, round_rows
@@ -108,11 +96,11 @@ def cmd_run(args) -> int:
         keys.append(key)
         if key not in instance.get_dynamic_partitions("rounds"):
             instance.add_dynamic_partitions("rounds", [key])
-        todo = _todo(instance, cfg.name, key)
+        todo = progress.todo(instance, cfg, key)
         if not todo:
             print(f"{key}: already complete", flush=True)
         else:
-            resumed = "" if todo == ROUND_ORDER else f" (resuming from {todo[0]})"
+            resumed = "" if todo == progress.ROUND_ORDER else f" (resuming from {todo[0]})"
             print(f"{key}: running{resumed} ...", flush=True)
             result = round_job.execute_in_process(
                 instance=instance, partition_key=key, run_config=QUIET_RUN, raise_on_error=False,

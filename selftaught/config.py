@@ -229,6 +229,24 @@ class EvaluationConfig(Strict):
     batch_size: int = Field(256, ge=1)
 
 
+class AutoContinueConfig(Strict):
+    min_improvement: float = Field(0.01, ge=0, description="frontier accuracy gain that counts as progress")
+    patience: int = Field(2, ge=1, description="stop after this many rounds without progress")
+
+
+class OperationsConfig(Strict):
+    schedule_cron: str = Field("0 2 * * *", description="when the nightly schedule starts the next round")
+    timezone: str = "UTC"
+    auto_continue: AutoContinueConfig = AutoContinueConfig()
+
+    @field_validator("schedule_cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if len(v.split()) != 5:
+            raise ValueError(f"schedule_cron must have 5 fields (minute hour day month weekday), got {v!r}")
+        return v
+
+
 class ExperimentConfig(Strict):
     name: str = Field("demo", pattern=r"^[A-Za-z0-9_\-]+$")
     storage_root: str = "data/runs/demo"
@@ -240,6 +258,7 @@ class ExperimentConfig(Strict):
     selection: SelectionConfig = SelectionConfig()
     training: TrainingConfig = TrainingConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    operations: OperationsConfig = OperationsConfig()
 
     @model_validator(mode="after")
     def _chat_needs_a_real_tokenizer(self):
@@ -260,6 +279,16 @@ class ExperimentConfig(Strict):
         if self.evaluation.backend:
             return self.evaluation.backend
         return self.sampling.backend if self.sampling.backend in ("hf", "vllm") else "hf"
+
+    def round_hash(self) -> str:
+        """Hash of what a round's outputs depend on: these config sections and the code version
+        (not the name, storage, round count or schedule). A round materialized under another
+        value is stale."""
+        from selftaught import __version__
+
+        sections = self.section_hash("task", "model", "sampling", "verification", "selection", "training",
+                                     "evaluation")
+        return hashlib.sha256(f"{sections}:{__version__}".encode()).hexdigest()[:16]
 
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (all when none): what a cached artifact depends on."""

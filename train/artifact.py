@@ -27,6 +27,8 @@ def weights_hash(artifact: Path) -> str:
 def write_provenance(artifact: Path, **fields) -> dict:
     record = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **fields}
     record["weights_hash"] = weights_hash(artifact)
+    if adapter_path(artifact).is_dir():
+        record["adapter_hash"] = dir_hash(adapter_path(artifact), "*.safetensors")[:16]
     write_text_atomic(json.dumps(record, indent=2, sort_keys=True), Path(artifact) / PROVENANCE)
     return record
 

@@ -1,0 +1,77 @@
+"""Where an experiment stands, read from the Dagster instance: which rounds are
+complete, what a round still needs, whether one is running, whether it plateaued.
+Shared by the CLI, the nightly schedule and the auto-continue sensor."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.lineage import latest_materialization
+from pipelines.build import EXPERIMENT_TAG, asset_key
+from selftaught.config import ExperimentConfig
+from selftaught.rounds import round_key
+
+ROUND_ORDER = ["prompts", "samples", "verdicts", "training_set", "policy", "evaluation"]
+IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+               dg.DagsterRunStatus.STARTED]
+
+
+def todo(instance, cfg: ExperimentConfig, key: str) -> list[str]:
+    """Round assets still to (re)materialize: from the first missing, out-of-order or stale one
+    (materialized under another config, see ExperimentConfig.round_hash) onward."""
+    last, want = 0.0, cfg.round_hash()
+    for i, name in enumerate(ROUND_ORDER):
+        rec = latest_materialization(instance, asset_key(cfg.name, name), key)
+        if rec is None or rec.timestamp < last or _config_hash(rec) not in (None, want):
+            return ROUND_ORDER[i:]
+        last = rec.timestamp
+    return []
+
+
+def _config_hash(rec) -> str | None:
+    meta = rec.asset_materialization.metadata if rec.asset_materialization else {}
+    value = meta.get("round_config_hash")
+    return value.value if value is not None else None
+
+
+def next_round(instance, cfg: ExperimentConfig) -> tuple[str | None, list[str]]:
+    """The first round (in order) that is not complete, and what it still needs; (None, []) when all are."""
+    for i in range(1, cfg.max_rounds + 1):
+        key = round_key(i)
+        need = todo(instance, cfg, key)
+        if need:
+            return key, need
+    return None, []
+
+
+def running(instance, cfg: ExperimentConfig) -> list[str]:
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={EXPERIMENT_TAG: cfg.name}, statuses=IN_PROGRESS), limit=5)
+    return [r.run_id for r in runs]
+
+
+def frontier_history(instance, cfg: ExperimentConfig) -> list[tuple[str, float]]:
+    """(round, frontier accuracy) for the base model and each completed round, in order."""
+    out = []
+    base = latest_materialization(instance, asset_key(cfg.name, "base_model"), None)
+    if base is not None and "frontier_accuracy" in base.asset_materialization.metadata:
+        out.append(("base", base.asset_materialization.metadata["frontier_accuracy"].value))
+    for i in range(1, cfg.max_rounds + 1):
+        rec = latest_materialization(instance, asset_key(cfg.name, "evaluation"), round_key(i))
+        if rec is None:
+            break
+        out.append((round_key(i), rec.asset_materialization.metadata["frontier_accuracy"].value))
+    return out
+
+
+def plateau(history: list[tuple[str, float]], min_improvement: float, patience: int) -> str | None:
+    """Why to stop, or None: the last `patience` rounds did not beat the best before them by `min_improvement`."""
+    if len(history) <= patience:
+        return None
+    before = max(a for _, a in history[:-patience])
+    recent = history[-patience:]
+    best = max(a for _, a in recent)
+    if best <= before or best - before < min_improvement:
+        shown = ", ".join(f"{k} {a:.1%}" for k, a in recent)
+        return (f"plateau: the last {patience} rounds ({shown}) did not beat the earlier best {before:.1%} "
+                f"by {min_improvement:.1%}")
+    return None

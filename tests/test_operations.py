@@ -1,0 +1,97 @@
+"""Operations: the nightly schedule, the auto-continue sensor, plateau stops, stale rounds."""
+
+import json
+
+import dagster as dg
+import pytest
+
+from pipelines import progress
+from pipelines.build import EXPERIMENT_TAG, build_definitions
+from selftaught.config import load_config
+from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("accs,margin,patience,stops", [
+    ([0.1, 0.2, 0.3], 0.01, 2, False),
+    ([0.1, 0.5, 0.5, 0.505], 0.01, 2, True),  # two rounds, +0.5 points: below the margin
+    ([0.1, 0.5, 0.4, 0.52], 0.01, 2, False),
+    ([0.3], 0.01, 1, False),  # nothing to compare yet
+    ([0.3, 0.3], 0.0, 1, True),  # no gain at all
+])
+def test_plateau(accs, margin, patience, stops):
+    history = [(f"r{i:03d}", a) for i, a in enumerate(accs)]
+    reason = progress.plateau(history, margin, patience)
+    assert (reason is not None) == stops
+    if stops:
+        assert reason.startswith("plateau:") and f"last {patience} rounds" in reason
+
+
+def _tick(defs, name, instance, cursor=None):
+    if name.endswith("nightly"):
+        return defs.get_schedule_def(name)(dg.build_schedule_context(instance=instance))
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor)
+    return defs.get_sensor_def(name)(ctx), ctx
+
+
+def _materialize(defs, instance, request=None):
+    job = defs.resolve_job_def("round" if request else "setup")
+    kwargs = {"partition_key": request.partition_key, "asset_selection": request.asset_selection} if request else {}
+    assert job.execute_in_process(instance=instance, raise_on_error=False, **kwargs).success
+
+
+def test_schedule_and_sensor_drive_rounds_in_order_and_stop(tmp_path):
+    config = copy_config(make_tiny_config(tmp_path), tmp_path / "tiny.yaml", max_rounds=2,
+                         operations={"auto_continue": {"patience": 5}})
+    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
+        defs = build_definitions(config)
+        assert {s.name for s in defs.schedules} == {"tiny_nightly"}
+        skip = _tick(defs, "tiny_nightly", instance)
+        assert isinstance(skip, dg.SkipReason) and "setup has not run" in skip.skip_message
+        _materialize(defs, instance)
+
+        request = _tick(defs, "tiny_nightly", instance)
+        assert isinstance(request, dg.RunRequest) and request.partition_key == "r001"
+        assert set(request.asset_selection) == {dg.AssetKey(["tiny", n]) for n in progress.ROUND_ORDER}
+        assert "r001" in instance.get_dynamic_partitions("rounds")
+
+        # A run of this experiment in progress: both wait.
+        busy = instance.create_run_for_job(defs.resolve_job_def("setup"), tags={EXPERIMENT_TAG: "tiny"})
+        assert "in progress" in _tick(defs, "tiny_nightly", instance).skip_message
+        assert "in progress" in _tick(defs, "tiny_auto_continue", instance)[0].skip_message
+        instance.delete_run(busy.run_id)
+
+        _materialize(defs, instance, request)
+        follow, _ = _tick(defs, "tiny_auto_continue", instance)
+        assert isinstance(follow, dg.RunRequest) and follow.partition_key == "r002"
+        _materialize(defs, instance, follow)
+        done, ctx = _tick(defs, "tiny_auto_continue", instance)
+        assert "max_rounds reached" in done.skip_message
+        assert "all 2 rounds are complete" in _tick(defs, "tiny_nightly", instance).skip_message
+        store_root = defs.resources["experiment"].storage_root
+        record = json.loads((tmp_path / "store" / "auto_continue.json").read_text())
+        assert record["reason"] == done.skip_message and [r for r, _ in record["frontier_history"]] == \
+            ["base", "r001", "r002"]
+        assert str(tmp_path / "store") == store_root
+
+        # Demanding a 100-point gain per round: a plateau after the first round.
+        strict = copy_config(config, tmp_path / "strict.yaml", max_rounds=5,
+                             operations={"auto_continue": {"min_improvement": 1.0, "patience": 1}})
+        # (the tiny model's accuracy moves either way between rounds; a 100-point gain never happens)
+        stop, _ = _tick(build_definitions(strict), "tiny_auto_continue", instance)
+        assert stop.skip_message.startswith("plateau: the last 1 rounds (r002")
+
+        # A changed round setting makes the finished rounds stale: the schedule starts over at r001.
+        changed = copy_config(config, tmp_path / "changed.yaml", training={**load_config(config).training.model_dump(),
+                                                                            "max_steps": 7})
+        again = _tick(build_definitions(changed), "tiny_nightly", instance)
+        assert again.partition_key == "r001" and len(again.asset_selection) == 6
+        assert progress.next_round(instance, load_config(config)) == (None, [])
+
+
+def test_bad_cron_is_a_config_error():
+    from selftaught.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="schedule_cron must have 5 fields"):
+        parse_config({"operations": {"schedule_cron": "nightly"}})
