@@ -8,6 +8,7 @@ import dagster as dg
 
 from assets import rounds as round_module
 from assets import setup as setup_module
+from assets import summary as summary_module
 from assets.io import ParquetIOManager
 from assets.resources import ExperimentResource
 from assets.rounds import rounds
@@ -38,7 +39,7 @@ def build_definitions(config_path: str | Path = DEFAULT_CONFIG, storage_root: st
     experiment = ExperimentResource(config_path=str(Path(config_path).resolve()), storage_root=root)
     tags = {EXPERIMENT_TAG: cfg.name}
     prefix = key_prefix(cfg.name)
-    assets = dg.load_assets_from_modules([setup_module, round_module], key_prefix=prefix)
+    assets = dg.load_assets_from_modules([setup_module, round_module, summary_module], key_prefix=prefix)
     mine = dg.AssetSelection.key_prefixes([prefix])
     setup_job = dg.define_asset_job("setup", selection=mine & dg.AssetSelection.groups("setup"), tags=tags)
     round_job = dg.define_asset_job(
@@ -52,9 +53,11 @@ def build_definitions(config_path: str | Path = DEFAULT_CONFIG, storage_root: st
     from selftaught.store import Store
 
     schedules, sensors = build_automation(cfg, Store(root), round_job)
+    summary_job = dg.define_asset_job("refresh_summary", selection=mine & dg.AssetSelection.groups("report"), tags=tags,
+                                      description="Refresh the cross-round summary table and plot")
     return dg.Definitions(
         assets=assets,
-        jobs=[setup_job, round_job],
+        jobs=[setup_job, round_job, summary_job],
         schedules=schedules,
         sensors=sensors,
         resources={"experiment": experiment, "io_manager": ParquetIOManager(root=root, round_config_hash=cfg.round_hash())},

@@ -112,9 +112,14 @@ def cmd_run(args) -> int:
         wall[key] = _wall_seconds(instance, cfg.name, key)
         rows = round_rows(store, keys, wall)
         print(format_table(rows), flush=True)
+    result = defs.resolve_job_def("refresh_summary").execute_in_process(instance=instance, run_config=QUIET_RUN,
+                                                                raise_on_error=False)
+    if not result.success:
+        print(f"warning: the summary asset failed: {_failure(result)}", file=sys.stderr)
     summary = frontier_summary(round_rows(store, keys, wall), cfg.task.frontier, cfg.task.frontier_pool(),
                                "digit" if cfg.task.name == "arithmetic" else "level")
-    print(f"\n{target} rounds complete; {time.monotonic() - t0:.0f}s in this invocation.")
+    print(f"\n{target} rounds complete; {time.monotonic() - t0:.0f}s in this invocation. "
+          f"Plot: {store.root / 'summary.png'}; lineage: selftaught lineage {keys[-1]}")
     if summary:
         print(summary)
     return 0
@@ -172,6 +177,21 @@ def cmd_ui(args) -> int:
     os.execv(exe, argv)
 
 
+def cmd_lineage(args) -> int:
+    from pipelines.build import build_definitions
+    from pipelines.lineage import LineageError, round_chain, row_chain
+    from selftaught.store import Store
+
+    store = Store(build_definitions(args.config).resources["experiment"].storage_root)
+    try:
+        lines = row_chain(store, args.target) if "/" in args.target else round_chain(store, args.target)
+    except LineageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
+
+
 def cmd_validate(args) -> int:
     from selftaught.config import load_config
 
@@ -195,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, fn, help_ in [("run", cmd_run, "run rounds until --rounds are complete (resumes)"),
                             ("status", cmd_status, "print the per-round table"),
                             ("ui", cmd_ui, "open the Dagster UI on 127.0.0.1 for this experiment"),
+                            ("lineage", cmd_lineage, "the chain behind a round (r002) or a training row id"),
                             ("validate", cmd_validate, "validate an experiment config")]:
         p = sub.add_parser(name, help=help_)
         p.add_argument("--config", default=str(DEFAULT_CONFIG), help="experiment YAML (default: the demo)")
@@ -203,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--rounds", type=int, default=None, help="rounds to complete (default: max_rounds)")
         if name == "ui":
             p.add_argument("--port", type=int, default=3000)
+        if name == "lineage":
+            p.add_argument("target", help="a round key (r002) or a training row id (r002/<prompt_id>/<sample_idx>)")
         p.set_defaults(fn=fn)
     args = parser.parse_args(argv)
     quiet_libraries()

@@ -4,40 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from filters.metrics import accuracy_by_difficulty, frontier_candidates, pick_frontier
-from selftaught.schemas import CORRECT
-from selftaught.store import Store
-
-
-def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = None) -> list[dict]:
-    rows = []
-    base = store.table_path("eval_results", "base")
-    if base.is_file():
-        rows.append({"round": "base", "accuracy": accuracy_by_difficulty(pl.read_parquet(base))})
-    for key in keys:
-        row: dict = {"round": key}
-        v = store.table_path("verdicts", key)
-        verdicts = pl.read_parquet(v, columns=["prompt_id", "sample_idx", "verdict", "rationale_ok"]) \
-            if v.is_file() else None
-        if verdicts is not None:
-            row["samples"] = verdicts.height
-            row["pass_rate"] = (verdicts["verdict"] == CORRECT).mean() if verdicts.height else 0.0
-        t = store.table_path("training_set", key)
-        if t.is_file():
-            ts = pl.read_parquet(t, columns=["source_round", "prompt_id", "sample_idx"])
-            new = ts.filter(pl.col("source_round") == key)
-            row["new_rows"] = new.height
-            row["train_rows"] = ts.height
-            if verdicts is not None and new.height:
-                steps = new.join(verdicts, on=["prompt_id", "sample_idx"])["rationale_ok"]
-                row["bad_steps"] = float((steps == False).sum()) / new.height  # noqa: E712
-        e = store.table_path("evaluation", key)
-        if e.is_file():
-            row["accuracy"] = accuracy_by_difficulty(pl.read_parquet(e))
-        if wall and key in wall:
-            row["wall_s"] = wall[key]
-        rows.append(row)
-    return rows
+from filters.metrics import frontier_candidates, pick_frontier
+from filters.summary import round_rows  # noqa: F401  (the CLI's table is built from these rows)
 
 
 def format_table(rows: list[dict]) -> str:

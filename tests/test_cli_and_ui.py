@@ -41,6 +41,33 @@ def test_run_prints_the_round_table(cli_run):
     assert "1-digit held-out accuracy:" in out
 
 
+def test_lineage_of_a_round_and_of_a_training_row(cli_run):
+    import polars as pl
+
+    config, home, _ = cli_run
+    out = selftaught("lineage", "r002", "--config", str(config), home=home)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    order = ["policy base:", "-> policy r001:", "-> samples r002:", "-> verdicts r002:", "-> training_set r002:",
+             "-> policy r002:", "-> evaluation r002:"]
+    assert [next(i for i, line in enumerate(lines) if line.startswith(o)) for o in order] == list(range(len(order)))
+    assert "written by r001" in lines[2] and "arithmetic@1" in lines[3]
+    data_hash = lines[5].split("training data ")[1].split(",")[0]
+    assert f"sha256 {data_hash}" in lines[4]  # the policy was trained on exactly this training_set file
+    store = config.parent / "store"
+    rows = pl.read_parquet(store / "tables" / "training_set" / "r002.parquet")
+    row_id = rows.filter(pl.col("source_round") == "r001")["row_id"][0]
+    row = selftaught("lineage", row_id, "--config", str(config), home=home)
+    assert row.returncode == 0 and "written in round r001 by policy base" in row.stdout
+    assert "in the training sets of r001, r002" in row.stdout
+    missing = selftaught("lineage", "r009", "--config", str(config), home=home)
+    assert missing.returncode == 2 and "round r009 does not exist" in missing.stderr and "r001, r002" in missing.stderr
+    # The cross-round summary asset ran after the rounds: its table and plot are on disk.
+    assert (store / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    summary = pl.read_parquet(store / "tables" / "summary" / "all.parquet")
+    assert summary["round"].to_list() == ["base", "r001", "r002"] and "distinct_answers" in summary.columns
+
+
 def test_two_experiments_share_one_instance_without_mixing(cli_run, tmp_path):
     """Asset keys carry the experiment's prefix: another experiment's r001 is not this one's."""
     config, home, first = cli_run

@@ -1,0 +1,35 @@
+"""The cross-round summary: one table of every round's counts and metrics, and a
+plot of accuracy, pass rate and diversity per round (shown in the asset's metadata)."""
+
+
+import base64
+
+import dagster as dg
+import polars as pl
+
+from assets.resources import ExperimentResource
+from filters.summary import rounds_plot, summary_table
+from selftaught.store import write_bytes_atomic
+
+
+@dg.asset(group_name="report", kinds={"polars"}, deps=["evaluation"])
+def summary(context: dg.AssetExecutionContext, experiment: ExperimentResource) -> pl.DataFrame:
+    """Every round of the experiment in one table (from the round files), plus a PNG plot."""
+    store = experiment.store
+    table = summary_table(store)
+    png = rounds_plot(table, experiment.config.name)
+    path = store.root / "summary.png"
+    write_bytes_atomic(png, path)
+    context.add_output_metadata({
+        "rounds": dg.MetadataValue.int(max(table.height - 1, 0)),
+        "table": dg.MetadataValue.md(_markdown(table)),
+        "plot": dg.MetadataValue.md(f"![rounds](data:image/png;base64,{base64.b64encode(png).decode()})"),
+        "plot_path": dg.MetadataValue.path(str(path)),
+    })
+    return table
+
+
+def _markdown(df: pl.DataFrame) -> str:
+    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
+    fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    return head + "\n".join("| " + " | ".join(fmt(v) for v in row) + " |" for row in df.iter_rows())

@@ -1,0 +1,105 @@
+"""Per-round numbers read back from the round files on disk: the CLI's table and the
+`summary` asset's table and plot."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from filters.metrics import accuracy_by_difficulty
+from selftaught.schemas import CORRECT
+from selftaught.store import Store
+
+
+def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = None) -> list[dict]:
+    rows = []
+    base = store.table_path("eval_results", "base")
+    if base.is_file():
+        rows.append({"round": "base", "accuracy": accuracy_by_difficulty(pl.read_parquet(base))})
+    for key in keys:
+        row: dict = {"round": key}
+        v = store.table_path("verdicts", key)
+        verdicts = pl.read_parquet(v, columns=["prompt_id", "sample_idx", "verdict", "rationale_ok"]) \
+            if v.is_file() else None
+        if verdicts is not None:
+            row["samples"] = verdicts.height
+            row["pass_rate"] = (verdicts["verdict"] == CORRECT).mean() if verdicts.height else 0.0
+        t = store.table_path("training_set", key)
+        if t.is_file():
+            ts = pl.read_parquet(t, columns=["source_round", "prompt_id", "sample_idx"])
+            new = ts.filter(pl.col("source_round") == key)
+            row["new_rows"] = new.height
+            row["train_rows"] = ts.height
+            if verdicts is not None and new.height:
+                steps = new.join(verdicts, on=["prompt_id", "sample_idx"])["rationale_ok"]
+                row["bad_steps"] = float((steps == False).sum()) / new.height  # noqa: E712
+        e = store.table_path("evaluation", key)
+        if e.is_file():
+            row["accuracy"] = accuracy_by_difficulty(pl.read_parquet(e))
+        if wall and key in wall:
+            row["wall_s"] = wall[key]
+        rows.append(row)
+    return rows
+
+
+def round_keys(store: Store) -> list[str]:
+    return sorted(p.stem for p in store.root.glob("tables/prompts/r*.parquet"))
+
+
+def summary_table(store: Store) -> pl.DataFrame:
+    """One row per round (and the base model): counts, pass rate, answer diversity, accuracy per difficulty."""
+    rows = round_rows(store, round_keys(store))
+    levels = sorted({d for r in rows for d in r.get("accuracy", {})})
+    out = []
+    for r in rows:
+        key = r["round"]
+        rec = {"round": key, "samples": r.get("samples"), "pass_rate": r.get("pass_rate"),
+               "distinct_answers": _distinct_answers(store, key) if key != "base" else None,
+               "new_rows": r.get("new_rows"), "train_rows": r.get("train_rows")}
+        for d in levels:
+            rec[f"accuracy_d{d}"] = r.get("accuracy", {}).get(d)
+        out.append(rec)
+    schema = {"round": pl.String, "samples": pl.Int64, "pass_rate": pl.Float64, "distinct_answers": pl.Float64,
+              "new_rows": pl.Int64, "train_rows": pl.Int64, **{f"accuracy_d{d}": pl.Float64 for d in levels}}
+    return pl.DataFrame(out, schema=schema)
+
+
+def _distinct_answers(store: Store, key: str) -> float | None:
+    """Mean number of distinct extracted answers per prompt: exploration (B-STaR's diversity)."""
+    path = store.table_path("verdicts", key)
+    if not path.is_file():
+        return None
+    v = pl.read_parquet(path, columns=["prompt_id", "extracted_answer"])
+    return float(v.group_by("prompt_id").agg(pl.col("extracted_answer").drop_nulls().n_unique())["extracted_answer"].mean())
+
+
+def rounds_plot(table: pl.DataFrame, title: str) -> bytes:
+    """PNG: accuracy per difficulty, pass rate and distinct answers per round."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = list(range(table.height))
+    labels = table["round"].to_list()
+
+    def values(col: str) -> list[float]:
+        return [float("nan") if v is None else v for v in table[col].to_list()]
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for col in (c for c in table.columns if c.startswith("accuracy_d")):
+        left.plot(x, values(col), marker="o", label=col.replace("accuracy_d", "difficulty "))
+    left.set(title=f"{title}: held-out accuracy", ylim=(0, 1), xticks=x, xticklabels=labels)
+    left.legend(fontsize=7)
+    right.plot(x, values("pass_rate"), marker="o", label="pass rate (samples)")
+    right.set(title="sampling", xticks=x, xticklabels=labels, xlim=(-0.2, len(x) - 0.8), ylim=(0, 1))
+    twin = right.twinx()
+    twin.plot(x, values("distinct_answers"), marker="s", color="tab:red", label="distinct answers / prompt")
+    right.legend(loc="upper left", fontsize=7)
+    twin.legend(loc="upper right", fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,0 +1,112 @@
+"""`selftaught lineage`: the chain behind a round or a training row, from the files of
+the run (tables and provenance.json), so it works without the Dagster instance.
+
+    base model -> parent policy -> samples -> verdicts -> training rows -> policy -> evaluation
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from filters.metrics import accuracy_by_difficulty
+from selftaught.rounds import parent_key, round_index
+from selftaught.store import Store, file_hash
+from train.artifact import is_complete, read_provenance
+
+
+class LineageError(ValueError):
+    """The round or row asked for does not exist in this experiment."""
+
+
+def _model(store: Store, name: str) -> str:
+    art = store.model_dir(name)
+    if not is_complete(art):
+        return f"{name}: no complete artifact at {art}"
+    p = read_provenance(art)
+    bits = [f"weights {p['weights_hash']}"]
+    if p.get("adapter_hash"):
+        bits.append(f"adapter {p['adapter_hash']} on base {p.get('adapter_base_hash')}")
+    if name == "base":
+        bits.append(f"from {p.get('base')}, config {p.get('config_hash')}")
+    else:
+        parent = p.get("parent", {})
+        bits += [f"{p.get('method')} fine-tune (init {p.get('init')}) of {parent.get('policy_id')} "
+                 f"({parent.get('weights_hash')})", f"training data {p.get('data_hash')}",
+                 f"config {p.get('config_hash')}", f"dagster run of parent {parent.get('run_id')}"]
+    return f"policy {name}: " + ", ".join(bits) + f"  [{art}]"
+
+
+def _table(store: Store, name: str, key: str) -> pl.DataFrame:
+    path = store.table_path(name, key)
+    if not path.is_file():
+        raise LineageError(f"round {key} has no {name} table at {path}")
+    return pl.read_parquet(path)
+
+
+def _sha(store: Store, name: str, key: str) -> str:
+    return file_hash(store.table_path(name, key))[:16]
+
+
+def round_chain(store: Store, key: str) -> list[str]:
+    """Lines describing round `key`, from the base model to its evaluation."""
+    try:
+        round_index(key)
+    except ValueError as exc:
+        raise LineageError(str(exc)) from None
+    if not store.table_path("prompts", key).is_file():
+        done = sorted(p.stem for p in store.root.glob("tables/prompts/r*.parquet"))
+        raise LineageError(f"round {key} does not exist in {store.root} (rounds: {', '.join(done) or 'none'})")
+    parent = parent_key(key) or "base"
+    lines = [_model(store, "base")]
+    if parent != "base":
+        lines.append("-> " + _model(store, parent))
+    s = _table(store, "samples", key)
+    first = s.row(0, named=True)
+    lines.append(f"-> samples {key}: {s.height} rows = {s['prompt_id'].n_unique()} prompts x "
+                 f"{s['sample_idx'].n_unique()}; written by {first['policy_id']} ({first['policy_hash'] or '-'}); "
+                 f"{first['backend']}, temperature {first['temperature']}, top_p {first['top_p']}, "
+                 f"max_new_tokens {first['max_new_tokens']}, seed {first['seed']}  [sha256 {_sha(store, 'samples', key)}]")
+    if store.table_path("verdicts", key).is_file():
+        v = _table(store, "verdicts", key)
+        counts = ", ".join(f"{n} {verdict}" for verdict, n in v.group_by("verdict").len().sort("verdict").iter_rows())
+        lines.append(f"-> verdicts {key}: {', '.join(sorted(set(v['verifier'])))}: {counts}  "
+                     f"[sha256 {_sha(store, 'verdicts', key)}]")
+    if store.table_path("training_set", key).is_file():
+        t = _table(store, "training_set", key)
+        by = ", ".join(f"{src} {n}" for src, n in t.group_by("source_round").len().sort("source_round").iter_rows())
+        lines.append(f"-> training_set {key}: {(t['source_round'] == key).sum()} new rows, {t.height} in all "
+                     f"({by})  [sha256 {_sha(store, 'training_set', key)}]")
+    if is_complete(store.model_dir(key)):
+        lines.append("-> " + _model(store, key))
+    if store.table_path("evaluation", key).is_file():
+        acc = accuracy_by_difficulty(_table(store, "evaluation", key))
+        shown = ", ".join(f"d{d} {a:.1%}" for d, a in acc.items())
+        lines.append(f"-> evaluation {key}: {shown}  [sha256 {_sha(store, 'evaluation', key)}]")
+    return lines
+
+
+def row_chain(store: Store, row_id: str) -> list[str]:
+    """Lines for one training row id (<round>/<prompt_id>/<sample_idx>), then its round's chain."""
+    source, _, rest = row_id.partition("/")
+    pid, _, idx = rest.rpartition("/")
+    if not pid or not idx.isdigit():
+        raise LineageError(f"not a training row id: {row_id!r} (expected <round>/<prompt_id>/<sample_idx>)")
+    used = sorted(p.stem for p in store.root.glob("tables/training_set/r*.parquet")
+                  if pl.read_parquet(p, columns=["row_id"])["row_id"].is_in([row_id]).any())
+    if source == "warm_start":
+        if not used:
+            raise LineageError(f"training row {row_id} is in no training set of {store.root}")
+        return [f"row {row_id}: a warm-start reference example (not model-written); "
+                f"in the training sets of {', '.join(used)}"]
+    s = _table(store, "samples", source).filter((pl.col("prompt_id") == pid) & (pl.col("sample_idx") == int(idx)))
+    if s.height == 0:
+        raise LineageError(f"round {source} has no sample {idx} of prompt {pid}")
+    v = _table(store, "verdicts", source).filter((pl.col("prompt_id") == pid) & (pl.col("sample_idx") == int(idx)))
+    sample = s.row(0, named=True)
+    verdict = v.row(0, named=True) if v.height else {"verdict": "?", "reason": "no verdict", "verifier": "?"}
+    head = [f"row {row_id}: sample {idx} of prompt {pid}, written in round {source} by policy "
+            f"{sample['policy_id']} ({sample['policy_hash'] or '-'})",
+            f"  verdict {verdict['verdict']} by {verdict['verifier']}: {verdict['reason']}",
+            f"  completion: {sample['completion'][:120]!r}",
+            f"  in the training sets of {', '.join(used) or 'no round'}; trained into the policies of those rounds"]
+    return head + ["", f"round {source}:"] + round_chain(store, source)
