@@ -7,6 +7,7 @@ adapter, merged into a full copy so the next round and any backend can load it).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -141,11 +142,11 @@ def train_sft(
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # it prints raw dicts; progress goes to our logger
-    resume = s.save_every > 0 and any(ckpt_dir.glob("checkpoint-*"))
+    resume = _last_complete_checkpoint(ckpt_dir) if s.save_every > 0 else None
     if resume:
-        log.info("resuming training from a checkpoint in %s", ckpt_dir)
+        log.info("resuming training from %s", resume)
     t0 = time.monotonic()
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.monotonic() - t0
 
     model_dir = out / "model"
@@ -164,9 +165,23 @@ def train_sft(
         "rows": rows.height,
         "seconds": round(seconds, 1),
         "steps_per_second": round(trainer.state.global_step / max(seconds, 1e-9), 2),
-        "resumed": resume,
+        "resumed": resume is not None,
         "threads": int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())),
     }
+
+
+def _last_complete_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest checkpoint the Trainer finished writing; partial ones (a crash while
+    saving) are removed. transformers writes trainer_state.json last."""
+    steps = {p: p.name.rsplit("-", 1)[-1] for p in ckpt_dir.glob("checkpoint-*")}
+    for path in sorted((p for p, n in steps.items() if n.isdigit()), key=lambda p: int(steps[p]), reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return path
+        except (OSError, ValueError):
+            log.warning("removing incomplete checkpoint %s (interrupted while saving)", path)
+            shutil.rmtree(path, ignore_errors=True)
+    return None
 
 
 def settings_from_config(cfg, seed_offset: int = 0) -> SFTSettings:
