@@ -49,15 +49,19 @@ def _wall_seconds(instance, experiment: str, key: str) -> float:
 
 
 def _failure(result) -> str:
+    """The most useful line about a failed run: a failed blocking check first (it names the
+    cause), else the first step error."""
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
+            d = event.event_specific_data
+            reasons = d.metadata.get("top_reasons")
+            top = f"; top reasons: {reasons.value}" if reasons is not None else ""
+            return f"blocking check {d.check_name} on {d.asset_key.to_user_string()} failed: {d.description}{top}"
     for event in result.all_events:
         if event.is_failure and event.event_specific_data is not None:
             err = getattr(event.event_specific_data, "error", None)
             if err is not None:
                 return f"{event.step_key}: {err.message.strip()}"
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
-            d = event.event_specific_data
-            return f"blocking check {d.check_name} on {d.asset_key.to_user_string()} failed: {d.description}"
     return "the run failed; see the Dagster UI (make ui) for its logs"
 
 

@@ -83,7 +83,7 @@ class HFBackend:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
             self.model = AutoModelForCausalLM.from_pretrained(model_dir).to(self.device).eval()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # transformers raises both for "not a model"
             raise BackendError(f"hf backend: {model_dir} is not a loadable model directory or hub id "
                                f"({str(exc).splitlines()[0]})") from None
         if self.tokenizer.pad_token is None:

@@ -51,8 +51,9 @@ def copy_model(src: str | Path, dst: Path) -> None:
     try:
         model = AutoModelForCausalLM.from_pretrained(src)
         tok = AutoTokenizer.from_pretrained(src)
-    except OSError as exc:
-        raise ValueError(f"base model {src!r} is not a loadable model directory or hub id: {exc}") from None
+    except (OSError, ValueError) as exc:  # transformers raises both for "not a model"
+        raise ValueError(f"base model {str(src)!r} is not a loadable model directory or hub id: "
+                         f"{str(exc).splitlines()[0]}") from None
     model.save_pretrained(dst)
     tok.save_pretrained(dst)
 

@@ -92,8 +92,9 @@ def train_sft(
     try:
         tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch.float32)
-    except OSError as exc:
-        raise ValueError(f"{init_model_dir} is not a loadable model directory or hub id: {exc}") from None
+    except (OSError, ValueError) as exc:  # transformers raises both for "not a model"
+        raise ValueError(f"{init_model_dir} is not a loadable model directory or hub id: "
+                         f"{str(exc).splitlines()[0]}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     torch.manual_seed(s.seed)

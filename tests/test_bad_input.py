@@ -1,0 +1,240 @@
+"""Bad input at every edge: each case gets a clear error that names the problem, and
+nothing is half-written. (One module on purpose: the list is the specification.)"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from selftaught.config import ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+GSM = str(ROOT / "data" / "gsm8k" / "test.jsonl")
+
+# --- the experiment config -------------------------------------------------------------------------
+
+CONFIG_CASES = [
+    ("unknown top-level key", {"rounds": 3}, r"rounds: unknown key"),
+    ("unknown nested key", {"sampling": {"temprature": 0.7}}, r"sampling.temprature: unknown key"),
+    ("wrong type", {"sampling": {"n": "eight"}}, r"sampling.n: .*integer.*'eight'"),
+    ("out of range", {"sampling": {"n": 0}}, r"sampling.n: .*greater than or equal to 1"),
+    ("not one of the choices", {"training": {"method": "qlora"}}, r"training.method: .*'full' or 'lora'"),
+    ("temperature zero", {"sampling": {"temperature": 0}}, r"sampling.temperature"),
+    ("top_p above 1", {"sampling": {"top_p": 1.5}}, r"sampling.top_p"),
+    ("bad experiment name", {"name": "my run"}, r"name: String should match pattern"),
+    ("difficulty out of range", {"task": {"warm_start": {13: 5}}}, r"difficulty .* must be 1..12"),
+    ("negative count", {"task": {"pool": {3: -1}}}, r"count for difficulty 3 must be >= 0"),
+    ("frontier without eval problems", {"task": {"frontier": 7}}, r"frontier difficulty 7 has no eval problems"),
+    ("empty pool", {"task": {"pool": {3: 0}}}, r"pool is empty"),
+    ("dataset task without sources", {"task": {"name": "gsm8k"}}, r"task 'gsm8k' needs train and test"),
+    ("template without {question}", {"task": {"name": "gsm8k", "train": {"path": GSM}, "test": {"path": GSM},
+                                               "template": "Q:"}}, r"template must contain \{question\}"),
+    ("chat template on the tiny model", {"task": {"name": "gsm8k", "train": {"path": GSM}, "test": {"path": GSM},
+                                                   "chat_template": True}}, r"chat_template needs model.base"),
+    ("openai backend without settings", {"sampling": {"backend": "openai"}}, r"needs an openai: section"),
+    ("server url without scheme", {"sampling": {"backend": "openai", "openai": {"base_url": "localhost:8000",
+                                                                                  "model": "m"}}}, r"http://"),
+    ("api key in the config", {"sampling": {"backend": "openai", "openai": {"base_url": "http://h/v1", "model": "m",
+                                                                              "api_key": "sk-1"}}},
+     r"openai.api_key: unknown key"),
+    ("LoRA rank above vLLM's limit", {"sampling": {"backend": "vllm", "vllm": {"max_lora_rank": 8}},
+                                      "training": {"method": "lora", "lora": {"r": 32}}}, r"max_lora_rank"),
+    ("cron with 3 fields", {"operations": {"schedule_cron": "0 2 *"}}, r"schedule_cron must have 5 fields"),
+    ("unverifiable bound above 1", {"verification": {"max_unverifiable_share": 2}}, r"max_unverifiable_share"),
+    ("unknown verifier", {"verification": {"verifier": "gpt-judge"}}, r"verification.verifier"),
+    ("top level is a list", ["name"], r"expected a mapping at the top"),
+]
+
+
+@pytest.mark.parametrize("data,message", [c[1:] for c in CONFIG_CASES], ids=[c[0] for c in CONFIG_CASES])
+def test_config_errors(data, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        parse_config(data, "bad.yaml")
+    assert str(err.value).startswith("invalid experiment config bad.yaml")
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, r"experiment config not found"),
+    (b"name: [unclosed\n", r"is not valid YAML"),
+    (b"name: caf\xe9\n", r"is not valid YAML"),  # not UTF-8
+], ids=["missing file", "YAML syntax error", "not UTF-8"])
+def test_config_file_errors(tmp_path, content, message):
+    path = tmp_path / "exp.yaml"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+# --- datasets ----------------------------------------------------------------------------------------
+
+def _task(tmp_path, name="gsm8k", rows=None, path=None, suffix=".jsonl", **source):
+    from selftaught.config import TaskConfig
+    from synth.tasks import make_task
+
+    if rows is not None:
+        path = tmp_path / f"rows{suffix}"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    src = {"path": str(path), **source}
+    return make_task(TaskConfig(name=name, train=src, test=src))
+
+
+@pytest.mark.parametrize("setup,message", [
+    (lambda t: _task(t, path=t / "nope.jsonl"), r"dataset file not found: .*nope.jsonl"),
+    (lambda t: _task(t, rows=[{"q": "1+1", "answer": "2"}]), r"column\(s\) not found: question -> 'question'"),
+    (lambda t: _task(t, rows=[]), r"no rows|cannot read"),
+    (lambda t: _task(t, rows=[{"question": " ", "answer": "#### 2"}, {"question": "ok", "answer": ""}]),
+     r"(?s)2 invalid row\(s\).*empty question: row\(s\) 0.*missing answer: row\(s\) 1"),
+    (lambda t: _task(t, rows=[{"question": "a", "answer": "#### 1", "id": "x"},
+                              {"question": "b", "answer": "#### 2", "id": "x"}], id="id"), r"duplicate id: row\(s\) 1"),
+    (lambda t: _task(t, path=t / "rows.txt"), r"unsupported dataset file type '.txt'"),
+    (lambda t: _task(t, name="humaneval", rows=[{"task_id": "a", "prompt": "def f():", "canonical_solution": "x"}]),
+     r"column\(s\) \['entry_point', 'test'\] not found"),
+    (lambda t: _task(t, path="no-such-org/no-such-dataset"), r"cannot load dataset 'no-such-org/no-such-dataset'"),
+], ids=["missing file", "missing column", "empty dataset", "invalid rows listed", "duplicate ids", "unsupported type",
+        "code rows without tests", "hub dataset offline"])
+def test_dataset_errors(tmp_path, setup, message):
+    from synth.sources import SourceError
+
+    (tmp_path / "rows.txt").write_text("x")
+    with pytest.raises(SourceError, match=message):
+        setup(tmp_path).eval_set(set())
+
+
+def test_dataset_that_is_not_utf8(tmp_path):
+    from synth.sources import SourceError, read_source
+
+    bad = tmp_path / "rows.jsonl"
+    bad.write_bytes(b'{"question": "ok", "answer": "1"}\n{"question": "caf\xe9", "answer": "2"}\n')
+    with pytest.raises(SourceError, match=r"not valid UTF-8 \(first bad byte on line 2"):
+        read_source(str(bad))
+
+
+# --- models, storage, round keys -----------------------------------------------------------------
+
+def test_base_model_path_that_is_not_a_model(tmp_path):
+    from synth.backends import BackendError, HFBackend
+    from train.artifact import copy_model
+
+    (tmp_path / "notamodel").mkdir()
+    with pytest.raises(ValueError, match="is not a loadable model directory or hub id"):
+        copy_model(tmp_path / "notamodel", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(BackendError, match="notamodel is not a loadable model directory"):
+        HFBackend(str(tmp_path / "notamodel"))
+
+
+def test_training_on_no_rows_or_from_a_non_model(tmp_path, tiny_model_dir):
+    from train.sft import SFTSettings, train_sft
+
+    with pytest.raises(ValueError, match="no training rows"):
+        train_sft(tiny_model_dir, pl.DataFrame({"prompt": [], "completion": []}), tmp_path / "a", SFTSettings())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="is not a loadable model directory"):
+        train_sft(tmp_path / "empty", pl.DataFrame({"prompt": ["a"], "completion": ["b"]}), tmp_path / "b",
+                  SFTSettings())
+
+
+def test_storage_root_that_is_not_writable(tmp_path):
+    from selftaught.store import ensure_writable
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(PermissionError, match=r"storage root .*file/runs is not writable"):
+        ensure_writable(blocker / "runs")
+
+
+@pytest.mark.parametrize("key", ["round1", "r1", "R001", "r000"])
+def test_bad_round_keys(key):
+    from selftaught.rounds import parent_key, round_index
+
+    with pytest.raises(ValueError, match="round"):
+        parent_key(key) if key != "r000" else __import__("selftaught.rounds").rounds.round_key(round_index(key))
+
+
+def test_incomplete_checkpoint_is_skipped_not_loaded(tmp_path):
+    from train.sft import _last_complete_checkpoint
+
+    (tmp_path / "checkpoint-3").mkdir()
+    (tmp_path / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoint-6").mkdir()
+    (tmp_path / "checkpoint-6" / "model.safetensors").write_bytes(b"half")  # killed while saving
+    assert _last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-3"
+    assert not (tmp_path / "checkpoint-6").exists()
+
+
+# --- tables and model outputs -------------------------------------------------------------------
+
+def test_tables_are_validated_at_the_edges():
+    from selftaught import schemas
+    from synth.backends import SamplingParams
+    from synth.sampling import to_samples
+
+    with pytest.raises(schemas.SchemaError, match=r"missing column\(s\) \['prompt_id'"):
+        schemas.validate(pl.DataFrame({"round": ["r001"]}), "samples")
+    prompts = schemas.empty("prompts").vstack(pl.DataFrame(
+        {"prompt_id": ["p"], "split": ["pool"], "round": ["r001"], "prompt": ["1+1"], "reference": ["2"],
+         "target": [""], "difficulty": [1]}, schema=schemas.PROMPTS))
+    with pytest.raises(RuntimeError, match="returned 1 samples for p, expected 2"):
+        to_samples(prompts, [["only one"]], SamplingParams(n=2, temperature=1.0), "r001", "base", "", "hf")
+    with pytest.raises(RuntimeError, match="answered 0 prompts, expected 1"):
+        to_samples(prompts, [], SamplingParams(n=2, temperature=1.0), "r001", "base", "", "hf")
+
+
+def test_a_verifier_that_raises_on_every_row_gives_unverifiable_rows():
+    from filters.verifiers import verify
+    from selftaught import schemas
+
+    class Broken:
+        name, version = "broken", "0"
+
+        def check(self, prompt, completion, reference):
+            raise KeyError("the verifier's own bug")
+
+    prompts = pl.DataFrame({"prompt_id": ["a", "b"], "reference": ["1", "2"]})
+    samples = schemas.empty("samples").vstack(pl.DataFrame(
+        {"round": ["r001"] * 2, "prompt_id": ["a", "b"], "sample_idx": [0, 0], "policy_id": ["base"] * 2,
+         "policy_hash": [""] * 2, "prompt": ["x"] * 2, "completion": ["y"] * 2, "backend": ["hf"] * 2,
+         "temperature": [1.0] * 2, "top_p": [1.0] * 2, "max_new_tokens": [5] * 2, "seed": [0] * 2},
+        schema=schemas.SAMPLES))
+    v = verify(Broken(), prompts, samples)
+    assert v["verdict"].to_list() == ["unverifiable"] * 2
+    assert all("verifier error: KeyError" in r for r in v["reason"])
+    with pytest.raises(ValueError, match=r"1 sample prompt_id\(s\) have no prompt row"):
+        verify(Broken(), prompts.head(1), samples)
+
+
+# --- through the CLI: a clear message, exit 2 or 1, nothing written -------------------------------
+
+def _cli(*args, home, cwd=None):
+    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+
+
+def test_cli_bad_config_writes_nothing(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(f"storage_root: {tmp_path / 'store'}\nsampling: {{n: 0}}\n")
+    out = _cli("run", "--config", str(cfg), home=tmp_path / "home")
+    assert out.returncode == 2 and "sampling.n" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.slow
+def test_cli_verifier_failing_every_row_stops_the_round_before_training(tmp_path):
+    """The sandbox verifier on the arithmetic task cannot read any reference: every sample is
+    unverifiable, the blocking check stops the round, and no training set or policy is written."""
+    from tests.conftest import copy_config, make_tiny_config
+
+    cfg = copy_config(make_tiny_config(tmp_path), tmp_path / "wrong.yaml", verification={"verifier": "sandbox"})
+    out = _cli("run", "--config", str(cfg), "--rounds", "1", home=tmp_path / "home")
+    assert out.returncode == 1
+    assert "blocking check unverifiable_share on tiny/verdicts failed: 100.0% of samples unverifiable" in out.stderr
+    store = tmp_path / "store"
+    assert (store / "tables" / "verdicts" / "r001.parquet").is_file()
+    assert not (store / "tables" / "training_set" / "r001.parquet").exists()
+    assert not (store / "models" / "r001").exists()
