@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: setup demo test test-vllm ui status clean-runs
+.PHONY: setup demo test test-vllm test-ui ui status clean-runs
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,14 @@ $(VLLM_VENV)/.installed: pyproject.toml constraints.txt
 
 test-vllm: $(VLLM_VENV)/.installed
 	VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/python -m pytest -m vllm tests/test_vllm.py
+
+# The Dagster UI in headless Chromium (Debian's chromium, driven by Playwright; no
+# browser download). Optional, like test-vllm; SELFTAUGHT_SCREENSHOTS=docs keeps the
+# screenshots the README shows.
+test-ui: setup
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[ui]'
+	$(BIN)/python -m pytest -m ui tests/test_ui_browser.py
 
 ui: setup
 	$(BIN)/selftaught ui --config $${SELFTAUGHT_CONFIG:-pipelines/presets/demo.yaml} --port $(PORT)

@@ -1,0 +1,132 @@
+"""The Dagster UI as a person uses it: `selftaught ui` on 127.0.0.1, opened in headless
+Chromium (Debian's /usr/bin/chromium driven by Playwright; no browser download).
+
+`make test-ui` runs it (installing chromium and playwright first); `make test` skips it
+where either is missing. SELFTAUGHT_SCREENSHOTS=<dir> keeps the screenshots (the
+README's come from here).
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (make test-ui)")
+pytestmark = [pytest.mark.ui, pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium (make test-ui installs it)")]
+ROOT = Path(__file__).resolve().parent.parent
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _cli(*args, env):
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=900)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory):
+    """Two rounds of the tiny experiment, then `selftaught ui` serving them."""
+    from tests.conftest import make_tiny_config
+
+    folder = tmp_path_factory.mktemp("ui")
+    config = make_tiny_config(folder)
+    env = {**os.environ, "DAGSTER_HOME": str(folder / "home"), "PYTHONPATH": str(ROOT)}
+    run = _cli("run", "--config", str(config), "--rounds", "2", env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--config", str(config), "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
+                    break
+            except OSError:
+                assert proc.poll() is None, "the UI exited early"
+                assert time.monotonic() < deadline, "the UI did not answer within 180 s"
+                time.sleep(1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # dagster dev and its code server, by process group
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.poll() is not None
+
+
+@pytest.fixture
+def page(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 900})
+        yield pg
+        browser.close()
+
+
+def _open(page, url: str) -> None:
+    page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+    try:  # first visit: a "join the community" dialog covers the page
+        page.get_by_role("button", name="Skip").click(timeout=5_000)
+    except Exception:
+        pass
+
+
+def _shot(page, name: str, tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("SELFTAUGHT_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def test_asset_graph_shows_every_stage(ui, page, tmp_path):
+    _open(page, f"{ui}/locations/pipelines.definitions/asset-groups/round/lineage")
+    for name in ("prompts", "samples", "verdicts", "training_set", "policy", "evaluation"):
+        page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
+    _shot(page, "ui-round-graph.png", tmp_path)
+
+
+def test_round_partitions_are_listed(ui, page, tmp_path):
+    _open(page, f"{ui}/assets/tiny/evaluation?view=partitions")
+    page.get_by_text("r002", exact=True).first.wait_for(timeout=60_000)
+    assert page.get_by_text("r001", exact=True).count() >= 1
+    _shot(page, "ui-evaluation-partitions.png", tmp_path)
+
+
+def test_summary_plot_and_automation_are_shown(ui, page, tmp_path):
+    _open(page, f"{ui}/assets/tiny/summary")
+    page.get_by_text("plot", exact=True).first.wait_for(timeout=60_000)
+    _shot(page, "ui-summary.png", tmp_path)
+    page.get_by_text("[Show Markdown]").first.click()
+    plot = page.locator("img[src^='data:image/png']").first
+    plot.wait_for(timeout=30_000)
+    assert plot.evaluate("img => img.naturalWidth") > 500  # the PNG decoded in the browser
+    page.wait_for_timeout(1500)  # the dialog fades in
+    _shot(page, "ui-summary-plot.png", tmp_path)
+    page.keyboard.press("Escape")
+    _open(page, f"{ui}/automation")
+    page.get_by_text("tiny_nightly").first.wait_for(timeout=60_000)
+    assert page.get_by_text("tiny_auto_continue").count() >= 1
+    _shot(page, "ui-automation.png", tmp_path)
