@@ -17,10 +17,25 @@ def _load(path: str, mtime: float) -> ExperimentConfig:
 
 
 class ExperimentResource(dg.ConfigurableResource):
-    """Points at an experiment YAML; `storage_root` overrides the config's (absolute)."""
+    """Points at an experiment YAML; `storage_root` overrides the config's (absolute).
 
-    config_path: str
-    storage_root: str
+    Several experiments in one Definitions: `experiments` maps each asset-key prefix to
+    [config_path, storage_root], and `of(context)` picks the running asset's.
+    """
+
+    config_path: str = ""
+    storage_root: str = ""
+    experiments: dict[str, list[str]] = {}
+
+    def of(self, context) -> "ExperimentResource":
+        if not self.experiments:
+            return self
+        prefix = context.asset_key.path[0]
+        if prefix not in self.experiments:
+            raise dg.Failure(description=f"no experiment config for asset prefix {prefix!r} "
+                                         f"(have {sorted(self.experiments)})")
+        config_path, storage_root = self.experiments[prefix]
+        return ExperimentResource(config_path=config_path, storage_root=storage_root)
 
     @property
     def config(self) -> ExperimentConfig:

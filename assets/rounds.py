@@ -37,6 +37,7 @@ def prompts(
     eval_prompts: pl.DataFrame,
 ) -> pl.DataFrame:
     """A fresh unlabeled pool for this round, disjoint from warm start and eval."""
+    experiment = experiment.of(context)
     exclude = set(warm_start_prompts["prompt_id"]) | set(eval_prompts["prompt_id"])
     df = make_task(experiment.config.task, experiment.config.model.base).pool(round_index(context.partition_key), exclude)
     counts = df.group_by("difficulty").len().sort("difficulty")
@@ -47,6 +48,7 @@ def prompts(
 @dg.asset(**ROUND, kinds={"pytorch"}, tags={"selftaught/resource": "gpu"})
 def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame) -> pl.DataFrame:
     """n completions per prompt from the parent round's policy (base model for round 1)."""
+    experiment = experiment.of(context)
     cfg, key = experiment.config, context.partition_key
     parent = resolve_parent(context, experiment.store)
     s = cfg.sampling
@@ -74,6 +76,7 @@ def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, p
 def verdicts(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
              samples: pl.DataFrame):
     """correct / incorrect / unverifiable per sample, with the extracted answer and a reason."""
+    experiment = experiment.of(context)
     cfg = experiment.config
     name = cfg.verification.verifier or default_verifier(cfg.task)
     df = verify(get_verifier(name, cfg.verification), prompts, samples)
@@ -116,6 +119,7 @@ def _warm_rows(warm: pl.DataFrame) -> pl.DataFrame:
 def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
                  samples: pl.DataFrame, verdicts: pl.DataFrame, warm_start_prompts: pl.DataFrame):
     """Kept samples of this round, plus (by config) earlier rounds' rows and the warm start."""
+    experiment = experiment.of(context)
     cfg, store, key = experiment.config, experiment.store, context.partition_key
     sel = cfg.selection
     new = select_sft(samples, verdicts, sel.max_per_prompt, sel.require_rationale, sel.dedup)
@@ -149,6 +153,7 @@ def _parent_rows_path(store, parent: str):
 def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
            training_set: pl.DataFrame) -> dg.MaterializeResult:
     """Fine-tune from the parent policy (continue) or the base model (restart); save with provenance."""
+    experiment = experiment.of(context)
     cfg, store, key = experiment.config, experiment.store, context.partition_key
     parent = resolve_parent(context, store)
     base = store.model_dir("base")
@@ -193,6 +198,7 @@ def _adapter_on_base(artifact, base) -> bool:
 def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource,
                eval_prompts: pl.DataFrame) -> pl.DataFrame:
     """Greedy exact match of this round's policy on the held-out set, per difficulty."""
+    experiment = experiment.of(context)
     cfg, store, key = experiment.config, experiment.store, context.partition_key
     artifact = store.model_dir(key)
     if not is_complete(artifact):

@@ -18,15 +18,18 @@ from train.sft import settings_from_config, train_sft
 
 
 @dg.asset(group_name="setup", kinds={"polars"})
-def warm_start_prompts(experiment: ExperimentResource) -> pl.DataFrame:
+def warm_start_prompts(context: dg.AssetExecutionContext, experiment: ExperimentResource) -> pl.DataFrame:
     """Worked examples (prompt + reference solution) the base model is warm-started on."""
+    experiment = experiment.of(context)
     ensure_writable(experiment.store.root)
     return make_task(experiment.config.task, experiment.config.model.base).warm_start()
 
 
 @dg.asset(group_name="setup", kinds={"polars"})
-def eval_prompts(experiment: ExperimentResource, warm_start_prompts: pl.DataFrame) -> pl.DataFrame:
+def eval_prompts(context: dg.AssetExecutionContext, experiment: ExperimentResource,
+                 warm_start_prompts: pl.DataFrame) -> pl.DataFrame:
     """Held-out problems per difficulty, disjoint from the warm start."""
+    experiment = experiment.of(context)
     return make_task(experiment.config.task, experiment.config.model.base).eval_set(set(warm_start_prompts["prompt_id"]))
 
 
@@ -69,6 +72,7 @@ def base_model(
     eval_prompts: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """The round-1 policy: the tiny model (or `model.base`), warm-started; evaluated once."""
+    experiment = experiment.of(context)
     cfg, store = experiment.config, experiment.store
     artifact = store.model_dir("base")
     cached = is_complete(artifact) and read_provenance(artifact).get("config_hash") == _base_key(cfg)

@@ -15,6 +15,7 @@ from selftaught.store import write_bytes_atomic
 @dg.asset(group_name="report", kinds={"polars"}, deps=["evaluation"])
 def summary(context: dg.AssetExecutionContext, experiment: ExperimentResource) -> pl.DataFrame:
     """Every round of the experiment in one table (from the round files), plus a PNG plot."""
+    experiment = experiment.of(context)
     store = experiment.store
     table = summary_table(store)
     png = rounds_plot(table, experiment.config.name)

@@ -12,7 +12,7 @@ from assets import summary as summary_module
 from assets.io import ParquetIOManager
 from assets.resources import ExperimentResource
 from assets.rounds import rounds
-from selftaught.config import load_config
+from selftaught.config import ConfigError, load_config
 
 DEFAULT_CONFIG = Path(__file__).parent / "presets" / "demo.yaml"
 EXPERIMENT_TAG = "selftaught/experiment"
@@ -28,37 +28,70 @@ def asset_key(experiment: str, name: str) -> dg.AssetKey:
     return dg.AssetKey([key_prefix(experiment), name])
 
 
+def _experiment(cfg, root: str, job_prefix: str = "") -> tuple[list, list, list, list]:
+    """Assets (keys prefixed by the experiment), jobs, schedules and sensors of one experiment."""
+    from pipelines.automation import build_automation
+    from selftaught.store import Store
+
+    tags = {EXPERIMENT_TAG: cfg.name}
+    prefix = key_prefix(cfg.name)
+    assets = dg.load_assets_from_modules([setup_module, round_module, summary_module], key_prefix=prefix)
+    mine = dg.AssetSelection.key_prefixes([prefix])
+    setup_job = dg.define_asset_job(f"{job_prefix}setup", selection=mine & dg.AssetSelection.groups("setup"),
+                                    tags=tags)
+    round_job = dg.define_asset_job(
+        f"{job_prefix}round",
+        selection=mine & dg.AssetSelection.groups("round"),
+        partitions_def=rounds,
+        tags=tags,
+        description="One self-training round: prompts -> samples -> verdicts -> training_set -> policy -> evaluation",
+    )
+    summary_job = dg.define_asset_job(f"{job_prefix}refresh_summary", tags=tags,
+                                      selection=mine & dg.AssetSelection.groups("report"),
+                                      description="Refresh the cross-round summary table and plot")
+    schedules, sensors = build_automation(cfg, Store(root), round_job)
+    return assets, [setup_job, round_job, summary_job], schedules, sensors
+
+
 def build_definitions(config_path: str | Path = DEFAULT_CONFIG, storage_root: str | None = None) -> dg.Definitions:
-    """Definitions for the experiment in `config_path`.
+    """Definitions for the experiment in `config_path` (jobs `setup`, `round`, `refresh_summary`).
 
     Relative storage roots resolve against the current directory, so the CLI and
     `dagster dev` started from the same place share one storage root.
     """
     cfg = load_config(config_path)
     root = str(Path(storage_root or cfg.storage_root).resolve())
-    experiment = ExperimentResource(config_path=str(Path(config_path).resolve()), storage_root=root)
-    tags = {EXPERIMENT_TAG: cfg.name}
-    prefix = key_prefix(cfg.name)
-    assets = dg.load_assets_from_modules([setup_module, round_module, summary_module], key_prefix=prefix)
-    mine = dg.AssetSelection.key_prefixes([prefix])
-    setup_job = dg.define_asset_job("setup", selection=mine & dg.AssetSelection.groups("setup"), tags=tags)
-    round_job = dg.define_asset_job(
-        "round",
-        selection=mine & dg.AssetSelection.groups("round"),
-        partitions_def=rounds,
-        tags=tags,
-        description="One self-training round: prompts -> samples -> verdicts -> training_set -> policy -> evaluation",
-    )
-    from pipelines.automation import build_automation
-    from selftaught.store import Store
-
-    schedules, sensors = build_automation(cfg, Store(root), round_job)
-    summary_job = dg.define_asset_job("refresh_summary", selection=mine & dg.AssetSelection.groups("report"), tags=tags,
-                                      description="Refresh the cross-round summary table and plot")
+    assets, jobs, schedules, sensors = _experiment(cfg, root)
     return dg.Definitions(
-        assets=assets,
-        jobs=[setup_job, round_job, summary_job],
-        schedules=schedules,
-        sensors=sensors,
-        resources={"experiment": experiment, "io_manager": ParquetIOManager(root=root, round_config_hash=cfg.round_hash())},
+        assets=assets, jobs=jobs, schedules=schedules, sensors=sensors,
+        resources={"experiment": ExperimentResource(config_path=str(Path(config_path).resolve()), storage_root=root),
+                   "io_manager": ParquetIOManager(root=root, round_config_hash=cfg.round_hash())},
+    )
+
+
+def build_folder_definitions(folder: str | Path) -> dg.Definitions:
+    """One Definitions for every experiment YAML in `folder`, side by side in one UI: asset
+    keys and jobs (`<experiment>_round`, ...) carry each experiment's name."""
+    paths = sorted(Path(folder).glob("*.yaml")) + sorted(Path(folder).glob("*.yml"))
+    if not paths:
+        raise ConfigError(f"no experiment configs (*.yaml) in {folder}")
+    all_assets, all_jobs, all_schedules, all_sensors = [], [], [], []
+    experiments, io = {}, {}
+    for path in paths:
+        cfg = load_config(path)
+        prefix = key_prefix(cfg.name)
+        if prefix in experiments:
+            raise ConfigError(f"{path}: experiment name {cfg.name!r} is also used by {experiments[prefix][0]}; "
+                              f"names must differ (after '-' becomes '_')")
+        root = str(Path(cfg.storage_root).resolve())
+        experiments[prefix], io[prefix] = [str(path.resolve()), root], [root, cfg.round_hash()]
+        assets, jobs, schedules, sensors = _experiment(cfg, root, job_prefix=f"{prefix}_")
+        all_assets += assets
+        all_jobs += jobs
+        all_schedules += schedules
+        all_sensors += sensors
+    return dg.Definitions(
+        assets=all_assets, jobs=all_jobs, schedules=all_schedules, sensors=all_sensors,
+        resources={"experiment": ExperimentResource(experiments=experiments),
+                   "io_manager": ParquetIOManager(experiments=io)},
     )

@@ -164,7 +164,12 @@ def cmd_ui(args) -> int:
     from pipelines.instance import dagster_home
     from selftaught.config import load_config
 
-    load_config(args.config)  # a bad config is reported here, not as a code-location error in the UI
+    if os.path.isdir(args.config):  # a folder: every experiment in it, side by side
+        from pipelines.build import build_folder_definitions
+
+        build_folder_definitions(args.config)
+    else:
+        load_config(args.config)  # a bad config is reported here, not as a code-location error in the UI
     dagster_home(args.dagster_home)
     os.environ["SELFTAUGHT_CONFIG"] = os.path.abspath(args.config)
     # A shell script or supervisor may start us with SIGINT/SIGTERM ignored; the
@@ -218,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn, help_ in [("run", cmd_run, "run rounds until --rounds are complete (resumes)"),
                             ("status", cmd_status, "print the per-round table"),
-                            ("ui", cmd_ui, "open the Dagster UI on 127.0.0.1 for this experiment"),
+                            ("ui", cmd_ui, "open the Dagster UI on 127.0.0.1 for this experiment (or a folder of them)"),
                             ("lineage", cmd_lineage, "the chain behind a round (r002) or a training row id"),
                             ("validate", cmd_validate, "validate an experiment config")]:
         p = sub.add_parser(name, help=help_)

@@ -3,6 +3,7 @@
 import json
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from pipelines import progress
@@ -95,3 +96,31 @@ def test_bad_cron_is_a_config_error():
 
     with pytest.raises(ConfigError, match="schedule_cron must have 5 fields"):
         parse_config({"operations": {"schedule_cron": "nightly"}})
+
+
+def test_a_folder_of_experiments_side_by_side(tmp_path):
+    """One Definitions from every YAML in a folder: prefixed assets and jobs, separate stores."""
+    from pipelines.build import build_folder_definitions
+    from selftaught.config import ConfigError
+
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    base = make_tiny_config(tmp_path)
+    copy_config(base, folder / "a.yaml", name="exp-a", storage_root=str(tmp_path / "store-a"))
+    copy_config(base, folder / "b.yaml", name="exp_b", storage_root=str(tmp_path / "store-b"),
+                sampling={"n": 2, "temperature": 0.7, "max_new_tokens": 40, "batch_size": 64})
+    defs = build_folder_definitions(folder)
+    assert {j.name for j in defs.jobs} >= {"exp_a_setup", "exp_a_round", "exp_b_setup", "exp_b_round"}
+    assert {s.name for s in defs.schedules} == {"exp_a_nightly", "exp_b_nightly"}
+    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions("rounds", ["r001"])
+        for prefix in ("exp_a", "exp_b"):
+            assert defs.resolve_job_def(f"{prefix}_setup").execute_in_process(instance=instance).success
+            assert defs.resolve_job_def(f"{prefix}_round").execute_in_process(instance=instance,
+                                                                             partition_key="r001").success
+    a = pl.read_parquet(tmp_path / "store-a" / "tables" / "samples" / "r001.parquet")
+    b = pl.read_parquet(tmp_path / "store-b" / "tables" / "samples" / "r001.parquet")
+    assert a.height == 20 * 4 and b.height == 20 * 2  # each experiment used its own config and store
+    copy_config(base, folder / "c.yaml", name="exp_a")  # exp-a and exp_a share a key prefix
+    with pytest.raises(ConfigError, match="also used by"):
+        build_folder_definitions(folder)
