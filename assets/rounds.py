@@ -17,7 +17,7 @@ from assets.resources import ExperimentResource
 from filters.metrics import accuracy_by_difficulty, pick_frontier, sample_metrics
 from filters.select import accumulate, judged, select_sft
 from filters.verifiers import get_verifier, verify
-from selftaught import schemas
+from selftaught import __version__, schemas
 from selftaught.rounds import parent_key, round_index
 from selftaught.store import file_hash, publish_dir
 from synth.backends import SamplingParams
@@ -26,7 +26,8 @@ from train.artifact import adapter_path, is_complete, model_path, read_provenanc
 from train.sft import settings_from_config, train_sft
 
 rounds = dg.DynamicPartitionsDefinition(name="rounds")
-ROUND = {"partitions_def": rounds, "group_name": "round"}
+# code_version: the Dagster UI marks materializations of an older selftaught as stale.
+ROUND = {"partitions_def": rounds, "group_name": "round", "code_version": __version__}
 
 
 @dg.asset(**ROUND, kinds={"polars"})

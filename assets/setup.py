@@ -10,6 +10,7 @@ import polars as pl
 from assets.generation import evaluate_artifact
 from assets.resources import ExperimentResource
 from filters.metrics import accuracy_by_difficulty, pick_frontier
+from selftaught import __version__
 from selftaught.store import ensure_writable, publish_dir
 from synth.tasks import make_task
 from synth.tiny import TinySpec, build_tiny_model
@@ -17,7 +18,7 @@ from train.artifact import copy_model, is_complete, model_path, read_provenance,
 from train.sft import settings_from_config, train_sft
 
 
-@dg.asset(group_name="setup", kinds={"polars"})
+@dg.asset(group_name="setup", code_version=__version__, kinds={"polars"})
 def warm_start_prompts(context: dg.AssetExecutionContext, experiment: ExperimentResource) -> pl.DataFrame:
     """Worked examples (prompt + reference solution) the base model is warm-started on."""
     experiment = experiment.of(context)
@@ -25,7 +26,7 @@ def warm_start_prompts(context: dg.AssetExecutionContext, experiment: Experiment
     return make_task(experiment.config.task, experiment.config.model.base).warm_start()
 
 
-@dg.asset(group_name="setup", kinds={"polars"})
+@dg.asset(group_name="setup", code_version=__version__, kinds={"polars"})
 def eval_prompts(context: dg.AssetExecutionContext, experiment: ExperimentResource,
                  warm_start_prompts: pl.DataFrame) -> pl.DataFrame:
     """Held-out problems per difficulty, disjoint from the warm start."""
@@ -64,7 +65,7 @@ def _build_base(context, experiment: ExperimentResource, warm: pl.DataFrame) -> 
     return metrics
 
 
-@dg.asset(group_name="setup", kinds={"pytorch"}, tags={"selftaught/resource": "gpu"})
+@dg.asset(group_name="setup", code_version=__version__, kinds={"pytorch"}, tags={"selftaught/resource": "gpu"})
 def base_model(
     context: dg.AssetExecutionContext,
     experiment: ExperimentResource,
