@@ -164,3 +164,59 @@ def test_dagster_dev_serves_the_rounds_on_loopback(cli_run):
             proc.wait(timeout=30)
             stopped_by_sigterm = False
     assert stopped_by_sigterm, "dagster dev ignored SIGTERM"
+
+
+def test_a_backfill_of_two_rounds_never_runs_them_at_once(tmp_path):
+    """Backfill r001 and r002 through `dagster dev` (daemon + queued run coordinator): the
+    dagster.yaml limit of one run per experiment makes them run one after the other."""
+    from tests.conftest import make_tiny_config
+
+    config, home = make_tiny_config(tmp_path), tmp_path / "home"
+    os.environ["DAGSTER_HOME"] = str(home)
+    from pipelines.build import build_definitions
+    from pipelines.instance import dagster_home
+
+    dagster_home(str(home))
+    defs = build_definitions(config)
+    with dg.DagsterInstance.get() as instance:
+        assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
+        instance.add_dynamic_partitions("rounds", ["r001", "r002"])
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--config", str(config), "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "dagster dev did not come up"
+                time.sleep(1)
+        launched = _graphql(port, """mutation { launchPartitionBackfill(backfillParams: {
+            selector: {partitionSetName: "round_partition_set",
+                       repositorySelector: {repositoryName: "__repository__",
+                                            repositoryLocationName: "pipelines.definitions"}},
+            partitionNames: ["r001", "r002"], fromFailure: false}) {
+              __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""")
+        assert launched["data"]["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", launched
+        deadline = time.monotonic() + 420
+        with dg.DagsterInstance.get() as instance:
+            while True:
+                runs = instance.get_run_records(dg.RunsFilter(job_name="round"))
+                finished = [r for r in runs if r.dagster_run.is_finished]
+                if len(finished) == 2:
+                    break
+                assert time.monotonic() < deadline, f"runs did not finish: {[r.dagster_run.status for r in runs]}"
+                time.sleep(2)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=60)
+    spans = sorted((r.start_time, r.end_time, r.dagster_run.tags.get("dagster/partition"), r.dagster_run.status)
+                   for r in finished)
+    assert spans[0][1] <= spans[1][0], f"the two rounds overlapped: {spans}"
+    by_key = {key: status for _, _, key, status in spans}
+    assert by_key["r001"] == dg.DagsterRunStatus.SUCCESS
+    # r002 either ran after r001 (success) or, queued first, was refused by the parent guard.
+    assert by_key["r002"] in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
