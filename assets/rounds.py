@@ -123,7 +123,8 @@ def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResour
     experiment = experiment.of(context)
     cfg, store, key = experiment.config, experiment.store, context.partition_key
     sel = cfg.selection
-    new = select_sft(samples, verdicts, sel.max_per_prompt, sel.require_rationale, sel.dedup)
+    new = select_sft(samples, verdicts, sel.max_per_prompt, sel.require_rationale, sel.dedup, sel.min_chars,
+                     sel.max_chars)
     rows = _warm_rows(warm_start_prompts) if sel.include_warm_start else None
     parent = parent_key(key)
     if sel.accumulate and parent is not None:

@@ -2,10 +2,37 @@
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
 from selftaught import schemas
 from selftaught.schemas import CORRECT
+
+DEDUP_MODES = ("none", "exact", "normalized", "reasoning")
+_CALC = re.compile(r"<<([^>]*)>>")  # GSM8K calculator annotations
+_EQUATION = re.compile(r"-?\d[\d.,]*(?:\s*[-+*/x×÷]\s*-?\d[\d.,]*)+\s*=\s*-?\d[\d.,]*")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def reasoning_signature(completion: str) -> str:
+    """What makes two solutions the same reasoning path (RFT): their sequence of equations
+    (GSM8K's <<...>> annotations, else `a op b = c` patterns), else their sequence of numbers.
+    Wording, spacing and thousands separators do not count."""
+    eqs = _CALC.findall(completion) or _EQUATION.findall(completion)
+    if eqs:
+        return ";".join(re.sub(r"[\s,]", "", e) for e in eqs)
+    return ";".join(n for n in _NUMBER.findall(completion.replace(",", "")))
+
+
+def _dedup_key(mode: str) -> pl.Expr | None:
+    if mode == "exact":
+        return pl.col("completion")
+    if mode == "normalized":
+        return pl.col("completion").str.strip_chars().str.replace_all(r"\s+", " ").str.to_lowercase()
+    if mode == "reasoning":
+        return pl.col("completion").map_elements(reasoning_signature, return_dtype=pl.String)
+    return None
 
 
 def judged(samples: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFrame:
@@ -23,17 +50,29 @@ def select_sft(
     verdicts: pl.DataFrame,
     max_per_prompt: int = 1,
     require_rationale: bool = False,
-    dedup: bool = True,
+    dedup: bool | str = "normalized",
+    min_chars: int | None = None,
+    max_chars: int | None = None,
 ) -> pl.DataFrame:
-    """Keep correct samples (optionally with a consistent rationale), at most
-    `max_per_prompt` per prompt, lowest sample_idx first (deterministic)."""
+    """Keep correct samples (optionally with a consistent rationale, within length bounds),
+    one per distinct completion (`dedup`: none | exact | normalized | reasoning, RFT's
+    distinct reasoning paths), at most `max_per_prompt` per prompt, lowest sample_idx
+    first (deterministic)."""
+    mode = {True: "normalized", False: "none"}.get(dedup, dedup)
+    if mode not in DEDUP_MODES:
+        raise ValueError(f"dedup must be one of {DEDUP_MODES}, got {dedup!r}")
     df = judged(samples, verdicts).filter(pl.col("verdict") == CORRECT)
     if require_rationale:
         df = df.filter(pl.col("rationale_ok").fill_null(False))
+    if min_chars is not None:
+        df = df.filter(pl.col("completion").str.len_chars() >= min_chars)
+    if max_chars is not None:
+        df = df.filter(pl.col("completion").str.len_chars() <= max_chars)
     df = df.sort("prompt_id", "sample_idx")
-    if dedup:
-        df = df.with_columns(_norm=pl.col("completion").str.strip_chars().str.replace_all(r"\s+", " "))
-        df = df.unique(subset=["prompt_id", "_norm"], keep="first", maintain_order=True).drop("_norm")
+    key = _dedup_key(mode)
+    if key is not None and df.height:
+        df = df.with_columns(_key=key)
+        df = df.unique(subset=["prompt_id", "_key"], keep="first", maintain_order=True).drop("_key")
     df = df.filter(pl.int_range(pl.len()).over("prompt_id") < max_per_prompt)
     rows = df.select(
         pl.concat_str("round", "prompt_id", pl.col("sample_idx").cast(pl.String), separator="/").alias("row_id"),

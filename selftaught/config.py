@@ -214,7 +214,11 @@ class VerificationConfig(Strict):
 class SelectionConfig(Strict):
     max_per_prompt: int = Field(1, ge=1)
     require_rationale: bool = False
-    dedup: bool = True
+    dedup: bool | Literal["none", "exact", "normalized", "reasoning"] = Field(
+        "normalized", description="one kept sample per distinct completion: exact text, normalized text "
+        "(case and whitespace), or reasoning path (RFT: the sequence of equations); true = normalized")
+    min_chars: int | None = Field(None, ge=0, description="drop kept samples shorter than this")
+    max_chars: int | None = Field(None, ge=1, description="drop kept samples longer than this")
     accumulate: bool = Field(True, description="train on kept rows of all rounds so far, not this round's alone")
     include_warm_start: bool = Field(True, description="add the warm-start examples to every round's training set")
     min_new_rows: int = Field(1, ge=0, description="the training_set check stops a round that kept fewer new rows; "

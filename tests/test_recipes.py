@@ -1,0 +1,88 @@
+"""Recipes as configurations: each preset's defining behaviour, checked on real rows."""
+
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from filters.select import select_sft
+from filters.verifiers import get_verifier, verify
+from pipelines.build import build_definitions
+from selftaught import schemas
+from selftaught.config import load_config
+from selftaught.config import TaskConfig
+from selftaught.store import Store
+from synth.tasks import make_task
+from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
+from train.artifact import read_provenance
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESETS = sorted((ROOT / "pipelines" / "presets").glob("*.yaml"))
+GSM = str(ROOT / "data" / "gsm8k" / "test.jsonl")
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=[p.stem for p in PRESETS])
+def test_every_preset_is_a_valid_config(path):
+    assert load_config(path).name == path.stem
+
+
+def test_recipe_presets_set_what_defines_them():
+    rest, rft = load_config(ROOT / "pipelines/presets/rest_em.yaml"), load_config(ROOT / "pipelines/presets/rft.yaml")
+    assert rest.training.init == "base" and not rest.selection.accumulate and rest.selection.max_per_prompt == 4
+    assert rft.selection.dedup == "reasoning" and rft.selection.max_per_prompt == 4
+
+
+def _gsm_samples(completions: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """GSM8K's first test problem (Janet's ducks, answer 18) with the given completions."""
+    prompts = make_task(TaskConfig(name="gsm8k", train={"path": GSM}, test={"path": GSM}, eval_size=1)).eval_set(set())
+    n = len(completions)
+    samples = schemas.validate(pl.DataFrame({
+        "round": ["r001"] * n, "prompt_id": [prompts["prompt_id"][0]] * n, "sample_idx": list(range(n)),
+        "policy_id": ["base"] * n, "policy_hash": [""] * n, "prompt": [prompts["prompt"][0]] * n,
+        "completion": completions, "backend": ["hf"] * n, "temperature": [1.0] * n, "top_p": [1.0] * n,
+        "max_new_tokens": [256] * n, "seed": [0] * n}), "samples")
+    return prompts, samples
+
+
+def test_rft_keeps_distinct_reasoning_paths_not_distinct_wording():
+    completions = [
+        "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 eggs.\nShe makes 9 * 2 = $<<9*2=18>>18.\n#### 18",
+        "She has 16-3-4=<<16-3-4=9>>9 eggs left, so she earns 9*2=<<9*2=18>>18 dollars.\n#### 18",  # same path
+        "She uses 3 + 4 = <<3+4=7>>7 eggs, sells 16 - 7 = <<16-7=9>>9, earning 9 * 2 = <<9*2=18>>18.\n#### 18",
+        "She sells 16 eggs for 16*2=<<16*2=32>>32 dollars.\n#### 32",  # wrong
+        "Eggs sold: 16 - 3 - 4 = <<16-3-4=9>>9. Money: 2 * 9 = <<2*9=18>>18.\n#### 18",  # new path (2*9, not 9*2)
+    ]
+    prompts, samples = _gsm_samples(completions)
+    verdicts = verify(get_verifier("numeric"), prompts, samples)
+    assert verdicts["verdict"].to_list() == ["correct", "correct", "correct", "incorrect", "correct"]
+    rft = select_sft(samples, verdicts, max_per_prompt=4, dedup="reasoning")
+    assert rft["sample_idx"].to_list() == [0, 2, 4]  # sample 1 repeats sample 0's equations in other words
+    wording = select_sft(samples, verdicts, max_per_prompt=4, dedup="normalized")
+    assert wording["sample_idx"].to_list() == [0, 1, 2, 4]
+    assert select_sft(samples, verdicts, max_per_prompt=2, dedup="reasoning")["sample_idx"].to_list() == [0, 2]
+    short = select_sft(samples, verdicts, max_per_prompt=4, dedup="reasoning", max_chars=80)
+    assert short["sample_idx"].to_list() == [4]  # length bounds apply before the cap
+
+
+@pytest.mark.slow
+def test_rest_em_fine_tunes_the_base_every_round_on_this_rounds_samples(tmp_path):
+    preset = load_config(ROOT / "pipelines/presets/rest_em.yaml")
+    config = copy_config(make_tiny_config(tmp_path), tmp_path / "rest.yaml", max_rounds=2,
+                         training={**load_config(make_tiny_config(tmp_path)).training.model_dump(), "init": "base"},
+                         selection={**preset.selection.model_dump(), "max_per_prompt": 2})
+    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
+        defs = build_definitions(config)
+        assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
+        instance.add_dynamic_partitions("rounds", ["r001", "r002"])
+        for key in ("r001", "r002"):
+            assert defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key=key).success
+    store = Store(defs.resources["experiment"].storage_root)
+    r2 = read_provenance(store.model_dir("r002"))
+    assert r2["init"] == "base" and r2["parent"]["policy_id"] == "r001"  # sampled by r001, trained from base
+    rows = store.read_table("training_set", "r002")
+    assert set(rows["source_round"]) <= {"r002", "warm_start"}  # no rows of r001
+    model_rows = rows.filter(pl.col("source_round") == "r002")
+    assert model_rows.group_by("prompt_id").len()["len"].max() <= 2  # at most N per problem
+    samples = store.read_table("samples", "r002")
+    assert set(samples["policy_id"]) == {"r001"}
