@@ -6,6 +6,9 @@ import polars as pl
 
 from assets.progress import log_progress
 from filters.evaluate import eval_params, score
+from filters.metrics import per_prompt
+from filters.select import judged
+from filters.verifiers import verify
 from selftaught.config import ExperimentConfig
 from selftaught.store import Store
 from synth.backends import SamplingParams
@@ -57,3 +60,29 @@ def evaluate_artifact(context, experiment, eval_prompts: pl.DataFrame, policy_id
                        backend=cfg.eval_backend(), batch_size=cfg.evaluation.batch_size,
                        progress=log_progress(context, f"{policy_id} eval"))
     return score(samples, eval_prompts, reference_verifier(cfg))
+
+
+def sampled_eval_metrics(context, experiment, eval_prompts: pl.DataFrame, policy_id: str, artifact) -> dict:
+    """With evaluation.samples_per_prompt = k > 0: k samples per held-out prompt at
+    evaluation.temperature, scored against the references: pass@k, maj@k, distinct
+    answers per prompt and the spread of per-prompt solve rates (B-STaR's exploration)."""
+    cfg = experiment.config
+    k = cfg.evaluation.samples_per_prompt
+    if not k:
+        return {}
+    params = SamplingParams(n=k, temperature=cfg.evaluation.temperature, top_p=cfg.sampling.top_p,
+                            max_new_tokens=cfg.evaluation.max_new_tokens, seed=cfg.evaluation.seed)
+    samples = generate(context, cfg, experiment.store, name=f"{policy_id}-eval-k{k}", prompts=eval_prompts,
+                       params=params, round_key=policy_id, policy_id=policy_id,
+                       policy_hash=read_provenance(artifact)["weights_hash"], artifact=artifact,
+                       backend=cfg.eval_backend(), batch_size=cfg.evaluation.batch_size,
+                       progress=log_progress(context, f"{policy_id} eval x{k}"))
+    verdicts = verify(reference_verifier(cfg), eval_prompts, samples)
+    pp = per_prompt(judged(samples, verdicts))
+    return {
+        f"eval_pass@{k}": float((pp["correct"] > 0).mean()),
+        f"eval_maj@{k}": float(pp["majority_correct"].mean()),
+        "eval_sample_accuracy": float(pp["solve_rate"].mean()),
+        "eval_distinct_answers": float(pp["distinct_answers"].mean()),
+        "eval_solve_rate_std": float(pp["solve_rate"].std() or 0.0),
+    }

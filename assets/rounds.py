@@ -10,11 +10,11 @@ import time
 import dagster as dg
 import polars as pl
 
-from assets.generation import evaluate_artifact, generate
+from assets.generation import evaluate_artifact, generate, sampled_eval_metrics
 from assets.lineage import parent_metadata, resolve_parent
 from assets.progress import log_progress
 from assets.resources import ExperimentResource
-from filters.metrics import accuracy_by_difficulty, pick_frontier, sample_metrics
+from filters.metrics import accuracy_by_difficulty, pick_frontier, pseudo_label_accuracy, sample_metrics
 from filters.select import accumulate, judged, select_sft
 from filters.verifiers import get_verifier, verify
 from selftaught import __version__, schemas
@@ -82,6 +82,8 @@ def verdicts(context: dg.AssetExecutionContext, experiment: ExperimentResource, 
     name = cfg.verification.verifier or default_verifier(cfg.task)
     df = verify(get_verifier(name, cfg.verification), prompts, samples)
     m = sample_metrics(judged(samples, df), prompts)
+    if name == "majority":
+        m.update(pseudo_label_accuracy(df, prompts))
     yield dg.Output(df, metadata={k: float(v) for k, v in m.items()})
     bound = cfg.verification.max_unverifiable_share
     share = m["unverifiable_share"]
@@ -212,6 +214,7 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
     front = pick_frontier(cfg.task.frontier, base_acc, cfg.task.frontier_pool() or sorted(acc))
     before = _previous_accuracy(store, key).get(front)
     meta = {f"accuracy_d{d}": a for d, a in acc.items()}
+    meta.update(sampled_eval_metrics(context, experiment, eval_prompts, key, artifact))
     meta["frontier"] = front
     meta["frontier_accuracy"] = acc.get(front, 0.0)
     if before is not None:

@@ -7,7 +7,7 @@ import shutil
 import dagster as dg
 import polars as pl
 
-from assets.generation import evaluate_artifact
+from assets.generation import evaluate_artifact, sampled_eval_metrics
 from assets.resources import ExperimentResource
 from filters.metrics import accuracy_by_difficulty, pick_frontier
 from selftaught import __version__
@@ -93,6 +93,7 @@ def base_model(
             "artifact": dg.MetadataValue.path(str(artifact)),
             "eval_results": dg.MetadataValue.path(str(path)),
             **{f"accuracy_d{d}": a for d, a in acc.items()},
+            **sampled_eval_metrics(context, experiment, eval_prompts, "base", artifact),
             "frontier": (front := pick_frontier(cfg.task.frontier, acc, cfg.task.frontier_pool())),
             "frontier_accuracy": acc.get(front, 0.0),
         }

@@ -99,3 +99,22 @@ def pick_frontier(frontier: int | str, base_accuracy: dict[int, float], pool: li
     pool = frontier_candidates(pool, base_accuracy)
     reachable = [d for d in sorted(pool) if base_accuracy.get(d, 0.0) >= AUTO_FRONTIER_MIN]
     return reachable[-1] if reachable else (min(pool) if pool else None)
+
+
+def pseudo_label_accuracy(verdicts: pl.DataFrame, prompts: pl.DataFrame) -> dict[str, float]:
+    """Label-free rounds: how often the majority-vote pseudo-label equals the reference,
+    over prompts that have both. An audit only: the verifier never sees the references."""
+    from filters.numeric import to_number
+
+    labels = verdicts.filter(pl.col("parsed_reference").is_not_null()).group_by("prompt_id").agg(
+        pl.col("parsed_reference").first())
+    both = labels.join(prompts.select("prompt_id", "reference"), on="prompt_id").filter(pl.col("reference") != "")
+    if both.height == 0:
+        return {}
+
+    def same(label: str, ref: str) -> bool:
+        a, b = to_number(label), to_number(ref)
+        return a == b if a is not None and b is not None else label.strip() == ref.strip()
+
+    right = sum(same(lab, ref) for lab, ref in both.select("parsed_reference", "reference").iter_rows())
+    return {"pseudo_labeled_prompts": float(both.height), "pseudo_label_accuracy": right / both.height}

@@ -226,6 +226,10 @@ class SelectionConfig(Strict):
 
 
 class EvaluationConfig(Strict):
+    samples_per_prompt: int = Field(0, ge=0, description="k > 0 also samples k per held-out prompt: pass@k, "
+                                    "maj@k, distinct answers, solve-rate spread")
+    temperature: float = Field(0.8, gt=0, description="for the k samples")
+    seed: int = 0
     backend: Literal["hf", "vllm"] | None = Field(None, description="default: sampling.backend when it is "
                                                    "local (hf, vllm), else hf; a remote server cannot serve "
                                                    "this round's fresh policy")

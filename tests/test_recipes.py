@@ -86,3 +86,48 @@ def test_rest_em_fine_tunes_the_base_every_round_on_this_rounds_samples(tmp_path
     assert model_rows.group_by("prompt_id").len()["len"].max() <= 2  # at most N per problem
     samples = store.read_table("samples", "r002")
     assert set(samples["policy_id"]) == {"r001"}
+
+
+def test_self_consistency_never_reads_references_and_audits_its_pseudo_labels():
+    from filters.metrics import pseudo_label_accuracy
+
+    completions = ["9 eggs, 9*2=18.\n#### 18", "So 18 dollars.\n#### 18", "#### 20", "16*2 = 32 #### 20",
+                   "The answer is 18"]
+    prompts, samples = _gsm_samples(completions)
+    majority = get_verifier("majority")
+    with_refs = verify(majority, prompts, samples)
+    without = verify(majority, prompts.with_columns(reference=pl.lit("")), samples)
+    assert with_refs.equals(without)  # the reference column changes nothing
+    assert with_refs["verdict"].to_list() == ["correct", "correct", "incorrect", "incorrect", "correct"]
+    assert set(with_refs["parsed_reference"]) == {"18"}
+    assert pseudo_label_accuracy(with_refs, prompts) == {"pseudo_labeled_prompts": 1.0, "pseudo_label_accuracy": 1.0}
+    wrong = prompts.with_columns(reference=pl.lit("20"))
+    assert pseudo_label_accuracy(with_refs, wrong)["pseudo_label_accuracy"] == 0.0
+
+
+@pytest.mark.slow
+def test_self_consistency_round_and_sampled_evaluation_metrics(tmp_path):
+    """A label-free round through Dagster reports pseudo-label accuracy; with
+    evaluation.samples_per_prompt the evaluation reports pass@k, maj@k and diversity."""
+    preset = load_config(ROOT / "pipelines/presets/self_consistency.yaml")
+    config = copy_config(make_tiny_config(tmp_path), tmp_path / "sc.yaml", max_rounds=1,
+                         verification=preset.verification.model_dump(),
+                         evaluation={"max_new_tokens": 40, "batch_size": 64, "samples_per_prompt": 4})
+    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
+        defs = build_definitions(config)
+        assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
+        instance.add_dynamic_partitions("rounds", ["r001"])
+        assert defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key="r001").success
+
+        def meta(asset, key):
+            rec = instance.fetch_materializations(dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(["tiny", asset]), asset_partitions=[key] if key else None), limit=1).records[0]
+            return {k: v.value for k, v in rec.asset_materialization.metadata.items()}
+
+        verdicts, evaluation, base = meta("verdicts", "r001"), meta("evaluation", "r001"), meta("base_model", None)
+    assert 0.0 <= verdicts["pseudo_label_accuracy"] <= 1.0 and verdicts["pseudo_labeled_prompts"] >= 1
+    for m in (evaluation, base):
+        assert {"eval_pass@4", "eval_maj@4", "eval_distinct_answers", "eval_solve_rate_std"} <= m.keys()
+        assert m["eval_pass@4"] >= m["eval_sample_accuracy"]  # pass@k can only beat the mean solve rate
+    store = Store(defs.resources["experiment"].storage_root)
+    assert set(store.read_table("verdicts", "r001")["verifier"]) == {"majority@1"}
