@@ -20,6 +20,7 @@ TABLE_OF = {
     "samples": "samples",
     "verdicts": "verdicts",
     "training_set": "sft_rows",
+    "pairs": "preference_pairs",
     "evaluation": "eval_results",
 }
 

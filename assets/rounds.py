@@ -15,6 +15,7 @@ from assets.lineage import parent_metadata, resolve_parent
 from assets.progress import log_progress
 from assets.resources import ExperimentResource
 from filters.metrics import accuracy_by_difficulty, pick_frontier, pseudo_label_accuracy, sample_metrics
+from filters.pairs import correctness_pairs
 from filters.select import accumulate, judged, select_sft
 from filters.verifiers import get_verifier, verify
 from selftaught import __version__, schemas
@@ -23,6 +24,7 @@ from selftaught.store import file_hash, publish_dir
 from synth.backends import SamplingParams
 from synth.tasks import default_verifier, make_task
 from train.artifact import adapter_path, is_complete, model_path, read_provenance, write_provenance
+from train.dpo import DPOSettings, train_dpo
 from train.sft import settings_from_config, train_sft
 
 rounds = dg.DynamicPartitionsDefinition(name="rounds")
@@ -145,6 +147,28 @@ def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResour
                               description=f"{new.height} new verified rows this round")
 
 
+@dg.asset(
+    **ROUND,
+    kinds={"polars"},
+    check_specs=[dg.AssetCheckSpec("has_pairs", asset="pairs", blocking=True,
+                                   description="with training.objective dpo, stops a round that formed no pair")],
+)
+def pairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, samples: pl.DataFrame,
+          verdicts: pl.DataFrame):
+    """(correct, incorrect) pairs of the same prompt; prompts with zero variance give none."""
+    experiment = experiment.of(context)
+    cfg = experiment.config
+    df = correctness_pairs(samples, verdicts, cfg.training.dpo.max_pairs_per_prompt)
+    per = judged(samples, verdicts).group_by("prompt_id").agg(
+        ok=(pl.col("verdict") == schemas.CORRECT).any(), bad=(pl.col("verdict") == schemas.INCORRECT).any())
+    mixed = per.filter(pl.col("ok") & pl.col("bad")).height
+    yield dg.Output(df, metadata={"pairs": df.height, "prompts_with_pairs": df["prompt_id"].n_unique(),
+                                  "zero_variance_prompts": per.height - mixed})
+    needed = cfg.training.objective == "dpo"
+    yield dg.AssetCheckResult(passed=df.height > 0 or not needed, metadata={"pairs": df.height},
+                              description=f"{df.height} pairs" + ("" if needed else " (objective sft: not used)"))
+
+
 def _parent_rows_path(store, parent: str):
     path = store.table_path("training_set", parent)
     if not path.is_file():
@@ -155,7 +179,7 @@ def _parent_rows_path(store, parent: str):
 
 @dg.asset(**ROUND, kinds={"pytorch"}, tags={"selftaught/resource": "gpu"}, deps=["base_model"])
 def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
-           training_set: pl.DataFrame) -> dg.MaterializeResult:
+           training_set: pl.DataFrame, pairs: pl.DataFrame) -> dg.MaterializeResult:
     """Fine-tune from the parent policy (continue) or the base model (restart); save with provenance."""
     experiment = experiment.of(context)
     cfg, store, key = experiment.config, experiment.store, context.partition_key
@@ -168,18 +192,34 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
         # is one adapter on one base model (what vLLM serves without merging).
         init, adapter_init = base, adapter_path(parent.artifact)
     work = store.work_dir(key)
-    settings = settings_from_config(cfg.training, seed_offset=round_index(key))
-    context.log.info(f"{key}: {settings.method} fine-tune from {parent.policy_id if adapter_init else init.name} "
-                     f"on {training_set.height} rows, {settings.max_steps} steps")
-    metrics = train_sft(model_path(init), training_set, work, settings, adapter_init=adapter_init)
+    reference = None
+    if cfg.training.objective == "dpo":
+        ref = parent if cfg.training.dpo.reference == "previous" else None
+        reference = {"policy_id": ref.policy_id if ref else "base",
+                     "weights_hash": ref.weights_hash if ref else read_provenance(base)["weights_hash"]}
+        d, t = cfg.training.dpo, cfg.training
+        settings = DPOSettings(max_steps=t.max_steps, learning_rate=t.learning_rate, batch_size=t.batch_size,
+                               beta=d.beta, rpo_alpha=d.rpo_alpha, max_length=t.max_length,
+                               seed=t.seed + round_index(key))
+        context.log.info(f"{key}: {'RPO' if d.rpo_alpha else 'DPO'} from {init.name} on {pairs.height} pairs, "
+                         f"reference {reference['policy_id']}, {t.max_steps} steps")
+        metrics = train_dpo(model_path(init), model_path(ref.artifact if ref else base), pairs, work, settings)
+    else:
+        settings = settings_from_config(cfg.training, seed_offset=round_index(key))
+        context.log.info(f"{key}: {settings.method} fine-tune from "
+                         f"{parent.policy_id if adapter_init else init.name} on {training_set.height} rows, "
+                         f"{settings.max_steps} steps")
+        metrics = train_sft(model_path(init), training_set, work, settings, adapter_init=adapter_init)
     on_base = cfg.training.method == "lora" and init == base
-    data_hash = file_hash(store.table_path("training_set", key))[:16]
+    data_table = "pairs" if cfg.training.objective == "dpo" else "training_set"
+    data_hash = file_hash(store.table_path(data_table, key))[:16]
     prov = write_provenance(
         work, policy_id=key, parent={"policy_id": parent.policy_id, "weights_hash": parent.weights_hash,
                                      "run_id": parent.run_id},
         init=cfg.training.init, method=cfg.training.method, base=str(cfg.model.base),
         config_hash=cfg.section_hash(), data_hash=data_hash, metrics=metrics,
         adapter_base_hash=read_provenance(base)["weights_hash"] if on_base else None,
+        objective=cfg.training.objective, reference=reference,
     )
     publish_dir(work, store.model_dir(key))
     return dg.MaterializeResult(metadata={
@@ -189,7 +229,9 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
         **({"adapter_hash": prov["adapter_hash"]} if prov.get("adapter_hash") else {}),
         "artifact": dg.MetadataValue.path(str(store.model_dir(key))),
         "train_loss": metrics["train_loss"], "final_loss": metrics["final_loss"], "steps": metrics["steps"],
-        "train_seconds": metrics["seconds"],
+        "train_seconds": metrics["seconds"], "objective": cfg.training.objective,
+        **({"reference_policy": reference["policy_id"], "reward_margin": metrics["reward_margin"],
+            "reward_accuracy": metrics["reward_accuracy"]} if reference else {}),
     })
 
 
@@ -229,4 +271,4 @@ def _previous_accuracy(store, key: str) -> dict[int, float]:
     return accuracy_by_difficulty(pl.read_parquet(path)) if path.is_file() else {}
 
 
-ROUND_ASSETS = [prompts, samples, verdicts, training_set, policy, evaluation]
+ROUND_ASSETS = [prompts, samples, verdicts, training_set, pairs, policy, evaluation]

@@ -11,20 +11,25 @@ from pipelines.build import EXPERIMENT_TAG, asset_key
 from selftaught.config import ExperimentConfig
 from selftaught.rounds import round_key
 
-ROUND_ORDER = ["prompts", "samples", "verdicts", "training_set", "policy", "evaluation"]
+ROUND_ORDER = ["prompts", "samples", "verdicts", "training_set", "pairs", "policy", "evaluation"]
 IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                dg.DagsterRunStatus.STARTED]
 
 
+UPSTREAM = {"prompts": [], "samples": ["prompts"], "verdicts": ["samples"], "training_set": ["verdicts"],
+            "pairs": ["verdicts"], "policy": ["training_set", "pairs"], "evaluation": ["policy"]}
+
+
 def todo(instance, cfg: ExperimentConfig, key: str) -> list[str]:
-    """Round assets still to (re)materialize: from the first missing, out-of-order or stale one
-    (materialized under another config, see ExperimentConfig.round_hash) onward."""
-    last, want = 0.0, cfg.round_hash()
+    """Round assets still to (re)materialize: from the first missing or stale one onward. Stale:
+    older than an upstream stage, or materialized under another config (ExperimentConfig.round_hash)."""
+    want, seen = cfg.round_hash(), {}
     for i, name in enumerate(ROUND_ORDER):
         rec = latest_materialization(instance, asset_key(cfg.name, name), key)
-        if rec is None or rec.timestamp < last or _config_hash(rec) not in (None, want):
+        if rec is None or _config_hash(rec) not in (None, want) or \
+                any(rec.timestamp < seen[u] for u in UPSTREAM[name]):
             return ROUND_ORDER[i:]
-        last = rec.timestamp
+        seen[name] = rec.timestamp
     return []
 
 

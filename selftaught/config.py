@@ -99,7 +99,20 @@ class LoraConfig(Strict):
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
+class PreferenceConfig(Strict):
+    """objective: dpo. Pairs are (correct, incorrect) samples of one prompt."""
+
+    beta: float = Field(0.1, gt=0)
+    rpo_alpha: float = Field(1.0, ge=0, description="weight of the NLL term on the chosen answer (RPO); 0 = DPO")
+    reference: Literal["previous", "base"] = Field("previous", description="reference model: the previous "
+                                                   "round's policy (iterative RPO) or the base model")
+    max_pairs_per_prompt: int = Field(1, ge=1)
+
+
 class TrainingConfig(Strict):
+    objective: Literal["sft", "dpo"] = Field("sft", description="sft on kept samples, or dpo/rpo on "
+                                             "(correct, incorrect) pairs")
+    dpo: PreferenceConfig = PreferenceConfig()
     method: Literal["full", "lora"] = "full"
     init: Literal["continue", "base"] = Field(
         "continue", description="continue from the previous round's policy, or restart from the base model"
@@ -273,6 +286,15 @@ class ExperimentConfig(Strict):
         if self.task.chat_template and self.model.base == "tiny":
             raise ValueError("task.chat_template needs model.base to be a model with a chat template "
                              "(the tiny character tokenizer has none)")
+        return self
+
+    @model_validator(mode="after")
+    def _objectives(self):
+        if self.model.warm_start is not None and self.model.warm_start.objective != "sft":
+            raise ValueError("model.warm_start trains on reference solutions: objective must be sft")
+        if self.training.objective == "dpo" and self.training.method != "full":
+            raise ValueError("training.objective dpo supports method full only (LoRA preference training is "
+                             "not implemented yet)")
         return self
 
     @model_validator(mode="after")

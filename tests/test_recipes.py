@@ -131,3 +131,49 @@ def test_self_consistency_round_and_sampled_evaluation_metrics(tmp_path):
         assert m["eval_pass@4"] >= m["eval_sample_accuracy"]  # pass@k can only beat the mean solve rate
     store = Store(defs.resources["experiment"].storage_root)
     assert set(store.read_table("verdicts", "r001")["verifier"]) == {"majority@1"}
+
+
+def test_correctness_pairs_skip_zero_variance_prompts():
+    from filters.pairs import correctness_pairs
+
+    completions = ["#### 18", "#### 20", "So 18.\n#### 18", "#### 32"]
+    prompts, samples = _gsm_samples(completions)
+    other = samples.with_columns(prompt_id=pl.lit("gsm8k-all-wrong"))  # a prompt with no correct sample
+    all_samples = pl.concat([samples, other])
+    both_prompts = pl.concat([prompts, prompts.with_columns(prompt_id=pl.lit("gsm8k-all-wrong"),
+                                                             reference=pl.lit("999"))])
+    verdicts = verify(get_verifier("numeric"), both_prompts, all_samples)
+    pairs = correctness_pairs(all_samples, verdicts, max_per_prompt=2)
+    assert pairs["prompt_id"].unique().to_list() == [prompts["prompt_id"][0]]  # the all-wrong prompt gives none
+    assert list(zip(pairs["chosen_sample_idx"], pairs["rejected_sample_idx"])) == [(0, 1), (2, 3)]
+    assert pairs["chosen"].to_list() == ["#### 18", "So 18.\n#### 18"] and pairs["row_id"][0].endswith("/0/1")
+    assert correctness_pairs(all_samples, verdicts, max_per_prompt=1).height == 1
+
+
+@pytest.mark.slow
+def test_iterative_rpo_trains_on_pairs_against_the_previous_policy(tmp_path):
+    tiny = load_config(make_tiny_config(tmp_path))
+    training = {**tiny.training.model_dump(), "objective": "dpo", "max_steps": 4, "learning_rate": 1e-4,
+                "dpo": {"beta": 0.1, "rpo_alpha": 1.0, "reference": "previous", "max_pairs_per_prompt": 2}}
+    config = copy_config(make_tiny_config(tmp_path), tmp_path / "rpo.yaml", max_rounds=2, training=training,
+                         sampling={"n": 8, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 160})
+    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
+        defs = build_definitions(config)
+        assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
+        instance.add_dynamic_partitions("rounds", ["r001", "r002"])
+        for key in ("r001", "r002"):
+            result = defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key=key,
+                                                                      raise_on_error=False)
+            assert result.success, [e.message for e in result.all_events if e.is_failure]
+    store = Store(defs.resources["experiment"].storage_root)
+    pairs = store.read_table("pairs", "r002")
+    assert pairs.height > 0 and (pairs["chosen"] != pairs["rejected"]).all()
+    verdicts = store.read_table("verdicts", "r002").select("prompt_id", "sample_idx", "verdict")
+    chosen = pairs.join(verdicts, left_on=["prompt_id", "chosen_sample_idx"], right_on=["prompt_id", "sample_idx"])
+    assert set(chosen["verdict"]) == {"correct"}
+    p1, p2 = read_provenance(store.model_dir("r001")), read_provenance(store.model_dir("r002"))
+    assert p1["objective"] == "dpo" and p1["reference"]["policy_id"] == "base"
+    assert p2["reference"] == {"policy_id": "r001", "weights_hash": p1["weights_hash"]}  # iterative: previous round
+    from selftaught.store import file_hash
+
+    assert p2["data_hash"] == file_hash(store.table_path("pairs", "r002"))[:16]

@@ -1,0 +1,76 @@
+"""Preference training with TRL's DPOTrainer: DPO, or RPO (DPO + NLL on the chosen
+answer, Pang et al. 2024) when `rpo_alpha` > 0, against a fixed reference model."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from train.sft import _device_args, _progress_callback
+
+log = logging.getLogger("selftaught.train")
+
+
+@dataclass(frozen=True)
+class DPOSettings:
+    max_steps: int = 50
+    learning_rate: float = 1e-4
+    batch_size: int = 8
+    beta: float = 0.1
+    rpo_alpha: float = 1.0  # weight of the NLL term on chosen answers; 0 = plain DPO
+    max_length: int = 256
+    seed: int = 0
+
+
+def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.DataFrame, out_dir: str | Path,
+              s: DPOSettings) -> dict:
+    """Train the model in `init_model_dir` on (prompt, chosen, rejected) pairs; the
+    reference is `ref_model_dir`. Writes `out_dir/model` and returns metrics."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+    from trl import DPOConfig, DPOTrainer
+
+    if pairs.height == 0:
+        raise ValueError("no preference pairs: every prompt's samples were all correct or all wrong")
+    out = Path(out_dir)
+    try:
+        tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
+        model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch.float32)
+        ref = AutoModelForCausalLM.from_pretrained(ref_model_dir, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"preference training: cannot load a model: {str(exc).splitlines()[0]}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    torch.manual_seed(s.seed)
+    losses, weights = (["sigmoid", "sft"], [1.0, s.rpo_alpha]) if s.rpo_alpha > 0 else (["sigmoid"], None)
+    args = DPOConfig(
+        output_dir=str(out / "checkpoints"), max_steps=s.max_steps, per_device_train_batch_size=s.batch_size,
+        learning_rate=s.learning_rate, beta=s.beta, loss_type=losses, loss_weights=weights,
+        max_length=s.max_length, seed=s.seed, data_seed=s.seed, logging_steps=max(1, s.max_steps // 10),
+        save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+        activation_checkpointing=False, **_device_args(),
+    )
+    data = Dataset.from_dict({c: pairs[c].to_list() for c in ("prompt", "chosen", "rejected")})
+    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=data, processing_class=tok,
+                         callbacks=[_progress_callback(s.max_steps)])
+    trainer.remove_callback(PrinterCallback)
+    t0 = time.monotonic()
+    result = trainer.train()
+    seconds = time.monotonic() - t0
+    trainer.model.save_pretrained(out / "model")
+    tok.save_pretrained(out / "model")
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    last = history[-1] if history else {}
+    return {
+        "train_loss": float(result.training_loss), "final_loss": float(last.get("loss", float("nan"))),
+        "steps": int(trainer.state.global_step), "pairs": pairs.height, "seconds": round(seconds, 1),
+        "reward_margin": float(last.get("rewards/margins", float("nan"))),
+        "reward_accuracy": float(last.get("rewards/accuracies", float("nan"))),
+    }
