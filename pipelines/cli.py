@@ -66,12 +66,11 @@ def _failure(result) -> str:
 
 
 def cmd_run(args) -> int:
-    import dagster as dg
-
     from pipelines import progress
     from pipelines.build import asset_key, build_definitions
     from pipelines.instance import get_instance
-    from pipelines.report import format_table, frontier_summary, round_rows
+    from filters.summary import round_rows
+    from pipelines.report import format_table, frontier_summary
     from selftaught.config import load_config
     from selftaught.rounds import round_key
     from selftaught.store import Store, ensure_writable
@@ -132,7 +131,8 @@ def cmd_run(args) -> int:
 def cmd_status(args) -> int:
     from pipelines.build import build_definitions
     from pipelines.instance import get_instance
-    from pipelines.report import format_table, frontier_summary, round_rows
+    from filters.summary import round_rows
+    from pipelines.report import format_table, frontier_summary
     from selftaught.config import load_config
     from selftaught.rounds import round_index
     from selftaught.store import Store

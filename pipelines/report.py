@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import polars as pl
-
 from filters.metrics import frontier_candidates, pick_frontier
-from filters.summary import round_rows  # noqa: F401  (the CLI's table is built from these rows)
 
 
 def format_table(rows: list[dict]) -> str:

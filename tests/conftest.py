@@ -72,3 +72,30 @@ def copy_config(src: Path, dst: Path, **changes) -> Path:
         node[leaf] = value
     dst.write_text(yaml.safe_dump(data))
     return dst
+
+
+def start_ui(config, env: dict, timeout: float = 180, **popen):
+    """`selftaught ui` on a free 127.0.0.1 port, in its own process group; returns (proc, base url)
+    once /server_info answers. Stop it with os.killpg(proc.pid, signal.SIGTERM)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--config", str(config), "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            **popen)
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/server_info", timeout=5):
+                return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"dagster dev did not answer on {url} (exit code {proc.poll()})") from None
+            time.sleep(1)

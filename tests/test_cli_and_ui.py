@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import urllib.request
 import dagster as dg
 import pytest
 
-from tests.conftest import copy_config
+from tests.conftest import copy_config, start_ui
 
 pytestmark = pytest.mark.slow
 
@@ -111,12 +110,6 @@ def test_bad_config_is_one_clear_error(tmp_path, tiny_config):
     assert "sampling.temprature: unknown key" in res.stderr and "Traceback" not in res.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _graphql(port, query):
     req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
                                  headers={"Content-Type": "application/json"})
@@ -126,28 +119,14 @@ def _graphql(port, query):
 
 def test_dagster_dev_serves_the_rounds_on_loopback(cli_run):
     config, home, _ = cli_run
-    port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
 
     def ignore_stop_signals():  # as a script or supervisor may start it
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--config", str(config), "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=ignore_stop_signals)
+    proc, url = start_ui(config, {**os.environ, "DAGSTER_HOME": str(home)}, preexec_fn=ignore_stop_signals)
+    port = int(url.rsplit(":", 1)[1])
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None, "dagster dev exited early"
-            assert time.monotonic() < deadline, "dagster dev did not answer within 120 s"
-            time.sleep(1)
         nodes = _graphql(port, "{ assetNodes { assetKey { path } } }")["data"]["assetNodes"]
         paths = {tuple(n["assetKey"]["path"]) for n in nodes}
         assert {("tiny", a) for a in ("base_model", "samples", "verdicts", "training_set", "policy", "evaluation")} <= paths
@@ -181,19 +160,9 @@ def test_a_backfill_of_two_rounds_never_runs_them_at_once(tmp_path):
     with dg.DagsterInstance.get() as instance:
         assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
         instance.add_dynamic_partitions("rounds", ["r001", "r002"])
-    port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home)}
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--config", str(config), "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc, url = start_ui(config, {**os.environ, "DAGSTER_HOME": str(home)})
+    port = int(url.rsplit(":", 1)[1])
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
-                    break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "dagster dev did not come up"
-                time.sleep(1)
         launched = _graphql(port, """mutation { launchPartitionBackfill(backfillParams: {
             selector: {partitionSetName: "round_partition_set",
                        repositorySelector: {repositoryName: "__repository__",

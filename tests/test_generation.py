@@ -186,8 +186,6 @@ def test_openai_generation_job_never_stores_the_key(server, api_key, tmp_path):
 # --- through Dagster ------------------------------------------------------------------------------
 
 def _materialize(defs, instance, key=None):
-    import dagster as dg  # noqa: F401
-
     job = defs.resolve_job_def("round" if key else "setup")
     result = job.execute_in_process(instance=instance, raise_on_error=False,
                                     **({"partition_key": key} if key else {}))

@@ -11,8 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -31,38 +29,19 @@ def _cli(*args, env):
                           timeout=900)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
     """Two rounds of the tiny experiment, then `selftaught ui` serving them."""
-    from tests.conftest import make_tiny_config
+    from tests.conftest import make_tiny_config, start_ui
 
     folder = tmp_path_factory.mktemp("ui")
     config = make_tiny_config(folder)
     env = {**os.environ, "DAGSTER_HOME": str(folder / "home"), "PYTHONPATH": str(ROOT)}
     run = _cli("run", "--config", str(config), "--rounds", "2", env=env)
     assert run.returncode == 0, run.stderr[-3000:]
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--config", str(config), "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc, url = start_ui(config, env)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
-                    break
-            except OSError:
-                assert proc.poll() is None, "the UI exited early"
-                assert time.monotonic() < deadline, "the UI did not answer within 180 s"
-                time.sleep(1)
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # dagster dev and its code server, by process group
         try:
