@@ -54,12 +54,19 @@ def evaluate_artifact(context, experiment, eval_prompts: pl.DataFrame, policy_id
                       artifact) -> pl.DataFrame:
     """Greedy generation on the eval prompts (sharded, resumable) and the reference verifier."""
     cfg = experiment.config
-    samples = generate(context, cfg, experiment.store, name=f"{policy_id}-eval", prompts=eval_prompts,
-                       params=eval_params(cfg.evaluation.max_new_tokens), round_key=policy_id, policy_id=policy_id,
-                       policy_hash=read_provenance(artifact)["weights_hash"], artifact=artifact,
-                       backend=cfg.eval_backend(), batch_size=cfg.evaluation.batch_size,
-                       progress=log_progress(context, f"{policy_id} eval"))
+    samples = _generate_eval(context, experiment, eval_prompts, policy_id, artifact, "eval",
+                             eval_params(cfg.evaluation.max_new_tokens))
     return score(samples, eval_prompts, reference_verifier(cfg))
+
+
+def _generate_eval(context, experiment, eval_prompts: pl.DataFrame, policy_id: str, artifact, label: str,
+                   params: SamplingParams) -> pl.DataFrame:
+    """Generation on the held-out prompts with the policy in `artifact` (evaluation backend)."""
+    cfg = experiment.config
+    return generate(context, cfg, experiment.store, name=f"{policy_id}-{label}", prompts=eval_prompts, params=params,
+                    round_key=policy_id, policy_id=policy_id, policy_hash=read_provenance(artifact)["weights_hash"],
+                    artifact=artifact, backend=cfg.eval_backend(), batch_size=cfg.evaluation.batch_size,
+                    progress=log_progress(context, f"{policy_id} {label}"))
 
 
 def sampled_eval_metrics(context, experiment, eval_prompts: pl.DataFrame, policy_id: str, artifact) -> dict:
@@ -72,11 +79,7 @@ def sampled_eval_metrics(context, experiment, eval_prompts: pl.DataFrame, policy
         return {}
     params = SamplingParams(n=k, temperature=cfg.evaluation.temperature, top_p=cfg.sampling.top_p,
                             max_new_tokens=cfg.evaluation.max_new_tokens, seed=cfg.evaluation.seed)
-    samples = generate(context, cfg, experiment.store, name=f"{policy_id}-eval-k{k}", prompts=eval_prompts,
-                       params=params, round_key=policy_id, policy_id=policy_id,
-                       policy_hash=read_provenance(artifact)["weights_hash"], artifact=artifact,
-                       backend=cfg.eval_backend(), batch_size=cfg.evaluation.batch_size,
-                       progress=log_progress(context, f"{policy_id} eval x{k}"))
+    samples = _generate_eval(context, experiment, eval_prompts, policy_id, artifact, f"eval-k{k}", params)
     verdicts = verify(reference_verifier(cfg), eval_prompts, samples)
     pp = per_prompt(judged(samples, verdicts))
     return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from filters.metrics import accuracy_by_difficulty
+from filters.metrics import accuracy_by_difficulty, per_prompt
 from selftaught.schemas import CORRECT
 from selftaught.store import Store
 
@@ -68,8 +68,8 @@ def _distinct_answers(store: Store, key: str) -> float | None:
     path = store.table_path("verdicts", key)
     if not path.is_file():
         return None
-    v = pl.read_parquet(path, columns=["prompt_id", "extracted_answer"])
-    return float(v.group_by("prompt_id").agg(pl.col("extracted_answer").drop_nulls().n_unique())["extracted_answer"].mean())
+    return float(per_prompt(pl.read_parquet(path, columns=["prompt_id", "extracted_answer", "verdict"]))
+                 ["distinct_answers"].mean())
 
 
 def rounds_plot(table: pl.DataFrame, title: str) -> bytes:
