@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 
 from assets.progress import log_progress
 from filters.evaluate import eval_params, score
-from filters.metrics import per_prompt
+from filters.metrics import best_of_k, per_prompt
 from filters.select import judged
 from filters.verifiers import verify
 from selftaught.config import ExperimentConfig
@@ -15,34 +17,40 @@ from synth.backends import SamplingParams
 from synth.generate import GenerationJob, run, run_isolated
 from synth.tasks import reference_verifier
 from train.artifact import read_provenance, serving_paths
+from train.score import dpo_scores
 
 
-def backend_options(cfg: ExperimentConfig, backend: str, batch_size: int) -> dict:
+def backend_options(cfg: ExperimentConfig, backend: str, batch_size: int, openai=None) -> dict:
     s = cfg.sampling
     if backend == "hf":
         return {"batch_size": batch_size}
     if backend == "vllm":
         return {**s.vllm.model_dump(), "seed": s.seed}
-    return s.openai.model_dump()
+    return (openai or s.openai).model_dump()
 
 
 def generate(context, cfg: ExperimentConfig, store: Store, *, name: str, prompts: pl.DataFrame, params: SamplingParams,
              round_key: str, policy_id: str, policy_hash: str, artifact, backend: str, batch_size: int,
-             progress=None) -> pl.DataFrame:
+             progress=None, openai=None) -> pl.DataFrame:
     """Sample `prompts` with the policy in `artifact` (or the configured server), resumably.
 
-    Shards live in the store's work/<name>; a rerun of a crashed step reuses them.
+    `artifact` is a selftaught model artifact or a plain model directory; `openai` overrides
+    sampling.openai (a judge's own server). Shards live in the store's work/<name>; a rerun
+    of a crashed step reuses them.
     """
+    openai = openai or cfg.sampling.openai
     if backend == "openai":
         model_dir, adapter = None, None
-        policy_id, policy_hash = f"openai:{cfg.sampling.openai.model}", ""
+        policy_id, policy_hash = f"openai:{openai.model}", ""
+    elif not (Path(artifact) / "model").is_dir():
+        model_dir, adapter = str(artifact), None
     else:
         model_dir, adapter = serving_paths(artifact, store.model_dir("base"), backend)
     job = GenerationJob(backend=backend, model_dir=model_dir, adapter_dir=adapter, params=params,
                         out_dir=str(store.work_dir(name)), round=round_key, policy_id=policy_id,
                         policy_hash=policy_hash, shard_size=cfg.sampling.shard_size,
-                        options=backend_options(cfg, backend, batch_size))
-    where = f"{model_dir} + adapter {adapter}" if adapter else (model_dir or cfg.sampling.openai.base_url)
+                        options=backend_options(cfg, backend, batch_size, openai))
+    where = f"{model_dir} + adapter {adapter}" if adapter else (model_dir or openai.base_url)
     isolated = cfg.sampling.isolated()
     context.log.info(f"{name}: {backend} backend on {where}, {'in a subprocess' if isolated else 'in process'}")
     if isolated:
@@ -81,11 +89,18 @@ def sampled_eval_metrics(context, experiment, eval_prompts: pl.DataFrame, policy
                             max_new_tokens=cfg.evaluation.max_new_tokens, seed=cfg.evaluation.seed)
     samples = _generate_eval(context, experiment, eval_prompts, policy_id, artifact, f"eval-k{k}", params)
     verdicts = verify(reference_verifier(cfg), eval_prompts, samples)
-    pp = per_prompt(judged(samples, verdicts))
-    return {
+    df = judged(samples, verdicts)
+    pp = per_prompt(df)
+    out = {
         f"eval_pass@{k}": float((pp["correct"] > 0).mean()),
         f"eval_maj@{k}": float(pp["majority_correct"].mean()),
         "eval_sample_accuracy": float(pp["solve_rate"].mean()),
         "eval_distinct_answers": float(pp["distinct_answers"].mean()),
         "eval_solve_rate_std": float(pp["solve_rate"].std() or 0.0),
     }
+    verifier = Path(artifact) / "verifier" / "model"
+    if verifier.is_dir():
+        scores = dpo_scores(verifier, experiment.store.model_dir("base") / "model", df["prompt"].to_list(),
+                            df["completion"].to_list(), cfg.evaluation.batch_size)
+        out[f"eval_best_of@{k}"] = best_of_k(df.with_columns(score=pl.Series(scores)))
+    return out

@@ -21,6 +21,8 @@ TABLE_OF = {
     "verdicts": "verdicts",
     "training_set": "sft_rows",
     "pairs": "preference_pairs",
+    "repairs": "repairs",
+    "sampling_plan": "sampling_plan",
     "evaluation": "eval_results",
 }
 

@@ -1,7 +1,9 @@
 """One asset per stage of a round, partitioned by round key (r001, r002, ...).
 
-    prompts -> samples -> verdicts -> training_set -> policy -> evaluation
-                  ^ (policy of round k-1, looked up at run time)
+    prompts -> sampling_plan -> samples -> verdicts -> repairs -> training_set -> policy -> evaluation
+                                   ^ (policy of round k-1,            \-> pairs --------^
+                                      looked up at run time)
+Stages a recipe does not use pass through (an empty repairs table, a uniform plan).
 """
 
 
@@ -10,18 +12,18 @@ import time
 import dagster as dg
 import polars as pl
 
-from assets.generation import evaluate_artifact, generate, sampled_eval_metrics
+from assets.generation import evaluate_artifact, sampled_eval_metrics
 from assets.lineage import parent_metadata, resolve_parent
-from assets.progress import log_progress
 from assets.resources import ExperimentResource
+from assets.summary import markdown_table
+from assets.recipes import (balance_search, budget_rates, curriculum_counts, plan, repair, sample_by_plan, verdicts_for,
+                            verifier_pairs)
 from filters.metrics import accuracy_by_difficulty, pick_frontier, pseudo_label_accuracy, sample_metrics
-from filters.pairs import correctness_pairs
-from filters.select import accumulate, judged, select_sft
-from filters.verifiers import get_verifier, verify
+from filters.pairs import make_pairs
+from filters.select import accumulate, judged, select_repairs, select_sft
 from selftaught import __version__, schemas
 from selftaught.rounds import parent_key, round_index
 from selftaught.store import file_hash, publish_dir
-from synth.backends import SamplingParams
 from synth.tasks import default_verifier, make_task
 from train.artifact import adapter_path, is_complete, model_path, read_provenance, write_provenance
 from train.dpo import DPOSettings, train_dpo
@@ -41,31 +43,64 @@ def prompts(
 ) -> pl.DataFrame:
     """A fresh unlabeled pool for this round, disjoint from warm start and eval."""
     experiment = experiment.of(context)
+    cfg, key = experiment.config, context.partition_key
     exclude = set(warm_start_prompts["prompt_id"]) | set(eval_prompts["prompt_id"])
-    df = make_task(experiment.config.task, experiment.config.model.base).pool(round_index(context.partition_key), exclude)
+    task = make_task(cfg.task, cfg.model.base)
+    meta = {}
+    if cfg.task.curriculum is not None:
+        at, counts = curriculum_counts(experiment, key)
+        meta["curriculum_level"] = at
+        df = task.pool(round_index(key), exclude, counts)
+    else:
+        df = task.pool(round_index(key), exclude)
     counts = df.group_by("difficulty").len().sort("difficulty")
-    context.add_output_metadata({f"prompts_d{d}": n for d, n in counts.iter_rows()})
+    context.add_output_metadata({**meta, **{f"prompts_d{d}": n for d, n in counts.iter_rows()}})
+    return df
+
+
+@dg.asset(**ROUND, kinds={"polars"})
+def sampling_plan(context: dg.AssetExecutionContext, experiment: ExperimentResource,
+                  prompts: pl.DataFrame) -> pl.DataFrame:
+    """Per prompt: samples to draw, temperature, reward threshold. Uniform by default;
+    sampling.balance picks temperature and threshold on a dev slice (B-STaR);
+    sampling.budget spends more samples where solve rates are low."""
+    experiment = experiment.of(context)
+    cfg, key = experiment.config, context.partition_key
+    s = cfg.sampling
+    temperature, threshold, meta = s.temperature, None, {}
+    if s.balance is not None:
+        parent = resolve_parent(context, experiment.store)
+        temperature, threshold, table = balance_search(context, experiment, parent, key, prompts)
+        context.log.info(f"{key}: B-STaR picks temperature {temperature:g}, threshold {threshold:g}")
+        meta["balance_table"] = dg.MetadataValue.md(markdown_table(pl.DataFrame(table)))
+        best = next(r for r in table if r["temperature"] == temperature and r["threshold"] == threshold)
+        meta.update({f"chosen_{k}": float(v) for k, v in best.items()})
+    rates = budget_rates(experiment, key) if s.budget.mode == "solve_rate" else {}
+    df = plan(prompts, cfg, temperature, threshold, rates)
+    per_d = df.group_by("difficulty").agg(pl.col("n").first()).sort("difficulty")
+    meta.update({f"n_d{d}": int(n) for d, n in per_d.iter_rows()})
+    meta.update({f"solve_rate_d{d}": float(r) for d, r in rates.items()})
+    meta.update({"temperature": temperature, "total_samples": int(df["n"].sum())})
+    context.add_output_metadata(meta)
     return df
 
 
 @dg.asset(**ROUND, kinds={"pytorch"}, tags={"selftaught/resource": "gpu"})
-def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame) -> pl.DataFrame:
-    """n completions per prompt from the parent round's policy (base model for round 1)."""
+def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
+            sampling_plan: pl.DataFrame) -> pl.DataFrame:
+    """Completions per prompt (as the plan says) from the parent round's policy (base model for round 1)."""
     experiment = experiment.of(context)
     cfg, key = experiment.config, context.partition_key
     parent = resolve_parent(context, experiment.store)
     s = cfg.sampling
-    params = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
-                            seed=s.seed * 1000 + round_index(key), stop=s.stop)
-    context.log.info(f"{key}: sampling {prompts.height} prompts x {s.n} with policy {parent.policy_id}")
+    context.log.info(f"{key}: sampling {prompts.height} prompts, {int(sampling_plan['n'].sum())} samples, "
+                     f"with policy {parent.policy_id}")
     started = time.monotonic()
-    df = generate(context, cfg, experiment.store, name=f"{key}-samples", prompts=prompts, params=params,
-                  round_key=key, policy_id=parent.policy_id, policy_hash=parent.weights_hash,
-                  artifact=parent.artifact, backend=s.backend, batch_size=s.batch_size,
-                  progress=log_progress(context, f"{key} sampling"))
+    df = sample_by_plan(context, experiment, parent, key, prompts, sampling_plan)
     seconds = time.monotonic() - started
-    context.add_output_metadata({**parent_metadata(parent), "temperature": s.temperature, "n": s.n,
-                                 "seed": params.seed, "backend": s.backend, "generation_seconds": round(seconds, 1),
+    context.add_output_metadata({**parent_metadata(parent), "temperature": float(sampling_plan["temperature"][0]),
+                                 "n": s.n, "seed": s.seed * 1000 + round_index(key), "backend": s.backend,
+                                 "generation_seconds": round(seconds, 1),
                                  "samples_per_second": round(df.height / max(seconds, 1e-9), 1)})
     return df
 
@@ -82,7 +117,8 @@ def verdicts(context: dg.AssetExecutionContext, experiment: ExperimentResource, 
     experiment = experiment.of(context)
     cfg = experiment.config
     name = cfg.verification.verifier or default_verifier(cfg.task)
-    df = verify(get_verifier(name, cfg.verification), prompts, samples)
+    parent = resolve_parent(context, experiment.store) if name == "judge" else None
+    df = verdicts_for(context, experiment, parent, context.partition_key, prompts, samples)
     m = sample_metrics(judged(samples, df), prompts)
     if name == "majority":
         m.update(pseudo_label_accuracy(df, prompts))
@@ -110,9 +146,31 @@ def _warm_rows(warm: pl.DataFrame) -> pl.DataFrame:
             "prompt",
             pl.col("target").alias("completion"),
             pl.lit(1.0).alias("reward"),
+            pl.lit("warm_start").alias("origin"),
+            pl.lit(None, pl.Int32).alias("repaired_sample_idx"),
         ),
         "sft_rows",
     )
+
+
+@dg.asset(**ROUND, kinds={"pytorch"}, tags={"selftaught/resource": "gpu"})
+def repairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
+            samples: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFrame:
+    """Second attempts at what failed (repair.mode): STaR rationalization or Re-ReST
+    reflection, re-verified. Empty when repair.mode is none."""
+    experiment = experiment.of(context)
+    cfg, key = experiment.config, context.partition_key
+    if cfg.repair.mode == "none":
+        context.add_output_metadata({"mode": "none", "attempts": 0})
+        return schemas.empty("repairs")
+    parent = resolve_parent(context, experiment.store)
+    df = repair(context, experiment, parent, key, prompts, samples, verdicts)
+    ok = df.filter(pl.col("verdict") == schemas.CORRECT)
+    context.add_output_metadata({
+        "mode": cfg.repair.mode, "attempts": df.height, "verified": ok.height,
+        "prompts_repaired": ok["prompt_id"].n_unique(),
+        "repair_success_rate": ok.height / df.height if df.height else 0.0})
+    return df
 
 
 @dg.asset(
@@ -122,29 +180,38 @@ def _warm_rows(warm: pl.DataFrame) -> pl.DataFrame:
                                    description="stops the round when fewer than selection.min_new_rows samples were kept")],
 )
 def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
-                 samples: pl.DataFrame, verdicts: pl.DataFrame, warm_start_prompts: pl.DataFrame):
-    """Kept samples of this round, plus (by config) earlier rounds' rows and the warm start."""
+                 samples: pl.DataFrame, verdicts: pl.DataFrame, repairs: pl.DataFrame, sampling_plan: pl.DataFrame,
+                 warm_start_prompts: pl.DataFrame):
+    """Kept samples (and verified repairs) of this round, plus (by config) earlier rounds'
+    rows and the warm start."""
     experiment = experiment.of(context)
     cfg, store, key = experiment.config, experiment.store, context.partition_key
     sel = cfg.selection
+    threshold = sampling_plan["reward_threshold"].drop_nulls()
     new = select_sft(samples, verdicts, sel.max_per_prompt, sel.require_rationale, sel.dedup, sel.min_chars,
-                     sel.max_chars)
+                     sel.max_chars, min_reward=float(threshold[0]) if threshold.len() else None)
+    fixed = select_repairs(repairs, sel.max_per_prompt, sel.require_rationale, sel.dedup, sel.min_chars,
+                           sel.max_chars)
+    new = pl.concat([new, fixed]) if fixed.height else new
     rows = _warm_rows(warm_start_prompts) if sel.include_warm_start else None
     parent = parent_key(key)
     if sel.accumulate and parent is not None:
         previous = schemas.validate(pl.read_parquet(_parent_rows_path(store, parent)), "sft_rows")
         rows = accumulate(rows, previous)
     rows = accumulate(rows, new)
-    kept = new.join(verdicts.select("prompt_id", "sample_idx", "rationale_ok"), on=["prompt_id", "sample_idx"]) \
+    kept = new.filter(pl.col("origin") == "sample") \
+              .join(verdicts.select("prompt_id", "sample_idx", "rationale_ok"), on=["prompt_id", "sample_idx"]) \
               .join(prompts.select("prompt_id", "difficulty"), on="prompt_id")
     per_d = kept.group_by("difficulty").agg(n=pl.len(), bad=(pl.col("rationale_ok") == False).sum())  # noqa: E712
-    meta = {"new_rows": new.height, "total_rows": rows.height}
+    meta = {"new_rows": new.height, "total_rows": rows.height, "repair_rows": fixed.height}
     for d, n, bad in per_d.sort("difficulty").iter_rows():
         meta[f"kept_d{d}"] = n
         meta[f"kept_bad_rationale_share_d{d}"] = bad / n if n else 0.0
     yield dg.Output(rows, metadata=meta)
-    yield dg.AssetCheckResult(passed=new.height >= sel.min_new_rows, metadata={"new_rows": new.height},
-                              description=f"{new.height} new verified rows this round")
+    sft = cfg.training.objective == "sft"
+    yield dg.AssetCheckResult(passed=new.height >= sel.min_new_rows or not sft, metadata={"new_rows": new.height},
+                              description=f"{new.height} new verified rows this round"
+                                          + ("" if sft else " (objective dpo: not used)"))
 
 
 @dg.asset(
@@ -153,18 +220,24 @@ def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResour
     check_specs=[dg.AssetCheckSpec("has_pairs", asset="pairs", blocking=True,
                                    description="with training.objective dpo, stops a round that formed no pair")],
 )
-def pairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, samples: pl.DataFrame,
-          verdicts: pl.DataFrame):
-    """(correct, incorrect) pairs of the same prompt; prompts with zero variance give none."""
+def pairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
+          samples: pl.DataFrame, verdicts: pl.DataFrame):
+    """Preference pairs (training.dpo.pairs): (correct, incorrect) of a prompt, zero-variance
+    prompts dropped; best vs worst reward, ties dropped; or reference vs own sample (SPIN)."""
     experiment = experiment.of(context)
     cfg = experiment.config
-    df = correctness_pairs(samples, verdicts, cfg.training.dpo.max_pairs_per_prompt)
+    d = cfg.training.dpo
+    needed = cfg.training.objective == "dpo"
+    source = d.pairs if needed else "correct_incorrect"
+    try:
+        df = make_pairs(source, samples, verdicts, prompts, d.max_pairs_per_prompt)
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc)) from None
     per = judged(samples, verdicts).group_by("prompt_id").agg(
         ok=(pl.col("verdict") == schemas.CORRECT).any(), bad=(pl.col("verdict") == schemas.INCORRECT).any())
     mixed = per.filter(pl.col("ok") & pl.col("bad")).height
     yield dg.Output(df, metadata={"pairs": df.height, "prompts_with_pairs": df["prompt_id"].n_unique(),
-                                  "zero_variance_prompts": per.height - mixed})
-    needed = cfg.training.objective == "dpo"
+                                  "zero_variance_prompts": per.height - mixed, "source": source})
     yield dg.AssetCheckResult(passed=df.height > 0 or not needed, metadata={"pairs": df.height},
                               description=f"{df.height} pairs" + ("" if needed else " (objective sft: not used)"))
 
@@ -198,18 +271,20 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
         reference = {"policy_id": ref.policy_id if ref else "base",
                      "weights_hash": ref.weights_hash if ref else read_provenance(base)["weights_hash"]}
         d, t = cfg.training.dpo, cfg.training
-        settings = DPOSettings(max_steps=t.max_steps, learning_rate=t.learning_rate, batch_size=t.batch_size,
+        settings = DPOSettings(max_steps=t.steps_for(round_index(key)), learning_rate=t.learning_rate, batch_size=t.batch_size,
                                beta=d.beta, rpo_alpha=d.rpo_alpha, max_length=t.max_length,
                                seed=t.seed + round_index(key))
         context.log.info(f"{key}: {'RPO' if d.rpo_alpha else 'DPO'} from {init.name} on {pairs.height} pairs, "
-                         f"reference {reference['policy_id']}, {t.max_steps} steps")
+                         f"reference {reference['policy_id']}, {settings.max_steps} steps")
         metrics = train_dpo(model_path(init), model_path(ref.artifact if ref else base), pairs, work, settings)
     else:
-        settings = settings_from_config(cfg.training, seed_offset=round_index(key))
+        settings = settings_from_config(cfg.training, seed_offset=round_index(key),
+                                        max_steps=cfg.training.steps_for(round_index(key)))
         context.log.info(f"{key}: {settings.method} fine-tune from "
                          f"{parent.policy_id if adapter_init else init.name} on {training_set.height} rows, "
                          f"{settings.max_steps} steps")
         metrics = train_sft(model_path(init), training_set, work, settings, adapter_init=adapter_init)
+    verifier = _train_verifier(context, cfg, store, key, base, work) if cfg.training.verifier else None
     on_base = cfg.training.method == "lora" and init == base
     data_table = "pairs" if cfg.training.objective == "dpo" else "training_set"
     data_hash = file_hash(store.table_path(data_table, key))[:16]
@@ -219,7 +294,7 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
         init=cfg.training.init, method=cfg.training.method, base=str(cfg.model.base),
         config_hash=cfg.section_hash(), data_hash=data_hash, metrics=metrics,
         adapter_base_hash=read_provenance(base)["weights_hash"] if on_base else None,
-        objective=cfg.training.objective, reference=reference,
+        objective=cfg.training.objective, reference=reference, verifier=verifier,
     )
     publish_dir(work, store.model_dir(key))
     return dg.MaterializeResult(metadata={
@@ -232,7 +307,25 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
         "train_seconds": metrics["seconds"], "objective": cfg.training.objective,
         **({"reference_policy": reference["policy_id"], "reward_margin": metrics["reward_margin"],
             "reward_accuracy": metrics["reward_accuracy"]} if reference else {}),
+        **({"verifier_pairs": verifier["pairs"], "verifier_reward_accuracy": verifier["reward_accuracy"]}
+           if verifier else {}),
     })
+
+
+def _train_verifier(context, cfg, store, key: str, base, work) -> dict:
+    """V-STaR: DPO from the base model on (correct, incorrect) pairs of all rounds so far;
+    the base is also the reference, so the score is the verifier's implicit reward."""
+    v = cfg.training.verifier
+    pairs = verifier_pairs(store, key, v.max_pairs_per_prompt)
+    if pairs.height == 0:
+        raise dg.Failure(description=f"{key}: V-STaR verifier has no (correct, incorrect) pair in any round yet")
+    context.log.info(f"{key}: V-STaR verifier: DPO on {pairs.height} pairs of rounds 1..{round_index(key)}")
+    settings = DPOSettings(max_steps=v.max_steps, learning_rate=v.learning_rate, batch_size=v.batch_size,
+                           beta=v.beta, rpo_alpha=0.0, max_length=cfg.training.max_length,
+                           seed=cfg.training.seed + round_index(key))
+    m = train_dpo(model_path(base), model_path(base), pairs, work / "verifier", settings)
+    return {"pairs": pairs.height, "reference": "base", "steps": m["steps"],
+            "reward_accuracy": m["reward_accuracy"], "reward_margin": m["reward_margin"]}
 
 
 def _adapter_on_base(artifact, base) -> bool:
@@ -271,4 +364,4 @@ def _previous_accuracy(store, key: str) -> dict[int, float]:
     return accuracy_by_difficulty(pl.read_parquet(path)) if path.is_file() else {}
 
 
-ROUND_ASSETS = [prompts, samples, verdicts, training_set, pairs, policy, evaluation]
+ROUND_ASSETS = [prompts, sampling_plan, samples, verdicts, repairs, training_set, pairs, policy, evaluation]

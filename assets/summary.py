@@ -23,14 +23,14 @@ def summary(context: dg.AssetExecutionContext, experiment: ExperimentResource) -
     write_bytes_atomic(png, path)
     context.add_output_metadata({
         "rounds": dg.MetadataValue.int(max(table.height - 1, 0)),
-        "table": dg.MetadataValue.md(_markdown(table)),
+        "table": dg.MetadataValue.md(markdown_table(table)),
         "plot": dg.MetadataValue.md(f"![rounds](data:image/png;base64,{base64.b64encode(png).decode()})"),
         "plot_path": dg.MetadataValue.path(str(path)),
     })
     return table
 
 
-def _markdown(df: pl.DataFrame) -> str:
+def markdown_table(df: pl.DataFrame) -> str:
     head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
     fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
     return head + "\n".join("| " + " | ".join(fmt(v) for v in row) + " |" for row in df.iter_rows())

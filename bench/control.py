@@ -1,8 +1,10 @@
 """Control for the demo's improvement claim: the same training, no self-generated data.
 
-Starting from the demo's base model, train `rounds` times with the demo's round
-settings (steps, learning rate, seeds) on the warm-start examples alone, evaluate
-after each, and print the result beside the pipeline's rounds.
+Starting from the experiment's base model, train `rounds` times with its round settings
+(steps and their growth, learning rate, seeds, continue or restart from the base) on the
+warm-start examples alone, evaluate after each, and print the result beside the
+pipeline's rounds. For a preference preset (objective dpo) the control is SFT with the
+same steps on the warm-start rows: the same compute, not the same loss.
 
     make demo && .venv/bin/python bench/control.py [--config pipelines/presets/demo.yaml]
 """
@@ -37,30 +39,7 @@ def main() -> None:
     quiet_libraries()
     cfg = load_config(args.config)
     store = Store(Path(cfg.storage_root).resolve())
-    base = store.model_dir("base")
-    if not base.is_dir():
-        raise SystemExit(f"no base model at {base}: run `make demo` first")
-    warm = pl.read_parquet(store.table_path("warm_start_prompts"))
-    evals = pl.read_parquet(store.table_path("eval_prompts"))
-    rows = warm.select("prompt", pl.col("target").alias("completion"))
-    verifier = reference_verifier(cfg)
-    control_dir = store.root / "control"
-    init = model_path(base)
-    results = []
-    for i in range(1, args.rounds + 1):
-        key = round_key(i)
-        t0 = time.monotonic()
-        out = control_dir / key
-        shutil.rmtree(out, ignore_errors=True)
-        settings = dataclasses.replace(settings_from_config(cfg.training, seed_offset=i), save_every=0)
-        train_sft(init, rows, out, settings)
-        init = model_path(out)
-        backend = load_backend("hf", str(init), batch_size=cfg.evaluation.batch_size)
-        acc = accuracy_by_difficulty(evaluate_policy(backend, evals, verifier, cfg.evaluation.max_new_tokens, key, "control"))
-        pipe_path = store.table_path("evaluation", key)
-        pipe = accuracy_by_difficulty(pl.read_parquet(pipe_path)) if pipe_path.is_file() else {}
-        results.append((key, acc, pipe, time.monotonic() - t0))
-        print(f"{key} done in {results[-1][3]:.0f}s", flush=True)
+    results = control_curve(cfg, store, args.rounds)
     base_acc = accuracy_by_difficulty(pl.read_parquet(store.table_path("eval_results", "base")))
     digits = sorted(base_acc)
     print("\nheld-out accuracy: pipeline (self-generated rows + warm start) vs control (warm start only), same steps")
@@ -69,6 +48,36 @@ def main() -> None:
     for key, acc, pipe, _ in results:
         print(f"{key}   " + "  ".join(
             f"{pipe.get(d, float('nan')):6.1%} / {acc[d]:5.1%}" for d in digits))
+
+
+def control_curve(cfg, store: Store, rounds: int, log=print) -> list[tuple[str, dict, dict, float]]:
+    """(round, control accuracy by difficulty, pipeline accuracy by difficulty, seconds) per round."""
+    base = store.model_dir("base")
+    if not base.is_dir():
+        raise SystemExit(f"no base model at {base}: run the experiment first (`selftaught run --config ...`)")
+    warm = pl.read_parquet(store.table_path("warm_start_prompts"))
+    evals = pl.read_parquet(store.table_path("eval_prompts"))
+    rows = warm.select("prompt", pl.col("target").alias("completion"))
+    verifier = reference_verifier(cfg)
+    init, results = model_path(base), []
+    for i in range(1, rounds + 1):
+        key = round_key(i)
+        t0 = time.monotonic()
+        out = store.root / "control" / key
+        shutil.rmtree(out, ignore_errors=True)
+        t = cfg.training
+        settings = dataclasses.replace(settings_from_config(t, seed_offset=i, max_steps=t.steps_for(i)),
+                                       save_every=0, method="full" if t.objective == "dpo" else t.method)
+        train_sft(init if t.init == "continue" else model_path(base), rows, out, settings)
+        init = model_path(out)
+        backend = load_backend("hf", str(init), batch_size=cfg.evaluation.batch_size)
+        acc = accuracy_by_difficulty(evaluate_policy(backend, evals, verifier, cfg.evaluation.max_new_tokens, key,
+                                                     "control"))
+        pipe_path = store.table_path("evaluation", key)
+        pipe = accuracy_by_difficulty(pl.read_parquet(pipe_path)) if pipe_path.is_file() else {}
+        results.append((key, acc, pipe, time.monotonic() - t0))
+        log(f"control {key} done in {results[-1][3]:.0f}s")
+    return results
 
 
 if __name__ == "__main__":

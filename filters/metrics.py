@@ -118,3 +118,58 @@ def pseudo_label_accuracy(verdicts: pl.DataFrame, prompts: pl.DataFrame) -> dict
 
     right = sum(same(lab, ref) for lab, ref in both.select("parsed_reference", "reference").iter_rows())
     return {"pseudo_labeled_prompts": float(both.height), "pseudo_label_accuracy": right / both.height}
+
+
+def balance_score(judged: pl.DataFrame, threshold: float, desired: int) -> dict[str, float]:
+    """B-STaR's balance score for one (temperature, reward threshold) on a dev slice.
+
+    Per prompt: selected = samples with reward >= threshold; unique = distinct correct
+    completions among them (whitespace-normalized); score = min(unique / desired, 1) *
+    unique / selected (0 when nothing is selected). Averaged over prompts. The first factor
+    rewards exploration (enough distinct right answers), the second exploitation (the
+    reward keeps few wrong ones)."""
+    norm = pl.col("completion").str.strip_chars().str.replace_all(r"\s+", " ")
+    df = judged.with_columns(_sel=pl.col("reward") >= threshold, _text=norm)
+    per = df.group_by("prompt_id").agg(
+        selected=pl.col("_sel").sum(),
+        unique=pl.col("_text").filter(pl.col("_sel") & (pl.col("verdict") == CORRECT)).n_unique(),
+        correct=(pl.col("verdict") == CORRECT).sum(),
+        n=pl.len(),
+    ).with_columns(
+        score=pl.when(pl.col("selected") > 0)
+        .then(pl.min_horizontal(pl.col("unique") / desired, pl.lit(1.0)) * pl.col("unique") / pl.col("selected"))
+        .otherwise(0.0))
+    return {
+        "balance_score": float(per["score"].mean()),
+        "pass_at_n": float((per["correct"] > 0).mean()),
+        "distinct_correct": float(per["unique"].mean()),
+        "selected_precision": float(per["unique"].sum() / max(per["selected"].sum(), 1)),
+    }
+
+
+def solve_rates(judged: pl.DataFrame, prompts: pl.DataFrame) -> dict[int, float]:
+    """Share of correct samples per difficulty."""
+    df = judged.join(prompts.select("prompt_id", "difficulty"), on="prompt_id")
+    rates = df.group_by("difficulty").agg(rate=(pl.col("verdict") == CORRECT).mean()).sort("difficulty")
+    return dict(rates.iter_rows())
+
+
+def allocate_samples(difficulty: list[int], n: int, rates: dict[int, float], min_n: int, max_n: int) -> list[int]:
+    """Difficulty-aware budgets (against tail narrowing): about the same total as n per prompt,
+    split in inverse proportion to each difficulty's solve rate, within [min_n, max_n].
+    Difficulties with no measured rate get n."""
+    floor = 1.0 / max_n
+    weight = [1.0 / max(rates[d], floor) if d in rates else None for d in difficulty]
+    known = [w for w in weight if w is not None]
+    if not known:
+        return [n] * len(difficulty)
+    scale = n * len(known) / sum(known)
+    return [n if w is None else int(min(max_n, max(min_n, round(w * scale)))) for w in weight]
+
+
+def best_of_k(samples_judged: pl.DataFrame) -> float:
+    """Share of prompts whose highest-`score` sample is correct (V-STaR's best-of-k;
+    ties go to the lowest sample_idx)."""
+    best = samples_judged.sort("prompt_id", "score", "sample_idx", descending=[False, True, False]) \
+        .group_by("prompt_id", maintain_order=True).first()
+    return float((best["verdict"] == CORRECT).mean())

@@ -53,39 +53,66 @@ def select_sft(
     dedup: bool | str = "normalized",
     min_chars: int | None = None,
     max_chars: int | None = None,
+    min_reward: float | None = None,
 ) -> pl.DataFrame:
     """Keep correct samples (optionally with a consistent rationale, within length bounds),
     one per distinct completion (`dedup`: none | exact | normalized | reasoning, RFT's
     distinct reasoning paths), at most `max_per_prompt` per prompt, lowest sample_idx
-    first (deterministic)."""
+    first (deterministic). `min_reward`: B-STaR's reward threshold."""
+    df = judged(samples, verdicts).filter(pl.col("verdict") == CORRECT)
+    if min_reward is not None:
+        df = df.filter(pl.col("reward") >= min_reward)
+    return _rows(_keep(df, max_per_prompt, require_rationale, dedup, min_chars, max_chars), "sample")
+
+
+def _keep(df: pl.DataFrame, max_per_prompt: int, require_rationale: bool, dedup, min_chars, max_chars,
+          order: str = "sample_idx") -> pl.DataFrame:
     mode = {True: "normalized", False: "none"}.get(dedup, dedup)
     if mode not in DEDUP_MODES:
         raise ValueError(f"dedup must be one of {DEDUP_MODES}, got {dedup!r}")
-    df = judged(samples, verdicts).filter(pl.col("verdict") == CORRECT)
     if require_rationale:
         df = df.filter(pl.col("rationale_ok").fill_null(False))
     if min_chars is not None:
         df = df.filter(pl.col("completion").str.len_chars() >= min_chars)
     if max_chars is not None:
         df = df.filter(pl.col("completion").str.len_chars() <= max_chars)
-    df = df.sort("prompt_id", "sample_idx")
+    df = df.sort("prompt_id", order)
     key = _dedup_key(mode)
     if key is not None and df.height:
         df = df.with_columns(_key=key)
         df = df.unique(subset=["prompt_id", "_key"], keep="first", maintain_order=True).drop("_key")
-    df = df.filter(pl.int_range(pl.len()).over("prompt_id") < max_per_prompt)
+    return df.filter(pl.int_range(pl.len()).over("prompt_id") < max_per_prompt)
+
+
+def _rows(df: pl.DataFrame, origin: str) -> pl.DataFrame:
+    repair = origin != "sample"
+    idx = pl.col("repair_idx") if repair else pl.col("sample_idx")
     rows = df.select(
-        pl.concat_str("round", "prompt_id", pl.col("sample_idx").cast(pl.String), separator="/").alias("row_id"),
+        pl.concat_str("round", "prompt_id", pl.lit("repair-") + idx.cast(pl.String) if repair else
+                      idx.cast(pl.String), separator="/").alias("row_id"),
         pl.col("round").alias("source_round"),
         "prompt_id",
-        "sample_idx",
+        idx.alias("sample_idx"),
         "policy_id",
         "policy_hash",
         "prompt",
         "completion",
         "reward",
+        (pl.col("mode") if repair else pl.lit(origin)).alias("origin"),
+        (pl.col("failed_sample_idx") if repair else pl.lit(None, pl.Int32)).alias("repaired_sample_idx"),
     )
     return schemas.validate(rows, "sft_rows")
+
+
+def select_repairs(repairs: pl.DataFrame, max_per_prompt: int = 1, require_rationale: bool = False,
+                   dedup: bool | str = "normalized", min_chars: int | None = None,
+                   max_chars: int | None = None) -> pl.DataFrame:
+    """Verified second attempts (rationalizations, reflections) as training rows on the
+    original prompt; row_id `<round>/<prompt_id>/repair-<k>`, `repaired_sample_idx` links a
+    reflection to the failed sample it repairs."""
+    df = repairs.filter(pl.col("verdict") == CORRECT)
+    return _rows(_keep(df, max_per_prompt, require_rationale, dedup, min_chars, max_chars, "repair_idx"),
+                 "repair")
 
 
 def accumulate(previous: pl.DataFrame | None, new: pl.DataFrame) -> pl.DataFrame:

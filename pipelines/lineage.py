@@ -71,6 +71,10 @@ def round_chain(store: Store, key: str) -> list[str]:
         counts = ", ".join(f"{n} {verdict}" for verdict, n in v.group_by("verdict").len().sort("verdict").iter_rows())
         lines.append(f"-> verdicts {key}: {', '.join(sorted(set(v['verifier'])))}: {counts}  "
                      f"[sha256 {_sha(store, 'verdicts', key)}]")
+    if store.table_path("repairs", key).is_file() and (r := _table(store, "repairs", key)).height:
+        ok = (r["verdict"] == "correct").sum()
+        lines.append(f"-> repairs {key}: {r.height} {r['mode'][0]} attempts, {ok} verified  "
+                     f"[sha256 {_sha(store, 'repairs', key)}]")
     if store.table_path("training_set", key).is_file():
         t = _table(store, "training_set", key)
         by = ", ".join(f"{src} {n}" for src, n in t.group_by("source_round").len().sort("source_round").iter_rows())
@@ -86,10 +90,12 @@ def round_chain(store: Store, key: str) -> list[str]:
 
 
 def row_chain(store: Store, row_id: str) -> list[str]:
-    """Lines for one training row id (<round>/<prompt_id>/<sample_idx>), then its round's chain."""
+    """Lines for one training row id (<round>/<prompt_id>/<sample_idx> or .../repair-<k>), then
+    its round's chain."""
     source, _, rest = row_id.partition("/")
     pid, _, idx = rest.rpartition("/")
-    if not pid or not idx.isdigit():
+    repair = idx.startswith("repair-") and idx[7:].isdigit()
+    if not pid or not (idx.isdigit() or repair):
         raise LineageError(f"not a training row id: {row_id!r} (expected <round>/<prompt_id>/<sample_idx>)")
     used = sorted(p.stem for p in store.root.glob("tables/training_set/r*.parquet")
                   if pl.read_parquet(p, columns=["row_id"])["row_id"].is_in([row_id]).any())
@@ -98,6 +104,8 @@ def row_chain(store: Store, row_id: str) -> list[str]:
             raise LineageError(f"training row {row_id} is in no training set of {store.root}")
         return [f"row {row_id}: a warm-start reference example (not model-written); "
                 f"in the training sets of {', '.join(used)}"]
+    if repair:
+        return _repair_chain(store, row_id, source, pid, int(idx[7:]), used)
     s = _table(store, "samples", source).filter((pl.col("prompt_id") == pid) & (pl.col("sample_idx") == int(idx)))
     if s.height == 0:
         raise LineageError(f"round {source} has no sample {idx} of prompt {pid}")
@@ -110,3 +118,20 @@ def row_chain(store: Store, row_id: str) -> list[str]:
             f"  completion: {sample['completion'][:120]!r}",
             f"  in the training sets of {', '.join(used) or 'no round'}; trained into the policies of those rounds"]
     return head + ["", f"round {source}:"] + round_chain(store, source)
+
+
+def _repair_chain(store: Store, row_id: str, source: str, pid: str, k: int, used: list[str]) -> list[str]:
+    r = _table(store, "repairs", source).filter((pl.col("prompt_id") == pid) & (pl.col("repair_idx") == k))
+    if r.height == 0:
+        raise LineageError(f"round {source} has no repair {k} of prompt {pid}")
+    row = r.row(0, named=True)
+    lines = [f"row {row_id}: {row['mode']} attempt {k} of prompt {pid}, written in round {source} by policy "
+             f"{row['policy_id']} ({row['policy_hash'] or '-'})",
+             f"  verdict {row['verdict']}: {row['reason']}",
+             f"  the policy saw: {row['attempt_prompt'][:160]!r}",
+             f"  completion: {row['completion'][:120]!r} (trained on the original prompt)"]
+    if row["failed_sample_idx"] is not None:
+        lines.append(f"  repairs sample {row['failed_sample_idx']} ({source}/{pid}/{row['failed_sample_idx']}), "
+                     f"feedback: {row['feedback']!r}")
+    lines.append(f"  in the training sets of {', '.join(used) or 'no round'}")
+    return lines + ["", f"round {source}:"] + round_chain(store, source)

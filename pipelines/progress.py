@@ -11,13 +11,15 @@ from pipelines.build import EXPERIMENT_TAG, asset_key
 from selftaught.config import ExperimentConfig
 from selftaught.rounds import round_key
 
-ROUND_ORDER = ["prompts", "samples", "verdicts", "training_set", "pairs", "policy", "evaluation"]
+ROUND_ORDER = ["prompts", "sampling_plan", "samples", "verdicts", "repairs", "training_set", "pairs", "policy",
+               "evaluation"]
 IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                dg.DagsterRunStatus.STARTED]
 
 
-UPSTREAM = {"prompts": [], "samples": ["prompts"], "verdicts": ["samples"], "training_set": ["verdicts"],
-            "pairs": ["verdicts"], "policy": ["training_set", "pairs"], "evaluation": ["policy"]}
+UPSTREAM = {"prompts": [], "sampling_plan": ["prompts"], "samples": ["sampling_plan"], "verdicts": ["samples"],
+            "repairs": ["verdicts"], "training_set": ["repairs"], "pairs": ["verdicts"],
+            "policy": ["training_set", "pairs"], "evaluation": ["policy"]}
 
 
 def todo(instance, cfg: ExperimentConfig, key: str) -> list[str]:

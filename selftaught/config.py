@@ -48,6 +48,15 @@ class SourceConfig(Strict):
     on_invalid: Literal["error", "skip"] = "error"
 
 
+class CurriculumConfig(Strict):
+    """Arithmetic: the pool holds difficulties up to a level plus a probe of the next one;
+    once the probe's pass@n beats `open_at`, the next round opens that difficulty."""
+
+    probe: int = Field(30, ge=1, description="problems of the next difficulty sampled each round")
+    open_at: float = Field(0.0, ge=0, lt=1, description="share of probe problems with a correct sample "
+                           "above which the next difficulty opens (0: any)")
+
+
 class TaskConfig(Strict):
     name: Literal["arithmetic", "gsm8k", "math", "humaneval", "mbpp"] = "arithmetic"
     train: SourceConfig | None = Field(None, description="dataset tasks: the pool, few-shot and warm-start rows")
@@ -68,6 +77,8 @@ class TaskConfig(Strict):
     frontier: int | Literal["auto"] = Field(
         "auto", description="difficulty reported as the headline; auto = the hardest pool difficulty "
         "the base model solves at least 10% of (self-training can only lift what it can sample)")
+    curriculum: CurriculumConfig | None = Field(None, description="arithmetic: widen the pool one difficulty "
+                                                "at a time, starting at the frontier")
 
     _v = field_validator("warm_start", "pool", "eval")(_counts)
 
@@ -91,6 +102,12 @@ class TaskConfig(Strict):
             raise ValueError("pool is empty: each round needs problems to sample")
         return self
 
+    @model_validator(mode="after")
+    def _curriculum_arithmetic(self):
+        if self.curriculum is not None and self.name != "arithmetic":
+            raise ValueError("task.curriculum applies to the arithmetic task only (its pool is per difficulty)")
+        return self
+
 
 class LoraConfig(Strict):
     r: int = Field(16, ge=1)
@@ -107,6 +124,21 @@ class PreferenceConfig(Strict):
     reference: Literal["previous", "base"] = Field("previous", description="reference model: the previous "
                                                    "round's policy (iterative RPO) or the base model")
     max_pairs_per_prompt: int = Field(1, ge=1)
+    pairs: Literal["correct_incorrect", "best_worst", "reference"] = Field(
+        "correct_incorrect", description="correct_incorrect: (correct, incorrect) samples of a prompt (RPO); "
+        "best_worst: highest vs lowest reward, ties dropped (judge scores, self-rewarding); reference: the "
+        "dataset's worked solution vs the policy's own sample (SPIN)")
+
+
+class VerifierTrainingConfig(Strict):
+    """V-STaR: a verifier trained with DPO on (correct, incorrect) pairs of every round so far,
+    next to the policy; evaluation ranks k samples by its score (best-of-k)."""
+
+    max_steps: int = Field(100, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    batch_size: int = Field(16, ge=1)
+    beta: float = Field(0.1, gt=0)
+    max_pairs_per_prompt: int = Field(2, ge=1)
 
 
 class TrainingConfig(Strict):
@@ -118,6 +150,8 @@ class TrainingConfig(Strict):
         "continue", description="continue from the previous round's policy, or restart from the base model"
     )
     max_steps: int = Field(500, ge=1)
+    steps_growth: float = Field(1.0, ge=1.0, description="round k trains max_steps * steps_growth^(k-1) steps "
+                                "(STaR: 1.2)")
     learning_rate: float = Field(3e-4, gt=0)
     batch_size: int = Field(16, ge=1)
     warmup_steps: int = Field(0, ge=0)
@@ -127,6 +161,10 @@ class TrainingConfig(Strict):
     completion_only_loss: bool = Field(True, description="False also puts loss on the prompt tokens")
     seed: int = 0
     lora: LoraConfig = LoraConfig()
+    verifier: VerifierTrainingConfig | None = Field(None, description="V-STaR: also train a DPO verifier")
+
+    def steps_for(self, round_index: int) -> int:
+        return max(1, round(self.max_steps * self.steps_growth ** (round_index - 1)))
 
 
 class TinyModelConfig(Strict):
@@ -174,6 +212,39 @@ class VLLMConfig(Strict):
     enforce_eager: bool = False
 
 
+class BalanceConfig(Strict):
+    """B-STaR: before sampling, try each temperature on a dev slice of the pool and keep the
+    (temperature, reward threshold) with the best balance score."""
+
+    temperatures: tuple[float, ...] = (0.5, 0.8, 1.1)
+    thresholds: tuple[float, ...] = (1.0,)
+    dev_prompts: int = Field(32, ge=1, description="pool prompts sampled per candidate temperature")
+    desired_correct: int = Field(4, ge=1, description="n*: distinct correct answers per prompt worth having")
+
+    @field_validator("temperatures")
+    @classmethod
+    def _positive(cls, v):
+        if not v or any(t <= 0 for t in v):
+            raise ValueError("temperatures must be a non-empty list of values > 0")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _unit(cls, v):
+        if not v or any(not 0 <= t <= 1 for t in v):
+            raise ValueError("thresholds must be a non-empty list of rewards in [0, 1]")
+        return v
+
+
+class BudgetConfig(Strict):
+    """Difficulty-aware sample budgets: the same total samples, spent where solve rates are low."""
+
+    mode: Literal["uniform", "solve_rate"] = Field("uniform", description="solve_rate: n per prompt inversely "
+                                                   "proportional to its difficulty's solve rate last round")
+    min_n: int = Field(2, ge=1)
+    max_n: int = Field(32, ge=1)
+
+
 class SamplingConfig(Strict):
     backend: Literal["hf", "vllm", "openai"] = "hf"
     n: int = Field(8, ge=1)
@@ -188,11 +259,16 @@ class SamplingConfig(Strict):
                                  "training; default: on for vllm, off for hf and openai")
     openai: OpenAIConfig | None = None
     vllm: VLLMConfig = VLLMConfig()
+    balance: BalanceConfig | None = Field(None, description="B-STaR: pick temperature and reward threshold "
+                                          "per round on a dev slice")
+    budget: BudgetConfig = BudgetConfig()
 
     @model_validator(mode="after")
     def _backend_settings(self):
         if self.backend == "openai" and self.openai is None:
             raise ValueError("backend 'openai' needs an openai: section (base_url, model)")
+        if self.budget.min_n > self.budget.max_n:
+            raise ValueError(f"budget.min_n ({self.budget.min_n}) is above budget.max_n ({self.budget.max_n})")
         return self
 
     def isolated(self) -> bool:
@@ -211,10 +287,38 @@ class SandboxConfig(Strict):
     workers: int | None = Field(None, ge=1, description="programs at once (default: CPU count)")
 
 
+JUDGE_TEMPLATE = ("Rate the answer from 1 (wrong) to 5 (right).\nQuestion: {prompt}\nAnswer: {completion}\n"
+                  "Score:")
+
+
+class JudgeConfig(Strict):
+    """verifier: judge. An LLM scores each sample; reward = score / max_score."""
+
+    model: str = Field("policy", description="policy: the model that wrote the samples judges them "
+                       "(self-rewarding); base: the base model; else a local model directory")
+    backend: Literal["hf", "vllm", "openai"] | None = Field(None, description="default: the evaluation backend; "
+                                                            "openai uses judge.openai")
+    openai: OpenAIConfig | None = None
+    template: str = Field(JUDGE_TEMPLATE, description="placeholders {prompt} and {completion}")
+    max_score: int = Field(5, ge=1)
+    threshold: float = Field(4, description="score at or above which a sample counts as correct")
+    max_new_tokens: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self):
+        for key in ("{prompt}", "{completion}"):
+            if key not in self.template:
+                raise ValueError(f"judge template must contain {key}")
+        if self.backend == "openai" and self.openai is None:
+            raise ValueError("judge backend 'openai' needs a judge.openai section (base_url, model)")
+        return self
+
+
 class VerificationConfig(Strict):
-    verifier: Literal["arithmetic", "numeric", "math", "majority", "sandbox"] | None = Field(
+    verifier: Literal["arithmetic", "numeric", "math", "majority", "sandbox", "judge"] | None = Field(
         None, description="default: the task's own (arithmetic; numeric for gsm8k; math for math; "
         "sandbox for humaneval and mbpp)")
+    judge: JudgeConfig = JudgeConfig()
     sandbox: SandboxConfig = SandboxConfig()
     max_unverifiable_share: float = Field(0.2, ge=0, le=1)
     timeout_seconds: int = Field(5, ge=1, description="math: per-item parse/verify timeout")
@@ -236,6 +340,40 @@ class SelectionConfig(Strict):
     include_warm_start: bool = Field(True, description="add the warm-start examples to every round's training set")
     min_new_rows: int = Field(1, ge=0, description="the training_set check stops a round that kept fewer new rows; "
                               "0 lets it train on the earlier rows alone")
+
+
+HINT_TEMPLATE = "Hint: the answer is {reference}. {prompt}"
+REFLECT_TEMPLATE = "{prompt}{completion} Feedback: {feedback} Try again. {prompt}"
+
+
+class RepairConfig(Strict):
+    """Second attempts at what failed. rationalize (STaR): prompts with no correct sample are
+    sampled again with the reference answer as a hint. reflect (Re-ReST): each failed sample
+    and its verifier feedback go into a reflection prompt. Both are re-verified; kept ones
+    train on the original prompt."""
+
+    mode: Literal["none", "rationalize", "reflect"] = "none"
+    n: int = Field(1, ge=1, description="attempts per failed prompt (rationalize) or failed sample (reflect)")
+    template: str | None = Field(None, description="rationalize: {prompt} {reference}; reflect: {prompt} "
+                                 "{completion} {feedback}; default: a short hint / retry prompt")
+    max_failed_per_prompt: int = Field(2, ge=1, description="reflect: failed samples repaired per prompt")
+    warm_start_share: float = Field(0.0, ge=0, le=1, description="rationalize: share of warm-start examples "
+                                    "also shown with the hint, so the base model knows the format")
+
+    def prompt_template(self) -> str:
+        if self.template:
+            return self.template
+        return HINT_TEMPLATE if self.mode == "rationalize" else REFLECT_TEMPLATE
+
+    @model_validator(mode="after")
+    def _placeholders(self):
+        if self.mode == "none" or self.template is None:
+            return self
+        need = ("{prompt}", "{reference}") if self.mode == "rationalize" else ("{prompt}", "{feedback}")
+        for key in need:
+            if key not in self.template:
+                raise ValueError(f"repair template for {self.mode} must contain {key}")
+        return self
 
 
 class EvaluationConfig(Strict):
@@ -278,8 +416,24 @@ class ExperimentConfig(Strict):
     verification: VerificationConfig = VerificationConfig()
     selection: SelectionConfig = SelectionConfig()
     training: TrainingConfig = TrainingConfig()
+    repair: RepairConfig = RepairConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     operations: OperationsConfig = OperationsConfig()
+
+    @model_validator(mode="after")
+    def _recipes(self):
+        label_free = self.verification.verifier in ("majority", "judge") or any(
+            src is not None and src.label_free for src in (self.task.train, self.task.test))
+        if self.repair.mode == "rationalize" and label_free:
+            raise ValueError("repair.mode rationalize gives the reference answer as a hint: it needs a task "
+                             "with references and a verifier that checks them (not majority, judge or "
+                             "label_free)")
+        if self.training.dpo.pairs == "reference" and self.training.objective != "dpo":
+            raise ValueError("training.dpo.pairs only applies with training.objective dpo")
+        if self.training.verifier is not None and self.evaluation.samples_per_prompt < 2:
+            raise ValueError("training.verifier (V-STaR) is judged by best-of-k: set evaluation."
+                             "samples_per_prompt >= 2")
+        return self
 
     @model_validator(mode="after")
     def _chat_needs_a_real_tokenizer(self):
@@ -316,8 +470,8 @@ class ExperimentConfig(Strict):
         value is stale."""
         from selftaught import __version__
 
-        sections = self.section_hash("task", "model", "sampling", "verification", "selection", "training",
-                                     "evaluation")
+        sections = self.section_hash("task", "model", "sampling", "verification", "selection", "repair",
+                                     "training", "evaluation")
         return hashlib.sha256(f"{sections}:{__version__}".encode()).hexdigest()[:16]
 
     def section_hash(self, *sections: str) -> str:

@@ -60,6 +60,40 @@ SFT_ROWS = {
     "prompt": pl.String,
     "completion": pl.String,
     "reward": pl.Float64,
+    "origin": pl.String,  # sample | rationalization | reflection | warm_start
+    "repaired_sample_idx": pl.Int32,  # reflection: the failed sample this row repairs; else null
+}
+
+# Second attempts (repair.mode): STaR rationalization (the reference as a hint) or
+# Re-ReST reflection (a failed sample plus its verifier feedback). Verified against the
+# original prompt; kept ones train on the original prompt, hint and feedback removed.
+REPAIRS = {
+    "round": pl.String,
+    "prompt_id": pl.String,
+    "repair_idx": pl.Int32,  # unique per prompt
+    "mode": pl.String,  # rationalization | reflection
+    "failed_sample_idx": pl.Int32,  # reflection: the sample being repaired; null for rationalization
+    "feedback": pl.String,  # reflection: what the verifier said (never the reference); null otherwise
+    "attempt_prompt": pl.String,  # what the policy saw
+    "prompt": pl.String,  # the original prompt (what a training row uses)
+    "completion": pl.String,
+    "policy_id": pl.String,
+    "policy_hash": pl.String,
+    "verdict": pl.String,
+    "reward": pl.Float64,
+    "extracted_answer": pl.String,
+    "rationale_ok": pl.Boolean,
+    "reason": pl.String,
+}
+
+# sampling_plan: per prompt, how many samples at which temperature (B-STaR's choice,
+# difficulty-aware budgets) and the reward threshold selection applies.
+SAMPLING_PLAN = {
+    "prompt_id": pl.String,
+    "difficulty": pl.Int32,
+    "n": pl.Int32,
+    "temperature": pl.Float64,
+    "reward_threshold": pl.Float64,
 }
 
 PREFERENCE_PAIRS = {
@@ -70,8 +104,10 @@ PREFERENCE_PAIRS = {
     "prompt": pl.String,
     "chosen": pl.String,
     "rejected": pl.String,
-    "chosen_sample_idx": pl.Int32,
+    "chosen_sample_idx": pl.Int32,  # -1: the dataset reference (SPIN)
     "rejected_sample_idx": pl.Int32,
+    "chosen_reward": pl.Float64,
+    "rejected_reward": pl.Float64,
 }
 
 EVAL_RESULTS = {
@@ -91,6 +127,8 @@ TABLES: dict[str, dict] = {
     "verdicts": VERDICTS_TABLE,
     "sft_rows": SFT_ROWS,
     "preference_pairs": PREFERENCE_PAIRS,
+    "repairs": REPAIRS,
+    "sampling_plan": SAMPLING_PLAN,
     "eval_results": EVAL_RESULTS,
 }
 

@@ -39,9 +39,10 @@ class ArithmeticTask:
     def eval_set(self, exclude: set[str]) -> pl.DataFrame:
         return arithmetic.make_problems(self.cfg.eval, seed=self.cfg.seed * 7919 + 2, exclude=exclude, split="eval")
 
-    def pool(self, round_index: int, exclude: set[str]) -> pl.DataFrame:
+    def pool(self, round_index: int, exclude: set[str], counts: dict[int, int] | None = None) -> pl.DataFrame:
+        """`counts` (a curriculum's) replaces the configured pool sizes."""
         return arithmetic.make_problems(
-            self.cfg.pool, seed=self.cfg.seed * 7919 + 1000 + round_index, exclude=exclude,
+            counts or self.cfg.pool, seed=self.cfg.seed * 7919 + 1000 + round_index, exclude=exclude,
             split="pool", round_key=round_key(round_index),
         )
 

@@ -86,7 +86,7 @@ def test_rerun_is_idempotent_and_a_partial_round_resumes(cli_run):
     config, home, _ = cli_run
     again = selftaught("run", "--config", str(config), "--rounds", "2", home=home)
     assert again.returncode == 0 and again.stdout.count("already complete") == 2
-    # Materialize only the first two stages of r003, as a crash after sampling would leave it.
+    # Materialize only the first stages of r003, as a crash after sampling would leave it.
     os.environ["DAGSTER_HOME"] = str(home)
     from pipelines.build import asset_key, build_definitions
 
@@ -94,7 +94,7 @@ def test_rerun_is_idempotent_and_a_partial_round_resumes(cli_run):
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("rounds", ["r003"])
         part = defs.resolve_job_def("round").execute_in_process(
-            instance=instance, partition_key="r003", asset_selection=[asset_key("tiny", "prompts"), asset_key("tiny", "samples")])
+            instance=instance, partition_key="r003", asset_selection=[asset_key("tiny", n) for n in ("prompts", "sampling_plan", "samples")])
         assert part.success
     resumed = selftaught("run", "--config", str(config), "--rounds", "3", home=home)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -185,12 +185,12 @@ def _last_complete_checkpoint(ckpt_dir: Path) -> Path | None:
     return None
 
 
-def settings_from_config(cfg, seed_offset: int = 0) -> SFTSettings:
-    """SFTSettings from a `selftaught.config.TrainingConfig`."""
+def settings_from_config(cfg, seed_offset: int = 0, max_steps: int | None = None) -> SFTSettings:
+    """SFTSettings from a `selftaught.config.TrainingConfig` (`max_steps` overrides its own)."""
     lora = LoraSettings(r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
                         target_modules=tuple(cfg.lora.target_modules))
     return SFTSettings(
-        method=cfg.method, max_steps=cfg.max_steps, learning_rate=cfg.learning_rate,
+        method=cfg.method, max_steps=max_steps or cfg.max_steps, learning_rate=cfg.learning_rate,
         batch_size=cfg.batch_size, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         max_length=cfg.max_length, seed=cfg.seed + seed_offset, save_every=cfg.save_every, lora=lora,
         completion_only_loss=cfg.completion_only_loss,

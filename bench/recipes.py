@@ -1,0 +1,73 @@
+"""Recipes vs their controls on the embedded arithmetic task, side by side.
+
+For each preset: run it for `--rounds` rounds (`selftaught run`, resumable: finished
+rounds are skipped), then its control (bench/control.py: the same training steps on the
+warm-start rows alone, no self-generated data), and print held-out accuracy per round for
+both, at the frontier difficulty and at the hardest one (5 digits: can a recipe get it
+off zero?).
+
+    .venv/bin/python bench/recipes.py --presets demo star rest_em --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+from control import control_curve  # bench/control.py (this folder is on sys.path)
+from filters.metrics import accuracy_by_difficulty, pick_frontier
+from pipelines.cli import quiet_libraries
+from selftaught.config import load_config
+from selftaught.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_preset(path: Path, rounds: int, home: Path) -> float:
+    t0 = time.monotonic()
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    cmd = [sys.executable, "-m", "pipelines.cli", "run", "--config", str(path), "--rounds", str(rounds)]
+    res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"{path.stem} failed:\n{res.stderr[-3000:]}")
+    return time.monotonic() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", nargs="+", default=["demo", "star", "rest_em", "rft", "bstar", "vstar", "rerest"])
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--dagster-home", default="/tmp/selftaught_bench_home")
+    args = ap.parse_args()
+    quiet_libraries()
+    table = []
+    for name in args.presets:
+        path = ROOT / "pipelines" / "presets" / f"{name}.yaml"
+        cfg = load_config(path)
+        print(f"{name}: running {args.rounds} rounds ...", flush=True)
+        seconds = run_preset(path, args.rounds, Path(args.dagster_home))
+        store = Store((ROOT / cfg.storage_root).resolve())
+        base = accuracy_by_difficulty(pl.read_parquet(store.table_path("eval_results", "base")))
+        front = pick_frontier(cfg.task.frontier, base, cfg.task.frontier_pool())
+        hardest = max(base)
+        control = control_curve(cfg, store, args.rounds, log=lambda m: print(f"{name}: {m}", flush=True))
+        table.append((name, front, hardest, base, control, seconds))
+    print(f"\nheld-out accuracy, recipe / control (same steps on the warm-start rows only), {args.rounds} rounds")
+    print(f"{'preset':16} {'digits':>6}  {'base':>6}  " + "  ".join(f"{'r%03d' % i:>15}" for i in range(1, args.rounds + 1))
+          + "  recipe time")
+    for name, front, hardest, base, control, seconds in table:
+        for d in (front, hardest):
+            cells = "  ".join(f"{pipe.get(d, float('nan')):6.1%} / {acc.get(d, float('nan')):6.1%}"
+                              for _, acc, pipe, _ in control)
+            label = name if d == front else ""
+            print(f"{label:16} {d:>6}  {base[d]:6.1%}  {cells}  " + (f"{seconds:.0f}s" if d == front else ""))
+
+
+if __name__ == "__main__":
+    main()

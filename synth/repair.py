@@ -1,0 +1,64 @@
+"""Prompts for second attempts (repair.mode).
+
+rationalize (STaR): each prompt with no correct sample, with its reference answer as a hint.
+reflect (Re-ReST): each failed sample, with the verifier's feedback, asking for a new try.
+Each attempt gets an `attempt_id` (the generation job's prompt id) that maps back to the
+original prompt and, for reflection, to the failed sample.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from selftaught.schemas import CORRECT
+
+
+def _fill(template: str, **values: str) -> str:
+    out = template
+    for key, value in values.items():
+        out = out.replace("{" + key + "}", value)
+    return out
+
+
+def rationalize_attempts(prompts: pl.DataFrame, judged: pl.DataFrame, template: str) -> pl.DataFrame:
+    solved = set(judged.filter(pl.col("verdict") == CORRECT)["prompt_id"])
+    todo = prompts.filter(~pl.col("prompt_id").is_in(solved) & (pl.col("reference").str.strip_chars() != ""))
+    return todo.sort("prompt_id").select(
+        pl.col("prompt_id").alias("attempt_id"),
+        "prompt_id",
+        pl.lit(None, pl.Int32).alias("failed_sample_idx"),
+        pl.lit(None, pl.String).alias("feedback"),
+        pl.struct("prompt", "reference").map_elements(
+            lambda r: _fill(template, prompt=r["prompt"], reference=r["reference"].strip()),
+            return_dtype=pl.String).alias("attempt_prompt"),
+        "prompt",
+    )
+
+
+def reflect_attempts(judged_with_feedback: pl.DataFrame, template: str, max_per_prompt: int) -> pl.DataFrame:
+    """`judged_with_feedback`: samples joined with verdicts and filters.feedback.with_feedback."""
+    failed = judged_with_feedback.filter(pl.col("verdict") != CORRECT).sort("prompt_id", "sample_idx")
+    failed = failed.filter(pl.int_range(pl.len()).over("prompt_id") < max_per_prompt)
+    return failed.select(
+        pl.concat_str("prompt_id", pl.col("sample_idx").cast(pl.String), separator="~").alias("attempt_id"),
+        "prompt_id",
+        pl.col("sample_idx").alias("failed_sample_idx"),
+        "feedback",
+        pl.struct("prompt", "completion", "feedback").map_elements(
+            lambda r: _fill(template, prompt=r["prompt"], completion=r["completion"], feedback=r["feedback"]),
+            return_dtype=pl.String).alias("attempt_prompt"),
+        "prompt",
+    )
+
+
+def hinted_examples(warm: pl.DataFrame, share: float, template: str) -> pl.DataFrame:
+    """A `share` of the worked examples with the hint in the prompt (prompt, completion), so a
+    model trained from scratch has seen the rationalization format (STaR's few-shot
+    rationalization prompts play this part for a pretrained model)."""
+    picked = warm.sort("prompt_id").head(round(share * warm.height))
+    return picked.select(
+        pl.struct("prompt", "reference").map_elements(
+            lambda r: _fill(template, prompt=r["prompt"], reference=r["reference"].strip()),
+            return_dtype=pl.String).alias("prompt"),
+        pl.col("target").alias("completion"),
+    )
