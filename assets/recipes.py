@@ -139,7 +139,8 @@ def verdicts_for(context, experiment, parent, key: str, prompts: pl.DataFrame, s
     store = experiment.store
     artifact = {"policy": parent.artifact, "base": store.model_dir("base")}.get(j.model, j.model)
     backend = j.backend or cfg.eval_backend()
-    judge_id = parent.policy_id if j.model == "policy" else j.model
+    judge_id = f"openai:{j.openai.model}" if backend == "openai" else \
+        parent.policy_id if j.model == "policy" else j.model
     asks = judge_prompts(samples, j.template)
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=j.max_new_tokens)  # greedy: a judge is deterministic
     out = generate(context, cfg, store, name=f"{key}-{label}", prompts=asks, params=params, round_key=key,

@@ -271,12 +271,14 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
         reference = {"policy_id": ref.policy_id if ref else "base",
                      "weights_hash": ref.weights_hash if ref else read_provenance(base)["weights_hash"]}
         d, t = cfg.training.dpo, cfg.training
-        settings = DPOSettings(max_steps=t.steps_for(round_index(key)), learning_rate=t.learning_rate, batch_size=t.batch_size,
-                               beta=d.beta, rpo_alpha=d.rpo_alpha, max_length=t.max_length,
-                               seed=t.seed + round_index(key))
+        lora = settings_from_config(t).lora
+        settings = DPOSettings(max_steps=t.steps_for(round_index(key)), learning_rate=t.learning_rate,
+                               batch_size=t.batch_size, beta=d.beta, rpo_alpha=d.rpo_alpha, max_length=t.max_length,
+                               seed=t.seed + round_index(key), method=t.method, lora=lora)
         context.log.info(f"{key}: {'RPO' if d.rpo_alpha else 'DPO'} from {init.name} on {pairs.height} pairs, "
                          f"reference {reference['policy_id']}, {settings.max_steps} steps")
-        metrics = train_dpo(model_path(init), model_path(ref.artifact if ref else base), pairs, work, settings)
+        metrics = train_dpo(model_path(init), model_path(ref.artifact if ref else base), pairs, work, settings,
+                            adapter_init=adapter_init)
     else:
         settings = settings_from_config(cfg.training, seed_offset=round_index(key),
                                         max_steps=cfg.training.steps_for(round_index(key)))

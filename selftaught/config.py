@@ -446,9 +446,6 @@ class ExperimentConfig(Strict):
     def _objectives(self):
         if self.model.warm_start is not None and self.model.warm_start.objective != "sft":
             raise ValueError("model.warm_start trains on reference solutions: objective must be sft")
-        if self.training.objective == "dpo" and self.training.method != "full":
-            raise ValueError("training.objective dpo supports method full only (LoRA preference training is "
-                             "not implemented yet)")
         return self
 
     @model_validator(mode="after")

@@ -231,6 +231,42 @@ def test_round_with_a_teacher_server_in_a_subprocess(tmp_path, api_key):
 
 
 @pytest.mark.slow
+def test_a_judge_can_be_any_backend_here_a_server(tmp_path, api_key):
+    """verification.verifier judge with judge.backend openai: the server scores the policy's samples."""
+    import json
+
+    import dagster as dg
+
+    from filters.judge import parse_score
+    from pipelines.build import build_definitions
+    from selftaught.store import Store
+    from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
+
+    config = make_tiny_config(tmp_path)
+    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
+        defs = build_definitions(config)
+        _materialize(defs, instance)
+        store = Store(defs.resources["experiment"].storage_root)
+        srv = Server(store.model_dir("base") / "model")
+        try:
+            judged = copy_config(config, tmp_path / "judge.yaml", selection__min_new_rows=0, verification={
+                "verifier": "judge", "max_unverifiable_share": 1.0,
+                "judge": {"backend": "openai", "max_score": 9, "threshold": 5, "max_new_tokens": 4,
+                          "template": "{prompt}{completion} Q: 1+{completion}",
+                          "openai": {"base_url": srv.url, "model": "tiny", "api_key_env": KEY_ENV}}})
+            defs = build_definitions(judged)
+            instance.add_dynamic_partitions("rounds", ["r001"])
+            _materialize(defs, instance, "r001")
+        finally:
+            srv.close()
+    verdicts = store.read_table("verdicts", "r001")
+    assert set(verdicts["verifier"]) == {"judge:openai:tiny@1"}
+    details = [json.loads(d) for d in verdicts["details"]]
+    assert all(d["score"] == parse_score(d["judge_output"], 9) for d in details)
+    assert any(d["score"] is not None for d in details)
+
+
+@pytest.mark.slow
 def test_lora_rounds_stay_one_adapter_on_the_base_model(tmp_path):
     """What lets vLLM serve round k as a LoRARequest on the base: each round continues the adapter."""
     import dagster as dg

@@ -177,3 +177,33 @@ def test_iterative_rpo_trains_on_pairs_against_the_previous_policy(tmp_path):
     from selftaught.store import file_hash
 
     assert p2["data_hash"] == file_hash(store.table_path("pairs", "r002"))[:16]
+
+
+@pytest.mark.slow
+def test_lora_preference_rounds_keep_one_adapter_on_the_base(tmp_path):
+    """objective dpo with method lora: each round continues the previous round's adapter on
+    the base weights (what vLLM serves), with the previous policy as the reference."""
+    from train.artifact import adapter_path
+
+    tiny = load_config(make_tiny_config(tmp_path))
+    training = {**tiny.training.model_dump(), "objective": "dpo", "method": "lora", "max_steps": 3,
+                "learning_rate": 1e-3, "lora": {"r": 4, "alpha": 8},
+                "dpo": {"beta": 0.1, "rpo_alpha": 1.0, "reference": "previous", "max_pairs_per_prompt": 2}}
+    config = copy_config(make_tiny_config(tmp_path), tmp_path / "rpo_lora.yaml", max_rounds=2, training=training,
+                         sampling={"n": 8, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 160})
+    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
+        defs = build_definitions(config)
+        assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
+        instance.add_dynamic_partitions("rounds", ["r001", "r002"])
+        for key in ("r001", "r002"):
+            result = defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key=key,
+                                                                      raise_on_error=False)
+            assert result.success, [e.message for e in result.all_events if e.is_failure]
+    store = Store(defs.resources["experiment"].storage_root)
+    base = read_provenance(store.model_dir("base"))["weights_hash"]
+    p1, p2 = read_provenance(store.model_dir("r001")), read_provenance(store.model_dir("r002"))
+    for p, key in ((p1, "r001"), (p2, "r002")):
+        assert adapter_path(store.model_dir(key)).is_dir() and p["adapter_base_hash"] == base
+        assert p["method"] == "lora" and p["objective"] == "dpo"
+    assert p2["reference"] == {"policy_id": "r001", "weights_hash": p1["weights_hash"]}
+    assert p1["adapter_hash"] != p2["adapter_hash"] and p1["weights_hash"] != base

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from train.sft import _device_args, _progress_callback
+from train.sft import LoraSettings, _device_args, _progress_callback, lora_setup, save_trained
 
 log = logging.getLogger("selftaught.train")
 
@@ -25,12 +25,16 @@ class DPOSettings:
     rpo_alpha: float = 1.0  # weight of the NLL term on chosen answers; 0 = plain DPO
     max_length: int = 256
     seed: int = 0
+    method: str = "full"  # or "lora": the adapter trains, the reference stays the model given
+    lora: LoraSettings = LoraSettings()
 
 
 def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.DataFrame, out_dir: str | Path,
-              s: DPOSettings) -> dict:
+              s: DPOSettings, adapter_init: str | Path | None = None) -> dict:
     """Train the model in `init_model_dir` on (prompt, chosen, rejected) pairs; the
-    reference is `ref_model_dir`. Writes `out_dir/model` and returns metrics."""
+    reference is `ref_model_dir` (always an explicit model, also for LoRA, so "previous
+    round" and "base" mean the same in both methods). Writes `out_dir/model` (and
+    `out_dir/adapter` for LoRA; `adapter_init` continues an adapter) and returns metrics."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
@@ -48,6 +52,7 @@ def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.D
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     torch.manual_seed(s.seed)
+    model, peft_config = lora_setup(model, s.method, s.lora, adapter_init)
     losses, weights = (["sigmoid", "sft"], [1.0, s.rpo_alpha]) if s.rpo_alpha > 0 else (["sigmoid"], None)
     args = DPOConfig(
         output_dir=str(out / "checkpoints"), max_steps=s.max_steps, per_device_train_batch_size=s.batch_size,
@@ -58,13 +63,12 @@ def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.D
     )
     data = Dataset.from_dict({c: pairs[c].to_list() for c in ("prompt", "chosen", "rejected")})
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=data, processing_class=tok,
-                         callbacks=[_progress_callback(s.max_steps)])
+                         peft_config=peft_config, callbacks=[_progress_callback(s.max_steps)])
     trainer.remove_callback(PrinterCallback)
     t0 = time.monotonic()
     result = trainer.train()
     seconds = time.monotonic() - t0
-    trainer.model.save_pretrained(out / "model")
-    tok.save_pretrained(out / "model")
+    save_trained(trainer.model, tok, out, s.method)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     history = [h for h in trainer.state.log_history if "loss" in h]
     last = history[-1] if history else {}

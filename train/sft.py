@@ -98,21 +98,7 @@ def train_sft(
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     torch.manual_seed(s.seed)
-    peft_config = None
-    if adapter_init is not None:
-        if s.method != "lora":
-            raise ValueError("adapter_init continues a LoRA adapter; it needs method 'lora'")
-        from peft import PeftModel
-
-        # Continue the parent's adapter on the same base weights it was trained on.
-        model = PeftModel.from_pretrained(model, str(adapter_init), is_trainable=True)
-    elif s.method == "lora":
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            r=s.lora.r, lora_alpha=s.lora.alpha, lora_dropout=s.lora.dropout,
-            target_modules=list(s.lora.target_modules), task_type="CAUSAL_LM",
-        )
+    model, peft_config = lora_setup(model, s.method, s.lora, adapter_init)
     data = Dataset.from_dict({"prompt": rows["prompt"].to_list(), "completion": rows["completion"].to_list()})
     args = SFTConfig(
         output_dir=str(ckpt_dir),
@@ -150,13 +136,7 @@ def train_sft(
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.monotonic() - t0
 
-    model_dir = out / "model"
-    final = trainer.model
-    if s.method == "lora":
-        final.save_pretrained(out / "adapter")
-        final = final.merge_and_unload()
-    final.save_pretrained(model_dir)
-    tok.save_pretrained(model_dir)
+    save_trained(trainer.model, tok, out, s.method)
     shutil.rmtree(ckpt_dir, ignore_errors=True)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {
@@ -169,6 +149,32 @@ def train_sft(
         "resumed": resume is not None,
         "threads": int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())),
     }
+
+
+def lora_setup(model, method: str, lora: LoraSettings, adapter_init: str | Path | None):
+    """(model, peft_config) for a trainer: a fresh LoRA config, the parent's adapter
+    continued on the same base weights (`adapter_init`), or the model as is (full)."""
+    if adapter_init is not None:
+        if method != "lora":
+            raise ValueError("adapter_init continues a LoRA adapter; it needs method 'lora'")
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, str(adapter_init), is_trainable=True), None
+    if method == "lora":
+        from peft import LoraConfig
+
+        return model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                 target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+    return model, None
+
+
+def save_trained(model, tok, out: Path, method: str) -> None:
+    """`out/model` (merged weights, loadable anywhere) and for LoRA `out/adapter`."""
+    if method == "lora":
+        model.save_pretrained(out / "adapter")
+        model = model.merge_and_unload()
+    model.save_pretrained(out / "model")
+    tok.save_pretrained(out / "model")
 
 
 def _last_complete_checkpoint(ckpt_dir: Path) -> Path | None:
