@@ -27,6 +27,7 @@ from selftaught.store import file_hash, publish_dir
 from synth.tasks import default_verifier, make_task
 from train.artifact import adapter_path, is_complete, model_path, read_provenance, write_provenance
 from train.dpo import DPOSettings, train_dpo
+from train.launch import launch
 from train.sft import settings_from_config, train_sft
 
 rounds = dg.DynamicPartitionsDefinition(name="rounds")
@@ -277,15 +278,15 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
                                seed=t.seed + round_index(key), method=t.method, lora=lora)
         context.log.info(f"{key}: {'RPO' if d.rpo_alpha else 'DPO'} from {init.name} on {pairs.height} pairs, "
                          f"reference {reference['policy_id']}, {settings.max_steps} steps")
-        metrics = train_dpo(model_path(init), model_path(ref.artifact if ref else base), pairs, work, settings,
-                            adapter_init=adapter_init)
+        metrics = _train(context, cfg, "dpo", model_path(init), pairs, work, settings, adapter_init,
+                         reference=model_path(ref.artifact if ref else base))
     else:
         settings = settings_from_config(cfg.training, seed_offset=round_index(key),
                                         max_steps=cfg.training.steps_for(round_index(key)))
         context.log.info(f"{key}: {settings.method} fine-tune from "
                          f"{parent.policy_id if adapter_init else init.name} on {training_set.height} rows, "
                          f"{settings.max_steps} steps")
-        metrics = train_sft(model_path(init), training_set, work, settings, adapter_init=adapter_init)
+        metrics = _train(context, cfg, "sft", model_path(init), training_set, work, settings, adapter_init)
     verifier = _train_verifier(context, cfg, store, key, base, work) if cfg.training.verifier else None
     on_base = cfg.training.method == "lora" and init == base
     data_table = "pairs" if cfg.training.objective == "dpo" else "training_set"
@@ -312,6 +313,18 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
         **({"verifier_pairs": verifier["pairs"], "verifier_reward_accuracy": verifier["reward_accuracy"]}
            if verifier else {}),
     })
+
+
+def _train(context, cfg, objective: str, init, rows: pl.DataFrame, work, settings, adapter_init, reference=None):
+    """In this process, or under `accelerate launch` (training.launcher)."""
+    launcher = cfg.training.launcher
+    if launcher.launched():
+        return launch(objective, init, rows, work, settings, processes=launcher.processes,
+                      config_file=launcher.accelerate_config, extra=launcher.extra_args, reference=reference,
+                      adapter_init=adapter_init, log=context.log.info)
+    if objective == "dpo":
+        return train_dpo(init, reference, rows, work, settings, adapter_init=adapter_init)
+    return train_sft(init, rows, work, settings, adapter_init=adapter_init)
 
 
 def _train_verifier(context, cfg, store, key: str, base, work) -> dict:

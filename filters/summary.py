@@ -25,13 +25,14 @@ def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = No
             row["pass_rate"] = (verdicts["verdict"] == CORRECT).mean() if verdicts.height else 0.0
         t = store.table_path("training_set", key)
         if t.is_file():
-            ts = pl.read_parquet(t, columns=["source_round", "prompt_id", "sample_idx"])
+            ts = pl.read_parquet(t, columns=["source_round", "prompt_id", "sample_idx", "origin"])
             new = ts.filter(pl.col("source_round") == key)
             row["new_rows"] = new.height
             row["train_rows"] = ts.height
-            if verdicts is not None and new.height:
-                steps = new.join(verdicts, on=["prompt_id", "sample_idx"])["rationale_ok"]
-                row["bad_steps"] = float((steps == False).sum()) / new.height  # noqa: E712
+            sampled = new.filter(pl.col("origin") == "sample")  # repairs' sample_idx is not a sample's
+            if verdicts is not None and sampled.height:
+                steps = sampled.join(verdicts, on=["prompt_id", "sample_idx"])["rationale_ok"]
+                row["bad_steps"] = float((steps == False).sum()) / sampled.height  # noqa: E712
         e = store.table_path("evaluation", key)
         if e.is_file():
             row["accuracy"] = accuracy_by_difficulty(pl.read_parquet(e))

@@ -141,6 +141,19 @@ class VerifierTrainingConfig(Strict):
     max_pairs_per_prompt: int = Field(2, ge=1)
 
 
+class LauncherConfig(Strict):
+    """Train in separate processes through `accelerate launch` (all GPUs of a node)."""
+
+    processes: int = Field(1, ge=1, description="training processes; > 1 launches `accelerate launch` (DDP; "
+                           "gloo on CPU)")
+    accelerate_config: str | None = Field(None, description="an accelerate config file (DDP, FSDP, DeepSpeed), "
+                                          "passed through; implies a launch even with processes 1")
+    extra_args: tuple[str, ...] = Field((), description="more `accelerate launch` arguments, passed through")
+
+    def launched(self) -> bool:
+        return self.processes > 1 or self.accelerate_config is not None
+
+
 class TrainingConfig(Strict):
     objective: Literal["sft", "dpo"] = Field("sft", description="sft on kept samples, or dpo/rpo on "
                                              "(correct, incorrect) pairs")
@@ -162,6 +175,7 @@ class TrainingConfig(Strict):
     seed: int = 0
     lora: LoraConfig = LoraConfig()
     verifier: VerifierTrainingConfig | None = Field(None, description="V-STaR: also train a DPO verifier")
+    launcher: LauncherConfig = LauncherConfig()
 
     def steps_for(self, round_index: int) -> int:
         return max(1, round(self.max_steps * self.steps_growth ** (round_index - 1)))

@@ -68,8 +68,9 @@ def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.D
     t0 = time.monotonic()
     result = trainer.train()
     seconds = time.monotonic() - t0
-    save_trained(trainer.model, tok, out, s.method)
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    if trainer.is_world_process_zero():  # several processes (accelerate launch): one writer
+        save_trained(trainer.model, tok, out, s.method)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     history = [h for h in trainer.state.log_history if "loss" in h]
     last = history[-1] if history else {}
     return {
@@ -77,4 +78,5 @@ def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.D
         "steps": int(trainer.state.global_step), "pairs": pairs.height, "seconds": round(seconds, 1),
         "reward_margin": float(last.get("rewards/margins", float("nan"))),
         "reward_accuracy": float(last.get("rewards/accuracies", float("nan"))),
+        "processes": int(trainer.args.world_size),
     }

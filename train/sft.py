@@ -64,7 +64,8 @@ def _device_args() -> dict:
     if torch.cuda.is_available():
         return {"bf16": torch.cuda.is_bf16_supported()}
     # TRL defaults to bf16 and gradient checkpointing: wrong or slow on CPU.
-    return {"use_cpu": True, "bf16": False}
+    multi = int(os.environ.get("WORLD_SIZE", "1")) > 1  # launched by accelerate / torchrun
+    return {"use_cpu": True, "bf16": False, **({"ddp_backend": "gloo"} if multi else {})}
 
 
 def train_sft(
@@ -136,8 +137,9 @@ def train_sft(
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.monotonic() - t0
 
-    save_trained(trainer.model, tok, out, s.method)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    if trainer.is_world_process_zero():  # several processes (accelerate launch): one writer
+        save_trained(trainer.model, tok, out, s.method)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {
         "train_loss": float(result.training_loss),
@@ -148,6 +150,7 @@ def train_sft(
         "steps_per_second": round(trainer.state.global_step / max(seconds, 1e-9), 2),
         "resumed": resume is not None,
         "threads": int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())),
+        "processes": int(trainer.args.world_size),
     }
 
 
