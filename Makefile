@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: setup demo test test-vllm test-ui ui status clean-runs
+.PHONY: setup demo test test-vllm test-ui test-cluster ui status clean-runs
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,13 @@ test-ui: setup
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[ui]'
 	$(BIN)/python -m pytest -m ui tests/test_ui_browser.py
+
+# A round on dagster-celery: Debian's redis-server as the broker and two workers (gpu and
+# cpu queues) on 127.0.0.1, started and stopped by the test. Optional, like test-ui.
+test-cluster: setup
+	command -v redis-server >/dev/null || (apt-get update -qq && apt-get install -y -qq redis-server)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cluster]'
+	$(BIN)/python -m pytest -m cluster tests/test_scale_out.py
 
 ui: setup
 	$(BIN)/selftaught ui --config $${SELFTAUGHT_CONFIG:-pipelines/presets/demo.yaml} --port $(PORT)

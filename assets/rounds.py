@@ -14,6 +14,7 @@ import polars as pl
 
 from assets.generation import evaluate_artifact, sampled_eval_metrics
 from assets.lineage import parent_metadata, resolve_parent
+from assets.placement import on
 from assets.resources import ExperimentResource
 from assets.summary import markdown_table
 from assets.recipes import (balance_search, budget_rates, curriculum_counts, plan, repair, sample_by_plan, verdicts_for,
@@ -35,7 +36,7 @@ rounds = dg.DynamicPartitionsDefinition(name="rounds")
 ROUND = {"partitions_def": rounds, "group_name": "round", "code_version": __version__}
 
 
-@dg.asset(**ROUND, kinds={"polars"})
+@dg.asset(**ROUND, kinds={"polars"}, **on("cpu"))
 def prompts(
     context: dg.AssetExecutionContext,
     experiment: ExperimentResource,
@@ -59,7 +60,7 @@ def prompts(
     return df
 
 
-@dg.asset(**ROUND, kinds={"polars"})
+@dg.asset(**ROUND, kinds={"polars"}, **on("gpu"))  # B-STaR samples a dev slice
 def sampling_plan(context: dg.AssetExecutionContext, experiment: ExperimentResource,
                   prompts: pl.DataFrame) -> pl.DataFrame:
     """Per prompt: samples to draw, temperature, reward threshold. Uniform by default;
@@ -86,7 +87,7 @@ def sampling_plan(context: dg.AssetExecutionContext, experiment: ExperimentResou
     return df
 
 
-@dg.asset(**ROUND, kinds={"pytorch"}, tags={"selftaught/resource": "gpu"})
+@dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"))
 def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
             sampling_plan: pl.DataFrame) -> pl.DataFrame:
     """Completions per prompt (as the plan says) from the parent round's policy (base model for round 1)."""
@@ -108,6 +109,7 @@ def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, p
 
 @dg.asset(
     **ROUND,
+    **on("cpu"),  # a judge verifier generates: serve it (judge.backend openai) on a cluster
     kinds={"python"},
     check_specs=[dg.AssetCheckSpec("unverifiable_share", asset="verdicts", blocking=True,
                                    description="stops the round when too many samples could not be verified")],
@@ -154,7 +156,7 @@ def _warm_rows(warm: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@dg.asset(**ROUND, kinds={"pytorch"}, tags={"selftaught/resource": "gpu"})
+@dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"))
 def repairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
             samples: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFrame:
     """Second attempts at what failed (repair.mode): STaR rationalization or Re-ReST
@@ -176,6 +178,7 @@ def repairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, p
 
 @dg.asset(
     **ROUND,
+    **on("cpu"),
     kinds={"polars"},
     check_specs=[dg.AssetCheckSpec("has_new_rows", asset="training_set", blocking=True,
                                    description="stops the round when fewer than selection.min_new_rows samples were kept")],
@@ -217,6 +220,7 @@ def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResour
 
 @dg.asset(
     **ROUND,
+    **on("cpu"),
     kinds={"polars"},
     check_specs=[dg.AssetCheckSpec("has_pairs", asset="pairs", blocking=True,
                                    description="with training.objective dpo, stops a round that formed no pair")],
@@ -251,7 +255,7 @@ def _parent_rows_path(store, parent: str):
     return path
 
 
-@dg.asset(**ROUND, kinds={"pytorch"}, tags={"selftaught/resource": "gpu"}, deps=["base_model"])
+@dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"), deps=["base_model"])
 def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
            training_set: pl.DataFrame, pairs: pl.DataFrame) -> dg.MaterializeResult:
     """Fine-tune from the parent policy (continue) or the base model (restart); save with provenance."""
@@ -348,7 +352,7 @@ def _adapter_on_base(artifact, base) -> bool:
     return adapter_path(artifact).is_dir() and prov.get("adapter_base_hash") == read_provenance(base)["weights_hash"]
 
 
-@dg.asset(**ROUND, kinds={"pytorch"}, tags={"selftaught/resource": "gpu"}, deps=["policy"])
+@dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"), deps=["policy"])
 def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource,
                eval_prompts: pl.DataFrame) -> pl.DataFrame:
     """Greedy exact match of this round's policy on the held-out set, per difficulty."""

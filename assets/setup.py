@@ -8,6 +8,7 @@ import dagster as dg
 import polars as pl
 
 from assets.generation import evaluate_artifact, sampled_eval_metrics
+from assets.placement import on
 from assets.resources import ExperimentResource
 from filters.metrics import accuracy_by_difficulty, pick_frontier
 from selftaught import __version__
@@ -19,7 +20,7 @@ from train.artifact import copy_model, is_complete, model_path, read_provenance,
 from train.sft import settings_from_config, train_sft
 
 
-@dg.asset(group_name="setup", code_version=__version__, kinds={"polars"})
+@dg.asset(group_name="setup", code_version=__version__, kinds={"polars"}, **on("cpu"))
 def warm_start_prompts(context: dg.AssetExecutionContext, experiment: ExperimentResource) -> pl.DataFrame:
     """Worked examples (prompt + reference solution) the base model is warm-started on."""
     experiment = experiment.of(context)
@@ -27,7 +28,7 @@ def warm_start_prompts(context: dg.AssetExecutionContext, experiment: Experiment
     return make_task(experiment.config.task, experiment.config.model.base).warm_start()
 
 
-@dg.asset(group_name="setup", code_version=__version__, kinds={"polars"})
+@dg.asset(group_name="setup", code_version=__version__, kinds={"polars"}, **on("cpu"))
 def eval_prompts(context: dg.AssetExecutionContext, experiment: ExperimentResource,
                  warm_start_prompts: pl.DataFrame) -> pl.DataFrame:
     """Held-out problems per difficulty, disjoint from the warm start."""
@@ -71,7 +72,7 @@ def _build_base(context, experiment: ExperimentResource, warm: pl.DataFrame) -> 
     return metrics
 
 
-@dg.asset(group_name="setup", code_version=__version__, kinds={"pytorch"}, tags={"selftaught/resource": "gpu"})
+@dg.asset(group_name="setup", code_version=__version__, kinds={"pytorch"}, **on("gpu"))
 def base_model(
     context: dg.AssetExecutionContext,
     experiment: ExperimentResource,

@@ -7,12 +7,13 @@ import base64
 import dagster as dg
 import polars as pl
 
+from assets.placement import on
 from assets.resources import ExperimentResource
 from filters.summary import rounds_plot, summary_table
 from selftaught.store import write_bytes_atomic
 
 
-@dg.asset(group_name="report", kinds={"polars"}, deps=["evaluation"])
+@dg.asset(group_name="report", kinds={"polars"}, deps=["evaluation"], **on("cpu"))
 def summary(context: dg.AssetExecutionContext, experiment: ExperimentResource) -> pl.DataFrame:
     """Every round of the experiment in one table (from the round files), plus a PNG plot."""
     experiment = experiment.of(context)

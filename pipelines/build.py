@@ -44,13 +44,32 @@ def _experiment(cfg, root: str, job_prefix: str = "") -> tuple[list, list, list,
         selection=mine & dg.AssetSelection.groups("round"),
         partitions_def=rounds,
         tags=tags,
-        description="One self-training round: prompts -> samples -> verdicts -> training_set -> policy -> evaluation",
+        executor_def=executor(cfg.operations.executor),
+        description="One self-training round: prompts -> sampling_plan -> samples -> verdicts -> repairs -> "
+                    "training_set / pairs -> policy -> evaluation",
     )
     summary_job = dg.define_asset_job(f"{job_prefix}refresh_summary", tags=tags,
                                       selection=mine & dg.AssetSelection.groups("report"),
                                       description="Refresh the cross-round summary table and plot")
     schedules, sensors = build_automation(cfg, Store(root), round_job)
     return assets, [setup_job, round_job, summary_job], schedules, sensors
+
+
+def executor(settings) -> dg.ExecutorDefinition | None:
+    """The round job's executor (operations.executor); None keeps Dagster's default (multiprocess)."""
+    kind, config = settings.kind, dict(settings.config)
+    if kind == "multiprocess":
+        return dg.multiprocess_executor.configured(config) if config else None
+    if kind == "in_process":
+        return dg.in_process_executor
+    try:
+        if kind == "celery":
+            from dagster_celery import celery_executor as ex
+        else:
+            from dagster_k8s import k8s_job_executor as ex
+    except ImportError:
+        raise ConfigError(f"operations.executor {kind!r} needs `pip install dagster-{kind}`") from None
+    return ex.configured(config) if config else ex
 
 
 def build_definitions(config_path: str | Path = DEFAULT_CONFIG, storage_root: str | None = None) -> dg.Definitions:

@@ -407,10 +407,21 @@ class AutoContinueConfig(Strict):
     patience: int = Field(2, ge=1, description="stop after this many rounds without progress")
 
 
+class ExecutorConfig(Strict):
+    """How a run's steps execute: a Dagster executor, chosen here rather than in code."""
+
+    kind: Literal["multiprocess", "in_process", "celery", "k8s"] = Field(
+        "multiprocess", description="celery needs `pip install dagster-celery` and workers listening on the "
+        "gpu and cpu queues; k8s needs dagster-k8s and a Kubernetes run launcher")
+    config: dict = Field(default_factory=dict, description="the executor's own config (celery: broker, backend; "
+                         "k8s: job_namespace, ...), passed through")
+
+
 class OperationsConfig(Strict):
     schedule_cron: str = Field("0 2 * * *", description="when the nightly schedule starts the next round")
     timezone: str = "UTC"
     auto_continue: AutoContinueConfig = AutoContinueConfig()
+    executor: ExecutorConfig = ExecutorConfig()
 
     @field_validator("schedule_cron")
     @classmethod

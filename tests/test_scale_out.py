@@ -61,3 +61,80 @@ def test_a_round_trains_in_two_processes_and_writes_provenance_once(tmp_path):
     assert prov["metrics"]["processes"] == 2 and prov["policy_id"] == "r001"
     assert len(list(Path(artifact).rglob("provenance.json"))) == 1
     assert "training in 2 processes" in logs and "rank 1 of 2 finished" in logs
+
+
+# ---- a round on dagster-celery: Redis broker and two workers on loopback -------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.cluster
+def test_a_round_runs_on_celery_workers_with_gpu_and_cpu_queues(tmp_path):
+    """The executor is configuration: operations.executor celery. GPU stages go to the
+    worker on the gpu queue, CPU stages to the one on the cpu queue."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("dagster_celery", reason="make test-cluster installs dagster-celery")
+    if shutil.which("redis-server") is None:
+        pytest.skip("make test-cluster installs Debian's redis-server")
+    import yaml
+
+    from pipelines.instance import dagster_home
+
+    port = _free_port()
+    broker = {"broker": f"redis://127.0.0.1:{port}/0", "backend": f"redis://127.0.0.1:{port}/1"}
+    config = copy_config(make_tiny_config(tmp_path), tmp_path / "celery.yaml", max_rounds=1,
+                         operations={"executor": {"kind": "celery", "config": broker}})
+    (tmp_path / "worker.yaml").write_text(yaml.safe_dump({"execution": {"config": broker}}))
+    home = dagster_home(str(tmp_path / "home"))
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "SELFTAUGHT_CONFIG": str(config),
+           "PATH": bin_dir + os.pathsep + os.environ["PATH"], "PYTHONPATH": str(Path(__file__).parent.parent)}
+    with dg.DagsterInstance.get() as instance:  # create the instance's tables before the workers race to
+        instance.add_dynamic_partitions("rounds", ["r001"])
+    procs = [subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL, start_new_session=True)]
+    logs = {q: tmp_path / f"worker-{q}.log" for q in ("gpu", "cpu")}
+    try:
+        for q, log in logs.items():
+            procs.append(subprocess.Popen(
+                [f"{bin_dir}/dagster-celery", "worker", "start", "-A", "dagster_celery.app", "-y",
+                 str(tmp_path / "worker.yaml"), "-q", q, "-n", f"{q}-worker"],
+                env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True))
+        deadline = time.monotonic() + 60
+        while not all("ready." in log.read_text() for log in logs.values()):
+            assert time.monotonic() < deadline, "celery workers did not start: " + logs["gpu"].read_text()[-2000:]
+            time.sleep(0.5)
+        for job, tags in (("setup", "{}"), ("round", '{"dagster/partition": "r001"}')):
+            res = subprocess.run([f"{bin_dir}/dagster", "job", "execute", "-m", "pipelines.definitions", "-j", job,
+                                  "--tags", tags], env=env, cwd=tmp_path, capture_output=True, text=True,
+                                 timeout=600)
+            assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=30)
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name="round"))
+        assert runs and runs[0].status == dg.DagsterRunStatus.SUCCESS
+        events = instance.all_logs(runs[0].run_id)
+    ran_on = {}
+    for e in events:
+        if e.dagster_event and "Executing steps" in (e.dagster_event.message or ""):
+            meta = {k: v.value for k, v in e.dagster_event.engine_event_data.metadata.items()}
+            ran_on[meta.get("step_keys")] = meta.get("Celery worker")
+    assert ran_on["samples"].startswith("gpu-worker") and ran_on["policy"].startswith("gpu-worker")
+    assert ran_on["verdicts"].startswith("cpu-worker") and ran_on["training_set"].startswith("cpu-worker")
+    store = Store(str(tmp_path / "store"))
+    assert store.read_table("evaluation", "r001").height > 0
