@@ -138,3 +138,27 @@ def test_a_round_runs_on_celery_workers_with_gpu_and_cpu_queues(tmp_path):
     assert ran_on["verdicts"].startswith("cpu-worker") and ran_on["training_set"].startswith("cpu-worker")
     store = Store(str(tmp_path / "store"))
     assert store.read_table("evaluation", "r001").height > 0
+
+
+def test_the_kubernetes_example_is_a_valid_experiment_and_needs_dagster_k8s():
+    from selftaught.config import ConfigError, load_config
+
+    path = Path(__file__).parent.parent / "deploy" / "k8s" / "experiment.yaml"
+    cfg = load_config(path)
+    assert cfg.operations.executor.kind == "k8s" and cfg.storage_root.startswith("/data/runs")
+    try:
+        import dagster_k8s  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="pip install dagster-k8s"):
+            build_definitions(path)
+
+
+def test_stages_carry_their_placement():
+    defs = build_definitions(make_tiny_config(Path("/tmp")))
+    graph = defs.resolve_asset_graph()
+    where = {n.key.path[-1]: n.tags.get("selftaught/resource") for n in graph.asset_nodes}
+    assert {k for k, v in where.items() if v == "gpu"} == {"base_model", "sampling_plan", "samples", "repairs",
+                                                           "policy", "evaluation"}
+    job = defs.resolve_job_def("round")
+    queues = {node.name: node.tags.get("dagster-celery/queue") for node in job.graph.node_defs}
+    assert queues["samples"] == "gpu" and queues["verdicts"] == "cpu" and queues["policy"] == "gpu"
