@@ -153,8 +153,8 @@ def test_the_kubernetes_example_is_a_valid_experiment_and_needs_dagster_k8s():
             build_definitions(path)
 
 
-def test_stages_carry_their_placement():
-    defs = build_definitions(make_tiny_config(Path("/tmp")))
+def test_stages_carry_their_placement(tmp_path):
+    defs = build_definitions(make_tiny_config(tmp_path))
     graph = defs.resolve_asset_graph()
     where = {n.key.path[-1]: n.tags.get("selftaught/resource") for n in graph.asset_nodes}
     assert {k for k, v in where.items() if v == "gpu"} == {"base_model", "sampling_plan", "samples", "repairs",
