@@ -11,7 +11,7 @@ import polars as pl
 
 from assets.generation import generate
 from assets.progress import log_progress
-from filters.feedback import with_feedback
+from filters.feedback import feedback, with_feedback
 from filters.judge import judge_prompts, judge_verdicts
 from filters.metrics import accuracy_by_difficulty, allocate_samples, balance_score, pick_frontier, solve_rates
 from filters.pairs import correctness_pairs
@@ -22,7 +22,7 @@ from selftaught.rounds import parent_key, round_index, round_key
 from synth.backends import SamplingParams
 from synth.curriculum import level as curriculum_level
 from synth.curriculum import pool_counts as curriculum_pool
-from synth.repair import rationalize_attempts, reflect_attempts
+from synth.repair import hinted_examples, rationalize_attempts, reflect_attempts, reflection_examples
 from synth.tasks import default_verifier
 from train.artifact import read_provenance
 
@@ -188,6 +188,22 @@ def repair(context, experiment, parent, key: str, prompts: pl.DataFrame, samples
     return schemas.validate(full.with_columns(
         mode=pl.lit("rationalization" if r.mode == "rationalize" else "reflection")).select(list(schemas.REPAIRS)),
         "repairs")
+
+
+def repair_format_examples(cfg, warm: pl.DataFrame) -> pl.DataFrame:
+    """Warm-start rows in the repair format (repair.warm_start_share): hinted prompts, or
+    reflections on another example's solution, verified wrong here, with its real feedback."""
+    r = cfg.repair
+    if r.mode == "rationalize":
+        return hinted_examples(warm, r.warm_start_share, r.prompt_template())
+    ordered = warm.sort("prompt_id")
+    wrong = ordered["target"].shift(1, fill_value=ordered["target"][-1])  # the previous example's solution
+    attempts = ordered.select(pl.lit("warm").alias("round"), "prompt_id", pl.lit(0).alias("sample_idx"), "prompt",
+                              completion=wrong)
+    checked = verify(verifier_for(cfg), ordered, attempts)
+    notes = [None if v == schemas.CORRECT else feedback(v, a, why or "", name)
+             for v, a, why, name in checked.select("verdict", "extracted_answer", "reason", "verifier").iter_rows()]
+    return reflection_examples(ordered, r.warm_start_share, r.prompt_template(), wrong.to_list(), notes)
 
 
 # ---- V-STaR verifier ------------------------------------------------------------------------

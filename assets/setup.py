@@ -13,7 +13,7 @@ from assets.resources import ExperimentResource
 from filters.metrics import accuracy_by_difficulty, pick_frontier
 from selftaught import __version__
 from selftaught.store import ensure_writable, publish_dir
-from synth.repair import hinted_examples
+from assets.recipes import repair_format_examples
 from synth.tasks import make_task
 from synth.tiny import TinySpec, build_tiny_model
 from train.artifact import copy_model, is_complete, model_path, read_provenance, write_provenance
@@ -41,8 +41,8 @@ def _base_key(cfg) -> str:
     import json
 
     wanted = {"model": cfg.model.model_dump(mode="json"), "warm_start": cfg.task.warm_start, "seed": cfg.task.seed}
-    if cfg.repair.mode == "rationalize" and cfg.repair.warm_start_share:
-        wanted["hints"] = [cfg.repair.warm_start_share, cfg.repair.prompt_template()]
+    if cfg.repair.mode != "none" and cfg.repair.warm_start_share:
+        wanted["repair_format"] = [cfg.repair.mode, cfg.repair.warm_start_share, cfg.repair.prompt_template()]
     return hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -60,9 +60,9 @@ def _build_base(context, experiment: ExperimentResource, warm: pl.DataFrame) -> 
     if cfg.model.warm_start is not None:
         context.log.info(f"warm start: full fine-tune on {warm.height} worked examples")
         rows = warm.select("prompt", pl.col("target").alias("completion"))
-        if cfg.repair.mode == "rationalize" and cfg.repair.warm_start_share:
-            rows = pl.concat([rows, hinted_examples(warm, cfg.repair.warm_start_share, cfg.repair.prompt_template())])
-            context.log.info(f"warm start: {rows.height - warm.height} of them also with the answer as a hint")
+        if cfg.repair.mode != "none" and cfg.repair.warm_start_share:
+            rows = pl.concat([rows, repair_format_examples(cfg, warm)])
+            context.log.info(f"warm start: {rows.height - warm.height} of them also in the {cfg.repair.mode} format")
         metrics = train_sft(init, rows, work, settings_from_config(cfg.model.warm_start))
     else:
         copy_model(init, model_path(work))

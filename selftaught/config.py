@@ -371,8 +371,9 @@ class RepairConfig(Strict):
     template: str | None = Field(None, description="rationalize: {prompt} {reference}; reflect: {prompt} "
                                  "{completion} {feedback}; default: a short hint / retry prompt")
     max_failed_per_prompt: int = Field(2, ge=1, description="reflect: failed samples repaired per prompt")
-    warm_start_share: float = Field(0.0, ge=0, le=1, description="rationalize: share of warm-start examples "
-                                    "also shown with the hint, so the base model knows the format")
+    warm_start_share: float = Field(0.0, ge=0, le=1, description="share of warm-start examples also shown in "
+                                    "the repair format (with the hint; or after another example's wrong solution "
+                                    "and its feedback), so a base model trained from scratch knows it")
 
     def prompt_template(self) -> str:
         if self.template:

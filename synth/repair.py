@@ -62,3 +62,18 @@ def hinted_examples(warm: pl.DataFrame, share: float, template: str) -> pl.DataF
             return_dtype=pl.String).alias("prompt"),
         pl.col("target").alias("completion"),
     )
+
+
+def reflection_examples(warm: pl.DataFrame, share: float, template: str, failed: list[str],
+                        feedback: list[str]) -> pl.DataFrame:
+    """A `share` of the worked examples as reflections: the prompt, a failed attempt (another
+    example's solution, verified wrong for this prompt, with its `feedback`), then the right
+    solution. `failed` and `feedback` are aligned with `warm` sorted by prompt_id."""
+    rows = warm.sort("prompt_id").with_columns(failed=pl.Series(failed), feedback=pl.Series(feedback))
+    picked = rows.filter(pl.col("feedback").is_not_null()).head(round(share * warm.height))
+    return picked.select(
+        pl.struct("prompt", "failed", "feedback").map_elements(
+            lambda r: _fill(template, prompt=r["prompt"], completion=r["failed"], feedback=r["feedback"]),
+            return_dtype=pl.String).alias("prompt"),
+        pl.col("target").alias("completion"),
+    )
