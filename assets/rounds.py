@@ -19,13 +19,15 @@ from assets.resources import ExperimentResource
 from assets.summary import markdown_table
 from assets.recipes import (balance_search, budget_rates, curriculum_counts, plan, repair, sample_by_plan, verdicts_for,
                             verifier_pairs)
-from filters.metrics import accuracy_by_difficulty, pick_frontier, pseudo_label_accuracy, sample_metrics
+from filters.metrics import (accuracy_by_difficulty, judge_agreement, pick_frontier, pseudo_label_accuracy,
+                             sample_metrics)
+from filters.verifiers import verify
 from filters.pairs import make_pairs
 from filters.select import accumulate, judged, select_repairs, select_sft
 from selftaught import __version__, schemas
 from selftaught.rounds import parent_key, round_index
 from selftaught.store import file_hash, publish_dir
-from synth.tasks import default_verifier, make_task
+from synth.tasks import default_verifier, make_task, reference_verifier
 from train.artifact import adapter_path, is_complete, model_path, read_provenance, write_provenance
 from train.dpo import DPOSettings, train_dpo
 from train.launch import launch
@@ -125,6 +127,8 @@ def verdicts(context: dg.AssetExecutionContext, experiment: ExperimentResource, 
     m = sample_metrics(judged(samples, df), prompts)
     if name == "majority":
         m.update(pseudo_label_accuracy(df, prompts))
+    if name == "judge" and (prompts["reference"].str.strip_chars() != "").all():
+        m.update(judge_agreement(df, verify(reference_verifier(cfg), prompts, samples)))
     yield dg.Output(df, metadata={k: float(v) for k, v in m.items()})
     bound = cfg.verification.max_unverifiable_share
     share = m["unverifiable_share"]

@@ -173,3 +173,15 @@ def best_of_k(samples_judged: pl.DataFrame) -> float:
     best = samples_judged.sort("prompt_id", "score", "sample_idx", descending=[False, True, False]) \
         .group_by("prompt_id", maintain_order=True).first()
     return float((best["verdict"] == CORRECT).mean())
+
+
+def judge_agreement(judge: pl.DataFrame, reference: pl.DataFrame) -> dict[str, float]:
+    """Audit of an LLM judge where references exist (never used for selection): the share of
+    scored samples whose judge verdict matches the reference verifier's."""
+    keys = ["round", "prompt_id", "sample_idx"]
+    both = judge.filter(pl.col("verdict") != UNVERIFIABLE).select(*keys, "verdict").join(
+        reference.select(*keys, pl.col("verdict").alias("truth")), on=keys)
+    if both.height == 0:
+        return {"judge_agreement": 0.0, "judge_scored_share": 0.0}
+    return {"judge_agreement": float((both["verdict"] == both["truth"]).mean()),
+            "judge_scored_share": both.height / judge.height}
