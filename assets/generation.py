@@ -16,7 +16,7 @@ from selftaught.store import Store
 from synth.backends import SamplingParams
 from synth.generate import GenerationJob, run, run_isolated
 from synth.tasks import reference_verifier
-from train.artifact import read_provenance, serving_paths
+from train.artifact import model_path, read_provenance, serving_paths, verifier_dir
 from train.score import dpo_scores
 
 
@@ -98,7 +98,7 @@ def sampled_eval_metrics(context, experiment, eval_prompts: pl.DataFrame, policy
         "eval_distinct_answers": float(pp["distinct_answers"].mean()),
         "eval_solve_rate_std": float(pp["solve_rate"].std() or 0.0),
     }
-    verifier = Path(artifact) / "verifier" / "model"
+    verifier = model_path(verifier_dir(artifact))
     if verifier.is_dir():
         scores = dpo_scores(verifier, experiment.store.model_dir("base") / "model", df["prompt"].to_list(),
                             df["completion"].to_list(), cfg.evaluation.batch_size)

@@ -5,8 +5,6 @@ synth/filters/train; this module only moves frames between them and the store.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 
 from assets.generation import generate
@@ -216,7 +214,3 @@ def verifier_pairs(store, key: str, max_per_prompt: int) -> pl.DataFrame:
         parts.append(correctness_pairs(store.read_table("samples", k), store.read_table("verdicts", k),
                                        max_per_prompt))
     return pl.concat(parts)
-
-
-def verifier_dir(artifact) -> Path:
-    return Path(artifact) / "verifier" / "model"

@@ -28,7 +28,8 @@ from selftaught import __version__, schemas
 from selftaught.rounds import parent_key, round_index
 from selftaught.store import file_hash, publish_dir
 from synth.tasks import default_verifier, make_task, reference_verifier
-from train.artifact import adapter_path, is_complete, model_path, read_provenance, write_provenance
+from train.artifact import (adapter_path, is_complete, model_path, read_provenance, verifier_dir,
+                            write_provenance)
 from train.dpo import DPOSettings, train_dpo
 from train.launch import launch
 from train.sft import settings_from_config, train_sft
@@ -346,7 +347,7 @@ def _train_verifier(context, cfg, store, key: str, base, work) -> dict:
     settings = DPOSettings(max_steps=v.max_steps, learning_rate=v.learning_rate, batch_size=v.batch_size,
                            beta=v.beta, rpo_alpha=0.0, max_length=cfg.training.max_length,
                            seed=cfg.training.seed + round_index(key))
-    m = train_dpo(model_path(base), model_path(base), pairs, work / "verifier", settings)
+    m = train_dpo(model_path(base), model_path(base), pairs, verifier_dir(work), settings)
     return {"pairs": pairs.height, "reference": "base", "steps": m["steps"],
             "reward_accuracy": m["reward_accuracy"], "reward_margin": m["reward_margin"]}
 

@@ -14,6 +14,7 @@ import polars as pl
 
 from selftaught import schemas
 from selftaught.schemas import CORRECT, INCORRECT, UNVERIFIABLE
+from synth.repair import fill
 
 _SCORE = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -22,9 +23,7 @@ def judge_prompts(samples: pl.DataFrame, template: str) -> pl.DataFrame:
     """One judge prompt per sample; `prompt_id` is the sample's `<prompt_id>~<sample_idx>`."""
     return samples.select(
         pl.concat_str("prompt_id", pl.col("sample_idx").cast(pl.String), separator="~").alias("prompt_id"),
-        pl.struct("prompt", "completion").map_elements(
-            lambda r: template.replace("{prompt}", r["prompt"]).replace("{completion}", r["completion"]),
-            return_dtype=pl.String).alias("prompt"),
+        fill(template, prompt=pl.col("prompt"), completion=pl.col("completion")).alias("prompt"),
     )
 
 

@@ -36,7 +36,7 @@ def correctness_pairs(samples: pl.DataFrame, verdicts: pl.DataFrame, max_per_pro
     df = judged(samples, verdicts).sort("prompt_id", "sample_idx")
     good = df.filter(pl.col("verdict") == CORRECT).with_columns(rank=pl.int_range(pl.len()).over("prompt_id"))
     bad = df.filter(pl.col("verdict") == INCORRECT).with_columns(rank=pl.int_range(pl.len()).over("prompt_id"))
-    pairs = good.join(_as_rejected(bad), on=["prompt_id", "rank"])
+    pairs = good.join(_as_rejected(bad, "prompt_id", "rank"), on=["prompt_id", "rank"])
     return _pairs(pairs.filter(pl.col("rank") < max_per_prompt).sort("prompt_id", "rank"))
 
 
@@ -46,7 +46,7 @@ def best_worst_pairs(samples: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFr
              .group_by("prompt_id", maintain_order=True).first()
     worst = df.sort("prompt_id", "reward", "sample_idx", descending=[False, False, False]) \
               .group_by("prompt_id", maintain_order=True).first()
-    pairs = best.join(_as_rejected(worst), on="prompt_id").filter(pl.col("reward") > pl.col("rejected_reward"))
+    pairs = best.join(_as_rejected(worst, "prompt_id"), on="prompt_id").filter(pl.col("reward") > pl.col("rejected_reward"))
     return _pairs(pairs.sort("prompt_id"))
 
 
@@ -68,9 +68,8 @@ def reference_pairs(samples: pl.DataFrame, prompts: pl.DataFrame, max_per_prompt
     return _pairs(pairs)
 
 
-def _as_rejected(df: pl.DataFrame) -> pl.DataFrame:
-    keep = ["prompt_id"] + (["rank"] if "rank" in df.columns else [])
-    return df.select(*keep, pl.col("completion").alias("rejected"), pl.col("sample_idx").alias("rejected_sample_idx"),
+def _as_rejected(df: pl.DataFrame, *keys: str) -> pl.DataFrame:
+    return df.select(*keys, pl.col("completion").alias("rejected"), pl.col("sample_idx").alias("rejected_sample_idx"),
                      pl.col("reward").alias("rejected_reward"))
 
 

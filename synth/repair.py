@@ -20,6 +20,15 @@ def _fill(template: str, **values: str) -> str:
     return out
 
 
+def fill(template: str, **placeholders: pl.Expr) -> pl.Expr:
+    """`template` with each {name} replaced, row by row, by the value of its expression."""
+    return pl.struct(**placeholders).map_elements(lambda row: _fill(template, **row), return_dtype=pl.String)
+
+
+def _hint(template: str) -> pl.Expr:
+    return fill(template, prompt=pl.col("prompt"), reference=pl.col("reference").str.strip_chars())
+
+
 def rationalize_attempts(prompts: pl.DataFrame, judged: pl.DataFrame, template: str) -> pl.DataFrame:
     solved = set(judged.filter(pl.col("verdict") == CORRECT)["prompt_id"])
     todo = prompts.filter(~pl.col("prompt_id").is_in(solved) & (pl.col("reference").str.strip_chars() != ""))
@@ -28,9 +37,7 @@ def rationalize_attempts(prompts: pl.DataFrame, judged: pl.DataFrame, template: 
         "prompt_id",
         pl.lit(None, pl.Int32).alias("failed_sample_idx"),
         pl.lit(None, pl.String).alias("feedback"),
-        pl.struct("prompt", "reference").map_elements(
-            lambda r: _fill(template, prompt=r["prompt"], reference=r["reference"].strip()),
-            return_dtype=pl.String).alias("attempt_prompt"),
+        _hint(template).alias("attempt_prompt"),
         "prompt",
     )
 
@@ -44,9 +51,8 @@ def reflect_attempts(judged_with_feedback: pl.DataFrame, template: str, max_per_
         "prompt_id",
         pl.col("sample_idx").alias("failed_sample_idx"),
         "feedback",
-        pl.struct("prompt", "completion", "feedback").map_elements(
-            lambda r: _fill(template, prompt=r["prompt"], completion=r["completion"], feedback=r["feedback"]),
-            return_dtype=pl.String).alias("attempt_prompt"),
+        fill(template, prompt=pl.col("prompt"), completion=pl.col("completion"), feedback=pl.col("feedback"))
+        .alias("attempt_prompt"),
         "prompt",
     )
 
@@ -57,9 +63,7 @@ def hinted_examples(warm: pl.DataFrame, share: float, template: str) -> pl.DataF
     rationalization prompts play this part for a pretrained model)."""
     picked = warm.sort("prompt_id").head(round(share * warm.height))
     return picked.select(
-        pl.struct("prompt", "reference").map_elements(
-            lambda r: _fill(template, prompt=r["prompt"], reference=r["reference"].strip()),
-            return_dtype=pl.String).alias("prompt"),
+        _hint(template).alias("prompt"),
         pl.col("target").alias("completion"),
     )
 
@@ -72,8 +76,7 @@ def reflection_examples(warm: pl.DataFrame, share: float, template: str, failed:
     rows = warm.sort("prompt_id").with_columns(failed=pl.Series(failed), feedback=pl.Series(feedback))
     picked = rows.filter(pl.col("feedback").is_not_null()).head(round(share * warm.height))
     return picked.select(
-        pl.struct("prompt", "failed", "feedback").map_elements(
-            lambda r: _fill(template, prompt=r["prompt"], completion=r["failed"], feedback=r["feedback"]),
-            return_dtype=pl.String).alias("prompt"),
+        fill(template, prompt=pl.col("prompt"), completion=pl.col("failed"), feedback=pl.col("feedback"))
+        .alias("prompt"),
         pl.col("target").alias("completion"),
     )

@@ -58,6 +58,11 @@ def copy_model(src: str | Path, dst: Path) -> None:
     tok.save_pretrained(dst)
 
 
+def verifier_dir(artifact: Path) -> Path:
+    """V-STaR's verifier, trained next to the policy: its own `model/` inside the artifact."""
+    return Path(artifact) / "verifier"
+
+
 def adapter_path(artifact: Path) -> Path:
     return Path(artifact) / "adapter"
 
