@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import polars as pl
 
@@ -42,7 +41,7 @@ def generate(context, cfg: ExperimentConfig, store: Store, *, name: str, prompts
     if backend == "openai":
         model_dir, adapter = None, None
         policy_id, policy_hash = f"openai:{openai.model}", ""
-    elif not (Path(artifact) / "model").is_dir():
+    elif not model_path(artifact).is_dir():
         model_dir, adapter = str(artifact), None
     else:
         model_dir, adapter = serving_paths(artifact, store.model_dir("base"), backend)

@@ -99,3 +99,36 @@ def start_ui(config, env: dict, timeout: float = 180, **popen):
                 proc.kill()
                 raise RuntimeError(f"dagster dev did not answer on {url} (exit code {proc.poll()})") from None
             time.sleep(1)
+
+
+ROUND_ASSETS = ("prompts", "sampling_plan", "samples", "verdicts", "repairs", "training_set", "pairs", "policy",
+                "evaluation")
+
+
+def run_rounds(config: Path, folder: Path, rounds: int = 1):
+    """Setup and rounds r001.. of `config` in process, in a Dagster home of its own, each
+    asserted successful. Returns (store, {(asset, round): metadata}, {round: log text})."""
+    import dagster as dg
+
+    from pipelines.build import build_definitions, key_prefix
+    from selftaught.config import load_config
+    from selftaught.store import Store
+
+    keys = [f"r{i:03d}" for i in range(1, rounds + 1)]
+    prefix = key_prefix(load_config(config).name)
+    meta, logs = {}, {}
+    with fresh_dagster_home(folder), dg.DagsterInstance.get() as instance:
+        defs = build_definitions(config)
+        assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
+        instance.add_dynamic_partitions("rounds", keys)
+        for key in keys:
+            result = defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key=key,
+                                                                      raise_on_error=False)
+            assert result.success, [e.message for e in result.all_events if e.is_failure]
+            logs[key] = " ".join(r.user_message for r in instance.all_logs(result.run_id))
+            for asset in ROUND_ASSETS:
+                recs = instance.fetch_materializations(dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey([prefix, asset]), asset_partitions=[key]), limit=1).records
+                if recs:
+                    meta[(asset, key)] = {k: v.value for k, v in recs[0].asset_materialization.metadata.items()}
+    return Store(defs.resources["experiment"].storage_root), meta, logs

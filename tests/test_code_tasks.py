@@ -4,7 +4,6 @@ sandbox verifier on real samples, and a code round through Dagster."""
 import json
 from pathlib import Path
 
-import dagster as dg
 import polars as pl
 import pytest
 
@@ -105,9 +104,7 @@ def test_code_round_through_dagster(tmp_path):
     """generate -> sandbox-verify -> SFT -> evaluate on HumanEval prompts with the tiny model."""
     import yaml
 
-    from pipelines.build import build_definitions
-    from selftaught.store import Store
-    from tests.conftest import fresh_dagster_home
+    from tests.conftest import run_rounds
 
     data = yaml.safe_load((Path(__file__).parent / "configs" / "code_tiny.yaml").read_text())
     data["storage_root"] = str(tmp_path / "store")
@@ -115,14 +112,7 @@ def test_code_round_through_dagster(tmp_path):
         data["task"][split]["path"] = HUMANEVAL
     config = tmp_path / "code.yaml"
     config.write_text(yaml.safe_dump(data))
-    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
-        defs = build_definitions(config)
-        assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
-        instance.add_dynamic_partitions("rounds", ["r001"])
-        result = defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key="r001",
-                                                                  raise_on_error=False)
-        assert result.success, [e.message for e in result.all_events if e.is_failure]
-    store = Store(defs.resources["experiment"].storage_root)
+    store, _, _ = run_rounds(config, tmp_path)
     verdicts = store.read_table("verdicts", "r001")
     assert verdicts.height == 4 * 2 and set(verdicts["verifier"]) == {"sandbox@1"}
     assert verdicts["details"].null_count() == 0

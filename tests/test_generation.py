@@ -193,9 +193,9 @@ def _materialize(defs, instance, key=None):
     return result
 
 
-@pytest.mark.slow
-def test_round_with_a_teacher_server_in_a_subprocess(tmp_path, api_key):
-    """samples from an OpenAI-compatible server (in an isolated generation subprocess); eval stays local."""
+def _round_against_base_server(tmp_path, of_url):
+    """Setup, then round r001 with the config changes `of_url(url)` gives, while `selftaught serve` serves
+    the base model on loopback. Returns (store, the round's log text)."""
     import dagster as dg
 
     from pipelines.build import build_definitions
@@ -209,16 +209,22 @@ def test_round_with_a_teacher_server_in_a_subprocess(tmp_path, api_key):
         store = Store(defs.resources["experiment"].storage_root)
         srv = Server(store.model_dir("base") / "model")
         try:
-            teacher = copy_config(config, tmp_path / "teacher.yaml", sampling__backend="openai", sampling__isolate=True,
-                                  sampling__shard_size=8, sampling__openai={
-                                      "base_url": srv.url, "model": "tiny", "api_key_env": KEY_ENV,
-                                      "max_concurrency": 4})
-            defs = build_definitions(teacher)
+            served = copy_config(config, tmp_path / "served.yaml", **of_url(srv.url))
+            defs = build_definitions(served)
             instance.add_dynamic_partitions("rounds", ["r001"])
             result = _materialize(defs, instance, "r001")
             logs = " ".join(r.user_message for r in instance.all_logs(result.run_id))
         finally:
             srv.close()
+    return store, logs
+
+
+@pytest.mark.slow
+def test_round_with_a_teacher_server_in_a_subprocess(tmp_path, api_key):
+    """samples from an OpenAI-compatible server (in an isolated generation subprocess); eval stays local."""
+    store, logs = _round_against_base_server(tmp_path, of_url=lambda url: dict(
+        sampling__backend="openai", sampling__isolate=True, sampling__shard_size=8,
+        sampling__openai={"base_url": url, "model": "tiny", "api_key_env": KEY_ENV, "max_concurrency": 4}))
     samples = store.read_table("samples", "r001")
     assert set(samples["policy_id"]) == {"openai:tiny"} and set(samples["backend"]) == {"openai"}
     assert samples.height == 20 * 4
@@ -235,30 +241,14 @@ def test_a_judge_can_be_any_backend_here_a_server(tmp_path, api_key):
     """verification.verifier judge with judge.backend openai: the server scores the policy's samples."""
     import json
 
-    import dagster as dg
-
     from filters.judge import parse_score
-    from pipelines.build import build_definitions
-    from selftaught.store import Store
-    from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
 
-    config = make_tiny_config(tmp_path)
-    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
-        defs = build_definitions(config)
-        _materialize(defs, instance)
-        store = Store(defs.resources["experiment"].storage_root)
-        srv = Server(store.model_dir("base") / "model")
-        try:
-            judged = copy_config(config, tmp_path / "judge.yaml", selection__min_new_rows=0, verification={
-                "verifier": "judge", "max_unverifiable_share": 1.0,
-                "judge": {"backend": "openai", "max_score": 9, "threshold": 5, "max_new_tokens": 4,
-                          "template": "{prompt}{completion} Q: 1+{completion}",
-                          "openai": {"base_url": srv.url, "model": "tiny", "api_key_env": KEY_ENV}}})
-            defs = build_definitions(judged)
-            instance.add_dynamic_partitions("rounds", ["r001"])
-            _materialize(defs, instance, "r001")
-        finally:
-            srv.close()
+    store, _ = _round_against_base_server(tmp_path, of_url=lambda url: dict(
+        selection__min_new_rows=0, verification={
+            "verifier": "judge", "max_unverifiable_share": 1.0,
+            "judge": {"backend": "openai", "max_score": 9, "threshold": 5, "max_new_tokens": 4,
+                      "template": "{prompt}{completion} Q: 1+{completion}",
+                      "openai": {"base_url": url, "model": "tiny", "api_key_env": KEY_ENV}}}))
     verdicts = store.read_table("verdicts", "r001")
     assert set(verdicts["verifier"]) == {"judge:openai:tiny@1"}
     details = [json.loads(d) for d in verdicts["details"]]

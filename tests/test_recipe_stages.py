@@ -5,7 +5,6 @@ search with difficulty-aware budgets, and V-STaR's verifier."""
 import json
 from pathlib import Path
 
-import dagster as dg
 import polars as pl
 import pytest
 
@@ -15,13 +14,11 @@ from filters.metrics import allocate_samples, balance_score, best_of_k
 from filters.pairs import best_worst_pairs, reference_pairs
 from filters.select import select_repairs
 from filters.verifiers import get_verifier, verify
-from pipelines.build import build_definitions
 from selftaught import schemas
 from selftaught.config import ConfigError, load_config, parse_config
-from selftaught.store import Store
 from synth.arithmetic import make_problems
 from synth.repair import rationalize_attempts
-from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
+from tests.conftest import copy_config, make_tiny_config, run_rounds
 from train.artifact import read_provenance
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,26 +37,6 @@ def _samples(prompts: pl.DataFrame, completions: dict[str, list[str]]) -> pl.Dat
 
 def _problems(n: int = 3) -> pl.DataFrame:
     return make_problems({2: n}, seed=3)
-
-
-def _run(config: Path, rounds: int, tmp_path: Path):
-    """Setup and `rounds` rounds in process; returns (store, metadata reader)."""
-    keys = [f"r{i:03d}" for i in range(1, rounds + 1)]
-    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
-        defs = build_definitions(config)
-        assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
-        instance.add_dynamic_partitions("rounds", keys)
-        for key in keys:
-            result = defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key=key,
-                                                                      raise_on_error=False)
-            assert result.success, [e.message for e in result.all_events if e.is_failure]
-        meta = {}
-        for key in keys:
-            for asset in ("prompts", "sampling_plan", "samples", "repairs", "training_set", "pairs", "policy", "evaluation"):
-                rec = instance.fetch_materializations(dg.AssetRecordsFilter(
-                    asset_key=dg.AssetKey(["tiny", asset]), asset_partitions=[key]), limit=1).records[0]
-                meta[(asset, key)] = {k: v.value for k, v in rec.asset_materialization.metadata.items()}
-    return Store(defs.resources["experiment"].storage_root), meta
 
 
 # ---- STaR rationalization -----------------------------------------------------------------
@@ -105,7 +82,7 @@ def test_star_round_rationalizes_restarts_from_base_and_grows_steps(tmp_path):
                          repair={"mode": "rationalize", "n": 4, "warm_start_share": 0.5},
                          sampling={"n": 1, "temperature": 1.5, "max_new_tokens": 40, "batch_size": 128},
                          training__init="base", training__steps_growth=1.5, selection__accumulate=False)
-    store, meta = _run(config, 2, tmp_path)
+    store, meta, _ = run_rounds(config, tmp_path, 2)
     for key in ("r001", "r002"):
         prompts, repairs = store.read_table("prompts", key), store.read_table("repairs", key)
         verdicts = store.read_table("verdicts", key)
@@ -163,7 +140,7 @@ def test_reflection_round_links_each_repair_to_its_failed_sample(tmp_path):
                          sampling={"n": 2, "temperature": 1.5, "max_new_tokens": 40, "batch_size": 128},
                          model__tiny={"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128,
                                       "max_positions": 192})
-    store, meta = _run(config, 1, tmp_path)
+    store, meta, _ = run_rounds(config, tmp_path, 1)
     repairs, samples = store.read_table("repairs", "r001"), store.read_table("samples", "r001")
     verdicts = store.read_table("verdicts", "r001")
     assert repairs.height > 0 and set(repairs["mode"]) == {"reflection"}
@@ -209,7 +186,7 @@ def test_spin_round_trains_on_reference_vs_own_pairs_against_the_previous_policy
     config = copy_config(make_tiny_config(tmp_path), tmp_path / "spin.yaml", max_rounds=2,
                          training={**load_config(make_tiny_config(tmp_path)).training.model_dump(), "objective": "dpo",
                                    "max_steps": 3, "learning_rate": 1e-4, "dpo": spin.training.dpo.model_dump()})
-    store, meta = _run(config, 2, tmp_path)
+    store, meta, _ = run_rounds(config, tmp_path, 2)
     for key in ("r001", "r002"):
         pairs, prompts = store.read_table("pairs", key), store.read_table("prompts", key)
         target = dict(zip(prompts["prompt_id"], prompts["target"]))
@@ -247,7 +224,7 @@ def test_self_rewarding_round_stores_judge_prompts_and_scores(tmp_path):
                      "max_positions": 160},
         training={**tiny.training.model_dump(), "objective": "dpo", "max_steps": 2, "learning_rate": 1e-4,
                   "dpo": {"pairs": "best_worst", "rpo_alpha": 0.0}})
-    store, meta = _run(config, 1, tmp_path)
+    store, meta, _ = run_rounds(config, tmp_path, 1)
     samples, verdicts = store.read_table("samples", "r001"), store.read_table("verdicts", "r001")
     scored = verdicts.filter(pl.col("verdict") != "unverifiable")
     assert scored.height > 0
@@ -301,7 +278,7 @@ def test_bstar_round_picks_the_temperature_with_the_best_balance_score(tmp_path)
                                    "balance": {"temperatures": [0.2, 2.0], "thresholds": [1.0], "dev_prompts": 8,
                                                "desired_correct": 2},
                                    "budget": {"mode": "solve_rate", "min_n": 2, "max_n": 6}})
-    store, meta = _run(config, 1, tmp_path)
+    store, meta, _ = run_rounds(config, tmp_path, 1)
     plan, samples = store.read_table("sampling_plan", "r001"), store.read_table("samples", "r001")
     m = meta[("sampling_plan", "r001")]
     assert m["chosen_temperature"] in (0.2, 2.0) and "balance_table" in m
@@ -332,7 +309,7 @@ def test_vstar_trains_a_verifier_that_ranks_its_chosen_answers_higher(tmp_path):
                          sampling={"n": 8, "temperature": 1.2, "max_new_tokens": 40, "batch_size": 160},
                          training__verifier={"max_steps": 30, "learning_rate": 1e-3, "batch_size": 8},
                          evaluation={"max_new_tokens": 40, "batch_size": 64, "samples_per_prompt": 4})
-    store, meta = _run(config, 1, tmp_path)
+    store, meta, _ = run_rounds(config, tmp_path, 1)
     prov = read_provenance(store.model_dir("r001"))
     assert prov["verifier"]["pairs"] > 0 and prov["verifier"]["reference"] == "base"
     m = meta[("evaluation", "r001")]
@@ -366,7 +343,7 @@ def test_curriculum_round_two_opens_the_probe_difficulty_only_if_round_one_solve
                          task={"warm_start": {1: 40}, "pool": {1: 12, 2: 12}, "eval": {1: 8, 2: 8}, "frontier": 1,
                                "curriculum": {"probe": 6}},
                          sampling={"n": 4, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 128})
-    store, meta = _run(config, 2, tmp_path)
+    store, meta, _ = run_rounds(config, tmp_path, 2)
     p1, p2 = store.read_table("prompts", "r001"), store.read_table("prompts", "r002")
     assert dict(p1.group_by("difficulty").len().iter_rows()) == {1: 12, 2: 6}
     v1 = store.read_table("verdicts", "r001").join(p1.select("prompt_id", "difficulty"), on="prompt_id")

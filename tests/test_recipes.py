@@ -14,7 +14,7 @@ from selftaught.config import load_config
 from selftaught.config import TaskConfig
 from selftaught.store import Store
 from synth.tasks import make_task
-from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
+from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config, run_rounds
 from train.artifact import read_provenance
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,13 +71,7 @@ def test_rest_em_fine_tunes_the_base_every_round_on_this_rounds_samples(tmp_path
     config = copy_config(make_tiny_config(tmp_path), tmp_path / "rest.yaml", max_rounds=2,
                          training={**load_config(make_tiny_config(tmp_path)).training.model_dump(), "init": "base"},
                          selection={**preset.selection.model_dump(), "max_per_prompt": 2})
-    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
-        defs = build_definitions(config)
-        assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
-        instance.add_dynamic_partitions("rounds", ["r001", "r002"])
-        for key in ("r001", "r002"):
-            assert defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key=key).success
-    store = Store(defs.resources["experiment"].storage_root)
+    store, _, _ = run_rounds(config, tmp_path, 2)
     r2 = read_provenance(store.model_dir("r002"))
     assert r2["init"] == "base" and r2["parent"]["policy_id"] == "r001"  # sampled by r001, trained from base
     rows = store.read_table("training_set", "r002")
@@ -157,15 +151,7 @@ def test_iterative_rpo_trains_on_pairs_against_the_previous_policy(tmp_path):
                 "dpo": {"beta": 0.1, "rpo_alpha": 1.0, "reference": "previous", "max_pairs_per_prompt": 2}}
     config = copy_config(make_tiny_config(tmp_path), tmp_path / "rpo.yaml", max_rounds=2, training=training,
                          sampling={"n": 8, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 160})
-    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
-        defs = build_definitions(config)
-        assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
-        instance.add_dynamic_partitions("rounds", ["r001", "r002"])
-        for key in ("r001", "r002"):
-            result = defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key=key,
-                                                                      raise_on_error=False)
-            assert result.success, [e.message for e in result.all_events if e.is_failure]
-    store = Store(defs.resources["experiment"].storage_root)
+    store, _, _ = run_rounds(config, tmp_path, 2)
     pairs = store.read_table("pairs", "r002")
     assert pairs.height > 0 and (pairs["chosen"] != pairs["rejected"]).all()
     verdicts = store.read_table("verdicts", "r002").select("prompt_id", "sample_idx", "verdict")
@@ -191,15 +177,7 @@ def test_lora_preference_rounds_keep_one_adapter_on_the_base(tmp_path):
                 "dpo": {"beta": 0.1, "rpo_alpha": 1.0, "reference": "previous", "max_pairs_per_prompt": 2}}
     config = copy_config(make_tiny_config(tmp_path), tmp_path / "rpo_lora.yaml", max_rounds=2, training=training,
                          sampling={"n": 8, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 160})
-    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
-        defs = build_definitions(config)
-        assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
-        instance.add_dynamic_partitions("rounds", ["r001", "r002"])
-        for key in ("r001", "r002"):
-            result = defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key=key,
-                                                                      raise_on_error=False)
-            assert result.success, [e.message for e in result.all_events if e.is_failure]
-    store = Store(defs.resources["experiment"].storage_root)
+    store, _, _ = run_rounds(config, tmp_path, 2)
     base = read_provenance(store.model_dir("base"))["weights_hash"]
     p1, p2 = read_provenance(store.model_dir("r001")), read_provenance(store.model_dir("r002"))
     for p, key in ((p1, "r001"), (p2, "r002")):

@@ -11,7 +11,7 @@ from pipelines.build import build_definitions
 from selftaught.store import Store
 from synth.arithmetic import make_problems
 from synth.tiny import TinySpec, build_tiny_model
-from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
+from tests.conftest import copy_config, make_tiny_config, run_rounds
 from train.artifact import read_provenance
 from train.launch import LaunchError, launch
 from train.sft import LoraSettings, SFTSettings
@@ -47,15 +47,8 @@ def test_a_failed_launch_says_why(tmp_path):
 def test_a_round_trains_in_two_processes_and_writes_provenance_once(tmp_path):
     config = copy_config(make_tiny_config(tmp_path), tmp_path / "ddp.yaml", max_rounds=1,
                          training__launcher={"processes": 2})
-    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
-        defs = build_definitions(config)
-        assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
-        instance.add_dynamic_partitions("rounds", ["r001"])
-        result = defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key="r001",
-                                                                  raise_on_error=False)
-        assert result.success, [e.message for e in result.all_events if e.is_failure]
-        logs = " ".join(r.user_message for r in instance.all_logs(result.run_id))
-    store = Store(defs.resources["experiment"].storage_root)
+    store, _, logs = run_rounds(config, tmp_path)
+    logs = logs["r001"]
     artifact = store.model_dir("r001")
     prov = read_provenance(artifact)
     assert prov["metrics"]["processes"] == 2 and prov["policy_id"] == "r001"
