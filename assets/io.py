@@ -1,7 +1,8 @@
 """Parquet IO manager: one file per asset and round under the storage root.
 
-Writes are atomic (temp file + rename) and validated against the declared table
-schema, so a crashed write is never read back as a complete round.
+Writes are atomic (temp file + rename; on an object store, one whole-object upload)
+and validated against the declared table schema, so a crashed write is never read
+back as a complete round.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 
-from selftaught import schemas
-from selftaught.store import Store, file_hash, write_parquet_atomic
+from assets.resources import ExperimentResource
+from selftaught.store import file_hash
 
 # asset name -> table schema name
 TABLE_OF = {
@@ -28,37 +29,22 @@ TABLE_OF = {
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
-    root: str = ""
-    round_config_hash: str = ""  # ExperimentConfig.round_hash(): later runs compare it to spot stale rounds
-    # several experiments: asset-key prefix -> [storage root, round_config_hash]
-    experiments: dict[str, list[str]] = {}
-
-    def _where(self, context) -> tuple[str, str | None]:
-        name = context.asset_key.path[-1]
-        partition = context.partition_key if context.has_partition_key else None
-        return name, partition
-
-    def _of(self, asset_key: dg.AssetKey) -> tuple[str, str]:
-        if not self.experiments:
-            return self.root, self.round_config_hash
-        root, digest = self.experiments[asset_key.path[0]]
-        return root, digest
+    experiment: ExperimentResource
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
         if not isinstance(obj, pl.DataFrame):
             raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}, expected a polars DataFrame")
-        name, partition = self._where(context)
-        root, digest = self._of(context.asset_key)
-        store = Store(root)
-        path = store.table_path(name, partition)
-        table = TABLE_OF.get(name)
-        write_parquet_atomic(schemas.validate(obj, table) if table else obj, path)
+        name = context.asset_key.path[-1]
+        partition = context.partition_key if context.has_partition_key else None
+        experiment = self.experiment.for_key(context.asset_key)
+        store = experiment.store
+        path = store.write_table(obj, name, partition, schema=TABLE_OF.get(name))
         context.add_output_metadata(
             {
-                "path": dg.MetadataValue.path(str(path)),
+                "path": dg.MetadataValue.path(store.where(path)),
                 "rows": dg.MetadataValue.int(obj.height),
                 "sha256": dg.MetadataValue.text(file_hash(path)[:16]),
-                "round_config_hash": dg.MetadataValue.text(digest),
+                "round_config_hash": dg.MetadataValue.text(experiment.config.round_hash()),
             }
         )
 
@@ -66,9 +52,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         upstream = context.upstream_output
         name = upstream.asset_key.path[-1]
         partition = context.asset_partition_key if context.has_asset_partitions else None
-        path = Store(self._of(upstream.asset_key)[0]).table_path(name, partition)
+        store = self.experiment.for_key(upstream.asset_key).store
+        path = store.table_path(name, partition)
         if not path.is_file():
-            raise dg.Failure(
-                description=f"{name} has no data for {partition or 'the experiment'} at {path}; materialize it first"
-            )
+            raise dg.Failure(description=f"{name} has no data for {partition or 'the experiment'} at "
+                                         f"{store.where(path)}; materialize it first")
         return pl.read_parquet(path)

@@ -28,9 +28,12 @@ class ExperimentResource(dg.ConfigurableResource):
     experiments: dict[str, list[str]] = {}
 
     def of(self, context) -> "ExperimentResource":
+        return self.for_key(context.asset_key)
+
+    def for_key(self, asset_key: dg.AssetKey) -> "ExperimentResource":
         if not self.experiments:
             return self
-        prefix = context.asset_key.path[0]
+        prefix = asset_key.path[0]
         if prefix not in self.experiments:
             raise dg.Failure(description=f"no experiment config for asset prefix {prefix!r} "
                                          f"(have {sorted(self.experiments)})")
@@ -43,4 +46,4 @@ class ExperimentResource(dg.ConfigurableResource):
 
     @property
     def store(self) -> Store:
-        return Store(self.storage_root)
+        return Store.for_config(self.config, self.storage_root or None)

@@ -26,7 +26,7 @@ from filters.pairs import make_pairs
 from filters.select import accumulate, judged, select_repairs, select_sft
 from selftaught import __version__, schemas
 from selftaught.rounds import parent_key, round_index
-from selftaught.store import file_hash, publish_dir
+from selftaught.store import file_hash
 from synth.tasks import default_verifier, make_task, reference_verifier
 from train.artifact import (adapter_path, is_complete, model_path, read_provenance, verifier_dir,
                             write_provenance)
@@ -255,7 +255,7 @@ def pairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, pro
 def _parent_rows_path(store, parent: str):
     path = store.table_path("training_set", parent)
     if not path.is_file():
-        raise dg.Failure(description=f"accumulating rows needs round {parent}'s training_set at {path}; "
+        raise dg.Failure(description=f"accumulating rows needs round {parent}'s training_set at {store.where(path)}; "
                                      f"materialize round {parent} first")
     return path
 
@@ -308,13 +308,13 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
         adapter_base_hash=read_provenance(base)["weights_hash"] if on_base else None,
         objective=cfg.training.objective, reference=reference, verifier=verifier,
     )
-    publish_dir(work, store.model_dir(key))
+    artifact = store.publish_model(work, key, context.log.info)
     return dg.MaterializeResult(metadata={
         **parent_metadata(parent), "weights_hash": prov["weights_hash"], "data_hash": data_hash,
         "config_hash": prov["config_hash"], "round_config_hash": cfg.round_hash(),
         "init": cfg.training.init, "method": cfg.training.method,
         **({"adapter_hash": prov["adapter_hash"]} if prov.get("adapter_hash") else {}),
-        "artifact": dg.MetadataValue.path(str(store.model_dir(key))),
+        "artifact": dg.MetadataValue.path(store.where(artifact)),
         "train_loss": metrics["train_loss"], "final_loss": metrics["final_loss"], "steps": metrics["steps"],
         "train_seconds": metrics["seconds"], "objective": cfg.training.objective,
         **({"reference_policy": reference["policy_id"], "reward_margin": metrics["reward_margin"],
@@ -365,7 +365,8 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
     cfg, store, key = experiment.config, experiment.store, context.partition_key
     artifact = store.model_dir(key)
     if not is_complete(artifact):
-        raise dg.Failure(description=f"no complete policy artifact for {key} at {artifact}; materialize policy first")
+        raise dg.Failure(description=f"no complete policy artifact for {key} at {store.where(artifact)}; "
+                                     "materialize policy first")
     df = evaluate_artifact(context, experiment, eval_prompts, key, artifact)
     acc = accuracy_by_difficulty(df)
     base_path = store.table_path("eval_results", "base")

@@ -12,7 +12,6 @@ from assets.placement import on
 from assets.resources import ExperimentResource
 from filters.metrics import accuracy_by_difficulty, pick_frontier
 from selftaught import __version__
-from selftaught.store import ensure_writable, publish_dir
 from assets.recipes import repair_format_examples
 from synth.tasks import make_task
 from synth.tiny import TinySpec, build_tiny_model
@@ -24,7 +23,7 @@ from train.sft import settings_from_config, train_sft
 def warm_start_prompts(context: dg.AssetExecutionContext, experiment: ExperimentResource) -> pl.DataFrame:
     """Worked examples (prompt + reference solution) the base model is warm-started on."""
     experiment = experiment.of(context)
-    ensure_writable(experiment.store.root)
+    experiment.store.check_writable()
     return make_task(experiment.config.task, experiment.config.model.base).warm_start()
 
 
@@ -68,7 +67,7 @@ def _build_base(context, experiment: ExperimentResource, warm: pl.DataFrame) -> 
         copy_model(init, model_path(work))
     shutil.rmtree(work / "init", ignore_errors=True)
     write_provenance(work, policy_id="base", base=str(cfg.model.base), config_hash=_base_key(cfg), metrics=metrics)
-    publish_dir(work, store.model_dir("base"))
+    store.publish_model(work, "base", context.log.info)
     return metrics
 
 
@@ -85,7 +84,7 @@ def base_model(
     artifact = store.model_dir("base")
     cached = is_complete(artifact) and read_provenance(artifact).get("config_hash") == _base_key(cfg)
     if cached:
-        context.log.info(f"base model unchanged (config hash {_base_key(cfg)}): reusing {artifact}")
+        context.log.info(f"base model unchanged (config hash {_base_key(cfg)}): reusing {store.where(artifact)}")
     else:
         _build_base(context, experiment, warm_start_prompts)
     prov = read_provenance(artifact)
@@ -97,7 +96,7 @@ def base_model(
             "weights_hash": prov["weights_hash"],
             "config_hash": prov["config_hash"],
             "cached": cached,
-            "artifact": dg.MetadataValue.path(str(artifact)),
+            "artifact": dg.MetadataValue.path(store.where(artifact)),
             "eval_results": dg.MetadataValue.path(str(path)),
             **{f"accuracy_d{d}": a for d, a in acc.items()},
             **sampled_eval_metrics(context, experiment, eval_prompts, "base", artifact),

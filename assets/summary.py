@@ -10,7 +10,6 @@ import polars as pl
 from assets.placement import on
 from assets.resources import ExperimentResource
 from filters.summary import rounds_plot, summary_table
-from selftaught.store import write_bytes_atomic
 
 
 @dg.asset(group_name="report", kinds={"polars"}, deps=["evaluation"], **on("cpu"))
@@ -20,13 +19,12 @@ def summary(context: dg.AssetExecutionContext, experiment: ExperimentResource) -
     store = experiment.store
     table = summary_table(store)
     png = rounds_plot(table, experiment.config.name)
-    path = store.root / "summary.png"
-    write_bytes_atomic(png, path)
+    path = store.write_file(png, "summary.png")
     context.add_output_metadata({
         "rounds": dg.MetadataValue.int(max(table.height - 1, 0)),
         "table": dg.MetadataValue.md(markdown_table(table)),
         "plot": dg.MetadataValue.md(f"![rounds](data:image/png;base64,{base64.b64encode(png).decode()})"),
-        "plot_path": dg.MetadataValue.path(str(path)),
+        "plot_path": dg.MetadataValue.path(store.where(path)),
     })
     return table
 

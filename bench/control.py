@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import shutil
 import time
-from pathlib import Path
 
 import polars as pl
 
@@ -38,7 +37,7 @@ def main() -> None:
     args = ap.parse_args()
     quiet_libraries()
     cfg = load_config(args.config)
-    store = Store(Path(cfg.storage_root).resolve())
+    store = Store.for_config(cfg)
     results = control_curve(cfg, store, args.rounds)
     base_acc = accuracy_by_difficulty(pl.read_parquet(store.table_path("eval_results", "base")))
     digits = sorted(base_acc)

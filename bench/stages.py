@@ -13,7 +13,6 @@ is assumed to hold at the larger size. `--usd-per-hour` prices the machine.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -44,7 +43,7 @@ def main() -> None:
     ap.add_argument("--usd-per-hour", type=float, default=0.10, help="price of the machine that ran the rounds")
     args = ap.parse_args()
     cfg = load_config(args.config)
-    store = Store(Path(cfg.storage_root).resolve())
+    store = Store.for_config(cfg)
     with dg.DagsterInstance.get() as instance:
         rounds = []
         for i in range(1, cfg.max_rounds + 1):

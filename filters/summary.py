@@ -43,7 +43,7 @@ def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = No
 
 
 def round_keys(store: Store) -> list[str]:
-    return sorted(p.stem for p in store.root.glob("tables/prompts/r*.parquet"))
+    return store.partitions("prompts")
 
 
 def summary_table(store: Store) -> pl.DataFrame:

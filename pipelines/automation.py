@@ -21,7 +21,7 @@ from assets.lineage import latest_materialization
 from pipelines import progress
 from pipelines.build import asset_key, key_prefix
 from selftaught.config import ExperimentConfig
-from selftaught.store import Store, write_text_atomic
+from selftaught.store import Store
 
 
 def _blocked(instance, cfg: ExperimentConfig) -> str | None:
@@ -42,9 +42,9 @@ def _request(instance, cfg: ExperimentConfig, key: str, need: list[str], why: st
 
 
 def record_stop(store: Store, reason: str, history: list) -> None:
-    write_text_atomic(json.dumps({"stopped_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                  "reason": reason, "frontier_history": history}, indent=2),
-                      store.root / "auto_continue.json")
+    store.write_file(json.dumps({"stopped_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                 "reason": reason, "frontier_history": history}, indent=2).encode(),
+                     "auto_continue.json")
 
 
 def build_automation(cfg: ExperimentConfig, store: Store, round_job) -> tuple[list, list]:

@@ -13,6 +13,7 @@ from assets.io import ParquetIOManager
 from assets.resources import ExperimentResource
 from assets.rounds import rounds
 from selftaught.config import ConfigError, load_config
+from selftaught.store import resolve_root
 
 DEFAULT_CONFIG = Path(__file__).parent / "presets" / "demo.yaml"
 EXPERIMENT_TAG = "selftaught/experiment"
@@ -28,10 +29,9 @@ def asset_key(experiment: str, name: str) -> dg.AssetKey:
     return dg.AssetKey([key_prefix(experiment), name])
 
 
-def _experiment(cfg, root: str, job_prefix: str = "") -> tuple[list, list, list, list]:
+def _experiment(cfg, store, job_prefix: str = "") -> tuple[list, list, list, list]:
     """Assets (keys prefixed by the experiment), jobs, schedules and sensors of one experiment."""
     from pipelines.automation import build_automation
-    from selftaught.store import Store
 
     tags = {EXPERIMENT_TAG: cfg.name}
     prefix = key_prefix(cfg.name)
@@ -51,7 +51,7 @@ def _experiment(cfg, root: str, job_prefix: str = "") -> tuple[list, list, list,
     summary_job = dg.define_asset_job(f"{job_prefix}refresh_summary", tags=tags,
                                       selection=mine & dg.AssetSelection.groups("report"),
                                       description="Refresh the cross-round summary table and plot")
-    schedules, sensors = build_automation(cfg, Store(root), round_job)
+    schedules, sensors = build_automation(cfg, store, round_job)
     return assets, [setup_job, round_job, summary_job], schedules, sensors
 
 
@@ -79,12 +79,12 @@ def build_definitions(config_path: str | Path = DEFAULT_CONFIG, storage_root: st
     `dagster dev` started from the same place share one storage root.
     """
     cfg = load_config(config_path)
-    root = str(Path(storage_root or cfg.storage_root).resolve())
-    assets, jobs, schedules, sensors = _experiment(cfg, root)
+    root = resolve_root(storage_root or cfg.storage_root)
+    experiment = ExperimentResource(config_path=str(Path(config_path).resolve()), storage_root=root)
+    assets, jobs, schedules, sensors = _experiment(cfg, experiment.store)
     return dg.Definitions(
         assets=assets, jobs=jobs, schedules=schedules, sensors=sensors,
-        resources={"experiment": ExperimentResource(config_path=str(Path(config_path).resolve()), storage_root=root),
-                   "io_manager": ParquetIOManager(root=root, round_config_hash=cfg.round_hash())},
+        resources={"experiment": experiment, "io_manager": ParquetIOManager(experiment=experiment)},
     )
 
 
@@ -95,22 +95,22 @@ def build_folder_definitions(folder: str | Path) -> dg.Definitions:
     if not paths:
         raise ConfigError(f"no experiment configs (*.yaml) in {folder}")
     all_assets, all_jobs, all_schedules, all_sensors = [], [], [], []
-    experiments, io = {}, {}
+    experiments = {}
     for path in paths:
         cfg = load_config(path)
         prefix = key_prefix(cfg.name)
         if prefix in experiments:
             raise ConfigError(f"{path}: experiment name {cfg.name!r} is also used by {experiments[prefix][0]}; "
                               f"names must differ (after '-' becomes '_')")
-        root = str(Path(cfg.storage_root).resolve())
-        experiments[prefix], io[prefix] = [str(path.resolve()), root], [root, cfg.round_hash()]
-        assets, jobs, schedules, sensors = _experiment(cfg, root, job_prefix=f"{prefix}_")
+        one = ExperimentResource(config_path=str(path.resolve()), storage_root=resolve_root(cfg.storage_root))
+        experiments[prefix] = [one.config_path, one.storage_root]
+        assets, jobs, schedules, sensors = _experiment(cfg, one.store, job_prefix=f"{prefix}_")
         all_assets += assets
         all_jobs += jobs
         all_schedules += schedules
         all_sensors += sensors
+    experiment = ExperimentResource(experiments=experiments)
     return dg.Definitions(
         assets=all_assets, jobs=all_jobs, schedules=all_schedules, sensors=all_sensors,
-        resources={"experiment": ExperimentResource(experiments=experiments),
-                   "io_manager": ParquetIOManager(experiments=io)},
+        resources={"experiment": experiment, "io_manager": ParquetIOManager(experiment=experiment)},
     )

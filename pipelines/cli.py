@@ -73,15 +73,14 @@ def cmd_run(args) -> int:
     from pipelines.report import format_table, frontier_summary
     from selftaught.config import load_config
     from selftaught.rounds import round_key
-    from selftaught.store import Store, ensure_writable
 
     cfg = load_config(args.config)
     target = args.rounds or cfg.max_rounds
     defs = build_definitions(args.config)
-    store = Store(defs.resources["experiment"].storage_root)
-    ensure_writable(store.root)
+    store = defs.resources["experiment"].store
+    store.check_writable()
     instance = get_instance(args.dagster_home)
-    print(f"experiment {cfg.name}: storage {store.root}, dagster home {os.environ['DAGSTER_HOME']}", flush=True)
+    print(f"experiment {cfg.name}: storage {store.location()}, dagster home {os.environ['DAGSTER_HOME']}", flush=True)
 
     t0 = time.monotonic()
     print("setup: warm-start examples, eval set, base model (cached when unchanged) ...", flush=True)
@@ -122,7 +121,7 @@ def cmd_run(args) -> int:
     summary = frontier_summary(round_rows(store, keys, wall), cfg.task.frontier, cfg.task.frontier_pool(),
                                "digit" if cfg.task.name == "arithmetic" else "level")
     print(f"\n{target} rounds complete; {time.monotonic() - t0:.0f}s in this invocation. "
-          f"Plot: {store.root / 'summary.png'}; lineage: selftaught lineage {keys[-1]}")
+          f"Plot: {store.where(store.root / 'summary.png')}; lineage: selftaught lineage {keys[-1]}")
     if summary:
         print(summary)
     return 0
@@ -135,10 +134,9 @@ def cmd_status(args) -> int:
     from pipelines.report import format_table, frontier_summary
     from selftaught.config import load_config
     from selftaught.rounds import round_index
-    from selftaught.store import Store
 
     cfg = load_config(args.config)
-    store = Store(build_definitions(args.config).resources["experiment"].storage_root)
+    store = build_definitions(args.config).resources["experiment"].store
     instance = get_instance(args.dagster_home)
     from assets.lineage import latest_materialization
     from pipelines.build import asset_key
@@ -189,9 +187,8 @@ def cmd_ui(args) -> int:
 def cmd_lineage(args) -> int:
     from pipelines.build import build_definitions
     from pipelines.lineage import LineageError, round_chain, row_chain
-    from selftaught.store import Store
 
-    store = Store(build_definitions(args.config).resources["experiment"].storage_root)
+    store = build_definitions(args.config).resources["experiment"].store
     try:
         lines = row_chain(store, args.target) if "/" in args.target else round_chain(store, args.target)
     except LineageError as exc:

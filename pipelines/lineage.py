@@ -11,7 +11,6 @@ import polars as pl
 from filters.metrics import accuracy_by_difficulty
 from selftaught.rounds import parent_key, round_index
 from selftaught.store import Store, file_hash
-from train.artifact import is_complete, read_provenance
 
 
 class LineageError(ValueError):
@@ -19,10 +18,10 @@ class LineageError(ValueError):
 
 
 def _model(store: Store, name: str) -> str:
-    art = store.model_dir(name)
-    if not is_complete(art):
-        return f"{name}: no complete artifact at {art}"
-    p = read_provenance(art)
+    where = store.where(store.root / "models" / name)
+    p = store.provenance(name)
+    if p is None:
+        return f"{name}: no complete artifact at {where}"
     bits = [f"weights {p['weights_hash']}"]
     if p.get("adapter_hash"):
         bits.append(f"adapter {p['adapter_hash']} on base {p.get('adapter_base_hash')}")
@@ -33,13 +32,13 @@ def _model(store: Store, name: str) -> str:
         bits += [f"{p.get('method')} fine-tune (init {p.get('init')}) of {parent.get('policy_id')} "
                  f"({parent.get('weights_hash')})", f"training data {p.get('data_hash')}",
                  f"config {p.get('config_hash')}", f"dagster run of parent {parent.get('run_id')}"]
-    return f"policy {name}: " + ", ".join(bits) + f"  [{art}]"
+    return f"policy {name}: " + ", ".join(bits) + f"  [{where}]"
 
 
 def _table(store: Store, name: str, key: str) -> pl.DataFrame:
     path = store.table_path(name, key)
     if not path.is_file():
-        raise LineageError(f"round {key} has no {name} table at {path}")
+        raise LineageError(f"round {key} has no {name} table at {store.where(path)}")
     return pl.read_parquet(path)
 
 
@@ -54,8 +53,8 @@ def round_chain(store: Store, key: str) -> list[str]:
     except ValueError as exc:
         raise LineageError(str(exc)) from None
     if not store.table_path("prompts", key).is_file():
-        done = sorted(p.stem for p in store.root.glob("tables/prompts/r*.parquet"))
-        raise LineageError(f"round {key} does not exist in {store.root} (rounds: {', '.join(done) or 'none'})")
+        done = store.partitions("prompts")
+        raise LineageError(f"round {key} does not exist in {store.location()} (rounds: {', '.join(done) or 'none'})")
     parent = parent_key(key) or "base"
     lines = [_model(store, "base")]
     if parent != "base":
@@ -80,7 +79,7 @@ def round_chain(store: Store, key: str) -> list[str]:
         by = ", ".join(f"{src} {n}" for src, n in t.group_by("source_round").len().sort("source_round").iter_rows())
         lines.append(f"-> training_set {key}: {(t['source_round'] == key).sum()} new rows, {t.height} in all "
                      f"({by})  [sha256 {_sha(store, 'training_set', key)}]")
-    if is_complete(store.model_dir(key)):
+    if store.provenance(key) is not None:
         lines.append("-> " + _model(store, key))
     if store.table_path("evaluation", key).is_file():
         acc = accuracy_by_difficulty(_table(store, "evaluation", key))
@@ -97,11 +96,11 @@ def row_chain(store: Store, row_id: str) -> list[str]:
     repair = idx.startswith("repair-") and idx[7:].isdigit()
     if not pid or not (idx.isdigit() or repair):
         raise LineageError(f"not a training row id: {row_id!r} (expected <round>/<prompt_id>/<sample_idx>)")
-    used = sorted(p.stem for p in store.root.glob("tables/training_set/r*.parquet")
-                  if pl.read_parquet(p, columns=["row_id"])["row_id"].is_in([row_id]).any())
+    used = [k for k in store.partitions("training_set")
+            if pl.read_parquet(store.table_path("training_set", k), columns=["row_id"])["row_id"].is_in([row_id]).any()]
     if source == "warm_start":
         if not used:
-            raise LineageError(f"training row {row_id} is in no training set of {store.root}")
+            raise LineageError(f"training row {row_id} is in no training set of {store.location()}")
         return [f"row {row_id}: a warm-start reference example (not model-written); "
                 f"in the training sets of {', '.join(used)}"]
     if repair:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -434,7 +434,11 @@ class OperationsConfig(Strict):
 
 class ExperimentConfig(Strict):
     name: str = Field("demo", pattern=r"^[A-Za-z0-9_\-]+$")
-    storage_root: str = "data/runs/demo"
+    storage_root: str = Field("data/runs/demo", description="a path, or an object store URL (s3://bucket/prefix)")
+    storage_options: dict[str, Any] = Field(default_factory=dict, description=(
+        "fsspec options for a URL root, e.g. {endpoint_url: ...} for MinIO; credentials come from the "
+        "environment (AWS_ACCESS_KEY_ID, ...), not from here"))
+    storage_cache: str | None = Field(None, description="local mirror of a URL root (default ~/.cache/selftaught)")
     max_rounds: int = Field(3, ge=1)
     task: TaskConfig = TaskConfig()
     model: ModelConfig = ModelConfig()
@@ -445,6 +449,15 @@ class ExperimentConfig(Strict):
     repair: RepairConfig = RepairConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     operations: OperationsConfig = OperationsConfig()
+
+    @field_validator("storage_root")
+    @classmethod
+    def _root(cls, v: str) -> str:
+        from selftaught.objectstore import check_protocol, is_url
+
+        if is_url(v):
+            check_protocol(v)
+        return v
 
     @model_validator(mode="after")
     def _recipes(self):

@@ -112,7 +112,6 @@ def run_rounds(config: Path, folder: Path, rounds: int = 1):
 
     from pipelines.build import build_definitions, key_prefix
     from selftaught.config import load_config
-    from selftaught.store import Store
 
     keys = [f"r{i:03d}" for i in range(1, rounds + 1)]
     prefix = key_prefix(load_config(config).name)
@@ -131,4 +130,4 @@ def run_rounds(config: Path, folder: Path, rounds: int = 1):
                     asset_key=dg.AssetKey([prefix, asset]), asset_partitions=[key]), limit=1).records
                 if recs:
                     meta[(asset, key)] = {k: v.value for k, v in recs[0].asset_materialization.metadata.items()}
-    return Store(defs.resources["experiment"].storage_root), meta, logs
+    return defs.resources["experiment"].store, meta, logs

@@ -8,7 +8,6 @@ import pytest
 
 from pipelines.build import asset_key, build_definitions
 from selftaught import schemas
-from selftaught.store import Store
 from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
 
 pytestmark = pytest.mark.slow
@@ -39,7 +38,7 @@ def two_rounds(tmp_path_factory):
             assert _run(defs, instance).success
             instance.add_dynamic_partitions("rounds", ["r001", "r002"])
             results = {k: _run(defs, instance, k) for k in ("r001", "r002")}
-            yield defs, instance, Store(defs.resources["experiment"].storage_root), results
+            yield defs, instance, defs.resources["experiment"].store, results
 
 
 def test_two_rounds_write_valid_tables_with_lineage(two_rounds):
@@ -114,6 +113,6 @@ def test_blocking_check_stops_a_round_that_kept_nothing(tiny_config, dagster_hom
     result = _run(defs, instance, "r001")
     checks = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     assert any(c.check_name == "has_new_rows" and not c.passed for c in checks)
-    store = Store(defs.resources["experiment"].storage_root)
+    store = defs.resources["experiment"].store
     assert not store.model_dir("r001").exists()
     assert not result.success

@@ -7,7 +7,6 @@ import yaml
 
 from pipelines.build import build_definitions
 from selftaught import schemas
-from selftaught.store import Store
 from tests.conftest import TESTS, fresh_dagster_home
 
 pytestmark = pytest.mark.slow
@@ -37,7 +36,7 @@ def _round(config, tmp_path):
                 instance=instance, partition_key="r001", raise_on_error=False)
             checks = {e.event_specific_data.check_name: e.event_specific_data.passed
                       for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
-    return Store(defs.resources["experiment"].storage_root), result, checks
+    return defs.resources["experiment"].store, result, checks
 
 
 def test_gsm8k_round_writes_numeric_verdicts(tmp_path):

@@ -199,14 +199,13 @@ def _round_against_base_server(tmp_path, of_url):
     import dagster as dg
 
     from pipelines.build import build_definitions
-    from selftaught.store import Store
     from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
 
     config = make_tiny_config(tmp_path)
     with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
         defs = build_definitions(config)
         _materialize(defs, instance)
-        store = Store(defs.resources["experiment"].storage_root)
+        store = defs.resources["experiment"].store
         srv = Server(store.model_dir("base") / "model")
         try:
             served = copy_config(config, tmp_path / "served.yaml", **of_url(srv.url))
@@ -263,7 +262,6 @@ def test_lora_rounds_stay_one_adapter_on_the_base_model(tmp_path):
     from safetensors.torch import load_file
 
     from pipelines.build import build_definitions
-    from selftaught.store import Store
     from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
     from train.artifact import read_provenance, serving_paths
 
@@ -275,7 +273,7 @@ def test_lora_rounds_stay_one_adapter_on_the_base_model(tmp_path):
         instance.add_dynamic_partitions("rounds", ["r001", "r002"])
         _materialize(defs, instance, "r001")
         _materialize(defs, instance, "r002")
-    store = Store(defs.resources["experiment"].storage_root)
+    store = defs.resources["experiment"].store
     base = store.model_dir("base")
     base_hash = read_provenance(base)["weights_hash"]
     adapters = {}

@@ -12,7 +12,6 @@ from pipelines.build import build_definitions
 from selftaught import schemas
 from selftaught.config import load_config
 from selftaught.config import TaskConfig
-from selftaught.store import Store
 from synth.tasks import make_task
 from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config, run_rounds
 from train.artifact import read_provenance
@@ -123,7 +122,7 @@ def test_self_consistency_round_and_sampled_evaluation_metrics(tmp_path):
     for m in (evaluation, base):
         assert {"eval_pass@4", "eval_maj@4", "eval_distinct_answers", "eval_solve_rate_std"} <= m.keys()
         assert m["eval_pass@4"] >= m["eval_sample_accuracy"]  # pass@k can only beat the mean solve rate
-    store = Store(defs.resources["experiment"].storage_root)
+    store = defs.resources["experiment"].store
     assert set(store.read_table("verdicts", "r001")["verifier"]) == {"majority@1"}
 
 

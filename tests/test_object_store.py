@@ -1,0 +1,206 @@
+"""An object-store storage root (s3://) against a real S3-compatible server: moto's
+server mode, started on 127.0.0.1 by these tests. Crashed uploads are real crashes
+(a killed process), and the reader must not take what they left for complete."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+
+import polars as pl
+import pytest
+
+from selftaught.config import ConfigError, parse_config
+from selftaught.objectstore import COMPLETE
+from selftaught.store import Store
+from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config, run_rounds
+from train.artifact import is_complete, read_provenance
+
+BUCKET = "selftaught-test"
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """moto_server on a free loopback port, with one bucket; yields its endpoint URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}") from None
+            time.sleep(0.3)
+    old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    import s3fs
+
+    s3fs.S3FileSystem(endpoint_url=url).mkdir(BUCKET)
+    try:
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _store(s3, prefix, cache):
+    return Store(f"s3://{BUCKET}/{prefix}", cache=cache, options={"endpoint_url": s3})
+
+
+def _crash(script: str, s3, tmp_path, marker: str):
+    """Run `script` in a Python process, kill it with SIGKILL once it prints `marker`."""
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "S3": s3, "CACHE": str(tmp_path / "writer-cache")},
+                            cwd=os.path.dirname(os.path.dirname(__file__)))
+    for line in proc.stdout:
+        if marker in line:
+            proc.kill()
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"the writer exited by itself ({proc.returncode}) before crashing"
+
+
+def test_tables_go_to_the_bucket_and_another_cache_reads_them(s3, tmp_path):
+    a, b = _store(s3, "tables", tmp_path / "a"), _store(s3, "tables", tmp_path / "b")
+    a.write_table(pl.DataFrame({"x": [1, 2, 3]}), "scores", "r001")
+    assert a.remote.fs.exists(f"{BUCKET}/tables/tables/scores/r001.parquet")
+    assert b.read_table("scores", "r001")["x"].to_list() == [1, 2, 3]
+    assert b.partitions("scores") == ["r001"]
+    # rewritten elsewhere: the stale cached copy is replaced, not served
+    a.write_table(pl.DataFrame({"x": [7]}), "scores", "r001")
+    assert b.read_table("scores", "r001")["x"].to_list() == [7]
+    # gone from the store: gone from the cache
+    a.remote.fs.rm_file(f"{BUCKET}/tables/tables/scores/r001.parquet")
+    assert not b.table_path("scores", "r001").exists()
+    assert b.partitions("scores") == []
+
+
+def test_a_table_upload_killed_midway_leaves_no_table(s3, tmp_path):
+    # 12 MB of incompressible data: s3fs uploads it in 5 MB parts (multipart); the writer
+    # is killed after the first part is on the server, before the upload completes.
+    _crash("""
+        import os
+        import s3fs
+        fs = s3fs.S3FileSystem(endpoint_url=os.environ["S3"])
+        f = fs.open("selftaught-test/crash/tables/big/r001.parquet", "wb", block_size=5 * 2**20)
+        f.write(os.urandom(12 * 2**20))
+        f.flush()
+        print("first part uploaded", flush=True)
+        import time; time.sleep(60)
+    """, s3, tmp_path, "first part uploaded")
+    store = _store(s3, "crash", tmp_path / "reader")
+    uploads = store.remote.fs.call_s3("list_multipart_uploads", Bucket=BUCKET).get("Uploads", [])
+    assert any(u["Key"] == "crash/tables/big/r001.parquet" for u in uploads)  # it really was mid-upload
+    assert not store.table_path("big", "r001").exists()
+    assert store.partitions("big") == []
+    with pytest.raises(FileNotFoundError, match="no big table for r001 at s3://"):
+        store.read_table("big", "r001")
+
+
+def _artifact(folder, text):
+    (folder / "model").mkdir(parents=True)
+    for i in range(25):
+        (folder / "model" / f"shard-{i:02d}.bin").write_text(f"{text} {i}")
+    (folder / "provenance.json").write_text('{"policy_id": "%s"}' % text)
+    return folder
+
+
+def test_a_model_upload_killed_midway_is_not_read_as_complete(s3, tmp_path):
+    writer = _store(s3, "models", tmp_path / "writer")
+    writer.publish_model(_artifact(tmp_path / "first", "first"), "r001")
+    # A second publish dies after 20 of its 27 files: its attempt has no COMPLETE.json.
+    _crash("""
+        import os, signal
+        from pathlib import Path
+        from selftaught.store import Store
+        from tests.test_object_store import _artifact
+        store = Store("s3://selftaught-test/models", cache=os.environ["CACHE"], options={"endpoint_url": os.environ["S3"]})
+        def log(line):
+            print(line, flush=True)
+            if line.startswith("uploaded 20/"):
+                os.kill(os.getpid(), signal.SIGKILL)
+        store.publish_model(_artifact(Path(os.environ["CACHE"]) / "second", "second"), "r001", log)
+    """, s3, tmp_path, "uploaded 20/")
+    attempts = [n for n in writer.remote.list("models/r001") if n != COMPLETE]
+    assert len(attempts) == 2  # the complete one and the crashed one
+    reader = _store(s3, "models", tmp_path / "reader")
+    artifact = reader.model_dir("r001")
+    assert is_complete(artifact) and read_provenance(artifact)["policy_id"] == "first"
+    assert len(list((artifact / "model").iterdir())) == 25
+    # the next publish wins, and removes both older attempts
+    writer.publish_model(_artifact(tmp_path / "third", "third"), "r001")
+    assert read_provenance(reader.model_dir("r001"))["policy_id"] == "third"
+    assert [n for n in writer.remote.list("models/r001") if n != COMPLETE] == [reader.remote.read_marker(
+        "models/r001")["attempt"]]
+    # an artifact with no COMPLETE.json at all is not there
+    assert not reader.model_dir("r002").exists()
+
+
+def test_a_bad_storage_url_is_a_config_error():
+    with pytest.raises(ConfigError, match="storage_root 'nosuch://x': unknown protocol 'nosuch'"):
+        parse_config({"storage_root": "nosuch://x"}, "test")
+
+
+def test_an_unreachable_bucket_is_reported_before_the_run(s3, tmp_path):
+    store = Store("s3://no-such-bucket/x", cache=tmp_path / "c", options={"endpoint_url": s3})
+    with pytest.raises(PermissionError, match="storage root s3://no-such-bucket/x is not writable"):
+        store.check_writable()
+
+
+@pytest.mark.slow
+def test_rounds_on_s3_continue_from_another_machines_cache(s3, tmp_path):
+    """r001 runs with one local cache, r002 with an empty one (another machine): everything
+    r002 needs (the base model, r001's policy, rows and tables) comes from the bucket."""
+    import dagster as dg
+
+    from pipelines.build import build_definitions
+
+    root = f"s3://{BUCKET}/experiment"
+    first = copy_config(make_tiny_config(tmp_path), tmp_path / "first.yaml", storage_root=root,
+                        storage_cache=str(tmp_path / "cache-1"), storage_options={"endpoint_url": s3}, max_rounds=2)
+    run_rounds(first, tmp_path, rounds=1)
+    second = copy_config(first, tmp_path / "second.yaml", storage_cache=str(tmp_path / "cache-2"))
+    with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
+        defs = build_definitions(second)
+        instance.add_dynamic_partitions("rounds", ["r002"])
+        result = defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key="r002",
+                                                                  raise_on_error=False)
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        meta = {m.asset_key.path[-1]: {k: v.value for k, v in m.metadata.items()}
+                for m in result.asset_materializations_for_node("policy") + result.asset_materializations_for_node("samples")}
+    store = defs.resources["experiment"].store
+    keys = store.remote.fs.find(f"{BUCKET}/experiment")
+    for rel in ("tables/samples/r001.parquet", "tables/training_set/r002.parquet", "models/base/COMPLETE.json",
+                "models/r002/COMPLETE.json", "tables/eval_results/base.parquet", "tables/evaluation/r002.parquet"):
+        assert f"{BUCKET}/experiment/{rel}" in keys, rel
+    assert meta["policy"]["artifact"] == f"{root}/models/r002"
+    assert meta["samples"]["path"] == f"{root}/tables/samples/r002.parquet"
+    # r002's policy continued from the r001 policy that the first cache trained and the bucket carried
+    parent = read_provenance(store.model_dir("r002"))["parent"]
+    assert parent["policy_id"] == "r001"
+    assert parent["weights_hash"] == read_provenance(store.model_dir("r001"))["weights_hash"]
+    # lineage from a third, empty cache reads provenance without downloading any weights
+    from pipelines.lineage import round_chain
+
+    third = _store(s3, "experiment", tmp_path / "cache-3")
+    chain = "\n".join(round_chain(third, "r002"))
+    assert "-> policy r002: weights" in chain and f"[{root}/models/r002]" in chain
+    assert not (tmp_path / "cache-3" / "models").exists()
