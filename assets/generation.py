@@ -53,7 +53,9 @@ def generate(context, cfg: ExperimentConfig, store: Store, *, name: str, prompts
     isolated = cfg.sampling.isolated()
     context.log.info(f"{name}: {backend} backend on {where}, {'in a subprocess' if isolated else 'in process'}")
     if isolated:
-        return run_isolated(job, prompts, context.log.info)
+        workers = cfg.sampling.data_parallel if backend in ("hf", "vllm") else 1
+        return run_isolated(job, prompts, context.log.info, workers=workers,
+                            gpus_per_worker=cfg.sampling.vllm.tensor_parallel_size if backend == "vllm" else 1)
     return run(job, prompts, progress)
 
 

@@ -271,6 +271,8 @@ class SamplingConfig(Strict):
     shard_size: int = Field(256, ge=1, description="prompts per shard; a restarted round skips finished shards")
     isolate: bool | None = Field(None, description="generate in a subprocess so its memory is freed before "
                                  "training; default: on for vllm, off for hf and openai")
+    data_parallel: int = Field(1, ge=1, description="generation processes sharing the shards, each a whole engine "
+                               "on its own GPUs (vllm: tensor_parallel_size each); implies isolate")
     openai: OpenAIConfig | None = None
     vllm: VLLMConfig = VLLMConfig()
     balance: BalanceConfig | None = Field(None, description="B-STaR: pick temperature and reward threshold "
@@ -281,12 +283,17 @@ class SamplingConfig(Strict):
     def _backend_settings(self):
         if self.backend == "openai" and self.openai is None:
             raise ValueError("backend 'openai' needs an openai: section (base_url, model)")
+        if self.data_parallel > 1 and (self.backend == "openai" or self.isolate is False):
+            raise ValueError("sampling.data_parallel runs several engine processes: it needs backend hf or vllm "
+                             "and isolate not false (for a server, scale the server and raise max_concurrency)")
         if self.budget.min_n > self.budget.max_n:
             raise ValueError(f"budget.min_n ({self.budget.min_n}) is above budget.max_n ({self.budget.max_n})")
         return self
 
     def isolated(self) -> bool:
-        return self.backend == "vllm" if self.isolate is None else self.isolate
+        if self.isolate is None:
+            return self.backend == "vllm" or self.data_parallel > 1
+        return self.isolate
 
 
 class SandboxConfig(Strict):

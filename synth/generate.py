@@ -9,7 +9,9 @@ old shards first.
 
 Run as a subprocess (`python -m synth.generate JOB.json`) the backend's memory
 (a vLLM engine's KV cache, say) is returned to the system before training
-starts in the parent process.
+starts in the parent process. With `workers` > 1 (data parallelism) several
+such processes, each a whole engine on its own GPUs, take every workers-th
+pending shard; as seeds follow the shard index, the rows do not change.
 """
 
 from __future__ import annotations
@@ -115,9 +117,17 @@ def run(job: GenerationJob, prompts: pl.DataFrame, progress: Progress | None = N
         backend: Backend | None = None) -> pl.DataFrame:
     """Generate every missing shard in this process, then return all rows in prompt order."""
     n_shards = prepare(job, prompts)
-    todo = pending_shards(job, n_shards)
-    if len(todo) < n_shards:
-        log.info("generation: %d of %d shards already done in %s; resuming", n_shards - len(todo), n_shards,
+    generate_pending(job, prompts, n_shards, progress, backend)
+    return collect(job, n_shards)
+
+
+def generate_pending(job: GenerationJob, prompts: pl.DataFrame, n_shards: int, progress: Progress | None = None,
+                     backend: Backend | None = None, rank: int = 0, workers: int = 1) -> None:
+    """The missing shards (this worker's share of them: every `workers`-th, from `rank`)."""
+    pending = pending_shards(job, n_shards)
+    todo = pending[rank::workers]
+    if len(pending) < n_shards and rank == 0:
+        log.info("generation: %d of %d shards already done in %s; resuming", n_shards - len(pending), n_shards,
                  job.out_dir)
     owned = bool(todo) and backend is None
     if owned:
@@ -127,7 +137,6 @@ def run(job: GenerationJob, prompts: pl.DataFrame, progress: Progress | None = N
     finally:
         if owned and hasattr(backend, "close"):
             backend.close()  # an in-process engine frees its memory before training starts
-    return collect(job, n_shards)
 
 
 def _generate_shards(job, prompts, todo, n_shards, backend, progress):
@@ -160,40 +169,93 @@ def make_backend(job: GenerationJob) -> Backend:
 
 
 def run_isolated(job: GenerationJob, prompts: pl.DataFrame, log_line: Callable[[str], None] = print,
-                 env: dict | None = None) -> pl.DataFrame:
-    """Run the job in a fresh Python process; its memory is gone when this returns."""
+                 env: dict | None = None, workers: int = 1, gpus_per_worker: int = 1) -> pl.DataFrame:
+    """Run the job in fresh Python processes (`workers` of them, each on its own
+    `gpus_per_worker` GPUs where there are GPUs); their memory is gone when this returns."""
     n_shards = prepare(job, prompts)
-    if pending_shards(job, n_shards):
-        cmd = [sys.executable, "-m", "synth.generate", str(Path(job.out_dir) / JOB_FILE)]
-        tail: deque[str] = deque(maxlen=30)
-        root = str(Path(__file__).resolve().parent.parent)
-        child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
-        child_env["PYTHONPATH"] = os.pathsep.join(p for p in (root, child_env.get("PYTHONPATH")) if p)
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=child_env) as proc:
-            for line in proc.stdout:
-                tail.append(line.rstrip())
-                if line.startswith("generation:"):
-                    log_line(line.rstrip())
-        if proc.returncode != 0:
-            errors = [line for line in tail if line.startswith("generation: error:")]
-            raise RuntimeError(f"generation subprocess exited with {proc.returncode}: "
-                               + ("\n".join(errors) if errors else "last output:\n" + "\n".join(tail)))
+    pending = pending_shards(job, n_shards)
+    if pending:
+        workers = min(workers, len(pending))
+        envs = worker_envs(workers, gpus_per_worker, env)
+        if workers > 1:
+            log_line(f"generation: {len(pending)} shards over {workers} processes"
+                     + (f" (GPUs {', '.join(e['CUDA_VISIBLE_DEVICES'] for e in envs)})"
+                        if "CUDA_VISIBLE_DEVICES" in envs[0] else ""))
+        _run_workers(job, workers, envs, log_line)
     return collect(job, n_shards)
 
 
+def worker_envs(workers: int, gpus_per_worker: int, env: dict | None = None) -> list[dict]:
+    """Each worker's environment: its own slice of the visible GPUs, or of the CPU threads."""
+    root = str(Path(__file__).resolve().parent.parent)
+    base = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+    base["PYTHONPATH"] = os.pathsep.join(p for p in (root, base.get("PYTHONPATH")) if p)
+    if workers == 1:
+        return [base]
+    gpus = visible_gpus()
+    if not gpus:  # CPU: split the threads instead of every process using all of them
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        return [{**base, "OMP_NUM_THREADS": threads} for _ in range(workers)]
+    if len(gpus) < workers * gpus_per_worker:
+        raise RuntimeError(f"{workers} generation processes x {gpus_per_worker} GPUs need "
+                           f"{workers * gpus_per_worker} GPUs; {len(gpus)} are visible ({','.join(gpus)})")
+    return [{**base, "CUDA_VISIBLE_DEVICES": ",".join(gpus[r * gpus_per_worker:(r + 1) * gpus_per_worker])}
+            for r in range(workers)]
+
+
+def visible_gpus() -> list[str]:
+    if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
+        return [g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def _run_workers(job: GenerationJob, workers: int, envs: list[dict], log_line: Callable[[str], None]) -> None:
+    """Start the workers on one shared output pipe; forward their progress; on an error line,
+    stop the others (finished shards stay for the rerun)."""
+    cmd = [sys.executable, "-m", "synth.generate", str(Path(job.out_dir) / JOB_FILE)]
+    read, write = os.pipe()
+    procs = []
+    try:
+        for rank, env in enumerate(envs):
+            extra = [f"--rank={rank}", f"--workers={workers}"] if workers > 1 else []
+            procs.append(subprocess.Popen(cmd + extra, stdout=write, stderr=subprocess.STDOUT, env=env))
+    finally:
+        os.close(write)  # the pipe ends when every worker has exited
+    tail: deque[str] = deque(maxlen=30)
+    with os.fdopen(read, errors="replace") as out:
+        for line in out:
+            tail.append(line.rstrip())
+            if line.startswith("generation: error:") and len(procs) > 1:
+                for p in procs:
+                    if p.poll() is None:
+                        p.terminate()
+            if line.startswith("generation:"):
+                log_line(line.rstrip())
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        errors = [line for line in tail if line.startswith("generation: error:")]
+        raise RuntimeError(f"generation subprocess exited with {', '.join(str(c) for c in codes if c)}: "
+                           + ("\n".join(errors) if errors else "last output:\n" + "\n".join(tail)))
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m synth.generate OUT_DIR/job.json", file=sys.stderr)
-        return 2
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m synth.generate", description="run a generation job's shards")
+    ap.add_argument("job", help="OUT_DIR/job.json (written by the parent)")
+    ap.add_argument("--rank", type=int, default=0, help="this worker's index (data parallelism)")
+    ap.add_argument("--workers", type=int, default=1, help="how many workers share the shards")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)  # a parent's ignored signals must not make us unkillable
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    job = GenerationJob.from_json(Path(argv[0]).read_text())
+    job = GenerationJob.from_json(Path(args.job).read_text())
     prompts = schemas.validate(pl.read_parquet(Path(job.out_dir) / PROMPTS_FILE), "prompts")
+    n_shards = json.loads((Path(job.out_dir) / MANIFEST).read_text())["shards"]
     try:
-        run(job, prompts)
+        generate_pending(job, prompts, n_shards, rank=args.rank, workers=args.workers)
     except (BackendError, ValueError) as exc:  # expected failures: one line, no traceback
         print(f"generation: error: {exc}", flush=True)
         return 1

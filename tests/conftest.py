@@ -101,6 +101,33 @@ def start_ui(config, env: dict, timeout: float = 180, **popen):
             time.sleep(1)
 
 
+def start_moto(log: Path, timeout: float = 60):
+    """moto's S3 server on a free 127.0.0.1 port, in its own process group; returns (proc,
+    endpoint URL) once it answers. Stop it with os.killpg(proc.pid, signal.SIGTERM)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/moto-api/", timeout=2):
+                return proc, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}") from None
+            time.sleep(0.3)
+
+
 ROUND_ASSETS = ("prompts", "sampling_plan", "samples", "verdicts", "repairs", "training_set", "pairs", "policy",
                 "evaluation")
 

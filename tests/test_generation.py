@@ -96,6 +96,31 @@ def test_killed_generation_subprocess_resumes_to_the_same_rows(tiny_model_dir, t
     assert len(written) == n_shards - finished  # only the missing shards were generated again
 
 
+def test_two_generation_processes_split_the_shards_and_write_the_same_rows(tiny_model_dir, tmp_path):
+    prompts = _prompts(20)
+    lines = []
+    split = run_isolated(_job(tiny_model_dir, tmp_path / "dp"), prompts, lines.append, workers=2)
+    alone = run(_job(tiny_model_dir, tmp_path / "one"), prompts)
+    assert split.equals(alone)
+    assert lines[0] == "generation: 5 shards over 2 processes"
+    assert sorted(int(line.split()[2].split("/")[0]) for line in lines if "written" in line) == [1, 2, 3, 4, 5]
+
+
+def test_a_failing_generation_worker_stops_the_others(tmp_path):
+    job = _job(tmp_path / "no-such-model", tmp_path / "gen")
+    with pytest.raises(RuntimeError, match="generation: error: .*no-such-model is not a loadable model"):
+        run_isolated(job, _prompts(8), workers=2)
+
+
+def test_more_generation_processes_than_gpus_is_a_clear_error(monkeypatch):
+    from synth.generate import worker_envs
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
+    with pytest.raises(RuntimeError, match="2 generation processes x 2 GPUs need 4 GPUs; 3 are visible"):
+        worker_envs(2, 2)
+    assert [e["CUDA_VISIBLE_DEVICES"] for e in worker_envs(3, 1)] == ["0", "1", "2"]
+
+
 def test_failed_subprocess_reports_its_error(tmp_path):
     job = _job(tmp_path / "no-such-model", tmp_path / "gen")
     with pytest.raises(RuntimeError, match="exited with 1: generation: error: .*no-such-model is not a loadable model"):
@@ -297,6 +322,7 @@ def test_lora_rounds_stay_one_adapter_on_the_base_model(tmp_path):
     ({"backend": "vllm", "vllm": {"max_lora_rank": 8}}, {"method": "lora", "lora": {"r": 16}}, "max_lora_rank"),
     ({"backend": "tgi"}, {}, "sampling.backend"),
     ({"shard_size": 0}, {}, "sampling.shard_size"),
+    ({"data_parallel": 2, "isolate": False}, {}, "data_parallel runs several engine processes"),
 ])
 def test_generation_config_errors_name_the_key(sampling, training, message):
     from selftaught.config import ConfigError, parse_config
@@ -310,5 +336,6 @@ def test_backend_defaults():
 
     assert parse_config({"sampling": {"backend": "vllm"}}).sampling.isolated()
     assert not parse_config({}).sampling.isolated()
+    assert parse_config({"sampling": {"data_parallel": 2}}).sampling.isolated()
     teacher = parse_config({"sampling": {"backend": "openai", "openai": {"base_url": "http://h:1/v1/", "model": "m"}}})
     assert teacher.eval_backend() == "hf" and teacher.sampling.openai.base_url == "http://h:1/v1"

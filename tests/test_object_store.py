@@ -4,12 +4,9 @@ server mode, started on 127.0.0.1 by these tests. Crashed uploads are real crash
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
-import urllib.request
 
 import polars as pl
 import pytest
@@ -17,7 +14,7 @@ import pytest
 from selftaught.config import ConfigError, parse_config
 from selftaught.objectstore import COMPLETE
 from selftaught.store import Store
-from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config, run_rounds
+from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config, run_rounds, start_moto
 from train.artifact import is_complete, read_provenance
 
 BUCKET = "selftaught-test"
@@ -26,24 +23,7 @@ BUCKET = "selftaught-test"
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """moto_server on a free loopback port, with one bucket; yields its endpoint URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path_factory.mktemp("moto") / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}") from None
-            time.sleep(0.3)
+    proc, url = start_moto(tmp_path_factory.mktemp("moto") / "server.log")
     old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
     os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
     import s3fs

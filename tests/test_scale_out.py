@@ -44,9 +44,9 @@ def test_a_failed_launch_says_why(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_round_trains_in_two_processes_and_writes_provenance_once(tmp_path):
+def test_a_round_samples_and_trains_in_two_processes_and_writes_provenance_once(tmp_path):
     config = copy_config(make_tiny_config(tmp_path), tmp_path / "ddp.yaml", max_rounds=1,
-                         training__launcher={"processes": 2})
+                         training__launcher={"processes": 2}, sampling__data_parallel=2, sampling__shard_size=8)
     store, _, logs = run_rounds(config, tmp_path)
     logs = logs["r001"]
     artifact = store.model_dir("r001")
@@ -54,6 +54,7 @@ def test_a_round_trains_in_two_processes_and_writes_provenance_once(tmp_path):
     assert prov["metrics"]["processes"] == 2 and prov["policy_id"] == "r001"
     assert len(list(Path(artifact).rglob("provenance.json"))) == 1
     assert "training in 2 processes" in logs and "rank 1 of 2 finished" in logs
+    assert "generation: 3 shards over 2 processes" in logs  # 20 pool prompts, 8 per shard
 
 
 # ---- a round on dagster-celery: Redis broker and two workers on loopback -------------------
