@@ -11,7 +11,7 @@ from pipelines.build import build_definitions
 from selftaught.store import Store
 from synth.arithmetic import make_problems
 from synth.tiny import TinySpec, build_tiny_model
-from tests.conftest import copy_config, make_tiny_config, run_rounds
+from tests.conftest import copy_config, make_tiny_config, run_rounds, start_moto
 from train.artifact import read_provenance
 from train.launch import LaunchError, launch
 from train.sft import LoraSettings, SFTSettings
@@ -68,9 +68,11 @@ def _free_port() -> int:
 
 
 @pytest.mark.cluster
-def test_a_round_runs_on_celery_workers_with_gpu_and_cpu_queues(tmp_path):
+def test_a_round_runs_on_celery_workers_with_gpu_and_cpu_queues(tmp_path, monkeypatch, request):
     """The executor is configuration: operations.executor celery. GPU stages go to the
-    worker on the gpu queue, CPU stages to the one on the cpu queue."""
+    worker on the gpu queue, CPU stages to the one on the cpu queue. The storage root is a
+    bucket (moto's S3 server) and each process has its own cache, as on separate machines:
+    stages hand data to each other only through the bucket."""
     import os
     import shutil
     import signal
@@ -87,13 +89,22 @@ def test_a_round_runs_on_celery_workers_with_gpu_and_cpu_queues(tmp_path):
 
     port = _free_port()
     broker = {"broker": f"redis://127.0.0.1:{port}/0", "backend": f"redis://127.0.0.1:{port}/1"}
+    moto, endpoint = start_moto(tmp_path / "moto.log")
+    request.addfinalizer(lambda: os.killpg(moto.pid, signal.SIGTERM))
+    aws = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    bucket = Store("s3://cluster/run", cache=tmp_path / "check-cache", options={"endpoint_url": endpoint})
+    for k, v in aws.items():  # for this process's own look at the bucket
+        monkeypatch.setenv(k, v)
+    bucket.remote.fs.mkdir("cluster")
     config = copy_config(make_tiny_config(tmp_path), tmp_path / "celery.yaml", max_rounds=1,
+                         storage_root="s3://cluster/run", storage_options={"endpoint_url": endpoint},
                          operations={"executor": {"kind": "celery", "config": broker}})
     (tmp_path / "worker.yaml").write_text(yaml.safe_dump({"execution": {"config": broker}}))
     home = dagster_home(str(tmp_path / "home"))
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "SELFTAUGHT_CONFIG": str(config),
-           "PATH": bin_dir + os.pathsep + os.environ["PATH"], "PYTHONPATH": str(Path(__file__).parent.parent)}
+    env = {**os.environ, **aws, "DAGSTER_HOME": str(home), "SELFTAUGHT_CONFIG": str(config),
+           "PATH": bin_dir + os.pathsep + os.environ["PATH"], "PYTHONPATH": str(Path(__file__).parent.parent),
+           "SELFTAUGHT_CACHE": str(tmp_path / "cache-submitter")}
     with dg.DagsterInstance.get() as instance:  # create the instance's tables before the workers race to
         instance.add_dynamic_partitions("rounds", ["r001"])
     procs = [subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
@@ -104,7 +115,8 @@ def test_a_round_runs_on_celery_workers_with_gpu_and_cpu_queues(tmp_path):
             procs.append(subprocess.Popen(
                 [f"{bin_dir}/dagster-celery", "worker", "start", "-A", "dagster_celery.app", "-y",
                  str(tmp_path / "worker.yaml"), "-q", q, "-n", f"{q}-worker"],
-                env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True))
+                env={**env, "SELFTAUGHT_CACHE": str(tmp_path / f"cache-{q}")}, stdout=log.open("w"),
+                stderr=subprocess.STDOUT, start_new_session=True))
         deadline = time.monotonic() + 60
         while not all("ready." in log.read_text() for log in logs.values()):
             assert time.monotonic() < deadline, "celery workers did not start: " + logs["gpu"].read_text()[-2000:]
@@ -130,8 +142,12 @@ def test_a_round_runs_on_celery_workers_with_gpu_and_cpu_queues(tmp_path):
             ran_on[meta.get("step_keys")] = meta.get("Celery worker")
     assert ran_on["samples"].startswith("gpu-worker") and ran_on["policy"].startswith("gpu-worker")
     assert ran_on["verdicts"].startswith("cpu-worker") and ran_on["training_set"].startswith("cpu-worker")
-    store = Store(str(tmp_path / "store"))
-    assert store.read_table("evaluation", "r001").height > 0
+    assert bucket.read_table("evaluation", "r001").height > 0
+    assert bucket.provenance("r001")["policy_id"] == "r001"
+    # the gpu worker trained and evaluated there; the cpu worker never needed a model
+    assert (tmp_path / "cache-gpu" / "s3" / "cluster" / "run" / "models" / "r001" / "model").is_dir()
+    assert (tmp_path / "cache-cpu" / "s3" / "cluster" / "run" / "tables" / "verdicts" / "r001.parquet").is_file()
+    assert not (tmp_path / "cache-cpu" / "s3" / "cluster" / "run" / "models").exists()
 
 
 def test_the_kubernetes_example_is_a_valid_experiment_and_needs_dagster_k8s():
