@@ -74,58 +74,60 @@ def copy_config(src: Path, dst: Path, **changes) -> Path:
     return dst
 
 
-def start_ui(config, env: dict, timeout: float = 180, **popen):
-    """`selftaught ui` on a free 127.0.0.1 port, in its own process group; returns (proc, base url)
-    once /server_info answers. Stop it with os.killpg(proc.pid, signal.SIGTERM)."""
+def free_port() -> int:
     import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ui", "--config", str(config), "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            **popen)
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
+        return s.getsockname()[1]
+
+
+def start_server(cmd: list[str], probe: str, what, timeout: float, **popen):
+    """Start `cmd` in its own process group and poll `probe` until it answers; returns the
+    process. `what()` describes a server that died or never answered. Stop it with
+    os.killpg(proc.pid, signal.SIGTERM)."""
+    import subprocess
+    import time
+    import urllib.request
+
+    proc = subprocess.Popen(cmd, start_new_session=True, **popen)
+    deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(f"{url}/server_info", timeout=5):
-                return proc, url
+            with urllib.request.urlopen(probe, timeout=2):
+                return proc
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"dagster dev did not answer on {url} (exit code {proc.poll()})") from None
-            time.sleep(1)
+                raise RuntimeError(what(proc)) from None
+            time.sleep(0.3)
+
+
+def start_ui(config, env: dict, timeout: float = 180, **popen):
+    """`selftaught ui` on a free 127.0.0.1 port; returns (proc, base url) once /server_info answers."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_server([sys.executable, "-m", "pipelines.cli", "ui", "--config", str(config), "--port", str(port)],
+                        f"{url}/server_info", lambda p: f"dagster dev did not answer on {url} (exit code {p.poll()})",
+                        timeout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
+    return proc, url
 
 
 def start_moto(log: Path, timeout: float = 60):
-    """moto's S3 server on a free 127.0.0.1 port, in its own process group; returns (proc,
-    endpoint URL) once it answers. Stop it with os.killpg(proc.pid, signal.SIGTERM)."""
-    import socket
+    """moto's S3 server on a free 127.0.0.1 port; returns (proc, endpoint URL) once it answers."""
     import subprocess
     import sys
-    import time
-    import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/moto-api/", timeout=2):
-                return proc, url
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}") from None
-            time.sleep(0.3)
+        proc = start_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            f"{url}/moto-api/", lambda p: f"moto server did not start: {log.read_text()[-2000:]}",
+                            timeout, stdout=out, stderr=subprocess.STDOUT)
+    return proc, url
 
 
 ROUND_ASSETS = ("prompts", "sampling_plan", "samples", "verdicts", "repairs", "training_set", "pairs", "policy",

@@ -11,7 +11,7 @@ from pipelines.build import build_definitions
 from selftaught.store import Store
 from synth.arithmetic import make_problems
 from synth.tiny import TinySpec, build_tiny_model
-from tests.conftest import copy_config, make_tiny_config, run_rounds, start_moto
+from tests.conftest import copy_config, free_port, make_tiny_config, run_rounds, start_moto
 from train.artifact import read_provenance
 from train.launch import LaunchError, launch
 from train.sft import LoraSettings, SFTSettings
@@ -59,14 +59,6 @@ def test_a_round_samples_and_trains_in_two_processes_and_writes_provenance_once(
 
 # ---- a round on dagster-celery: Redis broker and two workers on loopback -------------------
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.cluster
 def test_a_round_runs_on_celery_workers_with_gpu_and_cpu_queues(tmp_path, monkeypatch, request):
     """The executor is configuration: operations.executor celery. GPU stages go to the
@@ -87,7 +79,7 @@ def test_a_round_runs_on_celery_workers_with_gpu_and_cpu_queues(tmp_path, monkey
 
     from pipelines.instance import dagster_home
 
-    port = _free_port()
+    port = free_port()
     broker = {"broker": f"redis://127.0.0.1:{port}/0", "backend": f"redis://127.0.0.1:{port}/1"}
     moto, endpoint = start_moto(tmp_path / "moto.log")
     request.addfinalizer(lambda: os.killpg(moto.pid, signal.SIGTERM))
