@@ -33,6 +33,7 @@ from typing import Callable
 import polars as pl
 
 from selftaught import schemas
+from selftaught.procs import python_env
 from selftaught.store import write_parquet_atomic, write_text_atomic
 from synth.backends import Backend, BackendError, Progress, SamplingParams, derive_seed, load_backend
 from synth.sampling import to_samples
@@ -187,9 +188,7 @@ def run_isolated(job: GenerationJob, prompts: pl.DataFrame, log_line: Callable[[
 
 def worker_envs(workers: int, gpus_per_worker: int, env: dict | None = None) -> list[dict]:
     """Each worker's environment: its own slice of the visible GPUs, or of the CPU threads."""
-    root = str(Path(__file__).resolve().parent.parent)
-    base = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
-    base["PYTHONPATH"] = os.pathsep.join(p for p in (root, base.get("PYTHONPATH")) if p)
+    base = python_env(env)
     if workers == 1:
         return [base]
     gpus = visible_gpus()

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
+from collections import deque
 from pathlib import Path
 
 import polars as pl
 
+from selftaught.procs import python_env
 from selftaught.store import write_parquet_atomic, write_text_atomic
 
 
@@ -49,20 +50,19 @@ def launch(objective: str, init: str | Path, rows: pl.DataFrame, out_dir: str | 
            "settings": dataclasses.asdict(settings)}
     write_text_atomic(json.dumps(job, indent=2), out / "job.json")
     cmd = accelerate_command(processes, config_file, extra) + ["-m", "train.worker", str(out / "job.json")]
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     log(f"training in {processes} processes: {' '.join(cmd[1:])}")
-    tail: list[str] = []
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc:
+    tail: deque[str] = deque(maxlen=40)
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=python_env()) as proc:
         for line in proc.stdout:
             line = line.rstrip()
-            tail = (tail + [line])[-40:]
+            tail.append(line)
             if "train step" in line or "rank " in line:
                 log(line)
     if proc.returncode != 0:
         why = [line for line in tail if line.startswith("training error:")]
         raise LaunchError(f"accelerate launch exited with {proc.returncode}: "
-                          + (why[0] if why else "\n" + "\n".join(tail[-20:])))
+                          + (why[0] if why else "\n" + "\n".join(list(tail)[-20:])))
     done = sorted((out / "ranks").glob("rank-*.json"))
     if len(done) != processes:
         raise LaunchError(f"{len(done)} of {processes} training processes reported finishing")
