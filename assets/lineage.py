@@ -14,8 +14,8 @@ from pathlib import Path
 import dagster as dg
 
 from selftaught.rounds import parent_key
-from selftaught.store import Store
-from train.artifact import is_complete, read_provenance
+from selftaught.store import Store, is_complete
+from train.artifact import read_provenance
 
 
 @dataclass(frozen=True)

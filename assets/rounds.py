@@ -26,10 +26,9 @@ from filters.pairs import make_pairs
 from filters.select import accumulate, judged, select_repairs, select_sft
 from selftaught import __version__, schemas
 from selftaught.rounds import parent_key, round_index
-from selftaught.store import file_hash
+from selftaught.store import file_hash, is_complete
 from synth.tasks import default_verifier, make_task, reference_verifier
-from train.artifact import (adapter_path, is_complete, model_path, read_provenance, verifier_dir,
-                            write_provenance)
+from train.artifact import adapter_path, model_path, read_provenance, verifier_dir, write_provenance
 from train.dpo import DPOSettings, train_dpo
 from train.launch import launch
 from train.sft import settings_from_config, train_sft

@@ -9,13 +9,14 @@ import polars as pl
 
 from assets.generation import evaluate_artifact, sampled_eval_metrics
 from assets.placement import on
+from assets.recipes import repair_format_examples
 from assets.resources import ExperimentResource
 from filters.metrics import accuracy_by_difficulty, pick_frontier
 from selftaught import __version__
-from assets.recipes import repair_format_examples
+from selftaught.store import is_complete
 from synth.tasks import make_task
 from synth.tiny import TinySpec, build_tiny_model
-from train.artifact import copy_model, is_complete, model_path, read_provenance, write_provenance
+from train.artifact import copy_model, model_path, read_provenance, write_provenance
 from train.sft import settings_from_config, train_sft
 
 

@@ -28,6 +28,18 @@ from selftaught import schemas
 from selftaught.objectstore import ObjectStore, default_cache, is_url
 
 
+PROVENANCE = "provenance.json"
+
+
+def model_path(artifact: Path) -> Path:
+    """The loadable model inside an artifact directory (train.artifact describes the rest)."""
+    return Path(artifact) / "model"
+
+
+def is_complete(artifact: Path) -> bool:
+    return (Path(artifact) / PROVENANCE).is_file() and model_path(artifact).is_dir()
+
+
 class Store:
     def __init__(self, root: str | Path, cache: str | Path | None = None, options: dict | None = None):
         """`root`: a path or an object store URL; `cache`: the local mirror of a URL root
@@ -68,12 +80,11 @@ class Store:
         an object store, without fetching the weights."""
         if not self.remote:
             path = self.root / "models" / name
-            complete = (path / "provenance.json").is_file() and (path / "model").is_dir()
-            return json.loads((path / "provenance.json").read_text()) if complete else None
+            return json.loads((path / PROVENANCE).read_text()) if is_complete(path) else None
         marker = self.remote.read_marker(f"models/{name}")
-        if marker is None or "provenance.json" not in marker["files"]:
+        if marker is None or PROVENANCE not in marker["files"]:
             return None
-        return json.loads(self.remote.fs.cat_file(self.remote.key(f"models/{name}/{marker['attempt']}/provenance.json")))
+        return json.loads(self.remote.fs.cat_file(self.remote.key(f"models/{name}/{marker['attempt']}/{PROVENANCE}")))
 
     def work_dir(self, name: str) -> Path:
         return self.root / "work" / name

@@ -7,7 +7,8 @@ from synth.arithmetic import make_problems
 from synth.backends import HFBackend, SamplingParams, cut_at_stop, load_backend
 from synth.sampling import sample
 from synth.tiny import char_tokenizer
-from train.artifact import is_complete, read_provenance, weights_hash, write_provenance
+from selftaught.store import is_complete
+from train.artifact import read_provenance, weights_hash, write_provenance
 from train.sft import SFTSettings, train_sft
 
 

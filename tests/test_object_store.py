@@ -13,9 +13,9 @@ import pytest
 
 from selftaught.config import ConfigError, parse_config
 from selftaught.objectstore import COMPLETE
-from selftaught.store import Store
+from selftaught.store import Store, is_complete
 from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config, run_rounds, start_moto
-from train.artifact import is_complete, read_provenance
+from train.artifact import read_provenance
 
 BUCKET = "selftaught-test"
 

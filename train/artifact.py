@@ -11,13 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from selftaught.store import dir_hash, write_text_atomic
-
-PROVENANCE = "provenance.json"
-
-
-def model_path(artifact: Path) -> Path:
-    return Path(artifact) / "model"
+from selftaught.store import PROVENANCE, dir_hash, model_path, write_text_atomic
 
 
 def weights_hash(artifact: Path) -> str:
@@ -38,10 +32,6 @@ def read_provenance(artifact: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{artifact} is not a complete model artifact (no {PROVENANCE})")
     return json.loads(path.read_text())
-
-
-def is_complete(artifact: Path) -> bool:
-    return (Path(artifact) / PROVENANCE).is_file() and model_path(artifact).is_dir()
 
 
 def copy_model(src: str | Path, dst: Path) -> None:
