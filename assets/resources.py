@@ -9,6 +9,8 @@ import dagster as dg
 
 from selftaught.config import ExperimentConfig, load_config
 from selftaught.store import Store
+from synth.tasks import Task, make_task
+from train.gguf import resolve_base
 
 
 @lru_cache(maxsize=8)
@@ -47,3 +49,10 @@ class ExperimentResource(dg.ConfigurableResource):
     @property
     def store(self) -> Store:
         return Store.for_config(self.config, self.storage_root or None)
+
+    def task(self, log=None) -> Task:
+        """The experiment's task; a chat template comes from the base model's tokenizer
+        (a GGUF base is converted for it once, then read from the cache)."""
+        cfg = self.config
+        tokenizer = resolve_base(cfg.model.base, log) if cfg.task.chat_template else None
+        return make_task(cfg.task, tokenizer)

@@ -27,7 +27,7 @@ from filters.select import accumulate, judged, select_repairs, select_sft
 from selftaught import __version__, schemas
 from selftaught.rounds import parent_key, round_index
 from selftaught.store import file_hash, is_complete
-from synth.tasks import default_verifier, make_task, reference_verifier
+from synth.tasks import default_verifier, reference_verifier
 from train.artifact import adapter_path, model_path, read_provenance, verifier_dir, write_provenance
 from train.dpo import DPOSettings, train_dpo
 from train.launch import launch
@@ -49,7 +49,7 @@ def prompts(
     experiment = experiment.of(context)
     cfg, key = experiment.config, context.partition_key
     exclude = set(warm_start_prompts["prompt_id"]) | set(eval_prompts["prompt_id"])
-    task = make_task(cfg.task, cfg.model.base)
+    task = experiment.task(context.log.info)
     meta = {}
     if cfg.task.curriculum is not None:
         at, counts = curriculum_counts(experiment, key)
@@ -283,7 +283,7 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
         lora = settings_from_config(t).lora
         settings = DPOSettings(max_steps=t.steps_for(round_index(key)), learning_rate=t.learning_rate,
                                batch_size=t.batch_size, beta=d.beta, rpo_alpha=d.rpo_alpha, max_length=t.max_length,
-                               seed=t.seed + round_index(key), method=t.method, lora=lora)
+                               seed=t.seed + round_index(key), method=t.method, lora=lora, bf16=t.bf16)
         context.log.info(f"{key}: {'RPO' if d.rpo_alpha else 'DPO'} from {init.name} on {pairs.height} pairs, "
                          f"reference {reference['policy_id']}, {settings.max_steps} steps")
         metrics = _train(context, cfg, "dpo", model_path(init), pairs, work, settings, adapter_init,
@@ -345,7 +345,7 @@ def _train_verifier(context, cfg, store, key: str, base, work) -> dict:
     context.log.info(f"{key}: V-STaR verifier: DPO on {pairs.height} pairs of rounds 1..{round_index(key)}")
     settings = DPOSettings(max_steps=v.max_steps, learning_rate=v.learning_rate, batch_size=v.batch_size,
                            beta=v.beta, rpo_alpha=0.0, max_length=cfg.training.max_length,
-                           seed=cfg.training.seed + round_index(key))
+                           seed=cfg.training.seed + round_index(key), bf16=cfg.training.bf16)
     m = train_dpo(model_path(base), model_path(base), pairs, verifier_dir(work), settings)
     return {"pairs": pairs.height, "reference": "base", "steps": m["steps"],
             "reward_accuracy": m["reward_accuracy"], "reward_margin": m["reward_margin"]}

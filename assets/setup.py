@@ -14,9 +14,9 @@ from assets.resources import ExperimentResource
 from filters.metrics import accuracy_by_difficulty, pick_frontier
 from selftaught import __version__
 from selftaught.store import is_complete
-from synth.tasks import make_task
 from synth.tiny import TinySpec, build_tiny_model
 from train.artifact import copy_model, model_path, read_provenance, write_provenance
+from train.gguf import conversion_record, gguf_source, is_gguf, resolve_base
 from train.sft import settings_from_config, train_sft
 
 
@@ -25,7 +25,7 @@ def warm_start_prompts(context: dg.AssetExecutionContext, experiment: Experiment
     """Worked examples (prompt + reference solution) the base model is warm-started on."""
     experiment = experiment.of(context)
     experiment.store.check_writable()
-    return make_task(experiment.config.task, experiment.config.model.base).warm_start()
+    return experiment.task(context.log.info).warm_start()
 
 
 @dg.asset(group_name="setup", code_version=__version__, kinds={"polars"}, **on("cpu"))
@@ -33,7 +33,7 @@ def eval_prompts(context: dg.AssetExecutionContext, experiment: ExperimentResour
                  warm_start_prompts: pl.DataFrame) -> pl.DataFrame:
     """Held-out problems per difficulty, disjoint from the warm start."""
     experiment = experiment.of(context)
-    return make_task(experiment.config.task, experiment.config.model.base).eval_set(set(warm_start_prompts["prompt_id"]))
+    return experiment.task(context.log.info).eval_set(set(warm_start_prompts["prompt_id"]))
 
 
 def _base_key(cfg) -> str:
@@ -41,6 +41,8 @@ def _base_key(cfg) -> str:
     import json
 
     wanted = {"model": cfg.model.model_dump(mode="json"), "warm_start": cfg.task.warm_start, "seed": cfg.task.seed}
+    if is_gguf(cfg.model.base):  # the file behind the name, not the name
+        wanted["gguf_sha256"] = gguf_source(cfg.model.base).sha256
     if cfg.repair.mode != "none" and cfg.repair.warm_start_share:
         wanted["repair_format"] = [cfg.repair.mode, cfg.repair.warm_start_share, cfg.repair.prompt_template()]
     return hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:16]
@@ -55,7 +57,7 @@ def _build_base(context, experiment: ExperimentResource, warm: pl.DataFrame) -> 
         init = build_tiny_model(TinySpec(t.hidden_size, t.num_layers, t.num_heads, t.intermediate_size,
                                          t.max_positions, t.seed, t.code_chars), work / "init")
     else:
-        init = cfg.model.base  # a local path or a hub id; loading stays real
+        init = resolve_base(cfg.model.base, context.log.info)  # a folder, hub id, or converted GGUF
     metrics = {}
     if cfg.model.warm_start is not None:
         context.log.info(f"warm start: full fine-tune on {warm.height} worked examples")
@@ -67,7 +69,8 @@ def _build_base(context, experiment: ExperimentResource, warm: pl.DataFrame) -> 
     else:
         copy_model(init, model_path(work))
     shutil.rmtree(work / "init", ignore_errors=True)
-    write_provenance(work, policy_id="base", base=str(cfg.model.base), config_hash=_base_key(cfg), metrics=metrics)
+    write_provenance(work, policy_id="base", base=str(cfg.model.base), config_hash=_base_key(cfg), metrics=metrics,
+                     **({"gguf": record} if (record := conversion_record(cfg.model.base)) else {}))
     store.publish_model(work, "base", context.log.info)
     return metrics
 

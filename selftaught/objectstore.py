@@ -49,9 +49,13 @@ def check_protocol(url: str) -> None:
         raise ValueError(f"storage_root {url!r} needs {hint.get(protocol, str(exc))}") from None
 
 
+def cache_root() -> Path:
+    """This machine's cache for selftaught: object-store mirrors, converted GGUF models."""
+    return Path(os.environ.get("SELFTAUGHT_CACHE") or Path.home() / ".cache" / "selftaught")
+
+
 def default_cache(url: str) -> Path:
-    base = Path(os.environ.get("SELFTAUGHT_CACHE") or Path.home() / ".cache" / "selftaught")
-    return base / url.replace("://", "/").strip("/")
+    return cache_root() / url.replace("://", "/").strip("/")
 
 
 class ObjectStore:

@@ -75,14 +75,15 @@ class HFBackend:
 
     name = "hf"
 
-    def __init__(self, model_dir: str, batch_size: int = 64, device: str | None = None):
+    def __init__(self, model_dir: str, batch_size: int = 64, device: str | None = None, dtype: str = "float32"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-            self.model = AutoModelForCausalLM.from_pretrained(model_dir).to(self.device).eval()
+            self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
+            self.model = self.model.to(self.device).eval()
         except (OSError, ValueError) as exc:  # transformers raises both for "not a model"
             raise BackendError(f"hf backend: {model_dir} is not a loadable model directory or hub id "
                                f"({str(exc).splitlines()[0]})") from None

@@ -14,7 +14,7 @@ from filters.verifiers import get_verifier
 from selftaught import schemas
 from selftaught.config import ExperimentConfig, TaskConfig
 from selftaught.rounds import round_key
-from synth import arithmetic
+from synth import arithmetic, chat_tasks
 from filters.code import code_reference
 from synth.sources import Columns, SourceError, load_rows, read_source
 
@@ -45,6 +45,38 @@ class ArithmeticTask:
             counts or self.cfg.pool, seed=self.cfg.seed * 7919 + 1000 + round_index, exclude=exclude,
             split="pool", round_key=round_key(round_index),
         )
+
+
+class ChatTask:
+    """A procedural task asked in words (synth/chat_tasks.py), as one user turn of the
+    model's chat template (`task.chat_template: false`: as plain text); `task.template`
+    wraps the question either way."""
+
+    def __init__(self, cfg: TaskConfig, tokenizer: str | None = None):
+        self.cfg = cfg
+        self.chat = load_chat_tokenizer(tokenizer) if cfg.chat_template else None
+
+    def _render(self, question: str) -> str:
+        text = (self.cfg.template or "{question}").format(question=question)
+        if self.chat is None:
+            return text
+        return self.chat.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True)
+
+    def _draw(self, counts: dict[int, int], seed: int, exclude: set[str] = frozenset(), **where) -> pl.DataFrame:
+        df = chat_tasks.make_problems(self.cfg.name, counts, seed, self._render, exclude, **where)
+        # The assistant turn starts on its own line; plain text needs a space before the answer.
+        return df if self.chat else df.with_columns(pl.lit(" ") + pl.col("target"))
+
+    def warm_start(self) -> pl.DataFrame:
+        return self._draw(self.cfg.warm_start, self.cfg.seed * 7919 + 1, split="warm_start")
+
+    def eval_set(self, exclude: set[str]) -> pl.DataFrame:
+        return self._draw(self.cfg.eval, self.cfg.seed * 7919 + 2, exclude, split="eval")
+
+    def pool(self, round_index: int, exclude: set[str]) -> pl.DataFrame:
+        return self._draw(self.cfg.pool, self.cfg.seed * 7919 + 1000 + round_index, exclude, split="pool",
+                          round_key=round_key(round_index))
 
 
 # Per task: default columns and how the reference is read from the answer column.
@@ -199,7 +231,9 @@ def _mbpp_entry(row: dict) -> str:
 
 def default_verifier(cfg: TaskConfig) -> str:
     """The verifier a task's references are scored with (evaluation always uses it)."""
-    return "arithmetic" if cfg.name == "arithmetic" else DEFAULTS[cfg.name]["verifier"]
+    if cfg.name == "arithmetic":
+        return "arithmetic"
+    return "numeric" if cfg.name in chat_tasks.GENERATORS else DEFAULTS[cfg.name]["verifier"]
 
 
 def reference_verifier(cfg: ExperimentConfig):
@@ -227,6 +261,8 @@ def make_task(cfg: TaskConfig, tokenizer: str | None = None) -> Task:
     """The task for `cfg`; `tokenizer` (the base model path) renders chat templates."""
     if cfg.name == "arithmetic":
         return ArithmeticTask(cfg)
+    if cfg.name in chat_tasks.GENERATORS:
+        return ChatTask(cfg, tokenizer)
     if cfg.name in ("humaneval", "mbpp"):
         return CodeTask(cfg, tokenizer)
     if cfg.name in DEFAULTS:

@@ -113,3 +113,15 @@ def test_unwritable_root_is_a_clear_error(tmp_path):
     blocker.write_text("")  # a root under a regular file fails even for root
     with pytest.raises(PermissionError, match="not writable"):
         ensure_writable(blocker / "store")
+
+
+def test_keys_added_later_leave_earlier_hashes_alone():
+    """sampling.dtype and training.bf16 came after 0.3.0: at their defaults the hashes are those of
+    0.3.0, so rounds already on disk stay fresh; set, they count."""
+    demo = load_config(DEFAULT_CONFIG)
+    assert (demo.round_hash(), demo.section_hash("model")) == ("e6f24a2d9cada5dd", "20bcd9bf6cb709c5")
+    data = demo.model_dump(mode="json")
+    data["sampling"]["dtype"] = "bfloat16"
+    assert parse_config(data).round_hash() != demo.round_hash()
+    data["sampling"]["dtype"], data["training"]["bf16"] = "float32", True
+    assert parse_config(data).round_hash() != demo.round_hash()

@@ -26,6 +26,7 @@ class DPOSettings:
     max_length: int = 256
     seed: int = 0
     method: str = "full"  # or "lora": the adapter trains, the reference stays the model given
+    bf16: bool | None = None  # mixed precision, as in SFTSettings
     lora: LoraSettings = LoraSettings()
 
 
@@ -59,7 +60,7 @@ def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.D
         learning_rate=s.learning_rate, beta=s.beta, loss_type=losses, loss_weights=weights,
         max_length=s.max_length, seed=s.seed, data_seed=s.seed, logging_steps=max(1, s.max_steps // 10),
         save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-        activation_checkpointing=False, **_device_args(),
+        activation_checkpointing=False, **_device_args(s.bf16),
     )
     data = Dataset.from_dict({c: pairs[c].to_list() for c in ("prompt", "chosen", "rejected")})
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=data, processing_class=tok,

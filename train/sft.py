@@ -40,6 +40,7 @@ class SFTSettings:
     seed: int = 0
     save_every: int = 0  # checkpoint interval in steps for resume; 0 = no checkpoints
     completion_only_loss: bool = True  # False also trains on the prompt tokens
+    bf16: bool | None = None  # mixed precision; None: on a GPU that supports it, off on CPU
     lora: LoraSettings = field(default_factory=LoraSettings)
 
 
@@ -58,14 +59,14 @@ def _progress_callback(total: int):
     return Progress()
 
 
-def _device_args() -> dict:
+def _device_args(bf16: bool | None = None) -> dict:
     import torch
 
     if torch.cuda.is_available():
-        return {"bf16": torch.cuda.is_bf16_supported()}
-    # TRL defaults to bf16 and gradient checkpointing: wrong or slow on CPU.
+        return {"bf16": torch.cuda.is_bf16_supported() if bf16 is None else bf16}
+    # TRL defaults to bf16: slow on a CPU without bfloat16 matmuls (AMX), so off unless asked for.
     multi = int(os.environ.get("WORLD_SIZE", "1")) > 1  # launched by accelerate / torchrun
-    return {"use_cpu": True, "bf16": False, **({"ddp_backend": "gloo"} if multi else {})}
+    return {"use_cpu": True, "bf16": bool(bf16), **({"ddp_backend": "gloo"} if multi else {})}
 
 
 def train_sft(
@@ -121,7 +122,7 @@ def train_sft(
         report_to="none",
         disable_tqdm=True,
         dataloader_num_workers=0,
-        **_device_args(),
+        **_device_args(s.bf16),
     )
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=data, processing_class=tok, peft_config=peft_config,
@@ -202,5 +203,5 @@ def settings_from_config(cfg, seed_offset: int = 0, max_steps: int | None = None
         method=cfg.method, max_steps=max_steps or cfg.max_steps, learning_rate=cfg.learning_rate,
         batch_size=cfg.batch_size, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         max_length=cfg.max_length, seed=cfg.seed + seed_offset, save_every=cfg.save_every, lora=lora,
-        completion_only_loss=cfg.completion_only_loss,
+        completion_only_loss=cfg.completion_only_loss, bf16=cfg.bf16,
     )
