@@ -96,6 +96,8 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=["demo", "star", "rest_em", "rft", "bstar", "vstar", "rerest"])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--dagster-home", default="/tmp/selftaught_bench_home")
+    ap.add_argument("--no-control", action="store_true", help="skip the controls (e.g. when the host preset's "
+                    "control, same steps on the same warm-start rows, was measured already)")
     ap.add_argument("--on", help="run each recipe on this preset's task and model (e.g. smollm2_list_max)")
     args = ap.parse_args()
     quiet_libraries()
@@ -109,7 +111,11 @@ def main() -> None:
         base = accuracy_by_difficulty(pl.read_parquet(store.table_path("eval_results", "base")))
         front = pick_frontier(cfg.task.frontier, base, cfg.task.frontier_pool())
         hardest = max(base)
-        control = control_curve(cfg, store, args.rounds, log=lambda m: print(f"{name}: {m}", flush=True))
+        if args.no_control:  # recipe rows only (control columns print nan)
+            control = [(k, {}, accuracy_by_difficulty(pl.read_parquet(store.table_path("evaluation", k))), 0.0)
+                       for k in (f"r{i:03d}" for i in range(1, args.rounds + 1))]
+        else:
+            control = control_curve(cfg, store, args.rounds, log=lambda m: print(f"{name}: {m}", flush=True))
         table.append((name, front, hardest, base, control, seconds))
     print(f"\nheld-out accuracy, recipe / control (same steps on the warm-start rows only), {args.rounds} rounds"
           + (f", on {args.on}" if args.on else ""))

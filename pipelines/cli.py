@@ -61,6 +61,8 @@ def _failure(result) -> str:
         if event.is_failure and event.event_specific_data is not None:
             err = getattr(event.event_specific_data, "error", None)
             if err is not None:
+                while err.cause is not None:  # Dagster wraps the step's own error: show the root cause
+                    err = err.cause
                 return f"{event.step_key}: {err.message.strip()}"
     return "the run failed; see the Dagster UI (make ui) for its logs"
 

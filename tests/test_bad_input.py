@@ -248,3 +248,19 @@ def test_cli_verifier_failing_every_row_stops_the_round_before_training(tmp_path
     assert (store / "tables" / "verdicts" / "r001.parquet").is_file()
     assert not (store / "tables" / "training_set" / "r001.parquet").exists()
     assert not (store / "models" / "r001").exists()
+
+
+def test_cli_step_failure_names_the_root_cause_in_one_line(tmp_path):
+    """A step that fails on a bad model.base: the CLI's line is the exception at the bottom of
+    Dagster's chain (here a file that is not a GGUF), not "Error occurred while executing op"."""
+    from tests.conftest import copy_config, make_tiny_config
+
+    fake = tmp_path / "weights.gguf"
+    fake.write_text("not a model")
+    cfg = copy_config(make_tiny_config(tmp_path), tmp_path / "gguf.yaml", model__base=str(fake))
+    out = _cli("run", "--config", str(cfg), "--rounds", "1", home=tmp_path / "home")
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last == (f"setup failed: base_model: train.gguf.BaseModelError: model.base '{fake}': {fake} is not a "
+                    f"GGUF file (it starts with b'not ', not b'GGUF')"), out.stderr[-2000:]
+    assert not (tmp_path / "store" / "models" / "base").exists()
