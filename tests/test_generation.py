@@ -270,13 +270,13 @@ def test_a_judge_can_be_any_backend_here_a_server(tmp_path, api_key):
     store, _ = _round_against_base_server(tmp_path, of_url=lambda url: dict(
         selection__min_new_rows=0, verification={
             "verifier": "judge", "max_unverifiable_share": 1.0,
-            "judge": {"backend": "openai", "max_score": 9, "threshold": 5, "max_new_tokens": 4,
-                      "template": "{prompt}{completion} Q: 1+{completion}",
+            "judge": {"backend": "openai", "max_score": 9999, "threshold": 5, "max_new_tokens": 4,
+                      "template": "{prompt}{completion} Q: 1+",  # ends inside a sum: a digit comes next
                       "openai": {"base_url": url, "model": "tiny", "api_key_env": KEY_ENV}}}))
     verdicts = store.read_table("verdicts", "r001")
     assert set(verdicts["verifier"]) == {"judge:openai:tiny@1"}
     details = [json.loads(d) for d in verdicts["details"]]
-    assert all(d["score"] == parse_score(d["judge_output"], 9) for d in details)
+    assert all(d["score"] == parse_score(d["judge_output"], 9999) for d in details)
     assert any(d["score"] is not None for d in details)
 
 

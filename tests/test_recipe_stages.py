@@ -137,6 +137,7 @@ def test_reflection_warm_start_shows_a_wrong_solution_its_feedback_and_the_right
 def test_reflection_round_links_each_repair_to_its_failed_sample(tmp_path):
     config = copy_config(make_tiny_config(tmp_path), tmp_path / "rerest.yaml", max_rounds=1,
                          repair={"mode": "reflect", "n": 2, "max_failed_per_prompt": 2},
+                         selection={"min_new_rows": 0},  # whether a reflection verifies depends on the CPU's rounding
                          sampling={"n": 2, "temperature": 1.5, "max_new_tokens": 40, "batch_size": 128},
                          model__tiny={"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128,
                                       "max_positions": 192})
@@ -217,8 +218,11 @@ def test_self_rewarding_round_stores_judge_prompts_and_scores(tmp_path):
     tiny = load_config(make_tiny_config(tmp_path))
     config = copy_config(
         make_tiny_config(tmp_path), tmp_path / "judge.yaml", max_rounds=1,
+        # The template ends inside a sum ("Q: 2+"), so the arithmetic-trained tiny judge writes a number next
+        # (ending after the completion left it free to stop at once, which it did on some CPUs); the wide
+        # scale takes whatever number it writes, so scores differ within a prompt and pairs form.
         verification={"verifier": "judge", "max_unverifiable_share": 1.0,
-                      "judge": {"model": "policy", "template": "{prompt}{completion} Q: 2+{completion}", "max_score": 9,
+                      "judge": {"model": "policy", "template": "{prompt}{completion} Q: 2+", "max_score": 9999,
                                 "threshold": 5, "max_new_tokens": 6}},
         model__tiny={"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128,
                      "max_positions": 160},
@@ -231,10 +235,10 @@ def test_self_rewarding_round_stores_judge_prompts_and_scores(tmp_path):
     both = samples.join(verdicts, on=["round", "prompt_id", "sample_idx"])
     for row in both.iter_rows(named=True):
         d = json.loads(row["details"])
-        assert d["judge_prompt"] == row["prompt"] + row["completion"] + " Q: 2+" + row["completion"]
-        assert d["score"] == parse_score(d["judge_output"], 9)
+        assert d["judge_prompt"] == row["prompt"] + row["completion"] + " Q: 2+"
+        assert d["score"] == parse_score(d["judge_output"], 9999)
         if d["score"] is not None:
-            assert row["reward"] == pytest.approx(d["score"] / 9)
+            assert row["reward"] == pytest.approx(d["score"] / 9999)
             assert row["verdict"] == ("correct" if d["score"] >= 5 else "incorrect")
     pairs = store.read_table("pairs", "r001")
     best = scored.group_by("prompt_id").agg(hi=pl.col("reward").max(), lo=pl.col("reward").min())
@@ -288,7 +292,11 @@ def test_bstar_round_picks_the_temperature_with_the_best_balance_score(tmp_path)
     assert set(plan["temperature"]) == {m["chosen_temperature"]} == set(samples["temperature"])
     per = samples.group_by("prompt_id").len().join(plan, on="prompt_id")
     assert (per["len"] == per["n"]).all()  # every prompt got the plan's budget
-    assert plan.filter(pl.col("difficulty") == 2)["n"].min() > plan.filter(pl.col("difficulty") == 1)["n"].max()
+    # More samples where the base solved less (which level that is depends on the CPU's float rounding)
+    n1, n2 = (plan.filter(pl.col("difficulty") == d)["n"] for d in (1, 2))
+    assert n1.n_unique() == n2.n_unique() == 1
+    r1, r2 = m["solve_rate_d1"], m["solve_rate_d2"]
+    assert (n2[0] > n1[0]) if r2 < r1 else (n2[0] < n1[0]) if r2 > r1 else (n2[0] == n1[0])
 
 
 # ---- V-STaR -------------------------------------------------------------------------------
