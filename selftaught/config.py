@@ -63,7 +63,7 @@ CHAT_TASKS = ("list_max", "addition", "story")
 
 
 class TaskConfig(Strict):
-    name: Literal["arithmetic", "gsm8k", "math", "humaneval", "mbpp", "list_max", "addition", "story"] = "arithmetic"
+    name: Literal["arithmetic", "gsm8k", "math", "humaneval", "mbpp", *CHAT_TASKS] = "arithmetic"
     train: SourceConfig | None = Field(None, description="dataset tasks: the pool, few-shot and warm-start rows")
     test: SourceConfig | None = Field(None, description="dataset tasks: the held-out evaluation rows")
     pool_size: int = Field(64, ge=1, description="dataset tasks: prompts per round")

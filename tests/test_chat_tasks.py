@@ -41,3 +41,10 @@ def test_same_seed_same_problems_and_exclusion():
         chat_tasks.make_problems("list_max", {1: 1}, seed=0, render=str)
     with pytest.raises(ValueError, match="ran out of distinct level-1 problems"):
         chat_tasks.make_problems("addition", {1: 120}, seed=0, render=str)  # 100 ordered pairs exist
+
+
+def test_the_config_names_exactly_the_generated_tasks():
+    from selftaught.config import CHAT_TASKS, TaskConfig
+
+    assert set(CHAT_TASKS) == set(chat_tasks.GENERATORS)
+    assert all(TaskConfig(name=t, warm_start={2: 1}, pool={2: 1}, eval={2: 1}).procedural() for t in CHAT_TASKS)
