@@ -141,7 +141,7 @@ def verdicts_for(context, experiment, parent, key: str, prompts: pl.DataFrame, s
     backend = j.backend or cfg.eval_backend()
     judge_id = f"openai:{j.openai.model}" if backend == "openai" else \
         parent.policy_id if j.model == "policy" else j.model
-    asks = judge_prompts(samples, j.template)
+    asks = judge_prompts(samples, j.template, experiment.user_turn(context.log.info))
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=j.max_new_tokens)  # greedy: a judge is deterministic
     out = generate(context, cfg, store, name=f"{key}-{label}", prompts=asks, params=params, round_key=key,
                    policy_id=judge_id, policy_hash=_hash_of(artifact, backend), artifact=artifact,
@@ -167,10 +167,11 @@ def repair(context, experiment, parent, key: str, prompts: pl.DataFrame, samples
     if r.mode == "none":
         return schemas.empty("repairs")
     df = judged(samples, verdicts)
+    turn = experiment.user_turn(context.log.info)
     if r.mode == "rationalize":
-        attempts = rationalize_attempts(prompts, df, r.prompt_template())
+        attempts = rationalize_attempts(prompts, df, r.prompt_template(), turn)
     else:
-        attempts = reflect_attempts(with_feedback(df), r.prompt_template(), r.max_failed_per_prompt)
+        attempts = reflect_attempts(with_feedback(df), r.prompt_template(), r.max_failed_per_prompt, turn)
     if attempts.height == 0:
         return schemas.empty("repairs")
     context.log.info(f"{key}: {attempts.height} {r.mode} attempts x {r.n}")
@@ -190,12 +191,13 @@ def repair(context, experiment, parent, key: str, prompts: pl.DataFrame, samples
         "repairs")
 
 
-def repair_format_examples(cfg, warm: pl.DataFrame) -> pl.DataFrame:
+def repair_format_examples(cfg, warm: pl.DataFrame, turn=None) -> pl.DataFrame:
     """Warm-start rows in the repair format (repair.warm_start_share): hinted prompts, or
-    reflections on another example's solution, verified wrong here, with its real feedback."""
+    reflections on another example's solution, verified wrong here, with its real feedback.
+    `turn`: a chat task's user turn (synth.tasks.UserTurn)."""
     r = cfg.repair
     if r.mode == "rationalize":
-        return hinted_examples(warm, r.warm_start_share, r.prompt_template())
+        return hinted_examples(warm, r.warm_start_share, r.prompt_template(), turn)
     ordered = warm.sort("prompt_id")
     wrong = ordered["target"].shift(1, fill_value=ordered["target"][-1])  # the previous example's solution
     attempts = ordered.select(pl.lit("warm").alias("round"), "prompt_id", pl.lit(0).alias("sample_idx"), "prompt",
@@ -203,7 +205,7 @@ def repair_format_examples(cfg, warm: pl.DataFrame) -> pl.DataFrame:
     checked = verify(verifier_for(cfg), ordered, attempts)
     notes = [None if v == schemas.CORRECT else feedback(v, a, why or "", name)
              for v, a, why, name in checked.select("verdict", "extracted_answer", "reason", "verifier").iter_rows()]
-    return reflection_examples(ordered, r.warm_start_share, r.prompt_template(), wrong.to_list(), notes)
+    return reflection_examples(ordered, r.warm_start_share, r.prompt_template(), wrong.to_list(), notes, turn)
 
 
 # ---- V-STaR verifier ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import dagster as dg
 
 from selftaught.config import ExperimentConfig, load_config
 from selftaught.store import Store
-from synth.tasks import Task, make_task
+from synth.tasks import Task, UserTurn, make_task, user_turn
 from train.gguf import resolve_base
 
 
@@ -56,3 +56,8 @@ class ExperimentResource(dg.ConfigurableResource):
         cfg = self.config
         tokenizer = resolve_base(cfg.model.base, log) if cfg.task.chat_template else None
         return make_task(cfg.task, tokenizer)
+
+    def user_turn(self, log=None) -> UserTurn | None:
+        """The chat turn that recipe templates (hints, reflections, judge questions) fill in."""
+        cfg = self.config
+        return user_turn(cfg.task, resolve_base(cfg.model.base, log) if cfg.task.chat_template else None)

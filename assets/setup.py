@@ -63,7 +63,7 @@ def _build_base(context, experiment: ExperimentResource, warm: pl.DataFrame) -> 
         context.log.info(f"warm start: full fine-tune on {warm.height} worked examples")
         rows = warm.select("prompt", pl.col("target").alias("completion"))
         if cfg.repair.mode != "none" and cfg.repair.warm_start_share:
-            rows = pl.concat([rows, repair_format_examples(cfg, warm)])
+            rows = pl.concat([rows, repair_format_examples(cfg, warm, experiment.user_turn(context.log.info))])
             context.log.info(f"warm start: {rows.height - warm.height} of them also in the {cfg.repair.mode} format")
         metrics = train_sft(init, rows, work, settings_from_config(cfg.model.warm_start))
     else:

@@ -71,6 +71,12 @@ def recipe_on(recipe: str, host: str, out_dir: Path) -> Path:
         value = _get(mine, key)
         if value is not None and value != _get(demo, key):
             _set(data, key, value)
+    verifier = _get(data, "training.verifier")
+    if verifier:  # V-STaR's verifier trains at the host's scale too (200 steps of 16 are for the tiny model)
+        host_training = yaml.safe_load((PRESETS / f"{host}.yaml").read_text()).get("training", {})
+        for key in ("max_steps", "batch_size", "learning_rate"):
+            if key in host_training:
+                verifier[key] = host_training[key]
     if data.get("task", {}).get("name", "arithmetic") != "arithmetic":
         data.setdefault("selection", {})["require_rationale"] = False  # only the arithmetic verifier checks steps
     data["name"] = f"{recipe}_on_{host}"

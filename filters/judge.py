@@ -19,11 +19,12 @@ from synth.repair import fill
 _SCORE = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-def judge_prompts(samples: pl.DataFrame, template: str) -> pl.DataFrame:
-    """One judge prompt per sample; `prompt_id` is the sample's `<prompt_id>~<sample_idx>`."""
+def judge_prompts(samples: pl.DataFrame, template: str, turn=None) -> pl.DataFrame:
+    """One judge prompt per sample; `prompt_id` is the sample's `<prompt_id>~<sample_idx>`.
+    `turn` (synth.tasks.UserTurn): a chat task's judge question is one user turn."""
     return samples.select(
         pl.concat_str("prompt_id", pl.col("sample_idx").cast(pl.String), separator="~").alias("prompt_id"),
-        fill(template, prompt=pl.col("prompt"), completion=pl.col("completion")).alias("prompt"),
+        fill(template, turn, prompt=pl.col("prompt"), completion=pl.col("completion")).alias("prompt"),
     )
 
 

@@ -257,6 +257,35 @@ def load_chat_tokenizer(path: str | None):
     return tok
 
 
+class UserTurn:
+    """One user turn of a chat template, split around its content, so that a recipe's
+    text template (STaR's hint, Re-ReST's reflection, a judge's question) fills in the
+    question rather than the rendered prompt, and the result is one user turn again."""
+
+    _MARK = "\x00selftaught-question\x00"
+
+    def __init__(self, chat_tokenizer):
+        rendered = chat_tokenizer.apply_chat_template([{"role": "user", "content": self._MARK}], tokenize=False,
+                                                      add_generation_prompt=True)
+        if rendered.count(self._MARK) != 1:
+            raise ValueError("the chat template does not render a user message verbatim")
+        self.prefix, self.suffix = rendered.split(self._MARK)
+
+    def unwrap(self, prompt: str) -> str:
+        """The user message of a rendered prompt (the prompt itself if it is not one)."""
+        if prompt.startswith(self.prefix) and prompt.endswith(self.suffix) and len(prompt) >= len(self.prefix) + len(self.suffix):
+            return prompt[len(self.prefix):len(prompt) - len(self.suffix)]
+        return prompt
+
+    def wrap(self, text: str) -> str:
+        return self.prefix + text + self.suffix
+
+
+def user_turn(cfg: TaskConfig, tokenizer: str | None) -> UserTurn | None:
+    """The task's chat turn (None for plain-text prompts)."""
+    return UserTurn(load_chat_tokenizer(tokenizer)) if cfg.chat_template else None
+
+
 def make_task(cfg: TaskConfig, tokenizer: str | None = None) -> Task:
     """The task for `cfg`; `tokenizer` (the base model path) renders chat templates."""
     if cfg.name == "arithmetic":

@@ -107,6 +107,31 @@ def test_chat_task_prompts_use_the_chat_template_and_splits_are_disjoint(smollm2
     assert task.pool(2, set()).get_column("prompt_id").to_list() != pool["prompt_id"].to_list()
 
 
+def test_recipe_templates_fill_in_the_question_and_stay_one_user_turn(smollm2):
+    """STaR's hint, Re-ReST's reflection and a judge's question on a chat task: the template
+    gets the question (not the rendered transcript), and the result is one user turn."""
+    from filters.judge import judge_prompts
+    from selftaught.config import TaskConfig
+    from synth.repair import hinted_examples, reflection_examples
+    from synth.tasks import make_task, user_turn
+
+    cfg = TaskConfig(name="list_max", chat_template=True, warm_start={4: 2}, pool={4: 1}, eval={4: 1})
+    warm = make_task(cfg, str(smollm2)).warm_start().sort("prompt_id")
+    turn = user_turn(cfg, str(smollm2))
+    question = turn.unwrap(warm["prompt"][0])
+    assert question.startswith("What is the largest number") and turn.wrap(question) == warm["prompt"][0]
+    hinted = hinted_examples(warm, 1.0, "Hint: the answer is {reference}. {prompt}", turn)["prompt"]
+    reflected = reflection_examples(warm, 1.0, "{prompt} You said: {completion} {feedback} Try again.",
+                                    ["#### 1", "#### 2"], ["wrong", "wrong"], turn)["prompt"]
+    samples = warm.select("prompt_id", pl.lit(0).alias("sample_idx"), "prompt", completion=pl.lit("#### 7"))
+    asks = judge_prompts(samples, "{prompt}\nAnswer: {completion}\nScore it 0-9:", turn)["prompt"]
+    for text, inner in [(hinted[0], f"Hint: the answer is {warm['reference'][0]}. {question}"),
+                        (reflected[0], f"{question} You said: #### 1 wrong Try again."),
+                        (asks[0], f"{question}\nAnswer: #### 7\nScore it 0-9:")]:
+        assert text == turn.wrap(inner) and text.count("<|im_start|>") == 3  # system, user, assistant
+    assert hinted_examples(warm, 1.0, "Hint: {reference}. {prompt}")["prompt"][0].startswith("Hint: ")  # plain
+
+
 def test_batched_left_padded_generation_matches_one_by_one_and_stops_at_eos(smollm2, tokenizer):
     from synth.backends import HFBackend, SamplingParams
 
