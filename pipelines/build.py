@@ -10,13 +10,12 @@ from assets import rounds as round_module
 from assets import setup as setup_module
 from assets import summary as summary_module
 from assets.io import ParquetIOManager
-from assets.resources import ExperimentResource
+from assets.resources import EXPERIMENT_TAG, ExperimentResource
 from assets.rounds import rounds
 from selftaught.config import ConfigError, load_config
 from selftaught.store import resolve_root
 
 DEFAULT_CONFIG = Path(__file__).parent / "presets" / "demo.yaml"
-EXPERIMENT_TAG = "selftaught/experiment"
 
 
 def key_prefix(experiment: str) -> str:
@@ -103,6 +102,10 @@ def build_folder_definitions(folder: str | Path) -> dg.Definitions:
             raise ConfigError(f"{path}: experiment name {cfg.name!r} is also used by {experiments[prefix][0]}; "
                               f"names must differ (after '-' becomes '_')")
         one = ExperimentResource(config_path=str(path.resolve()), storage_root=resolve_root(cfg.storage_root))
+        shared = [p for p, (_, root) in experiments.items() if root == one.storage_root]
+        if shared:
+            raise ConfigError(f"{path}: experiment {cfg.name!r} has the storage_root of experiment {shared[0]!r} "
+                              f"({one.storage_root}); each experiment needs its own")
         experiments[prefix] = [one.config_path, one.storage_root]
         assets, jobs, schedules, sensors = _experiment(cfg, one.store, job_prefix=f"{prefix}_")
         all_assets += assets

@@ -3,7 +3,7 @@
     selftaught run [--config FILE] [--rounds N]   run until N rounds are complete
     selftaught status [--config FILE]             the per-round table
     selftaught ui [--config FILE] [--port P]      the Dagster UI on 127.0.0.1
-    selftaught validate FILE                      check a config and exit
+    selftaught validate [--config FILE]           check a config, print a round's size, exit
 """
 
 from __future__ import annotations
@@ -67,8 +67,25 @@ def _failure(result) -> str:
     return "the run failed; see the Dagster UI (make ui) for its logs"
 
 
+def _fail_dead_cli_runs(instance, experiment: str) -> None:
+    """Runs of a `selftaught run` that was killed stay "started" in Dagster's records; the
+    caller holds the experiment's lock, so no CLI of it is alive: mark them failed."""
+    import dagster as dg
+
+    from assets.resources import CLI_TAG, EXPERIMENT_TAG
+
+    for run in instance.get_runs(filters=dg.RunsFilter(tags={EXPERIMENT_TAG: experiment}, statuses=[
+            dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.NOT_STARTED])):
+        if CLI_TAG in run.tags:
+            instance.report_run_failed(run, f"the selftaught run process {run.tags[CLI_TAG]} is gone (killed)")
+
+
 def cmd_run(args) -> int:
+    import socket
+
+    from assets.resources import CLI_TAG, earlier_active_run
     from pipelines import progress
+    from selftaught.lock import ExperimentLock, claim_root
     from pipelines.build import asset_key, build_definitions
     from pipelines.instance import get_instance
     from filters.summary import round_rows
@@ -81,13 +98,22 @@ def cmd_run(args) -> int:
     defs = build_definitions(args.config)
     store = defs.resources["experiment"].store
     store.check_writable()
+    claim_root(store, cfg.name)
+    lock = ExperimentLock(store.root, cfg.name)
+    lock.acquire(f"selftaught run --config {args.config}")  # held until this process exits
     instance = get_instance(args.dagster_home)
+    _fail_dead_cli_runs(instance, cfg.name)
+    busy = earlier_active_run(instance, cfg.name, None)
+    if busy:
+        print(f"error: experiment {cfg.name}: {busy}", file=sys.stderr)
+        return 1
     print(f"experiment {cfg.name}: storage {store.location()}, dagster home {os.environ['DAGSTER_HOME']}", flush=True)
+    tags = {CLI_TAG: f"{os.getpid()}@{socket.gethostname()}"}
 
     t0 = time.monotonic()
     print("setup: warm-start examples, eval set, base model (cached when unchanged) ...", flush=True)
     result = defs.resolve_job_def("setup").execute_in_process(instance=instance, run_config=QUIET_RUN,
-                                                              raise_on_error=False)
+                                                              raise_on_error=False, tags=tags)
     if not result.success:
         print(f"setup failed: {_failure(result)}", file=sys.stderr)
         return 1
@@ -100,6 +126,7 @@ def cmd_run(args) -> int:
         keys.append(key)
         if key not in instance.get_dynamic_partitions("rounds"):
             instance.add_dynamic_partitions("rounds", [key])
+        lock.note(f"selftaught run --config {args.config}, round {key}")
         todo = progress.todo(instance, cfg, key)
         if not todo:
             print(f"{key}: already complete", flush=True)
@@ -107,7 +134,7 @@ def cmd_run(args) -> int:
             resumed = "" if todo == progress.ROUND_ORDER else f" (resuming from {todo[0]})"
             print(f"{key}: running{resumed} ...", flush=True)
             result = round_job.execute_in_process(
-                instance=instance, partition_key=key, run_config=QUIET_RUN, raise_on_error=False,
+                instance=instance, partition_key=key, run_config=QUIET_RUN, raise_on_error=False, tags=tags,
                 asset_selection=[asset_key(cfg.name, n) for n in todo],
             )
             if not result.success:
@@ -117,7 +144,7 @@ def cmd_run(args) -> int:
         rows = round_rows(store, keys, wall)
         print(format_table(rows), flush=True)
     result = defs.resolve_job_def("refresh_summary").execute_in_process(instance=instance, run_config=QUIET_RUN,
-                                                                raise_on_error=False)
+                                                                raise_on_error=False, tags=tags)
     if not result.success:
         print(f"warning: the summary asset failed: {_failure(result)}", file=sys.stderr)
     summary = frontier_summary(round_rows(store, keys, wall), cfg.task.frontier, cfg.task.frontier_pool(),
@@ -135,7 +162,7 @@ def cmd_status(args) -> int:
     from filters.summary import round_rows
     from pipelines.report import format_table, frontier_summary
     from selftaught.config import load_config
-    from selftaught.rounds import round_index
+    from selftaught.rounds import is_round_key, round_index
 
     cfg = load_config(args.config)
     store = build_definitions(args.config).resources["experiment"].store
@@ -144,8 +171,10 @@ def cmd_status(args) -> int:
     from pipelines.build import asset_key
 
     # The rounds partitions are shared by every experiment on this instance: keep this one's.
-    keys = sorted(k for k in instance.get_dynamic_partitions("rounds")
-                  if round_index(k) and latest_materialization(instance, asset_key(cfg.name, "prompts"), k))
+    # Keys that are not r001, r002, ... (added by hand in the UI) are not rounds: skip them.
+    keys = sorted((k for k in instance.get_dynamic_partitions("rounds")
+                   if is_round_key(k) and latest_materialization(instance, asset_key(cfg.name, "prompts"), k)),
+                  key=round_index)
     wall = {k: _wall_seconds(instance, cfg.name, k) for k in keys}
     rows = round_rows(store, keys, wall)
     print(format_table(rows))
@@ -204,8 +233,25 @@ def cmd_validate(args) -> int:
     from selftaught.config import load_config
 
     cfg = load_config(args.config)
+    size = cfg.round_size()
     print(f"ok: experiment {cfg.name!r}, {cfg.max_rounds} rounds, storage {cfg.storage_root}")
+    print(f"each round: up to {size['prompts']:,} prompts x {size['samples_per_prompt']:,} samples = "
+          f"{size['samples']:,} completions (at most {size['new_tokens']:,} new tokens), "
+          f"{size['steps_first_round']:,} training steps in round 1"
+          + (f" growing to {size['steps_last_round']:,} in round {cfg.max_rounds}"
+             if size["steps_last_round"] != size["steps_first_round"] else "")
+          + f", {size['eval_prompts']:,} held-out prompts evaluated")
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--config", default=str(DEFAULT_CONFIG), help="experiment YAML (default: the demo)")
         p.add_argument("--dagster-home", default=None, help="Dagster instance dir (default $DAGSTER_HOME or data/dagster_home)")
         if name == "run":
-            p.add_argument("--rounds", type=int, default=None, help="rounds to complete (default: max_rounds)")
+            p.add_argument("--rounds", type=_positive_int, default=None,
+                           help="rounds to complete, 1 or more (default: max_rounds)")
         if name == "ui":
             p.add_argument("--port", type=int, default=3000)
         if name == "lineage":
@@ -238,12 +285,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet_libraries()
     from selftaught.config import ConfigError
+    from selftaught.lock import ExperimentBusy, RootTaken
 
     try:
         return args.fn(args)
-    except ConfigError as exc:
+    except (ConfigError, RootTaken) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ExperimentBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except PermissionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,20 +15,31 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
+# Upper bounds: a typo like `n: 1e12` must be a config error, not a round that eats memory
+# or overflows a 32-bit column deep in a traceback.
+MAX_PROMPTS = 1_000_000       # per difficulty level, or per dataset split
+MAX_SAMPLES = 4096            # per prompt
+MAX_TOKENS = 131_072          # new tokens per completion, or a training row's length
+MAX_STEPS = 10_000_000        # training steps of one round
+MAX_BATCH = 65_536
+MAX_ROUND_SAMPLES = 100_000_000  # samples one round generates (prompts x n)
+
+
 class ConfigError(ValueError):
     """The experiment config is missing, unreadable or invalid."""
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # inf and nan pass `gt=0`; a learning rate of .inf trained NaN weights and exited 0
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _counts(v: dict[int, int]) -> dict[int, int]:
     for d, n in v.items():
         if not 1 <= d <= 12:
             raise ValueError(f"difficulty (digit count) must be 1..12, got {d}")
-        if n < 0:
-            raise ValueError(f"count for difficulty {d} must be >= 0, got {n}")
+        if not 0 <= n <= MAX_PROMPTS:
+            raise ValueError(f"count for difficulty {d} must be 0..{MAX_PROMPTS:,}, got {n}")
     return dict(sorted(v.items()))
 
 
@@ -52,7 +63,7 @@ class CurriculumConfig(Strict):
     """Arithmetic: the pool holds difficulties up to a level plus a probe of the next one;
     once the probe's pass@n beats `open_at`, the next round opens that difficulty."""
 
-    probe: int = Field(30, ge=1, description="problems of the next difficulty sampled each round")
+    probe: int = Field(30, ge=1, le=MAX_PROMPTS, description="problems of the next difficulty sampled each round")
     open_at: float = Field(0.0, ge=0, lt=1, description="share of probe problems with a correct sample "
                            "above which the next difficulty opens (0: any)")
 
@@ -66,10 +77,10 @@ class TaskConfig(Strict):
     name: Literal["arithmetic", "gsm8k", "math", "humaneval", "mbpp", *CHAT_TASKS] = "arithmetic"
     train: SourceConfig | None = Field(None, description="dataset tasks: the pool, few-shot and warm-start rows")
     test: SourceConfig | None = Field(None, description="dataset tasks: the held-out evaluation rows")
-    pool_size: int = Field(64, ge=1, description="dataset tasks: prompts per round")
-    eval_size: int = Field(64, ge=1, description="dataset tasks: held-out prompts")
-    warm_start_size: int = Field(0, ge=0, description="dataset tasks: worked examples for the warm start")
-    few_shot: int = Field(0, ge=0, description="dataset tasks: exemplars from train prepended to each prompt")
+    pool_size: int = Field(64, ge=1, le=MAX_PROMPTS, description="dataset tasks: prompts per round")
+    eval_size: int = Field(64, ge=1, le=MAX_PROMPTS, description="dataset tasks: held-out prompts")
+    warm_start_size: int = Field(0, ge=0, le=MAX_PROMPTS, description="dataset tasks: worked examples for the warm start")
+    few_shot: int = Field(0, ge=0, le=64, description="dataset tasks: exemplars from train prepended to each prompt")
     template: str | None = Field(None, description="dataset and chat tasks: prompt template with {question}; default "
                                  "'Question: {question}\\nAnswer:' (gsm8k, math), '{question}' (humaneval), "
                                  "a docstring with the task and its first test (mbpp)")
@@ -127,8 +138,8 @@ class TaskConfig(Strict):
 
 
 class LoraConfig(Strict):
-    r: int = Field(16, ge=1)
-    alpha: int = Field(32, ge=1)
+    r: int = Field(16, ge=1, le=1024)
+    alpha: int = Field(32, ge=1, le=65_536)
     dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -140,7 +151,7 @@ class PreferenceConfig(Strict):
     rpo_alpha: float = Field(1.0, ge=0, description="weight of the NLL term on the chosen answer (RPO); 0 = DPO")
     reference: Literal["previous", "base"] = Field("previous", description="reference model: the previous "
                                                    "round's policy (iterative RPO) or the base model")
-    max_pairs_per_prompt: int = Field(1, ge=1)
+    max_pairs_per_prompt: int = Field(1, ge=1, le=MAX_SAMPLES)
     pairs: Literal["correct_incorrect", "best_worst", "reference"] = Field(
         "correct_incorrect", description="correct_incorrect: (correct, incorrect) samples of a prompt (RPO); "
         "best_worst: highest vs lowest reward, ties dropped (judge scores, self-rewarding); reference: the "
@@ -151,11 +162,11 @@ class VerifierTrainingConfig(Strict):
     """V-STaR: a verifier trained with DPO on (correct, incorrect) pairs of every round so far,
     next to the policy; evaluation ranks k samples by its score (best-of-k)."""
 
-    max_steps: int = Field(100, ge=1)
-    learning_rate: float = Field(5e-5, gt=0)
-    batch_size: int = Field(16, ge=1)
+    max_steps: int = Field(100, ge=1, le=MAX_STEPS)
+    learning_rate: float = Field(5e-5, gt=0, le=1.0)
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH)
     beta: float = Field(0.1, gt=0)
-    max_pairs_per_prompt: int = Field(2, ge=1)
+    max_pairs_per_prompt: int = Field(2, ge=1, le=MAX_SAMPLES)
 
 
 class LauncherConfig(Strict):
@@ -179,14 +190,14 @@ class TrainingConfig(Strict):
     init: Literal["continue", "base"] = Field(
         "continue", description="continue from the previous round's policy, or restart from the base model"
     )
-    max_steps: int = Field(500, ge=1)
-    steps_growth: float = Field(1.0, ge=1.0, description="round k trains max_steps * steps_growth^(k-1) steps "
+    max_steps: int = Field(500, ge=1, le=MAX_STEPS)
+    steps_growth: float = Field(1.0, ge=1.0, le=10.0, description="round k trains max_steps * steps_growth^(k-1) steps "
                                 "(STaR: 1.2)")
-    learning_rate: float = Field(3e-4, gt=0)
-    batch_size: int = Field(16, ge=1)
-    warmup_steps: int = Field(0, ge=0)
+    learning_rate: float = Field(3e-4, gt=0, le=1.0)
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH)
+    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS)
     weight_decay: float = Field(0.0, ge=0)
-    max_length: int = Field(256, ge=8)
+    max_length: int = Field(256, ge=8, le=MAX_TOKENS)
     save_every: int = Field(100, ge=0, description="checkpoint interval for resume; 0 disables")
     completion_only_loss: bool = Field(True, description="False also puts loss on the prompt tokens")
     bf16: bool | None = Field(None, description="bfloat16 mixed precision (float32 master weights); default: on "
@@ -201,11 +212,11 @@ class TrainingConfig(Strict):
 
 
 class TinyModelConfig(Strict):
-    hidden_size: int = Field(128, ge=8)
-    num_layers: int = Field(4, ge=1)
-    num_heads: int = Field(4, ge=1)
-    intermediate_size: int = Field(512, ge=8)
-    max_positions: int = Field(256, ge=16)
+    hidden_size: int = Field(128, ge=8, le=16_384)
+    num_layers: int = Field(4, ge=1, le=256)
+    num_heads: int = Field(4, ge=1, le=256)
+    intermediate_size: int = Field(512, ge=8, le=65_536)
+    max_positions: int = Field(256, ge=16, le=MAX_TOKENS)
     seed: int = 0
     code_chars: bool = Field(False, description="add newline and tab to the character vocabulary (code tasks)")
 
@@ -253,8 +264,8 @@ class BalanceConfig(Strict):
 
     temperatures: tuple[float, ...] = (0.5, 0.8, 1.1)
     thresholds: tuple[float, ...] = (1.0,)
-    dev_prompts: int = Field(32, ge=1, description="pool prompts sampled per candidate temperature")
-    desired_correct: int = Field(4, ge=1, description="n*: distinct correct answers per prompt worth having")
+    dev_prompts: int = Field(32, ge=1, le=MAX_PROMPTS, description="pool prompts sampled per candidate temperature")
+    desired_correct: int = Field(4, ge=1, le=MAX_SAMPLES, description="n*: distinct correct answers per prompt worth having")
 
     @field_validator("temperatures")
     @classmethod
@@ -276,23 +287,23 @@ class BudgetConfig(Strict):
 
     mode: Literal["uniform", "solve_rate"] = Field("uniform", description="solve_rate: n per prompt inversely "
                                                    "proportional to its difficulty's solve rate last round")
-    min_n: int = Field(2, ge=1)
-    max_n: int = Field(32, ge=1)
+    min_n: int = Field(2, ge=1, le=MAX_SAMPLES)
+    max_n: int = Field(32, ge=1, le=MAX_SAMPLES)
 
 
 class SamplingConfig(Strict):
     backend: Literal["hf", "vllm", "openai"] = "hf"
-    n: int = Field(8, ge=1)
-    temperature: float = Field(0.8, gt=0)
+    n: int = Field(8, ge=1, le=MAX_SAMPLES)
+    temperature: float = Field(0.8, gt=0, le=100)
     top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(100, ge=1)
+    max_new_tokens: int = Field(100, ge=1, le=MAX_TOKENS)
     stop: tuple[str, ...] = Field((), description="cut each completion at the first of these strings")
-    batch_size: int = Field(256, ge=1, description="hf: sequences per forward batch")
+    batch_size: int = Field(256, ge=1, le=MAX_BATCH, description="hf: sequences per forward batch")
     dtype: Literal["float32", "bfloat16"] = Field("float32", description="hf backend only (vllm: vllm.dtype): "
                                                   "weights' dtype for sampling and evaluation (bfloat16: ~1.7x "
                                                   "faster on a CPU with AMX, slower on one without)")
     seed: int = 0
-    shard_size: int = Field(256, ge=1, description="prompts per shard; a restarted round skips finished shards")
+    shard_size: int = Field(256, ge=1, le=MAX_PROMPTS, description="prompts per shard; a restarted round skips finished shards")
     isolate: bool | None = Field(None, description="generate in a subprocess so its memory is freed before "
                                  "training; default: on for vllm, off for hf and openai")
     data_parallel: int = Field(1, ge=1, description="generation processes sharing the shards, each a whole engine "
@@ -323,12 +334,12 @@ class SamplingConfig(Strict):
 class SandboxConfig(Strict):
     """Limits for each program the sandbox verifier runs (code tasks)."""
 
-    wall_seconds: float = Field(10.0, gt=0)
-    cpu_seconds: int = Field(5, ge=1)
-    memory_mb: int = Field(1024, ge=64)
-    max_processes: int = Field(16, ge=1)
-    disk_mb: int = Field(64, ge=1)
-    max_output_kb: int = Field(1024, ge=1)
+    wall_seconds: float = Field(10.0, gt=0, le=86_400)
+    cpu_seconds: int = Field(5, ge=1, le=86_400)
+    memory_mb: int = Field(1024, ge=64, le=1_048_576)
+    max_processes: int = Field(16, ge=1, le=4096)
+    disk_mb: int = Field(64, ge=1, le=1_048_576)
+    max_output_kb: int = Field(1024, ge=1, le=1_048_576)
     workers: int | None = Field(None, ge=1, description="programs at once (default: CPU count)")
 
 
@@ -345,9 +356,9 @@ class JudgeConfig(Strict):
                                                             "openai uses judge.openai")
     openai: OpenAIConfig | None = None
     template: str = Field(JUDGE_TEMPLATE, description="placeholders {prompt} and {completion}")
-    max_score: int = Field(5, ge=1)
+    max_score: int = Field(5, ge=1, le=1_000_000)
     threshold: float = Field(4, description="score at or above which a sample counts as correct")
-    max_new_tokens: int = Field(8, ge=1)
+    max_new_tokens: int = Field(8, ge=1, le=MAX_TOKENS)
 
     @model_validator(mode="after")
     def _check(self):
@@ -374,7 +385,7 @@ class VerificationConfig(Strict):
 
 
 class SelectionConfig(Strict):
-    max_per_prompt: int = Field(1, ge=1)
+    max_per_prompt: int = Field(1, ge=1, le=MAX_SAMPLES)
     require_rationale: bool = False
     dedup: bool | Literal["none", "exact", "normalized", "reasoning"] = Field(
         "normalized", description="one kept sample per distinct completion: exact text, normalized text "
@@ -398,7 +409,7 @@ class RepairConfig(Strict):
     train on the original prompt."""
 
     mode: Literal["none", "rationalize", "reflect"] = "none"
-    n: int = Field(1, ge=1, description="attempts per failed prompt (rationalize) or failed sample (reflect)")
+    n: int = Field(1, ge=1, le=MAX_SAMPLES, description="attempts per failed prompt (rationalize) or failed sample (reflect)")
     template: str | None = Field(None, description="rationalize: {prompt} {reference}; reflect: {prompt} "
                                  "{completion} {feedback}; default: a short hint / retry prompt")
     max_failed_per_prompt: int = Field(2, ge=1, description="reflect: failed samples repaired per prompt")
@@ -423,15 +434,15 @@ class RepairConfig(Strict):
 
 
 class EvaluationConfig(Strict):
-    samples_per_prompt: int = Field(0, ge=0, description="k > 0 also samples k per held-out prompt: pass@k, "
+    samples_per_prompt: int = Field(0, ge=0, le=MAX_SAMPLES, description="k > 0 also samples k per held-out prompt: pass@k, "
                                     "maj@k, distinct answers, solve-rate spread")
-    temperature: float = Field(0.8, gt=0, description="for the k samples")
+    temperature: float = Field(0.8, gt=0, le=100, description="for the k samples")
     seed: int = 0
     backend: Literal["hf", "vllm"] | None = Field(None, description="default: sampling.backend when it is "
                                                    "local (hf, vllm), else hf; a remote server cannot serve "
                                                    "this round's fresh policy")
-    max_new_tokens: int = Field(100, ge=1)
-    batch_size: int = Field(256, ge=1)
+    max_new_tokens: int = Field(100, ge=1, le=MAX_TOKENS)
+    batch_size: int = Field(256, ge=1, le=MAX_BATCH)
 
 
 class AutoContinueConfig(Strict):
@@ -470,7 +481,7 @@ class ExperimentConfig(Strict):
         "fsspec options for a URL root, e.g. {endpoint_url: ...} for MinIO; credentials come from the "
         "environment (AWS_ACCESS_KEY_ID, ...), not from here"))
     storage_cache: str | None = Field(None, description="local mirror of a URL root (default ~/.cache/selftaught)")
-    max_rounds: int = Field(3, ge=1)
+    max_rounds: int = Field(3, ge=1, le=10_000)
     task: TaskConfig = TaskConfig()
     model: ModelConfig = ModelConfig()
     sampling: SamplingConfig = SamplingConfig()
@@ -485,6 +496,9 @@ class ExperimentConfig(Strict):
     @classmethod
     def _root(cls, v: str) -> str:
         from selftaught.objectstore import check_protocol, is_url
+
+        if not v.strip():
+            raise ValueError("must name a folder or a URL (an empty root would make the current directory the store)")
 
         if is_url(v):
             check_protocol(v)
@@ -529,6 +543,30 @@ class ExperimentConfig(Strict):
             raise ValueError(f"training.lora.r ({self.training.lora.r}) is above sampling.vllm.max_lora_rank "
                              f"({self.sampling.vllm.max_lora_rank}); vLLM would refuse the adapter")
         return self
+
+    @model_validator(mode="after")
+    def _round_fits(self):
+        size = self.round_size()
+        if size["samples"] > MAX_ROUND_SAMPLES:
+            raise ValueError(f"a round would generate {size['samples']:,} samples ({size['prompts']:,} prompts x "
+                             f"{size['samples_per_prompt']:,}); the limit is {MAX_ROUND_SAMPLES:,}: use smaller pools")
+        if size["steps_last_round"] > MAX_STEPS:
+            raise ValueError(f"round {self.max_rounds} would train {size['steps_last_round']:,} steps (max_steps "
+                             f"{self.training.max_steps} x steps_growth {self.training.steps_growth:g}^"
+                             f"{self.max_rounds - 1}); the limit is {MAX_STEPS:,}")
+        return self
+
+    def round_size(self) -> dict[str, int]:
+        """What one round costs at most: prompts, samples and new tokens generated, training
+        steps (first and last round) and held-out prompts."""
+        t, s = self.task, self.sampling
+        prompts = sum(t.pool.values()) if t.procedural() else t.pool_size
+        per_prompt = max(s.n, s.budget.max_n if s.budget.mode == "solve_rate" else 0)
+        evals = sum(t.eval.values()) if t.procedural() else t.eval_size
+        steps_last = self.training.max_steps * self.training.steps_growth ** (self.max_rounds - 1)
+        return {"prompts": prompts, "samples_per_prompt": per_prompt, "samples": prompts * per_prompt,
+                "new_tokens": prompts * per_prompt * s.max_new_tokens, "steps_first_round": self.training.steps_for(1),
+                "steps_last_round": int(min(steps_last, 2 ** 62)), "eval_prompts": evals}
 
     def eval_backend(self) -> str:
         if self.evaluation.backend:
@@ -587,12 +625,31 @@ def parse_config(data: dict, source: str = "<dict>") -> ExperimentConfig:
         raise ConfigError(_describe(err, source)) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a config must not silently drop the first."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: let PyYAML report it
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise ConfigError(f"duplicate key {key!r} on lines {first} and {key_node.start_mark.line + 1}: "
+                                  "keep one (YAML would silently use the last)")
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path) -> ExperimentConfig:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"experiment config not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except ConfigError as exc:
+        raise ConfigError(f"experiment config {p}: {exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"experiment config {p} is not valid YAML: {exc}") from None
     return parse_config(data, str(p))

@@ -13,6 +13,11 @@ def round_key(index: int) -> str:
     return f"r{index:03d}"
 
 
+def is_round_key(key: str) -> bool:
+    """False for stray partition keys (r01, test) someone added to the shared instance."""
+    return bool(_KEY.match(key)) and int(key[1:]) >= 1
+
+
 def round_index(key: str) -> int:
     m = _KEY.match(key)
     if not m:

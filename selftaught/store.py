@@ -157,10 +157,34 @@ def ensure_writable(root: Path) -> None:
         raise PermissionError(f"storage root {root} is not writable: {exc.strerror or exc}") from None
 
 
-def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:
+def umask() -> int:
+    """The process umask, read without changing it (Linux), else by setting it back at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temp_for(path: Path) -> str:
+    """A fresh temp file beside `path`, readable as the umask allows (mkstemp makes it 0600,
+    which kept teammates out of a shared run); temp files of `path` that a killed writer left
+    are removed first (one writer per experiment: selftaught.lock)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~umask())
     os.close(fd)
+    return tmp
+
+
+def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:
+    tmp = _temp_for(path)
     try:
         df.write_parquet(tmp)
         os.replace(tmp, path)
@@ -174,10 +198,9 @@ def write_text_atomic(text: str, path: Path) -> None:
 
 
 def write_bytes_atomic(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _temp_for(path)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:

@@ -103,6 +103,8 @@ def prepare(job: GenerationJob, prompts: pl.DataFrame) -> int:
             log.warning("generation: %d shards in %s belong to a different job; discarding them", len(stale), out)
         for p in stale:
             p.unlink()
+    for tmp in out.glob(".shard-*.tmp"):  # left by a killed shard write; the shard is redone
+        tmp.unlink(missing_ok=True)
     n_shards = max(1, math.ceil(prompts.height / job.shard_size))
     write_parquet_atomic(prompts, out / PROMPTS_FILE)
     write_text_atomic(job.to_json(), out / JOB_FILE)

@@ -27,7 +27,7 @@ CONFIG_CASES = [
     ("top_p above 1", {"sampling": {"top_p": 1.5}}, r"sampling.top_p"),
     ("bad experiment name", {"name": "my run"}, r"name: String should match pattern"),
     ("difficulty out of range", {"task": {"warm_start": {13: 5}}}, r"difficulty .* must be 1..12"),
-    ("negative count", {"task": {"pool": {3: -1}}}, r"count for difficulty 3 must be >= 0"),
+    ("negative count", {"task": {"pool": {3: -1}}}, r"count for difficulty 3 must be 0..1,000,000, got -1"),
     ("frontier without eval problems", {"task": {"frontier": 7}}, r"frontier difficulty 7 has no eval problems"),
     ("empty pool", {"task": {"pool": {3: 0}}}, r"pool is empty"),
     ("dataset task without sources", {"task": {"name": "gsm8k"}}, r"task 'gsm8k' needs train and test"),

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
-from train.sft import LoraSettings, _device_args, _progress_callback, lora_setup, save_trained
+from train.sft import (LoraSettings, _device_args, _finite_loss_callback, _progress_callback, check_finite_weights,
+                       lora_setup, save_trained)
 
 log = logging.getLogger("selftaught.train")
 
@@ -64,10 +65,12 @@ def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.D
     )
     data = Dataset.from_dict({c: pairs[c].to_list() for c in ("prompt", "chosen", "rejected")})
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=data, processing_class=tok,
-                         peft_config=peft_config, callbacks=[_progress_callback(s.max_steps)])
+                         peft_config=peft_config,
+                         callbacks=[_progress_callback(s.max_steps), _finite_loss_callback("preference training")])
     trainer.remove_callback(PrinterCallback)
     t0 = time.monotonic()
     result = trainer.train()
+    check_finite_weights(trainer.model, "preference training")
     seconds = time.monotonic() - t0
     if trainer.is_world_process_zero():  # several processes (accelerate launch): one writer
         save_trained(trainer.model, tok, out, s.method)

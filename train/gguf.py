@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from selftaught.objectstore import cache_root
-from selftaught.store import file_hash, publish_dir, write_text_atomic
+from selftaught.store import file_hash, publish_dir, umask, write_text_atomic
 
 log = logging.getLogger("selftaught.train")
 
@@ -133,7 +133,7 @@ def convert_gguf(src: GGUFSource, log_fn=log.info) -> Path:
         log_fn(f"converting {src.path.name} (GGUF, sha256 {src.sha256[:16]}) to a safetensors model in {out}")
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
-            tmp.chmod(0o755)
+            tmp.chmod(0o777 & ~umask())  # mkdtemp makes it 0700
             record = _convert(src, tmp)
             write_text_atomic(json.dumps(record, indent=2, sort_keys=True), tmp / CONVERSION)
             publish_dir(tmp, out)
@@ -177,7 +177,7 @@ def _convert(src: GGUFSource, dst: Path) -> dict:
         raise BaseModelError(f"cannot convert {src.path} to a transformers model: {type(exc).__name__}: "
                              f"{first}") from None
     for f in dst.iterdir():
-        f.chmod(0o644)  # a cache shared between users stays readable
+        f.chmod(0o666 & ~umask())  # as the umask allows, like any file the user writes
     return {
         "source": str(src.path), "sha256": src.sha256, "bytes": src.path.stat().st_size,
         "architecture": type(model).__name__, "parameters": model.num_parameters(), "dtype": "float32",

@@ -59,6 +59,40 @@ def _progress_callback(total: int):
     return Progress()
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights stopped being finite numbers: nothing is saved."""
+
+
+def _finite_loss_callback(what: str):
+    """Stops training at the first non-finite logged loss (a NaN run must not exit 0)."""
+    import math
+
+    from transformers import TrainerCallback
+
+    class FiniteLoss(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            for key in ("loss", "grad_norm"):
+                value = (logs or {}).get(key)
+                if isinstance(value, (int, float)) and not math.isfinite(value):
+                    raise TrainingDiverged(
+                        f"{what} diverged: {key} is {value} at step {state.global_step} (learning_rate "
+                        f"{args.learning_rate:g}); no weights were saved. Lower training.learning_rate, or check "
+                        "the rows for empty completions")
+
+    return FiniteLoss()
+
+
+def check_finite_weights(model, what: str) -> None:
+    """Raise TrainingDiverged if any trainable weight is NaN or infinite (before it is saved)."""
+    import torch
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad and not torch.isfinite(p).all():
+                raise TrainingDiverged(f"{what} produced non-finite weights ({name}); no weights were saved. "
+                                       "Lower training.learning_rate")
+
+
 def _device_args(bf16: bool | None = None) -> dict:
     import torch
 
@@ -126,7 +160,7 @@ def train_sft(
     )
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=data, processing_class=tok, peft_config=peft_config,
-        callbacks=[_progress_callback(s.max_steps), *callbacks],
+        callbacks=[_progress_callback(s.max_steps), _finite_loss_callback("fine-tuning"), *callbacks],
     )
     from transformers import PrinterCallback
 
@@ -135,7 +169,12 @@ def train_sft(
     if resume:
         log.info("resuming training from %s", resume)
     t0 = time.monotonic()
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    try:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        check_finite_weights(trainer.model, "fine-tuning")
+    except TrainingDiverged:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # a rerun must not resume from diverged weights
+        raise
     seconds = time.monotonic() - t0
 
     if trainer.is_world_process_zero():  # several processes (accelerate launch): one writer

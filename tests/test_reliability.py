@@ -1,0 +1,233 @@
+"""What outside probes got through (issue 15), one test per class: non-finite and
+unbounded config values, duplicate YAML keys, an empty or shared storage root, two runs
+of one experiment at once, a diverging training run, stray partition keys and round
+counts, temp files left by killed writes, and file modes that ignore the umask."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from selftaught.config import ConfigError, load_config, parse_config
+from selftaught.lock import ExperimentBusy, ExperimentLock, RootTaken, claim_root
+from selftaught.store import Store, write_parquet_atomic
+from tests.conftest import copy_config, fresh_dagster_home
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, home, timeout=300):
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+# ---- silent wrong results -------------------------------------------------------------------
+
+@pytest.mark.parametrize("section, key, value", [
+    ("training", "learning_rate", float("inf")), ("sampling", "temperature", float("nan")),
+    ("training", "steps_growth", float("inf")), ("verification", "judge", {"threshold": float("-inf")}),
+])
+def test_non_finite_numbers_are_config_errors(section, key, value):
+    with pytest.raises(ConfigError, match="finite number"):
+        parse_config({section: {key: value}})
+
+
+def test_yaml_inf_in_a_file_names_the_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  learning_rate: .inf\n")
+    with pytest.raises(ConfigError, match=r"training.learning_rate: Input should be a finite number \(got inf\)"):
+        load_config(path)
+
+
+def test_duplicate_keys_name_the_key_and_both_lines(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: a\nsampling:\n  n: 4\n  temperature: 0.5\n  n: 8\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'n' on lines 3 and 5"):
+        load_config(path)
+    path.write_text("sampling:\n  n: 4\ntraining:\n  max_steps: 3\nsampling:\n  n: 8\n")
+    with pytest.raises(ConfigError, match=r"duplicate key 'sampling' on lines 1 and 5"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"storage_root": ""}, "storage_root: Value error, must name a folder"),
+    ({"storage_root": "   "}, "storage_root: Value error, must name a folder"),
+    ({"task": {"pool": {3: 10**12}}}, "count for difficulty 3 must be 0..1,000,000"),
+    ({"training": {"steps_growth": 1e300}}, "training.steps_growth: Input should be less than or equal to 10"),
+    ({"sampling": {"n": 10**12}}, "sampling.n: Input should be less than or equal to 4096"),
+    ({"training": {"max_steps": 10**9}}, "training.max_steps: Input should be less than or equal to 10000000"),
+    ({"task": {"pool": {3: 1_000_000, 4: 1_000_000}}, "sampling": {"n": 64}},
+     "a round would generate 128,000,000 samples"),
+    ({"training": {"max_steps": 5_000_000, "steps_growth": 3.0}, "max_rounds": 4},
+     "round 4 would train 135,000,000 steps"),
+])
+def test_unbounded_work_is_a_config_error(changes, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(changes)
+    assert message in str(err.value)
+
+
+def test_validate_prints_the_size_of_a_round(tiny_config):
+    res = cli("validate", "--config", str(tiny_config), home=tiny_config.parent / "home", timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "each round: up to 20 prompts x 4 samples = 80 completions (at most 3,200 new tokens), 6 training " \
+           "steps in round 1, 16 held-out prompts evaluated" in res.stdout
+
+
+def test_a_diverging_training_run_fails_and_saves_nothing(tiny_model_dir, tmp_path):
+    from train.sft import SFTSettings, TrainingDiverged, train_sft
+
+    rows = pl.DataFrame({"prompt": ["Q: 1+1=?\nA:"] * 8, "completion": [" 2"] * 8})
+    out = tmp_path / "out"
+    with pytest.raises(TrainingDiverged, match="diverged|non-finite weights"):
+        train_sft(tiny_model_dir, rows, out, SFTSettings(max_steps=4, learning_rate=1e38, batch_size=4, save_every=2))
+    assert not (out / "model").exists() and not (out / "checkpoints").exists()
+
+
+# ---- one experiment per storage root, one writer at a time ------------------------------------
+
+def test_a_storage_root_belongs_to_one_experiment(tmp_path):
+    store = Store(tmp_path / "root")
+    claim_root(store, "a")
+    claim_root(store, "a")  # the owner again: fine
+    with pytest.raises(RootTaken, match=r"belongs to experiment 'a'.*experiment 'b' would overwrite"):
+        claim_root(store, "b")
+
+
+def test_cli_refuses_a_second_experiment_on_the_same_root(tmp_path, tiny_config):
+    store = Store(Path(load_config(tiny_config).storage_root))
+    claim_root(store, "someone-else")
+    res = cli("run", "--config", str(tiny_config), home=tmp_path / "home")
+    assert res.returncode == 2 and "belongs to experiment 'someone-else'" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+HOLDER = """
+import sys, time
+from selftaught.lock import ExperimentLock
+ExperimentLock(sys.argv[1], "tiny").acquire("selftaught run --config tiny.yaml, round r002")
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_two_runs_of_one_experiment_never_overlap_and_a_dead_holder_frees_the_lock(tmp_path, tiny_config):
+    root = Path(load_config(tiny_config).storage_root)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(root)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        # The CLI: refused at once, naming the holder.
+        res = cli("run", "--config", str(tiny_config), home=tmp_path / "home")
+        assert res.returncode == 1, res.stderr
+        assert f"experiment tiny is already running: selftaught run --config tiny.yaml, round r002 (pid {holder.pid}" \
+               in res.stderr and "Traceback" not in res.stderr
+        # A run launched by Dagster (the UI, a schedule): its steps fail with the same message.
+        from pipelines.build import build_definitions
+
+        with fresh_dagster_home(tmp_path):
+            defs = build_definitions(tiny_config)
+            with dg.DagsterInstance.get() as instance:
+                result = defs.resolve_job_def("setup").execute_in_process(instance=instance, raise_on_error=False)
+        assert not result.success
+        assert "experiment tiny is already running" in str(result.all_events)
+        lock = ExperimentLock(root, "tiny")
+        assert lock.holder()["pid"] == holder.pid
+        with pytest.raises(ExperimentBusy):
+            lock.acquire("test")
+    finally:
+        holder.kill()
+        holder.wait()
+    # kill -9 leaves no stale lock: the kernel dropped it with the process.
+    assert ExperimentLock(root, "tiny").holder() is None
+    with ExperimentLock(root, "tiny").hold("test"):
+        pass
+
+
+def test_a_dagster_run_in_progress_holds_the_experiment_between_its_steps(tmp_path, tiny_config):
+    """A UI run between two steps holds no lock but owns the experiment: the CLI refuses;
+    a run left "started" by a killed `selftaught run` does not block (it is marked failed)."""
+    from assets.resources import CLI_TAG, EXPERIMENT_TAG
+    from pipelines.build import build_definitions
+
+    with fresh_dagster_home(tmp_path) as home:
+        defs = build_definitions(tiny_config)
+        with dg.DagsterInstance.get() as instance:
+            job = defs.resolve_job_def("setup")
+            ui_run = instance.create_run_for_job(job, tags={EXPERIMENT_TAG: "tiny"})
+            instance.handle_new_event(_started(ui_run))
+            res = cli("run", "--config", str(tiny_config), "--rounds", "1", home=home)
+            assert res.returncode == 1
+            assert f"round (setup) is already running in Dagster run {ui_run.run_id[:8]}" in res.stderr
+            instance.report_run_canceled(ui_run)
+            dead = instance.create_run_for_job(job, tags={EXPERIMENT_TAG: "tiny", CLI_TAG: "1@gone"})
+            instance.handle_new_event(_started(dead))
+            from pipelines.cli import _fail_dead_cli_runs
+
+            _fail_dead_cli_runs(instance, "tiny")
+            assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
+
+
+def _started(run):
+    from dagster._core.events import DagsterEvent, DagsterEventType
+    from dagster._core.events.log import EventLogEntry
+
+    event = DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name)
+    return EventLogEntry(error_info=None, level=20, user_message="", run_id=run.run_id, timestamp=time.time(),
+                         dagster_event=event)
+
+
+# ---- unclear errors -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value, message", [("0", "must be 1 or more, got 0"), ("-1", "must be 1 or more, got -1"),
+                                            ("two", "expected a whole number, got 'two'")])
+def test_round_counts_below_one_are_usage_errors(tmp_path, tiny_config, value, message):
+    res = cli("run", "--config", str(tiny_config), "--rounds", value, home=tmp_path / "home", timeout=60)
+    assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_stray_partition_key_does_not_break_status(tmp_path, tiny_config):
+    with fresh_dagster_home(tmp_path) as home:
+        with dg.DagsterInstance.get() as instance:
+            instance.add_dynamic_partitions("rounds", ["r01", "test", "r000"])
+        res = cli("status", "--config", str(tiny_config), home=home, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+# ---- files ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_respect_the_umask(tmp_path, mask, mode):
+    old = os.umask(mask)
+    try:
+        path = tmp_path / "t" / "x.parquet"
+        write_parquet_atomic(pl.DataFrame({"a": [1]}), path)
+        Store(tmp_path / "s").write_file(b"{}", "provenance.json")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode
+    assert (tmp_path / "s" / "provenance.json").stat().st_mode & 0o777 == mode
+
+
+def test_temp_files_of_killed_writes_are_removed(tmp_path):
+    from synth.backends import SamplingParams
+    from synth.generate import GenerationJob, prepare
+
+    out = tmp_path / "job"
+    out.mkdir()
+    (out / ".shard-00000.parquet.abc123.tmp").write_bytes(b"half a shard")
+    job = GenerationJob(backend="hf", model_dir="m", params=SamplingParams(n=1), out_dir=str(out), round="r001",
+                        policy_id="base", policy_hash="h", shard_size=4)
+    prepare(job, pl.DataFrame({"prompt_id": ["a"], "prompt": ["x"]}))
+    assert not list(out.glob("*.tmp"))
+    table = tmp_path / "tables" / "t" / "r001.parquet"
+    table.parent.mkdir(parents=True)
+    (table.parent / ".r001.parquet.zz9.tmp").write_bytes(b"half a table")
+    write_parquet_atomic(pl.DataFrame({"a": [1]}), table)
+    assert not list(table.parent.glob("*.tmp")) and pl.read_parquet(table)["a"].to_list() == [1]
