@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 
 from assets.resources import ExperimentResource
-from selftaught.store import file_hash
+from selftaught.store import file_hash, read_parquet
 
 # asset name -> table schema name
 TABLE_OF = {
@@ -57,4 +57,4 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         if not path.is_file():
             raise dg.Failure(description=f"{name} has no data for {partition or 'the experiment'} at "
                                          f"{store.where(path)}; materialize it first")
-        return pl.read_parquet(path)
+        return read_parquet(path)

@@ -15,7 +15,7 @@ import dagster as dg
 
 from selftaught.rounds import parent_key
 from selftaught.store import Store, is_complete
-from train.artifact import read_provenance
+from train.artifact import read_provenance, verified_weights_hash
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,12 @@ def resolve_parent(context: dg.AssetExecutionContext, store: Store) -> Parent:
             f"{artifact} is missing or incomplete; rematerialize {asset}"
             f"{'' if partition is None else f' for {partition}'}."
         )
-    return Parent(name, artifact, read_provenance(artifact)["weights_hash"], record.run_id, record.asset_key)
+    try:
+        weights = verified_weights_hash(artifact)
+    except ValueError as exc:
+        raise dg.Failure(description=f"round {key} samples from {what}, but {exc} ({asset}"
+                                     f"{'' if partition is None else f' for {partition}'})") from None
+    return Parent(name, artifact, weights, record.run_id, record.asset_key)
 
 
 def parent_metadata(parent: Parent) -> dict:

@@ -17,6 +17,7 @@ from filters.select import judged
 from filters.verifiers import get_verifier, verify
 from selftaught import schemas
 from selftaught.rounds import parent_key, round_index, round_key
+from selftaught.store import read_parquet
 from synth.backends import SamplingParams
 from synth.curriculum import level as curriculum_level
 from synth.curriculum import pool_counts as curriculum_pool
@@ -52,7 +53,7 @@ def curriculum_counts(experiment, key: str) -> tuple[int, dict[int, int]]:
     (the frontier) and the previous round's samples."""
     cfg, store = experiment.config, experiment.store
     base_path = store.table_path("eval_results", "base")
-    base = accuracy_by_difficulty(pl.read_parquet(base_path)) if base_path.is_file() else {}
+    base = accuracy_by_difficulty(read_parquet(base_path)) if base_path.is_file() else {}
     frontier = pick_frontier(cfg.task.frontier, base, cfg.task.frontier_pool()) or min(cfg.task.pool)
     rates = {}
     parent = parent_key(key)
@@ -94,7 +95,7 @@ def budget_rates(experiment, key: str) -> dict[int, float]:
         path = store.table_path("eval_results", "base")
         if not path.is_file():
             return {}
-        ev = pl.read_parquet(path)
+        ev = read_parquet(path)
         return solve_rates(ev.select("prompt_id", "verdict"), ev.select("prompt_id", "difficulty"))
     df = judged(store.read_table("samples", parent), store.read_table("verdicts", parent))
     return solve_rates(df, store.read_table("prompts", parent))

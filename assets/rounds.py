@@ -26,7 +26,7 @@ from filters.pairs import make_pairs
 from filters.select import accumulate, judged, select_repairs, select_sft
 from selftaught import __version__, schemas
 from selftaught.rounds import parent_key, round_index
-from selftaught.store import file_hash, is_complete
+from selftaught.store import file_hash, is_complete, read_parquet
 from synth.tasks import default_verifier, reference_verifier
 from train.artifact import adapter_path, model_path, read_provenance, verifier_dir, write_provenance
 from train.dpo import DPOSettings, train_dpo
@@ -204,7 +204,7 @@ def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResour
     rows = _warm_rows(warm_start_prompts) if sel.include_warm_start else None
     parent = parent_key(key)
     if sel.accumulate and parent is not None:
-        previous = schemas.validate(pl.read_parquet(_parent_rows_path(store, parent)), "sft_rows")
+        previous = schemas.validate(read_parquet(_parent_rows_path(store, parent)), "sft_rows")
         rows = accumulate(rows, previous)
     rows = accumulate(rows, new)
     kept = new.filter(pl.col("origin") == "sample") \
@@ -369,7 +369,7 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
     df = evaluate_artifact(context, experiment, eval_prompts, key, artifact)
     acc = accuracy_by_difficulty(df)
     base_path = store.table_path("eval_results", "base")
-    base_acc = accuracy_by_difficulty(pl.read_parquet(base_path)) if base_path.is_file() else {}
+    base_acc = accuracy_by_difficulty(read_parquet(base_path)) if base_path.is_file() else {}
     front = pick_frontier(cfg.task.frontier, base_acc, cfg.task.frontier_pool() or sorted(acc))
     before = _previous_accuracy(store, key).get(front)
     meta = {f"accuracy_d{d}": a for d, a in acc.items()}
@@ -385,7 +385,7 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
 def _previous_accuracy(store, key: str) -> dict[int, float]:
     parent = parent_key(key)
     path = store.table_path("evaluation", parent) if parent else store.table_path("eval_results", "base")
-    return accuracy_by_difficulty(pl.read_parquet(path)) if path.is_file() else {}
+    return accuracy_by_difficulty(read_parquet(path)) if path.is_file() else {}
 
 
 ROUND_ASSETS = [prompts, sampling_plan, samples, verdicts, repairs, training_set, pairs, policy, evaluation]

@@ -7,25 +7,25 @@ import polars as pl
 
 from filters.metrics import accuracy_by_difficulty, per_prompt
 from selftaught.schemas import CORRECT
-from selftaught.store import Store
+from selftaught.store import read_parquet, Store
 
 
 def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = None) -> list[dict]:
     rows = []
     base = store.table_path("eval_results", "base")
     if base.is_file():
-        rows.append({"round": "base", "accuracy": accuracy_by_difficulty(pl.read_parquet(base))})
+        rows.append({"round": "base", "accuracy": accuracy_by_difficulty(read_parquet(base))})
     for key in keys:
         row: dict = {"round": key}
         v = store.table_path("verdicts", key)
-        verdicts = pl.read_parquet(v, columns=["prompt_id", "sample_idx", "verdict", "rationale_ok"]) \
+        verdicts = read_parquet(v, columns=["prompt_id", "sample_idx", "verdict", "rationale_ok"]) \
             if v.is_file() else None
         if verdicts is not None:
             row["samples"] = verdicts.height
             row["pass_rate"] = (verdicts["verdict"] == CORRECT).mean() if verdicts.height else 0.0
         t = store.table_path("training_set", key)
         if t.is_file():
-            ts = pl.read_parquet(t, columns=["source_round", "prompt_id", "sample_idx", "origin"])
+            ts = read_parquet(t, columns=["source_round", "prompt_id", "sample_idx", "origin"])
             new = ts.filter(pl.col("source_round") == key)
             row["new_rows"] = new.height
             row["train_rows"] = ts.height
@@ -35,7 +35,7 @@ def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = No
                 row["bad_steps"] = float((steps == False).sum()) / sampled.height  # noqa: E712
         e = store.table_path("evaluation", key)
         if e.is_file():
-            row["accuracy"] = accuracy_by_difficulty(pl.read_parquet(e))
+            row["accuracy"] = accuracy_by_difficulty(read_parquet(e))
         if wall and key in wall:
             row["wall_s"] = wall[key]
         rows.append(row)
@@ -69,7 +69,7 @@ def _distinct_answers(store: Store, key: str) -> float | None:
     path = store.table_path("verdicts", key)
     if not path.is_file():
         return None
-    return float(per_prompt(pl.read_parquet(path, columns=["prompt_id", "extracted_answer", "verdict"]))
+    return float(per_prompt(read_parquet(path, columns=["prompt_id", "extracted_answer", "verdict"]))
                  ["distinct_answers"].mean())
 
 

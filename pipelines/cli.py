@@ -127,7 +127,7 @@ def cmd_run(args) -> int:
         if key not in instance.get_dynamic_partitions("rounds"):
             instance.add_dynamic_partitions("rounds", [key])
         lock.note(f"selftaught run --config {args.config}, round {key}")
-        todo = progress.todo(instance, cfg, key)
+        todo = progress.todo(instance, cfg, key, store, log=lambda m: print(m, flush=True))
         if not todo:
             print(f"{key}: already complete", flush=True)
         else:
@@ -286,13 +286,14 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     from selftaught.config import ConfigError
     from selftaught.lock import ExperimentBusy, RootTaken
+    from selftaught.store import TableError
 
     try:
         return args.fn(args)
     except (ConfigError, RootTaken) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ExperimentBusy as exc:
+    except (ExperimentBusy, TableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except PermissionError as exc:

@@ -10,7 +10,7 @@ import polars as pl
 
 from filters.metrics import accuracy_by_difficulty
 from selftaught.rounds import parent_key, round_index
-from selftaught.store import Store, file_hash
+from selftaught.store import file_hash, read_parquet, Store
 
 
 class LineageError(ValueError):
@@ -39,7 +39,7 @@ def _table(store: Store, name: str, key: str) -> pl.DataFrame:
     path = store.table_path(name, key)
     if not path.is_file():
         raise LineageError(f"round {key} has no {name} table at {store.where(path)}")
-    return pl.read_parquet(path)
+    return read_parquet(path)
 
 
 def _sha(store: Store, name: str, key: str) -> str:
@@ -97,7 +97,7 @@ def row_chain(store: Store, row_id: str) -> list[str]:
     if not pid or not (idx.isdigit() or repair):
         raise LineageError(f"not a training row id: {row_id!r} (expected <round>/<prompt_id>/<sample_idx>)")
     used = [k for k in store.partitions("training_set")
-            if pl.read_parquet(store.table_path("training_set", k), columns=["row_id"])["row_id"].is_in([row_id]).any()]
+            if read_parquet(store.table_path("training_set", k), columns=["row_id"])["row_id"].is_in([row_id]).any()]
     if source == "warm_start":
         if not used:
             raise LineageError(f"training row {row_id} is in no training set of {store.location()}")

@@ -10,6 +10,7 @@ from assets.lineage import latest_materialization
 from pipelines.build import EXPERIMENT_TAG, asset_key
 from selftaught.config import ExperimentConfig
 from selftaught.rounds import round_key
+from selftaught.store import Store, is_complete, table_problem
 
 ROUND_ORDER = ["prompts", "sampling_plan", "samples", "verdicts", "repairs", "training_set", "pairs", "policy",
                "evaluation"]
@@ -22,17 +23,33 @@ UPSTREAM = {"prompts": [], "sampling_plan": ["prompts"], "samples": ["sampling_p
             "policy": ["training_set", "pairs"], "evaluation": ["policy"]}
 
 
-def todo(instance, cfg: ExperimentConfig, key: str) -> list[str]:
+def todo(instance, cfg: ExperimentConfig, key: str, store: Store | None = None, log=None) -> list[str]:
     """Round assets still to (re)materialize: from the first missing or stale one onward. Stale:
-    older than an upstream stage, or materialized under another config (ExperimentConfig.round_hash)."""
+    older than an upstream stage, or materialized under another config (ExperimentConfig.round_hash).
+    With `store`, the files are checked too (Dagster's records do not see a table truncated or
+    a model deleted after it was written): a damaged one is redone, and `log` says why."""
     want, seen = cfg.round_hash(), {}
     for i, name in enumerate(ROUND_ORDER):
         rec = latest_materialization(instance, asset_key(cfg.name, name), key)
         if rec is None or _config_hash(rec) not in (None, want) or \
                 any(rec.timestamp < seen[u] for u in UPSTREAM[name]):
             return ROUND_ORDER[i:]
+        problem = _file_problem(store, name, key) if store is not None else None
+        if problem:
+            if log:
+                log(f"{key}: {problem}; rematerializing from {name}")
+            return ROUND_ORDER[i:]
         seen[name] = rec.timestamp
     return []
+
+
+def _file_problem(store: Store, name: str, key: str) -> str | None:
+    if name == "policy":
+        return None if is_complete(store.model_dir(key)) else f"the model {store.where(store.model_dir(key))} " \
+                                                              "is missing or incomplete"
+    path = store.table_path(name, key)
+    problem = table_problem(path)
+    return f"table {store.where(path)} is {problem}" if problem else None
 
 
 def _config_hash(rec) -> str | None:

@@ -113,7 +113,7 @@ class Store:
         path = self.table_path(table, partition)
         if not path.is_file():
             raise FileNotFoundError(f"no {table} table for {partition or 'the experiment'} at {self.where(path)}")
-        df = pl.read_parquet(path)
+        df = read_parquet(path)
         return schemas.validate(df, table) if table in schemas.TABLES else df
 
     def write_file(self, data: bytes, rel: str) -> Path:
@@ -181,6 +181,35 @@ def _temp_for(path: Path) -> str:
     os.fchmod(fd, 0o666 & ~umask())
     os.close(fd)
     return tmp
+
+
+class TableError(RuntimeError):
+    """A table file exists but cannot be read (truncated, overwritten, not Parquet)."""
+
+
+def table_problem(path: Path) -> str | None:
+    """Why the Parquet file at `path` is not a whole table (missing, or no readable
+    footer), or None. Reads only the footer: cheap enough to check every finished stage."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        return "missing"
+    try:
+        pq.read_metadata(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a cut or foreign file
+        return f"unreadable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    return None
+
+
+def read_parquet(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
+    """pl.read_parquet, with an error that names the file when it is damaged."""
+    try:
+        return pl.read_parquet(path, columns=columns)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # polars' ComputeError / OSError say "position ..." and name no file
+        raise TableError(f"table {path} is damaged ({table_problem(path) or str(exc).splitlines()[0]}); "
+                         "`selftaught run` rematerializes it") from None
 
 
 def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:

@@ -231,3 +231,32 @@ def test_temp_files_of_killed_writes_are_removed(tmp_path):
     (table.parent / ".r001.parquet.zz9.tmp").write_bytes(b"half a table")
     write_parquet_atomic(pl.DataFrame({"a": [1]}), table)
     assert not list(table.parent.glob("*.tmp")) and pl.read_parquet(table)["a"].to_list() == [1]
+
+
+# ---- damaged files of a finished round --------------------------------------------------------
+
+@pytest.mark.slow
+def test_damaged_tables_are_named_and_redone_and_changed_weights_are_refused(tmp_path, tiny_config):
+    home = tmp_path / "home"
+    first = cli("run", "--config", str(tiny_config), "--rounds", "1", home=home, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    store = Path(load_config(tiny_config).storage_root)
+    verdicts = store / "tables" / "verdicts" / "r001.parquet"
+    whole = pl.read_parquet(verdicts)
+    verdicts.write_bytes(verdicts.read_bytes()[:-100])  # truncated after the round finished
+    status = cli("status", "--config", str(tiny_config), home=home, timeout=120)
+    assert status.returncode == 1 and f"table {verdicts} is damaged" in status.stderr
+    assert "Traceback" not in status.stderr
+    again = cli("run", "--config", str(tiny_config), "--rounds", "1", home=home, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"r001: table {verdicts} is unreadable" in again.stdout and "rematerializing from verdicts" in again.stdout
+    assert pl.read_parquet(verdicts).equals(whole)  # redone to the same rows
+    # Weights changed after they were written: the next round refuses to sample from them.
+    weights = store / "models" / "r001" / "model" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    nxt = cli("run", "--config", str(tiny_config), "--rounds", "2", home=home, timeout=600)
+    assert nxt.returncode == 1
+    assert "r002 failed" in nxt.stderr and "are not the ones their provenance records" in nxt.stderr
+    assert not (store / "tables" / "samples" / "r002.parquet").exists()

@@ -27,6 +27,27 @@ def write_provenance(artifact: Path, **fields) -> dict:
     return record
 
 
+_verified: dict[tuple, str] = {}
+
+
+def verified_weights_hash(artifact: Path) -> str:
+    """The weights hash that provenance.json records, after checking that the files on disk
+    still have it (once per process for the same files, sizes and mtimes): weights changed
+    or corrupted after they were written must not be sampled from or trained on."""
+    recorded = read_provenance(artifact)["weights_hash"]
+    files = sorted(Path(model_path(artifact)).rglob("*.safetensors"))
+    stamp = (str(Path(artifact).resolve()), recorded,
+             tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if stamp not in _verified:
+        actual = weights_hash(artifact)
+        if actual != recorded:
+            raise ValueError(f"the weights in {model_path(artifact)} are not the ones their provenance records "
+                             f"(weights_hash {recorded} in {PROVENANCE}, {actual} on disk): they changed after "
+                             "they were written; rematerialize that model")
+        _verified[stamp] = actual
+    return recorded
+
+
 def read_provenance(artifact: Path) -> dict:
     path = Path(artifact) / PROVENANCE
     if not path.is_file():
