@@ -9,6 +9,9 @@ id, text that is not valid UTF-8) are an error that lists them, or, with
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,31 +53,64 @@ def read_source(path: str | list[dict], split: str = "train", revision: str | No
 def _read_file(p: Path) -> pl.DataFrame:
     if p.name.endswith(".jsonl.gz"):  # HumanEval ships this way
         import gzip
-        import io
 
         try:
             return pl.read_ndjson(io.BytesIO(gzip.decompress(p.read_bytes())), infer_schema_length=None)
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise SourceError(f"cannot read {p}: {exc}") from None
+    source: Path | io.BytesIO = p
     if p.suffix in {".jsonl", ".json", ".csv"}:  # text formats: check the encoding before parsing
         raw = p.read_bytes()
+        if raw.startswith(BOM):  # Windows tools write one; it is not part of the first key
+            raw = raw[len(BOM):]
+            source = io.BytesIO(raw)
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             line = raw[: exc.start].count(b"\n") + 1
             raise SourceError(f"{p} is not valid UTF-8 (first bad byte on line {line}, offset {exc.start})") from None
+        if p.suffix != ".csv" and _SURROGATE_ESCAPE.search(raw):
+            _check_json_text(p, raw)  # polars turns a lone surrogate escape into "\x00"
     try:
         if p.suffix == ".jsonl":
-            return pl.read_ndjson(p, infer_schema_length=None)
+            return pl.read_ndjson(source, infer_schema_length=None)
         if p.suffix == ".json":
-            return pl.read_json(p)
+            return pl.read_json(source)
         if p.suffix == ".parquet":
             return pl.read_parquet(p)
         if p.suffix == ".csv":
-            return pl.read_csv(p, infer_schema_length=0)
+            return pl.read_csv(source, infer_schema_length=0)
     except pl.exceptions.PolarsError as exc:
-        raise SourceError(f"cannot read {p}: {exc}") from None
+        if p.suffix in {".jsonl", ".json"}:
+            _check_json_text(p, raw)  # names the line, when it is one
+        raise SourceError(f"cannot read {p}: {str(exc).splitlines()[0]}") from None
     raise SourceError(f"unsupported dataset file type {p.suffix!r} ({p}); use .jsonl, .jsonl.gz, .json, .parquet or .csv")
+
+
+BOM = b"\xef\xbb\xbf"
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}")
+
+
+def _check_json_text(p: Path, raw: bytes) -> None:
+    """Raise a SourceError naming the first line that is not a JSON object of valid
+    Unicode (a lone surrogate escape such as \\ud800 is not text)."""
+    lines = raw.decode("utf-8").splitlines() if p.suffix == ".jsonl" else [raw.decode("utf-8")]
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"line {number}" if p.suffix == ".jsonl" else "the file"
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            line_no = number if p.suffix == ".jsonl" else exc.lineno
+            raise SourceError(f"{p}: line {line_no} is not valid JSON: {exc.msg} (column {exc.colno})") from None
+        if p.suffix == ".jsonl" and not isinstance(value, dict):
+            raise SourceError(f"{p}: line {number} is a JSON {type(value).__name__}, not an object (one row)")
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise SourceError(f"{p}: {where} holds a lone surrogate escape (like \\ud800): not valid Unicode "
+                              "text; fix or drop that row") from None
 
 
 def _read_hf(path: str, split: str, revision: str | None, name: str | None) -> pl.DataFrame:
@@ -97,6 +133,10 @@ def load_rows(raw: pl.DataFrame, columns: Columns, on_invalid: str = "error", so
         raise SourceError(f"{source}: column(s) not found: {', '.join(missing)}; available: {raw.columns}")
     if raw.height == 0:
         raise SourceError(f"{source}: no rows")
+    for role, col in wanted.items():
+        if col and isinstance(raw[col].dtype, (pl.List, pl.Array, pl.Struct, pl.Object)):
+            raise SourceError(f"{source}: column {col!r} ({role}) holds {raw[col].dtype} values, not text; "
+                              f"map {role} to a text column")
     df = pl.DataFrame({
         "question": raw[columns.question].cast(pl.String),
         "answer": raw[columns.answer].cast(pl.String) if columns.answer else pl.Series([""] * raw.height),

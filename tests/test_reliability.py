@@ -260,3 +260,38 @@ def test_damaged_tables_are_named_and_redone_and_changed_weights_are_refused(tmp
     assert nxt.returncode == 1
     assert "r002 failed" in nxt.stderr and "are not the ones their provenance records" in nxt.stderr
     assert not (store / "tables" / "samples" / "r002.parquet").exists()
+
+
+# ---- datasets -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, text, message", [
+    ("bad_line.jsonl", b'{"question": "a", "answer": "1"}\n{"question": "b", answer: 2}\n',
+     "line 2 is not valid JSON: Expecting property name enclosed in double quotes (column 19)"),
+    ("not_a_row.jsonl", b'{"question": "a", "answer": "1"}\n[1, 2]\n', "line 2 is a JSON list, not an object"),
+    ("surrogate.jsonl", b'{"question": "a", "answer": "1"}\n{"question": "b\\ud800", "answer": "2"}\n',
+     "line 2 holds a lone surrogate escape"),
+    ("nested.jsonl", b'{"question": {"text": "a"}, "answer": "1"}\n', "column 'question' (question) holds Struct"),
+    ("listed.jsonl", b'{"question": ["a", "b"], "answer": "1"}\n', "column 'question' (question) holds List(String)"),
+    ("broken.json", b'[{"question": "a", "answer": "1"},\n {"question": "b" "answer": "2"}]',
+     "line 2 is not valid JSON: Expecting ',' delimiter"),
+])
+def test_bad_dataset_files_name_the_line_or_column(tmp_path, name, text, message):
+    from synth.sources import Columns, SourceError, load_rows, read_source
+
+    path = tmp_path / name
+    path.write_bytes(text)
+    with pytest.raises(SourceError) as err:
+        load_rows(read_source(str(path)), Columns())
+    assert message in str(err.value)
+
+
+def test_a_utf8_bom_and_escaped_emoji_are_read_as_text(tmp_path):
+    from synth.sources import Columns, load_rows, read_source
+
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"question": "a \\ud83d\\ude00", "answer": "1"}\n')
+    rows = load_rows(read_source(str(path)), Columns()).rows
+    assert rows["question"].to_list() == ["a \U0001F600"] and rows["answer"].to_list() == ["1"]
+    csv = tmp_path / "bom.csv"
+    csv.write_bytes(b"\xef\xbb\xbfquestion,answer\nb,2\n")
+    assert load_rows(read_source(str(csv)), Columns()).rows["question"].to_list() == ["b"]
