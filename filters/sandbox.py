@@ -47,6 +47,7 @@ class Limits:
     max_processes: int = 16
     disk_mb: int = 64
     max_output_bytes: int = 1 << 20
+    allow_unisolated: bool = False  # no namespaces available (not root, no user namespaces): refuse unless True
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,8 @@ def _run(program, tests, entry_point, fmt, limits: Limits, uid: int, want: int) 
     os.write(nonce_w, nonce.encode())
     os.close(nonce_w)
     settings = {"uid": uid, "workdir": workdir, "cpu_seconds": limits.cpu_seconds, "memory_mb": limits.memory_mb,
-                "max_processes": limits.max_processes, "disk_mb": limits.disk_mb, "runner": RUNNER_SOURCE}
+                "max_processes": limits.max_processes, "disk_mb": limits.disk_mb, "runner": RUNNER_SOURCE,
+                "allow_unisolated": limits.allow_unisolated}
     job = {"program": program, "tests": tests, "entry_point": entry_point, "format": fmt, "nonce_fd": nonce_r}
     started = time.monotonic()
     try:

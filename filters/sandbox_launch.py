@@ -2,22 +2,37 @@
 
     python -I filters/sandbox_launch.py '<json settings>'
 
-Run as root it unshares a network and a mount namespace (no interfaces up, so no
-network at all; a private size-capped tmpfs on /tmp, /var/tmp and /dev/shm that is
-the working directory and vanishes with the run), sets resource limits, drops to
-the run's own unprivileged uid and execs the harness. Not root, it tries a user +
-network namespace and otherwise leaves sockets to the harness's guard; the
-parent's temporary directory is the working directory then. Standard library
-only: it must not import the project.
+Run as root it builds a jail and runs the harness in it:
+
+- new network, mount, PID and IPC namespaces: no interface up (no network, not even
+  loopback, and no abstract unix sockets); only the run's own processes are visible
+  (`/proc` is the jail's); SysV shared memory lives and dies with the run, capped at
+  `memory_mb` by the namespace's own shmmax/shmall;
+- a minimal read-only root (pivot_root): /usr and the interpreter's prefix bound
+  read-only, /dev with null, zero, full, random and urandom only, a fresh /proc, and a
+  size-capped tmpfs on /tmp and /dev/shm as the only writable places. No host file is
+  there: not /etc, /home, /root, /run, /var, the checkout or its data, and no
+  filesystem socket;
+- PID 1 of the namespace is this launcher: it forks the harness (under the run's own
+  unprivileged uid, with rlimits) and waits; when it exits, the kernel kills whatever
+  the program left behind.
+
+Not root, it tries a user + network namespace and otherwise leaves sockets to the
+harness's guard; the parent's temporary directory is the working directory then.
+Standard library only: it must not import the project.
 """
 
 import ctypes
 import json
 import os
 import resource
+import signal
 import sys
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
+CLONE_NEWIPC, CLONE_NEWPID = 0x08000000, 0x20000000
+MNT_DETACH = 2
+DEVICES = ("null", "zero", "full", "random", "urandom")
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = (
     1, 2, 4, 32, 4096, 8192, 1 << 14, 1 << 18)
 
@@ -37,52 +52,106 @@ def _mount(libc, src, target, fstype, flags, opts=None) -> None:
         raise OSError(err, f"mount {src} on {target}: {os.strerror(err)}")
 
 
-def _closed_ancestor(path: str) -> str | None:
-    """The highest directory above `path` that other users cannot enter (e.g. /root), if any."""
-    parts = path.strip("/").split("/")
-    for i in range(1, len(parts)):
-        d = "/" + "/".join(parts[:i])
-        if not os.stat(d).st_mode & 0o001:
-            return d
-    return None
+def _bind(libc, src: str, target: str, read_only: bool = True) -> None:
+    if os.path.isdir(src):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "a").close()
+    _mount(libc, src, target, None, MS_BIND | MS_REC)
+    if read_only:
+        _mount(libc, None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
 
 
-def cover_and_keep_python(libc, covered: list[str], size_mb: int) -> None:
-    """Cover `covered` (and any directory other users cannot enter above the interpreter, like
-    /root) with fresh tmpfs in this mount namespace, then put the interpreter's folders back
-    at their old paths, read-only. The venv may live under /tmp (a CI checkout), the
-    interpreter under /root/.pyenv; neither is otherwise reachable once covered."""
-    prefixes = sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)})
-    held = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in prefixes}  # survive the covering
-    tops = [t for t in (_closed_ancestor(p) for p in prefixes) if t]
-    for target in covered:
-        if os.path.isdir(target):
-            _mount(libc, "tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size_mb}m,mode=1777")
-    for top in sorted(set(tops)):
-        _mount(libc, "tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-    hidden = [*covered, *tops]
-    for prefix, fd in held.items():
-        if any(prefix == h or prefix.startswith(h.rstrip("/") + "/") for h in hidden):
-            os.makedirs(prefix, exist_ok=True)
-            _mount(libc, f"/proc/self/fd/{fd}", prefix, None, MS_BIND | MS_REC)
-            _mount(libc, None, prefix, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-        os.close(fd)
+def build_jail(libc, s: dict) -> list[str]:
+    """The minimal root (see the module docstring), entered with pivot_root; runs as PID 1
+    of the new PID namespace, in the new mount namespace. Returns extra modes."""
+    prefix = os.path.realpath(sys.base_prefix)
+    keep = os.open(prefix, os.O_PATH | os.O_DIRECTORY)  # reachable even if /tmp holds it
+    new = "/tmp"  # a mount point of this namespace only: the host's /tmp is untouched
+    _mount(libc, "tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    for top in ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        host = "/" + top
+        if os.path.islink(host):
+            os.symlink(os.readlink(host), f"{new}/{top}")  # merged /usr: lib -> usr/lib
+        elif os.path.isdir(host):
+            _bind(libc, host, f"{new}/{top}")
+    if not any(prefix == d or prefix.startswith(d + "/") for d in ("/usr", "/bin", "/lib", "/lib64")):
+        _bind(libc, f"/proc/self/fd/{keep}", new + prefix)
+    os.close(keep)
+    for name in DEVICES:
+        _bind(libc, f"/dev/{name}", f"{new}/dev/{name}", read_only=False)
+    for writable in ("tmp", "dev/shm"):
+        os.makedirs(f"{new}/{writable}", exist_ok=True)
+        _mount(libc, "tmpfs", f"{new}/{writable}", "tmpfs", MS_NOSUID | MS_NODEV,
+               f"size={s['disk_mb']}m,mode=1777")
+    os.makedirs(f"{new}/proc")
+    _mount(libc, "proc", f"{new}/proc", "proc", MS_NOSUID | MS_NODEV | 8)  # 8 = MS_NOEXEC
+    os.makedirs(f"{new}/etc")
+    os.makedirs(f"{new}/.old")
+    if libc.syscall(155, new.encode(), f"{new}/.old".encode()) != 0:  # pivot_root (x86_64)
+        raise OSError(ctypes.get_errno(), f"pivot_root: {os.strerror(ctypes.get_errno())}")
+    os.chdir("/")
+    if libc.umount2(b"/.old", MNT_DETACH) != 0:
+        raise OSError(ctypes.get_errno(), "detaching the old root failed")
+    os.rmdir("/.old")
+    _mount(libc, None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+    modes = ["minimal-root"]
+    try:  # this IPC namespace's own limits: SysV shared memory counts against memory_mb
+        limit_bytes = s["memory_mb"] << 20
+        for name, value in (("shmmax", limit_bytes), ("shmall", limit_bytes // 4096), ("shmmni", 16)):
+            with open(f"/proc/sys/kernel/{name}", "w") as f:
+                f.write(str(value))
+        modes.append("shm-capped")
+    except OSError:
+        pass  # a read-only /proc/sys: the segments still die with the namespace
+    os.chdir("/tmp")
+    return modes
+
+
+def _be_init(child: int) -> None:
+    """PID 1 of the jail: reap everything, exit with the harness's status (the kernel then
+    kills what is left in the namespace)."""
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(1)
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(code if code >= 0 else 128 - code)
 
 
 def isolate(s: dict) -> list[str]:
-    """Namespaces and working directory; returns the isolation modes in effect."""
+    """Namespaces and working directory; returns the isolation modes in effect. As root,
+    the calling process stays outside as the runner's grandparent (it waits and passes on
+    the exit status); the returned process is the harness inside the jail."""
     libc, modes = _libc(), []
     if os.geteuid() == 0:
-        if not _unshare(libc, CLONE_NEWNS | CLONE_NEWNET):
-            raise OSError(ctypes.get_errno(), "unshare(mount|net) failed")
+        if not _unshare(libc, CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC):
+            raise OSError(ctypes.get_errno(), "unshare(mount|net|pid|ipc) failed")
         if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
             raise OSError(ctypes.get_errno(), "making / private failed")
-        cover_and_keep_python(libc, ["/tmp", "/var/tmp", "/dev/shm"], s["disk_mb"])
-        os.chdir("/tmp")
-        modes += ["netns", "private-tmp", f"uid-{s['uid']}"]
+        init = os.fork()  # the first child is PID 1 of the new PID namespace
+        if init:
+            _, status = os.waitpid(init, 0)
+            code = os.waitstatus_to_exitcode(status)
+            if code > 128:  # the harness died by signal code - 128: die the same way, for the verdict
+                signal.signal(code - 128, signal.SIG_DFL)
+                os.kill(os.getpid(), code - 128)
+            os._exit(code if code >= 0 else 128 - code)
+        modes += ["netns", "pidns", "ipcns", *build_jail(libc, s), f"uid-{s['uid']}"]
+        harness = os.fork()
+        if harness:
+            os.close(0)  # stdin is the harness's
+            _be_init(harness)
     else:
         if _unshare(libc, CLONE_NEWUSER | CLONE_NEWNET):
             modes.append("netns(userns)")
+        elif not s.get("allow_unisolated"):
+            raise OSError(1, "no process isolation here (not root, and user namespaces are not available): "
+                             "model-written code would run with rlimits and the harness's guard only. Run as root "
+                             "(e.g. in a container), or set verification.sandbox.allow_unisolated: true to accept that")
         os.chdir(s["workdir"])
         modes.append("workdir")
     return modes
@@ -106,6 +175,7 @@ def drop_privileges(uid: int) -> None:
 
 def main() -> None:
     s = json.loads(sys.argv[1])
+    python = os.path.realpath(sys.executable)  # a venv's python links to the base interpreter (in the jail)
     try:
         modes = isolate(s)
         limit(s)
@@ -116,7 +186,7 @@ def main() -> None:
         os._exit(120)
     env = {"PATH": "/usr/bin:/bin", "HOME": os.getcwd(), "TMPDIR": os.getcwd(), "LANG": "C.UTF-8",
            "PYTHONDONTWRITEBYTECODE": "1", "SANDBOX_MODES": ",".join(modes)}
-    os.execve(sys.executable, [sys.executable, "-I", "-c", s["runner"]], env)
+    os.execve(python, [python, "-I", "-c", s["runner"]], env)
 
 
 if __name__ == "__main__":

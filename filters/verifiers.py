@@ -261,7 +261,7 @@ def get_verifier(name: str, settings=None) -> Verifier:
 
         b = settings.sandbox
         return SandboxVerifier(Limits(b.wall_seconds, b.cpu_seconds, b.memory_mb, b.max_processes, b.disk_mb,
-                                      b.max_output_kb * 1024), b.workers)
+                                      b.max_output_kb * 1024, b.allow_unisolated), b.workers)
     return VERIFIERS[name]()
 
 

@@ -341,6 +341,8 @@ class SandboxConfig(Strict):
     disk_mb: int = Field(64, ge=1, le=1_048_576)
     max_output_kb: int = Field(1024, ge=1, le=1_048_576)
     workers: int | None = Field(None, ge=1, description="programs at once (default: CPU count)")
+    allow_unisolated: bool = Field(False, description="run model-written code where no namespace can be made "
+                                   "(not root, no user namespaces), with rlimits and the guard only")
 
 
 JUDGE_TEMPLATE = ("Rate the answer from 1 (wrong) to 5 (right).\nQuestion: {prompt}\nAnswer: {completion}\n"
@@ -600,6 +602,7 @@ class ExperimentConfig(Strict):
 # Keys added after 0.3.0 count in the hashes only when set to something else than their
 # default, so rounds and base models made before they existed do not all turn stale.
 HASHED_WHEN_SET = {("sampling", "dtype"): "float32", ("training", "bf16"): None,
+                   ("verification", "sandbox", "allow_unisolated"): False,
                    ("model", "warm_start", "bf16"): None, ("training", "verifier", "bf16"): None}
 
 

@@ -184,3 +184,78 @@ def test_private_tmp_is_thrown_away():
     second = run_tests("import os\nassert not os.path.exists('/tmp/left-behind')\n" + GOOD, TESTS, "f", limits=FAST)
     assert first.passed and second.passed, (first.reason, second.reason)
     assert not Path("/tmp/left-behind").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the jail (PID/IPC/mount namespaces, minimal root) needs root")
+def test_the_jail_hides_the_host(tmp_path):
+    """Issue 15's probes: other processes' command lines, the host's files and mounts, the
+    checkout's own data (reference solutions), world-writable host paths, SysV shared memory
+    that outlives the run or exceeds memory_mb, filesystem unix sockets, signals to the pipeline."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    witness = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--password", SECRET])
+    sock_path = f"/tmp/selftaught-jail-test-{os.getpid()}.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(sock_path)
+    os.chmod(sock_path, 0o777)
+    server.listen()
+    server.settimeout(0.1)
+    signals = []
+    old = signal.signal(signal.SIGUSR1, lambda *a: signals.append(a))
+    shm_key = 0x5E1F01
+    ok = "\ndef f(x):\n    return x + 1\n"
+    past_guard = "import sys\nsys.modules.pop('ctypes', None)\nsys.modules.pop('_ctypes', None)\nimport ctypes\n"
+    reference = ROOT / "data" / "humaneval" / "HumanEval.jsonl.gz"
+    attacks = {
+        "another process's command line": (
+            "import os\nfound = [p for p in os.listdir('/proc') if p.isdigit() and "
+            f"{SECRET!r}.encode() in open(f'/proc/{{p}}/cmdline', 'rb').read()]\nassert found\n" + ok),
+        "the host's mounts": f"assert {str(ROOT)!r} in open('/proc/self/mounts').read()\n" + ok,
+        "the checkout's reference solutions": f"open({str(reference)!r}, 'rb').read()\n" + ok,
+        "a world-readable host file": "open('/etc/passwd').read()\n" + ok,
+        "the host's home folders": "import os\nassert os.listdir('/home') is not None\n" + ok,
+        "write /run/lock": "open('/run/lock/selftaught-jail-test', 'w').write('x')\n" + ok,
+        "write /var/lock": "open('/var/lock/selftaught-jail-test', 'w').write('x')\n" + ok,
+        "SysV shm above memory_mb": (past_guard + "libc = ctypes.CDLL(None)\n"
+                                     f"libc.shmget({shm_key}, 4096, 0o1666)\n"
+                                     "assert libc.shmget(0x5E1F02, 2 * 1024**3, 0o1666) >= 0\n" + ok),
+        "a host unix socket": (f"import _socket\ns = _socket.socket(_socket.AF_UNIX)\ns.connect({sock_path!r})\n"
+                               "s.send(b'hi')\n" + ok),
+        "signal the pipeline": (f"import importlib, posix, signal\nposix = importlib.reload(posix)\n"
+                                f"posix.kill({os.getpid()}, signal.SIGUSR1)\n" + ok),
+    }
+    try:
+        results = run_many([{"program": p, "tests": TESTS, "entry_point": "f"} for p in attacks.values()],
+                           workers=4, limits=FAST)
+        time.sleep(0.2)
+        try:
+            conn, _ = server.accept()
+            connected = True
+            conn.close()
+        except OSError:
+            connected = False
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+        witness.kill()
+        witness.wait()
+        server.close()
+        os.unlink(sock_path)
+    report = {name: (r.status, r.reason[:100]) for name, r in zip(attacks, results)}
+    assert not [name for name, r in zip(attacks, results) if r.passed], report
+    assert all("minimal-root" in r.modes and "pidns" in r.modes for r in results if r.modes), report
+    assert not connected and not signals
+    assert not Path("/run/lock/selftaught-jail-test").exists() and not Path("/var/lock/selftaught-jail-test").exists()
+    keys = [int(line.split()[0]) for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]]
+    assert shm_key not in keys, "a SysV segment outlived its run"
+    assert SECRET not in "".join(r.stdout + r.stderr + r.reason for r in results)
+
+
+@pytest.mark.xfail(strict=True, reason="known hole (issue 15, item 17): the program runs in the process that "
+                                       "runs the tests, so it can read an expected value from its caller's frame")
+def test_a_program_cannot_read_the_expected_value_from_the_caller():
+    program = ("import sys\ndef f(x):\n    code = sys._getframe(2).f_code\n"
+               "    return [c for c in code.co_consts if isinstance(c, int) and c != x][-1]\n")
+    assert not run_tests(program, TESTS, "f", limits=FAST).passed
