@@ -15,7 +15,7 @@ import dagster as dg
 
 from selftaught.rounds import parent_key
 from selftaught.store import Store, is_complete
-from train.artifact import read_provenance, verified_weights_hash
+from train.artifact import verified_weights_hash
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,16 @@
 """Run untrusted programs against tests, one sandboxed process each.
 
 Layers, outermost first (see filters/sandbox_launch.py and sandbox_runner.py):
-  1. As root: a fresh network namespace (no interface up: no network, not even
-     loopback), a private mount namespace with a size-capped tmpfs on /tmp,
-     /var/tmp and /dev/shm as the only writable place, and an unprivileged uid
-     of the run's own (cannot touch other users' files or signal their processes).
-     Not root: a user + network namespace where the kernel allows it, else the
-     guard's socket block; the working directory is a temporary folder.
+  1. As root, a jail: new network, mount, PID and IPC namespaces; a minimal read-only
+     root (pivot_root: /usr and the interpreter, a few devices, the jail's /proc, tmpfs
+     /tmp and /dev/shm); an unprivileged uid of the run's own. Not root: a user +
+     network namespace where the kernel allows it (else refused unless allow_unisolated).
   2. rlimits: CPU seconds, address space, processes (own uid), file size, open files, no core.
-  3. The parent: wall-clock deadline, stdout/stderr caps, then every process of the
-     run's uid (or session) is killed. Minimal environment; no inherited fds.
-  4. The harness's guard (human-eval style): a second layer, never the isolation.
+  3. Two processes: the program answers calls; the tests run in a checker process (another
+     uid) that compares and reports, so expected values never reach the program.
+  4. The parent: wall-clock deadline, stdout/stderr caps, then every process of the
+     run's uids (or session) is killed. Minimal environment; no inherited fds.
+  5. The guard in the program's process (human-eval style): a second layer only.
 
 `run_tests` gives a `SandboxResult`; `run_many` runs many with bounded parallelism.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import selectors
 import shutil
@@ -37,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "sandbox_launch.py"
 RUNNER_SOURCE = (HERE / "sandbox_runner.py").read_text()
 UID_BASE = 61000  # sandbox uids: UID_BASE + slot; no passwd entry needed
+CHECKER_UID_OFFSET = 1000  # the checker process of slot k runs as UID_BASE + 1000 + k
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ def _run(program, tests, entry_point, fmt, limits: Limits, uid: int, want: int) 
     nonce_r, nonce_w = os.pipe()
     os.write(nonce_w, nonce.encode())
     os.close(nonce_w)
-    settings = {"uid": uid, "workdir": workdir, "cpu_seconds": limits.cpu_seconds, "memory_mb": limits.memory_mb,
+    settings = {"uid": uid, "checker_uid": uid + CHECKER_UID_OFFSET, "workdir": workdir, "cpu_seconds": limits.cpu_seconds, "memory_mb": limits.memory_mb,
                 "max_processes": limits.max_processes, "disk_mb": limits.disk_mb, "runner": RUNNER_SOURCE,
                 "allow_unisolated": limits.allow_unisolated}
     job = {"program": program, "tests": tests, "entry_point": entry_point, "format": fmt, "nonce_fd": nonce_r}
@@ -144,7 +146,7 @@ def _run(program, tests, entry_point, fmt, limits: Limits, uid: int, want: int) 
     try:
         out, err, why = _communicate(proc, json.dumps(job).encode(), limits)
     finally:
-        _kill_all(proc, uid if root else None)
+        _kill_all(proc, [uid, uid + CHECKER_UID_OFFSET] if root else [])
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     seconds = time.monotonic() - started
@@ -189,20 +191,20 @@ def _communicate(proc, stdin: bytes, limits: Limits) -> tuple[bytes, bytes, str]
     return bytes(bufs[proc.stdout]), bytes(bufs[proc.stderr]), why
 
 
-def _kill_all(proc, uid: int | None) -> None:
-    """Kill the run's process group, and as root every process of its uid (daemons that left the group)."""
+def _kill_all(proc, uids: list[int]) -> None:
+    """Kill the run's process group, and as root every process of its uids (daemons that left the group)."""
     for _ in range(3):
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-        if uid is not None:
-            for pid in _pids_of_uid(uid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        if uid is None or not _pids_of_uid(uid):
+        left = [pid for uid in uids for pid in _pids_of_uid(uid)]
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if not left:
             break
         time.sleep(0.05)
     proc.wait()
@@ -244,6 +246,12 @@ def _verdict(code: int | None, out: bytes, err: bytes, why: str, nonce: str, wan
     _, _, error, modes = (report[0] + ["", ""])[:4]
     tests = tuple(TestResult(_unclean(r[4]), r[2] == "1", float(r[3]), _unclean(r[5])) for r in report[1:])
     keep["modes"] = modes
+    killed = _PROGRAM_EXIT.search(stderr)
+    if killed and int(killed[1]) < 0 and (error or not all(t.passed for t in tests)):
+        sig = -int(killed[1])
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        cpu = " (CPU limit)" if sig in (signal.SIGXCPU, signal.SIGKILL) else ""
+        return SandboxResult("crashed", f"the program was killed by {name}{cpu}", tests, **keep)
     if error:
         return SandboxResult("error", _unclean(error), tests, **keep)
     if len(report) - 1 != want or any(r[1] != "TEST" for r in report[1:]):
@@ -253,6 +261,9 @@ def _verdict(code: int | None, out: bytes, err: bytes, why: str, nonce: str, wan
         return SandboxResult("failed", f"{len(failed)}/{len(tests)} tests failed; first: {failed[0].test[:120]} "
                                        f"-> {failed[0].error[:120]}", tests, **keep)
     return SandboxResult("passed", f"{len(tests)} tests passed", tests, **keep)
+
+
+_PROGRAM_EXIT = re.compile(r"sandbox-program-exit\t(-?\d+)")
 
 
 def _unclean(text: str) -> str:

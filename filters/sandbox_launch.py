@@ -109,23 +109,10 @@ def build_jail(libc, s: dict) -> list[str]:
     return modes
 
 
-def _be_init(child: int) -> None:
-    """PID 1 of the jail: reap everything, exit with the harness's status (the kernel then
-    kills what is left in the namespace)."""
-    while True:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            os._exit(1)
-        if pid == child:
-            code = os.waitstatus_to_exitcode(status)
-            os._exit(code if code >= 0 else 128 - code)
-
-
 def isolate(s: dict) -> list[str]:
     """Namespaces and working directory; returns the isolation modes in effect. As root,
-    the calling process stays outside as the runner's grandparent (it waits and passes on
-    the exit status); the returned process is the harness inside the jail."""
+    the calling process stays outside (it waits and passes on the exit status) and this
+    returns in PID 1 of the jail."""
     libc, modes = _libc(), []
     if os.geteuid() == 0:
         if not _unshare(libc, CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC):
@@ -140,11 +127,7 @@ def isolate(s: dict) -> list[str]:
                 signal.signal(code - 128, signal.SIG_DFL)
                 os.kill(os.getpid(), code - 128)
             os._exit(code if code >= 0 else 128 - code)
-        modes += ["netns", "pidns", "ipcns", *build_jail(libc, s), f"uid-{s['uid']}"]
-        harness = os.fork()
-        if harness:
-            os.close(0)  # stdin is the harness's
-            _be_init(harness)
+        modes += ["netns", "pidns", "ipcns", *build_jail(libc, s), f"uid-{s['uid']}", "split-checker"]
     else:
         if _unshare(libc, CLONE_NEWUSER | CLONE_NEWNET):
             modes.append("netns(userns)")
@@ -157,12 +140,12 @@ def isolate(s: dict) -> list[str]:
     return modes
 
 
-def limit(s: dict) -> None:
+def limit(s: dict, processes: int) -> None:
     cpu = int(s["cpu_seconds"])
     limits = [("RLIMIT_CPU", (cpu, cpu + 1)), ("RLIMIT_AS", (s["memory_mb"] << 20,) * 2),
               ("RLIMIT_FSIZE", (s["disk_mb"] << 20,) * 2), ("RLIMIT_NOFILE", (64, 64)), ("RLIMIT_CORE", (0, 0))]
     if os.geteuid() == 0:  # NPROC counts every process of the uid: only meaningful on the run's own uid
-        limits.append(("RLIMIT_NPROC", (s["max_processes"],) * 2))
+        limits.append(("RLIMIT_NPROC", (processes,) * 2))
     for name, value in limits:
         resource.setrlimit(getattr(resource, name), value)
 
@@ -173,20 +156,87 @@ def drop_privileges(uid: int) -> None:
     os.setuid(uid)
 
 
+def _start(python: str, s: dict, role: str, uid: int, processes: int, fds: list[int], close: list[int],
+           modes: list[str]) -> int:
+    """Fork one harness process (program or checker) with its limits, uid and pipes."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        for fd in close:
+            os.close(fd)
+        for fd in fds:
+            os.set_inheritable(fd, True)
+        limit(s, processes)
+        if os.geteuid() == 0:
+            drop_privileges(uid)
+        env = {"PATH": "/usr/bin:/bin", "HOME": os.getcwd(), "TMPDIR": os.getcwd(), "LANG": "C.UTF-8",
+               "PYTHONDONTWRITEBYTECODE": "1", "SANDBOX_MODES": ",".join(modes), "SANDBOX_ROLE": role,
+               "SANDBOX_FDS": ",".join(map(str, fds))}
+        os.execve(python, [python, "-I", "-c", s["runner"]], env)
+    except BaseException as exc:  # noqa: BLE001 - report and leave; never return into the parent's code
+        print(f"sandbox-launch-error: {role}: {exc}", file=sys.stderr, flush=True)
+    os._exit(120)
+
+
+def run_pair(python: str, s: dict, job: dict, modes: list[str]) -> None:
+    """The program and the checker (filters/sandbox_runner.py), joined by two pipes; the
+    program never sees the tests. Exits with the checker's status once it is done."""
+    program = json.dumps({"program": job["program"], "entry_point": job.get("entry_point")}).encode()
+    tests = json.dumps({"tests": job["tests"], "format": job["format"],
+                        "entry_point": job.get("entry_point")}).encode()
+    nonce = job["nonce_fd"]
+    prog_r, prog_w = os.pipe()
+    test_r, test_w = os.pipe()
+    req_r, req_w = os.pipe()
+    ans_r, ans_w = os.pipe()
+    os.close(0)
+    program_pid = _start(python, s, "program", s["uid"], s["max_processes"], [prog_r, req_r, ans_w],
+                         [prog_w, test_r, test_w, req_w, ans_r, nonce], modes)
+    checker_pid = _start(python, s, "checker", s["checker_uid"], 4, [test_r, req_w, ans_r, nonce],
+                         [prog_r, prog_w, test_w, req_r, ans_w], modes)
+    for fd in (prog_r, test_r, req_r, req_w, ans_r, ans_w, nonce):
+        os.close(fd)
+    for fd, data in ((prog_w, program), (test_w, tests)):
+        try:
+            os.write(fd, data) if len(data) < 65536 else _write_all(fd, data)
+        except OSError:
+            pass  # that process is already gone: its exit status tells
+        os.close(fd)
+    status = None
+    while status is None:
+        try:
+            pid, raw = os.wait()
+        except ChildProcessError:
+            os._exit(1)
+        code = os.waitstatus_to_exitcode(raw)
+        if pid == program_pid:  # for the verdict: a program killed by a limit "crashed"
+            print(f"sandbox-program-exit\t{code}", file=sys.stderr, flush=True)
+        elif pid == checker_pid:
+            status = code
+    try:
+        os.kill(program_pid, signal.SIGKILL)
+    except OSError:
+        pass
+    os._exit(status if status >= 0 else 128 - status)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def main() -> None:
     s = json.loads(sys.argv[1])
     python = os.path.realpath(sys.executable)  # a venv's python links to the base interpreter (in the jail)
+    job = json.loads(sys.stdin.buffer.read())  # before the namespaces: the parent writes it all at once
     try:
         modes = isolate(s)
-        limit(s)
-        if os.geteuid() == 0:
-            drop_privileges(s["uid"])
     except OSError as exc:
         print(f"sandbox-launch-error: {exc}", file=sys.stderr, flush=True)
         os._exit(120)
-    env = {"PATH": "/usr/bin:/bin", "HOME": os.getcwd(), "TMPDIR": os.getcwd(), "LANG": "C.UTF-8",
-           "PYTHONDONTWRITEBYTECODE": "1", "SANDBOX_MODES": ",".join(modes)}
-    os.execve(python, [python, "-I", "-c", s["runner"]], env)
+    run_pair(python, s, job, modes)
 
 
 if __name__ == "__main__":
