@@ -14,6 +14,7 @@ a URL every stage still works on local files, in a cache that mirrors the store
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -212,11 +213,28 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
                          "`selftaught run` rematerializes it") from None
 
 
+def _write_failed(path: Path, exc: BaseException) -> OSError:
+    """One line naming the file, and a full disk in words (polars says "parquet: File out of
+    specification: underlying IO error ..."; a plain write names no file)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in text:
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        return OSError(errno.ENOSPC, f"no space left on device writing {path} ({free}); free some space and "
+                                     "run again: finished stages are kept")
+    return OSError(getattr(exc, "errno", None) or errno.EIO, f"cannot write {path}: {text}")
+
+
 def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:
     tmp = _temp_for(path)
     try:
         df.write_parquet(tmp)
         os.replace(tmp, path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_failed(path, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -232,6 +250,9 @@ def write_bytes_atomic(data: bytes, path: Path) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_failed(path, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -295,3 +295,19 @@ def test_a_utf8_bom_and_escaped_emoji_are_read_as_text(tmp_path):
     csv = tmp_path / "bom.csv"
     csv.write_bytes(b"\xef\xbb\xbfquestion,answer\nb,2\n")
     assert load_rows(read_source(str(csv)), Columns()).rows["question"].to_list() == ["b"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a 64 KiB tmpfs to fill")
+def test_a_full_disk_is_named_in_words_and_leaves_no_temp_file(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        big = pl.DataFrame({"x": [float(i) * 1.1 for i in range(200_000)]})
+        with pytest.raises(OSError, match=r"no space left on device writing .*/t/r001.parquet \(\d+\.\d MB free\)"):
+            write_parquet_atomic(big, disk / "t" / "r001.parquet")
+        with pytest.raises(OSError, match=r"no space left on device writing .*/provenance.json"):
+            Store(disk).write_file(b"x" * 200_000, "provenance.json")
+        assert not [p for p in disk.rglob("*") if p.is_file()]
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
