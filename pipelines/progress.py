@@ -12,15 +12,31 @@ from selftaught.config import ExperimentConfig
 from selftaught.rounds import round_key
 from selftaught.store import Store, is_complete, table_problem
 
-ROUND_ORDER = ["prompts", "sampling_plan", "samples", "verdicts", "repairs", "training_set", "pairs", "policy",
-               "evaluation"]
+def _round_graph() -> tuple[list[str], dict[str, list[str]]]:
+    """The round's stages in dependency order (ties: the order assets/rounds.py defines
+    them) and each stage's upstream stages, read from the Dagster assets themselves."""
+    from assets import rounds as round_module
+
+    deps: dict[str, list[str]] = {}
+    for asset in dg.load_assets_from_modules([round_module]):
+        for key in asset.keys:
+            if asset.group_names_by_key[key] == "round":
+                deps[key.path[-1]] = [d.path[-1] for d in asset.asset_deps[key]]
+    upstream = {name: sorted(d for d in ds if d in deps) for name, ds in deps.items()}
+    order, done = [], set()
+    while len(order) < len(deps):
+        ready = [n for n in deps if n not in done and set(upstream[n]) <= done]
+        if not ready:
+            raise RuntimeError(f"the round's assets have a dependency cycle: {sorted(set(deps) - done)}")
+        order.append(ready[0])
+        done.add(ready[0])
+    return order, upstream
+
+
+# Derived once from the asset graph (adding a stage to assets/rounds.py is the only edit).
+ROUND_ORDER, UPSTREAM = _round_graph()
 IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
                dg.DagsterRunStatus.STARTED]
-
-
-UPSTREAM = {"prompts": [], "sampling_plan": ["prompts"], "samples": ["sampling_plan"], "verdicts": ["samples"],
-            "repairs": ["verdicts"], "training_set": ["repairs"], "pairs": ["verdicts"],
-            "policy": ["training_set", "pairs"], "evaluation": ["policy"]}
 
 
 def todo(instance, cfg: ExperimentConfig, key: str, store: Store | None = None, log=None) -> list[str]:
