@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 
 from assets.resources import ExperimentResource
-from selftaught.store import file_hash, read_parquet
+from selftaught.files import file_hash, read_parquet
 
 # asset name -> table schema name
 TABLE_OF = {

@@ -17,7 +17,7 @@ from filters.select import judged
 from filters.verifiers import get_verifier, verify
 from selftaught import schemas
 from selftaught.rounds import parent_key, round_index, round_key
-from selftaught.store import read_parquet
+from selftaught.files import read_parquet
 from synth.backends import SamplingParams
 from synth.curriculum import level as curriculum_level
 from synth.curriculum import pool_counts as curriculum_pool

@@ -26,7 +26,8 @@ from filters.pairs import make_pairs
 from filters.select import accumulate, judged, select_repairs, select_sft
 from selftaught import __version__, schemas
 from selftaught.rounds import parent_key, round_index
-from selftaught.store import file_hash, is_complete, read_parquet
+from selftaught.store import is_complete
+from selftaught.files import file_hash, read_parquet
 from synth.tasks import default_verifier, reference_verifier
 from train.artifact import adapter_path, model_path, read_provenance, verifier_dir, write_provenance
 from train.dpo import DPOSettings, train_dpo

@@ -18,7 +18,7 @@ import dagster as dg
 import polars as pl
 
 from assets.lineage import latest_materialization
-from pipelines.build import asset_key
+from pipelines.keys import asset_key
 from pipelines.progress import ROUND_ORDER
 from selftaught.config import load_config
 from selftaught.rounds import round_key

@@ -7,7 +7,8 @@ import polars as pl
 
 from filters.metrics import accuracy_by_difficulty, per_prompt
 from selftaught.schemas import CORRECT
-from selftaught.store import read_parquet, Store
+from selftaught.store import Store
+from selftaught.files import read_parquet
 
 
 def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = None) -> list[dict]:

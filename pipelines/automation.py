@@ -19,7 +19,7 @@ import dagster as dg
 
 from assets.lineage import latest_materialization
 from pipelines import progress
-from pipelines.build import asset_key, key_prefix
+from pipelines.keys import asset_key, key_prefix
 from selftaught.config import ExperimentConfig
 from selftaught.store import Store
 

@@ -10,22 +10,13 @@ from assets import rounds as round_module
 from assets import setup as setup_module
 from assets import summary as summary_module
 from assets.io import ParquetIOManager
-from assets.resources import EXPERIMENT_TAG, ExperimentResource
+from assets.resources import ExperimentResource
 from assets.rounds import rounds
+from pipelines.keys import EXPERIMENT_TAG, key_prefix
 from selftaught.config import ConfigError, load_config
 from selftaught.store import resolve_root
 
 DEFAULT_CONFIG = Path(__file__).parent / "presets" / "demo.yaml"
-
-
-def key_prefix(experiment: str) -> str:
-    """Asset keys are prefixed by the experiment, so experiments sharing a Dagster
-    instance never see each other's materializations ('-' is not allowed in keys)."""
-    return experiment.replace("-", "_")
-
-
-def asset_key(experiment: str, name: str) -> dg.AssetKey:
-    return dg.AssetKey([key_prefix(experiment), name])
 
 
 def _experiment(cfg, store, job_prefix: str = "") -> tuple[list, list, list, list]:

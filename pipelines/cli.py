@@ -35,7 +35,7 @@ def quiet_libraries() -> None:
 
 def _wall_seconds(instance, experiment: str, key: str) -> float:
     from assets.lineage import latest_materialization
-    from pipelines.build import asset_key
+    from pipelines.keys import asset_key
 
     from pipelines.progress import ROUND_ORDER
 
@@ -72,7 +72,7 @@ def _fail_dead_cli_runs(instance, experiment: str) -> None:
     caller holds the experiment's lock, so no CLI of it is alive: mark them failed."""
     import dagster as dg
 
-    from assets.resources import CLI_TAG, EXPERIMENT_TAG
+    from pipelines.keys import CLI_TAG, EXPERIMENT_TAG
 
     for run in instance.get_runs(filters=dg.RunsFilter(tags={EXPERIMENT_TAG: experiment}, statuses=[
             dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.NOT_STARTED])):
@@ -86,7 +86,8 @@ def cmd_run(args) -> int:
     from assets.resources import CLI_TAG, earlier_active_run
     from pipelines import progress
     from selftaught.lock import ExperimentLock, claim_root
-    from pipelines.build import asset_key, build_definitions
+    from pipelines.build import build_definitions
+    from pipelines.keys import asset_key
     from pipelines.instance import get_instance
     from filters.summary import round_rows
     from pipelines.report import format_table, frontier_summary
@@ -168,7 +169,7 @@ def cmd_status(args) -> int:
     store = build_definitions(args.config).resources["experiment"].store
     instance = get_instance(args.dagster_home)
     from assets.lineage import latest_materialization
-    from pipelines.build import asset_key
+    from pipelines.keys import asset_key
 
     # The rounds partitions are shared by every experiment on this instance: keep this one's.
     # Keys that are not r001, r002, ... (added by hand in the UI) are not rounds: skip them.
@@ -286,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     from selftaught.config import ConfigError
     from selftaught.lock import ExperimentBusy, RootTaken
-    from selftaught.store import TableError
+    from selftaught.files import TableError
 
     try:
         return args.fn(args)

@@ -10,7 +10,8 @@ import polars as pl
 
 from filters.metrics import accuracy_by_difficulty
 from selftaught.rounds import parent_key, round_index
-from selftaught.store import file_hash, read_parquet, Store
+from selftaught.store import Store
+from selftaught.files import file_hash, read_parquet
 
 
 class LineageError(ValueError):

@@ -7,10 +7,11 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.lineage import latest_materialization
-from pipelines.build import EXPERIMENT_TAG, asset_key
+from pipelines.keys import EXPERIMENT_TAG, asset_key
 from selftaught.config import ExperimentConfig
 from selftaught.rounds import round_key
-from selftaught.store import Store, is_complete, table_problem
+from selftaught.store import Store, is_complete
+from selftaught.files import table_problem
 
 def _round_graph() -> tuple[list[str], dict[str, list[str]]]:
     """The round's stages in dependency order (ties: the order assets/rounds.py defines

@@ -25,6 +25,8 @@ import time
 import uuid
 from pathlib import Path
 
+from selftaught.files import publish_dir
+
 COMPLETE = "COMPLETE.json"
 # stores where a single PUT is atomic: the object appears only once the upload completes
 ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"}
@@ -163,8 +165,6 @@ class ObjectStore:
                 if (tmp / name).stat().st_size != size:
                     raise OSError(f"{self.url}/{rel}/{attempt}/{name}: {(tmp / name).stat().st_size} bytes, "
                                   f"COMPLETE.json says {size}")
-            from selftaught.store import publish_dir
-
             publish_dir(tmp, local)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -34,7 +34,7 @@ import polars as pl
 
 from selftaught import schemas
 from selftaught.procs import python_env
-from selftaught.store import write_parquet_atomic, write_text_atomic
+from selftaught.files import write_parquet_atomic, write_text_atomic
 from synth.backends import Backend, BackendError, Progress, SamplingParams, derive_seed, load_backend
 from synth.sampling import to_samples
 

@@ -139,7 +139,8 @@ def run_rounds(config: Path, folder: Path, rounds: int = 1):
     asserted successful. Returns (store, {(asset, round): metadata}, {round: log text})."""
     import dagster as dg
 
-    from pipelines.build import build_definitions, key_prefix
+    from pipelines.build import build_definitions
+    from pipelines.keys import key_prefix
     from selftaught.config import load_config
 
     keys = [f"r{i:03d}" for i in range(1, rounds + 1)]

@@ -6,7 +6,8 @@ import pytest
 from selftaught import schemas
 from selftaught.config import ConfigError, load_config, parse_config
 from selftaught.rounds import next_round, parent_key, round_index, round_key
-from selftaught.store import Store, dir_hash, ensure_writable, publish_dir, write_parquet_atomic
+from selftaught.store import Store, ensure_writable
+from selftaught.files import dir_hash, publish_dir, write_parquet_atomic
 from pipelines.build import DEFAULT_CONFIG
 
 

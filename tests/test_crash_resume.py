@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from selftaught.store import file_hash
+from selftaught.files import file_hash
 from tests.conftest import copy_config, make_tiny_config
 
 pytestmark = pytest.mark.slow

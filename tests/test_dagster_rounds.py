@@ -6,7 +6,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from pipelines.build import asset_key, build_definitions
+from pipelines.build import build_definitions
+from pipelines.keys import asset_key
 from selftaught import schemas
 from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
 

@@ -36,3 +36,39 @@ def test_schemas_are_declared_in_one_module():
     for package in ["synth", "filters", "train", "assets", "pipelines"]:
         for path in (ROOT / package).rglob("*.py"):
             assert "pl.Schema(" not in path.read_text(), f"{path} declares a schema; use selftaught.schemas"
+
+
+PACKAGES = ("selftaught", "synth", "filters", "train", "assets", "pipelines")
+
+
+def module_imports() -> dict[str, set[str]]:
+    """Each project module and the project modules it imports (at any level of the file)."""
+    out = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).glob("*.py"):
+            deps = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
+                        and node.module.split(".")[0] in PACKAGES:
+                    deps |= {f"{node.module}.{a.name}" for a in node.names} if node.module in PACKAGES \
+                        else {node.module}
+                elif isinstance(node, ast.Import):
+                    deps |= {a.name for a in node.names if a.name.split(".")[0] in PACKAGES}
+            out[f"{package}.{path.stem}"] = deps
+    return out
+
+
+def test_no_import_cycles():
+    graph = module_imports()
+    cycles = []
+
+    def walk(start, node, path):
+        for dep in graph.get(node, ()):
+            if dep == start:
+                cycles.append(" -> ".join([*path, start]))
+            elif dep in graph and dep not in path:
+                walk(start, dep, [*path, dep])
+
+    for module in graph:
+        walk(module, module, [module])
+    assert not cycles, "import cycles:\n" + "\n".join(sorted(set(cycles))[:10])

@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 
 from pipelines import progress
-from pipelines.build import EXPERIMENT_TAG, build_definitions
+from pipelines.build import build_definitions
+from pipelines.keys import EXPERIMENT_TAG
 from selftaught.config import load_config
 from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
 

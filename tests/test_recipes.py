@@ -159,7 +159,7 @@ def test_iterative_rpo_trains_on_pairs_against_the_previous_policy(tmp_path):
     p1, p2 = read_provenance(store.model_dir("r001")), read_provenance(store.model_dir("r002"))
     assert p1["objective"] == "dpo" and p1["reference"]["policy_id"] == "base"
     assert p2["reference"] == {"policy_id": "r001", "weights_hash": p1["weights_hash"]}  # iterative: previous round
-    from selftaught.store import file_hash
+    from selftaught.files import file_hash
 
     assert p2["data_hash"] == file_hash(store.table_path("pairs", "r002"))[:16]
 

@@ -15,7 +15,8 @@ import pytest
 
 from selftaught.config import ConfigError, load_config, parse_config
 from selftaught.lock import ExperimentBusy, ExperimentLock, RootTaken, claim_root
-from selftaught.store import Store, write_parquet_atomic
+from selftaught.store import Store
+from selftaught.files import write_parquet_atomic
 from tests.conftest import fresh_dagster_home
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,7 +11,8 @@ import json
 import time
 from pathlib import Path
 
-from selftaught.store import PROVENANCE, dir_hash, model_path, write_text_atomic
+from selftaught.store import PROVENANCE, model_path
+from selftaught.files import dir_hash, write_text_atomic
 
 
 def weights_hash(artifact: Path) -> str:

@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from selftaught.objectstore import cache_root
-from selftaught.store import file_hash, publish_dir, umask, write_text_atomic
+from selftaught.files import file_hash, publish_dir, umask, write_text_atomic
 
 log = logging.getLogger("selftaught.train")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from selftaught.procs import python_env
-from selftaught.store import write_parquet_atomic, write_text_atomic
+from selftaught.files import write_parquet_atomic, write_text_atomic
 
 
 class LaunchError(RuntimeError):

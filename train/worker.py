@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from selftaught.store import write_text_atomic
+from selftaught.files import write_text_atomic
 from train.dpo import DPOSettings, train_dpo
 from train.sft import LoraSettings, SFTSettings, train_sft
 
