@@ -32,7 +32,7 @@ import yaml
 from control import control_curve  # bench/control.py (this folder is on sys.path)
 from filters.metrics import accuracy_by_difficulty, pick_frontier
 from pipelines.cli import quiet_libraries
-from selftaught.config import load_config
+from selftaught.config import load_config, resolve_yaml
 from selftaught.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,16 +64,16 @@ def _set(data: dict, dotted: str, value) -> None:
 
 def recipe_on(recipe: str, host: str, out_dir: Path) -> Path:
     """The recipe preset `recipe` laid over the preset `host` (see --on); returns the config path."""
-    demo = yaml.safe_load((PRESETS / "demo.yaml").read_text())
-    mine = yaml.safe_load((PRESETS / f"{recipe}.yaml").read_text())
-    data = yaml.safe_load((PRESETS / f"{host}.yaml").read_text())
+    demo = resolve_yaml(PRESETS / "demo.yaml")
+    mine = resolve_yaml(PRESETS / f"{recipe}.yaml")  # `extends: demo` applied
+    data = resolve_yaml(PRESETS / f"{host}.yaml")
     for key in RECIPE_KEYS:
         value = _get(mine, key)
         if value is not None and value != _get(demo, key):
             _set(data, key, value)
     verifier = _get(data, "training.verifier")
     if verifier:  # V-STaR's verifier trains at the host's scale too (200 steps of 16 are for the tiny model)
-        host_training = yaml.safe_load((PRESETS / f"{host}.yaml").read_text()).get("training", {})
+        host_training = resolve_yaml(PRESETS / f"{host}.yaml").get("training", {})
         for key in ("max_steps", "batch_size", "learning_rate"):
             if key in host_training:
                 verifier[key] = host_training[key]

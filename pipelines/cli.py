@@ -3,7 +3,7 @@
     selftaught run [--config FILE] [--rounds N]   run until N rounds are complete
     selftaught status [--config FILE]             the per-round table
     selftaught ui [--config FILE] [--port P]      the Dagster UI on 127.0.0.1
-    selftaught validate [--config FILE]           check a config, print a round's size, exit
+    selftaught validate [--config FILE] [--show]  check a config, print a round's size (or the whole config)
 """
 
 from __future__ import annotations
@@ -234,6 +234,15 @@ def cmd_validate(args) -> int:
     from selftaught.config import load_config
 
     cfg = load_config(args.config)
+    if args.show:  # the whole config: extends applied, defaults filled in
+        import yaml
+
+        def plain(v):  # tuples as lists, for YAML
+            return [plain(x) for x in v] if isinstance(v, (list, tuple)) else \
+                {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else v
+
+        print(yaml.safe_dump(plain(cfg.model_dump()), sort_keys=False, default_flow_style=None, width=110), end="")
+        return 0
     size = cfg.round_size()
     print(f"ok: experiment {cfg.name!r}, {cfg.max_rounds} rounds, storage {cfg.storage_root}")
     print(f"each round: up to {size['prompts']:,} prompts x {size['samples_per_prompt']:,} samples = "
@@ -278,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
         if name == "run":
             p.add_argument("--rounds", type=_positive_int, default=None,
                            help="rounds to complete, 1 or more (default: max_rounds)")
+        if name == "validate":
+            p.add_argument("--show", action="store_true", help="print the whole resolved config (extends applied, "
+                           "defaults filled in)")
         if name == "ui":
             p.add_argument("--port", type=int, default=3000)
         if name == "lineage":

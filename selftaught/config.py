@@ -645,8 +645,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_config(path: str | Path) -> ExperimentConfig:
-    p = Path(path)
+PRESETS = Path(__file__).resolve().parent.parent / "pipelines" / "presets"
+
+
+def _read_yaml(p: Path) -> dict:
     if not p.is_file():
         raise ConfigError(f"experiment config not found: {p}")
     try:
@@ -655,4 +657,57 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise ConfigError(f"experiment config {p}: {exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"experiment config {p} is not valid YAML: {exc}") from None
-    return parse_config(data, str(p))
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid experiment config {p}: expected a mapping at the top, got {type(data).__name__}")
+    return data
+
+
+def _parent_path(child: Path, name: str) -> Path:
+    """`extends: NAME`: a file beside the child (NAME, NAME.yaml), else a bundled preset."""
+    for candidate in (child.parent / name, child.parent / f"{name}.yaml", PRESETS / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"experiment config {child}: extends {name!r}, which is neither a file beside it nor a preset "
+                      f"in {PRESETS} ({', '.join(sorted(p.stem for p in PRESETS.glob('*.yaml')))})")
+
+
+def _merge(base: dict, over: dict, model: type[BaseModel]) -> dict:
+    """`over` laid on `base`: config sections merge key by key; any other value (a count
+    table like task.pool, a list, null) replaces the parent's whole."""
+    out = dict(base)
+    for key, value in over.items():
+        section = _section_model(model, key)
+        if section is not None and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, section)
+        else:
+            out[key] = value
+    return out
+
+
+def _section_model(model: type[BaseModel], key) -> type[BaseModel] | None:
+    field = model.model_fields.get(key) if isinstance(key, str) else None
+    if field is None:
+        return None
+    for kind in (field.annotation, *getattr(field.annotation, "__args__", ())):
+        if isinstance(kind, type) and issubclass(kind, Strict):
+            return kind
+    return None
+
+
+def resolve_yaml(path: str | Path, _seen: tuple = ()) -> dict:
+    """The config file's mapping with `extends:` chains applied (parents first)."""
+    p = Path(path)
+    data = _read_yaml(p)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(f"experiment config {p}: extends must name a preset or a file, got {parent!r}")
+    parent_path = _parent_path(p, parent)
+    if parent_path.resolve() in _seen or parent_path.resolve() == p.resolve():
+        raise ConfigError(f"experiment config {p}: extends {parent!r} makes a cycle")
+    return _merge(resolve_yaml(parent_path, (*_seen, p.resolve())), data, ExperimentConfig)
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    return parse_config(resolve_yaml(path), str(Path(path)))

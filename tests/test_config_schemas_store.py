@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -126,3 +127,35 @@ def test_keys_added_later_leave_earlier_hashes_alone():
     assert parse_config(data).round_hash() != demo.round_hash()
     data["sampling"]["dtype"], data["training"]["bf16"] = "float32", True
     assert parse_config(data).round_hash() != demo.round_hash()
+
+
+def test_extends_merges_sections_and_replaces_values(tmp_path):
+    """`extends:` lays a config over its parent: sections merge key by key; count tables,
+    lists and null replace the parent's value whole; a file beside the child wins."""
+    (tmp_path / "parent.yaml").write_text(
+        "name: parent\ntask: {pool: {3: 10, 4: 20}, seed: 5}\nsampling: {n: 4, temperature: 0.5, stop: ['x']}\n")
+    (tmp_path / "child.yaml").write_text(
+        "extends: parent\nname: child\ntask: {pool: {6: 1}}\nsampling: {n: 2, stop: []}\nmodel: {warm_start: null}\n")
+    cfg = load_config(tmp_path / "child.yaml")
+    assert cfg.name == "child" and cfg.task.pool == {6: 1} and cfg.task.seed == 5
+    assert (cfg.sampling.n, cfg.sampling.temperature, cfg.sampling.stop) == (2, 0.5, ())
+    assert cfg.model.warm_start is None
+    star = load_config(Path("pipelines/presets/star.yaml"))  # a bundled preset by name
+    assert star.repair.mode == "rationalize" and star.task.pool == {3: 150, 4: 600, 5: 150}
+    (tmp_path / "loop_a.yaml").write_text("extends: loop_b\n")
+    (tmp_path / "loop_b.yaml").write_text("extends: loop_a\n")
+    with pytest.raises(ConfigError, match="makes a cycle"):
+        load_config(tmp_path / "loop_a.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: no_such_preset\n")
+    with pytest.raises(ConfigError, match="extends 'no_such_preset', which is neither a file beside it nor a preset"):
+        load_config(tmp_path / "orphan.yaml")
+
+
+def test_validate_show_prints_a_config_that_loads_back_the_same(tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "validate", "--config", "pipelines/presets/bstar.yaml",
+                          "--show"], capture_output=True, text=True, check=True).stdout
+    (tmp_path / "whole.yaml").write_text(out)
+    assert load_config(tmp_path / "whole.yaml") == load_config(Path("pipelines/presets/bstar.yaml"))

@@ -1,6 +1,7 @@
 """The Dagster graph of every preset, snapshotted: a change to asset keys, their
-dependencies, jobs, schedules or sensors shows in review as a diff of
-tests/snapshots/definitions.json. After an intended change:
+dependencies, jobs, schedules or sensors, or to what a preset computes (its round
+hash), shows in review as a diff of tests/snapshots/definitions.json. After an
+intended change:
 
     SELFTAUGHT_UPDATE_SNAPSHOTS=1 .venv/bin/python -m pytest tests/test_definitions_snapshot.py
 """
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from pipelines.build import build_definitions
 from pipelines.progress import ROUND_ORDER, UPSTREAM
+from selftaught.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SNAPSHOT = ROOT / "tests" / "snapshots" / "definitions.json"
@@ -40,6 +42,9 @@ def snapshot() -> dict:
     graphs = {p.stem: graph_of(p) for p in sorted((ROOT / "pipelines" / "presets").glob("*.yaml"))}
     out = {"graph": graphs["demo"], "presets": sorted(n for n, g in graphs.items() if g == graphs["demo"])}
     out.update({f"graph of {n}": g for n, g in graphs.items() if g != graphs["demo"]})
+    # What each preset computes (its resolved config, `extends` applied): a change shows here too.
+    out["round_hash"] = {p.stem: load_config(p).round_hash()
+                         for p in sorted((ROOT / "pipelines" / "presets").glob("*.yaml"))}
     return out
 
 
