@@ -50,6 +50,7 @@ class Limits:
     disk_mb: int = 64
     max_output_bytes: int = 1 << 20
     allow_unisolated: bool = False  # no namespaces available (not root, no user namespaces): refuse unless True
+    as_user: bool = False  # as root, take the path a non-root user gets (a user namespace): for tests
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def run_tests(program: str, tests, entry_point: str | None, fmt: str = "humaneva
 
 
 def _run(program, tests, entry_point, fmt, limits: Limits, uid: int, want: int) -> SandboxResult:
-    root = os.geteuid() == 0
+    root = os.geteuid() == 0 and not limits.as_user
     workdir = None if root else tempfile.mkdtemp(prefix="selftaught-sandbox-")
     nonce = secrets.token_hex(16)
     nonce_r, nonce_w = os.pipe()
@@ -131,7 +132,7 @@ def _run(program, tests, entry_point, fmt, limits: Limits, uid: int, want: int) 
     os.close(nonce_w)
     settings = {"uid": uid, "checker_uid": uid + CHECKER_UID_OFFSET, "workdir": workdir, "cpu_seconds": limits.cpu_seconds, "memory_mb": limits.memory_mb,
                 "max_processes": limits.max_processes, "disk_mb": limits.disk_mb, "runner": RUNNER_SOURCE,
-                "allow_unisolated": limits.allow_unisolated}
+                "allow_unisolated": limits.allow_unisolated, "as_user": limits.as_user}
     job = {"program": program, "tests": tests, "entry_point": entry_point, "format": fmt, "nonce_fd": nonce_r}
     started = time.monotonic()
     try:

@@ -32,6 +32,8 @@ import sys
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
 CLONE_NEWIPC, CLONE_NEWPID = 0x08000000, 0x20000000
 MNT_DETACH = 2
+PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 28, 38
+SECURE_NOROOT = 0b1111  # SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP, and both locked
 DEVICES = ("null", "zero", "full", "random", "urandom")
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = (
     1, 2, 4, 32, 4096, 8192, 1 << 14, 1 << 18)
@@ -52,6 +54,21 @@ def _mount(libc, src, target, fstype, flags, opts=None) -> None:
         raise OSError(err, f"mount {src} on {target}: {os.strerror(err)}")
 
 
+# statvfs flags -> mount flags that a remount must keep (in a user namespace the kernel
+# refuses to clear flags the original mount had: they are locked)
+_KEPT = ((os.ST_NODEV, 4), (os.ST_NOEXEC, 8), (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048),
+         (os.ST_RELATIME, 1 << 21))
+
+
+def _read_only(libc, target: str) -> None:
+    flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID
+    held = os.statvfs(target).f_flag
+    for st, ms in _KEPT:
+        if held & st:
+            flags |= ms
+    _mount(libc, None, target, None, flags)
+
+
 def _bind(libc, src: str, target: str, read_only: bool = True) -> None:
     if os.path.isdir(src):
         os.makedirs(target, exist_ok=True)
@@ -60,7 +77,7 @@ def _bind(libc, src: str, target: str, read_only: bool = True) -> None:
         open(target, "a").close()
     _mount(libc, src, target, None, MS_BIND | MS_REC)
     if read_only:
-        _mount(libc, None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
+        _read_only(libc, target)
 
 
 def build_jail(libc, s: dict) -> list[str]:
@@ -86,7 +103,11 @@ def build_jail(libc, s: dict) -> list[str]:
         _mount(libc, "tmpfs", f"{new}/{writable}", "tmpfs", MS_NOSUID | MS_NODEV,
                f"size={s['disk_mb']}m,mode=1777")
     os.makedirs(f"{new}/proc")
-    _mount(libc, "proc", f"{new}/proc", "proc", MS_NOSUID | MS_NODEV | 8)  # 8 = MS_NOEXEC
+    modes = ["minimal-root"]
+    try:
+        _mount(libc, "proc", f"{new}/proc", "proc", MS_NOSUID | MS_NODEV | 8)  # 8 = MS_NOEXEC
+    except OSError:  # a user namespace under a container's masked /proc may not mount one: go without
+        modes.append("no-proc")
     os.makedirs(f"{new}/etc")
     os.makedirs(f"{new}/.old")
     if libc.syscall(155, new.encode(), f"{new}/.old".encode()) != 0:  # pivot_root (x86_64)
@@ -95,8 +116,7 @@ def build_jail(libc, s: dict) -> list[str]:
     if libc.umount2(b"/.old", MNT_DETACH) != 0:
         raise OSError(ctypes.get_errno(), "detaching the old root failed")
     os.rmdir("/.old")
-    _mount(libc, None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID)
-    modes = ["minimal-root"]
+    _read_only(libc, "/")
     try:  # this IPC namespace's own limits: SysV shared memory counts against memory_mb
         limit_bytes = s["memory_mb"] << 20
         for name, value in (("shmmax", limit_bytes), ("shmall", limit_bytes // 4096), ("shmmni", 16)):
@@ -109,42 +129,56 @@ def build_jail(libc, s: dict) -> list[str]:
     return modes
 
 
+def _map_to_self(uid: int, gid: int) -> None:
+    """In a new user namespace: be its root, mapped to the user who started it."""
+    for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+        with open(f"/proc/self/{name}", "w") as f:
+            f.write(text)
+
+
 def isolate(s: dict) -> list[str]:
-    """Namespaces and working directory; returns the isolation modes in effect. As root,
-    the calling process stays outside (it waits and passes on the exit status) and this
-    returns in PID 1 of the jail."""
+    """Namespaces and working directory; returns the isolation modes in effect. With a
+    jail, the calling process stays outside (it waits and passes on the exit status) and
+    this returns in PID 1 of the jail. As root the jail's processes get uids of their own;
+    not root, the jail is built in a user namespace (where the kernel allows one) and its
+    processes run as you, without capabilities."""
     libc, modes = _libc(), []
-    if os.geteuid() == 0:
-        if not _unshare(libc, CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC):
+    jail = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC
+    if s["host_root"]:
+        if not _unshare(libc, jail):
             raise OSError(ctypes.get_errno(), "unshare(mount|net|pid|ipc) failed")
-        if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-            raise OSError(ctypes.get_errno(), "making / private failed")
-        init = os.fork()  # the first child is PID 1 of the new PID namespace
-        if init:
-            _, status = os.waitpid(init, 0)
-            code = os.waitstatus_to_exitcode(status)
-            if code > 128:  # the harness died by signal code - 128: die the same way, for the verdict
-                signal.signal(code - 128, signal.SIG_DFL)
-                os.kill(os.getpid(), code - 128)
-            os._exit(code if code >= 0 else 128 - code)
-        modes += ["netns", "pidns", "ipcns", *build_jail(libc, s), f"uid-{s['uid']}", "split-checker"]
     else:
-        if _unshare(libc, CLONE_NEWUSER | CLONE_NEWNET):
-            modes.append("netns(userns)")
+        uid, gid = os.geteuid(), os.getegid()
+        if _unshare(libc, CLONE_NEWUSER | jail):
+            _map_to_self(uid, gid)
+            modes.append("userns")
         elif not s.get("allow_unisolated"):
             raise OSError(1, "no process isolation here (not root, and user namespaces are not available): "
                              "model-written code would run with rlimits and the harness's guard only. Run as root "
                              "(e.g. in a container), or set verification.sandbox.allow_unisolated: true to accept that")
-        os.chdir(s["workdir"])
-        modes.append("workdir")
-    return modes
+        else:
+            os.chdir(s["workdir"])
+            return ["unisolated", "workdir"]
+    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        raise OSError(ctypes.get_errno(), "making / private failed")
+    init = os.fork()  # the first child is PID 1 of the new PID namespace
+    if init:
+        _, status = os.waitpid(init, 0)
+        code = os.waitstatus_to_exitcode(status)
+        if code > 128:  # the harness died by signal code - 128: die the same way, for the verdict
+            signal.signal(code - 128, signal.SIG_DFL)
+            os.kill(os.getpid(), code - 128)
+        os._exit(code if code >= 0 else 128 - code)
+    modes += ["netns", "pidns", "ipcns", *build_jail(libc, s)]
+    modes.append(f"uid-{s['uid']}" if s["host_root"] else "same-uid")
+    return modes + ["split-checker"]
 
 
 def limit(s: dict, processes: int) -> None:
     cpu = int(s["cpu_seconds"])
     limits = [("RLIMIT_CPU", (cpu, cpu + 1)), ("RLIMIT_AS", (s["memory_mb"] << 20,) * 2),
               ("RLIMIT_FSIZE", (s["disk_mb"] << 20,) * 2), ("RLIMIT_NOFILE", (64, 64)), ("RLIMIT_CORE", (0, 0))]
-    if os.geteuid() == 0:  # NPROC counts every process of the uid: only meaningful on the run's own uid
+    if s["host_root"]:  # NPROC counts every process of the uid: only meaningful on the run's own uid
         limits.append(("RLIMIT_NPROC", (processes,) * 2))
     for name, value in limits:
         resource.setrlimit(getattr(resource, name), value)
@@ -168,8 +202,13 @@ def _start(python: str, s: dict, role: str, uid: int, processes: int, fds: list[
         for fd in fds:
             os.set_inheritable(fd, True)
         limit(s, processes)
-        if os.geteuid() == 0:
+        if s["host_root"]:
             drop_privileges(uid)
+        else:  # root of a user namespace: exec must not hand it that namespace's capabilities
+            libc = _libc()
+            if libc.prctl(PR_SET_SECUREBITS, SECURE_NOROOT, 0, 0, 0) != 0 or \
+                    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "dropping the user namespace's capabilities failed")
         env = {"PATH": "/usr/bin:/bin", "HOME": os.getcwd(), "TMPDIR": os.getcwd(), "LANG": "C.UTF-8",
                "PYTHONDONTWRITEBYTECODE": "1", "SANDBOX_MODES": ",".join(modes), "SANDBOX_ROLE": role,
                "SANDBOX_FDS": ",".join(map(str, fds))}
@@ -191,10 +230,16 @@ def run_pair(python: str, s: dict, job: dict, modes: list[str]) -> None:
     req_r, req_w = os.pipe()
     ans_r, ans_w = os.pipe()
     os.close(0)
+    ready_r, ready_w = os.pipe()
+    # The checker first: it makes itself undumpable (no ptrace, no /proc/<pid>/mem) before
+    # the program exists, which matters where both run as the same user.
+    checker_pid = _start(python, s, "checker", s["checker_uid"], 4, [test_r, req_w, ans_r, nonce, ready_w],
+                         [prog_r, prog_w, test_w, req_r, ans_w, ready_r], modes)
+    os.close(ready_w)
+    os.read(ready_r, 1)  # b"" if the checker died: its exit status will say so
+    os.close(ready_r)
     program_pid = _start(python, s, "program", s["uid"], s["max_processes"], [prog_r, req_r, ans_w],
                          [prog_w, test_r, test_w, req_w, ans_r, nonce], modes)
-    checker_pid = _start(python, s, "checker", s["checker_uid"], 4, [test_r, req_w, ans_r, nonce],
-                         [prog_r, prog_w, test_w, req_r, ans_w], modes)
     for fd in (prog_r, test_r, req_r, req_w, ans_r, ans_w, nonce):
         os.close(fd)
     for fd, data in ((prog_w, program), (test_w, tests)):
@@ -231,6 +276,7 @@ def main() -> None:
     s = json.loads(sys.argv[1])
     python = os.path.realpath(sys.executable)  # a venv's python links to the base interpreter (in the jail)
     job = json.loads(sys.stdin.buffer.read())  # before the namespaces: the parent writes it all at once
+    s["host_root"] = os.geteuid() == 0 and not s.get("as_user")  # as_user: the non-root path (tests)
     try:
         modes = isolate(s)
     except OSError as exc:

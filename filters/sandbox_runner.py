@@ -238,7 +238,13 @@ def _exception(name: str, message: str) -> BaseException:
     return RuntimeError(f"{name}: {message}")
 
 
-def checker_main(job_fd: int, requests_fd: int, answers_fd: int, nonce_fd: int) -> None:
+def checker_main(job_fd: int, requests_fd: int, answers_fd: int, nonce_fd: int, ready_fd: int) -> None:
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE 0: no ptrace, no mem
+        os._exit(121)
+    os.write(ready_fd, b"1")  # the launcher starts the program only now
+    os.close(ready_fd)
     job = json.loads(_read_all(job_fd))
     send, receive = make_channel(answers_fd, requests_fd)
     report_fd, modes = os.dup(1), os.environ.get("SANDBOX_MODES", "")

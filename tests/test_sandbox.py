@@ -1,6 +1,7 @@
 """The sandbox verifier: canonical HumanEval solutions pass, wrong ones fail, and
 hostile programs are contained (verdict not passed, machine and files unharmed)."""
 
+import dataclasses
 import gzip
 import json
 import os
@@ -187,7 +188,8 @@ def test_private_tmp_is_thrown_away():
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the jail (PID/IPC/mount namespaces, minimal root) needs root")
-def test_the_jail_hides_the_host(tmp_path):
+@pytest.mark.parametrize("as_user", [False, True], ids=["root", "user-namespace"])
+def test_the_jail_hides_the_host(tmp_path, as_user):
     """Issue 15's probes: other processes' command lines, the host's files and mounts, the
     checkout's own data (reference solutions), world-writable host paths, SysV shared memory
     that outlives the run or exceeds memory_mb, filesystem unix sockets, signals to the pipeline."""
@@ -228,8 +230,9 @@ def test_the_jail_hides_the_host(tmp_path):
                                 f"posix.kill({os.getpid()}, signal.SIGUSR1)\n" + ok),
     }
     try:
+        limits = dataclasses.replace(FAST, as_user=as_user)
         results = run_many([{"program": p, "tests": TESTS, "entry_point": "f"} for p in attacks.values()],
-                           workers=4, limits=FAST)
+                           workers=4, limits=limits)
         time.sleep(0.2)
         try:
             conn, _ = server.accept()
@@ -253,7 +256,8 @@ def test_the_jail_hides_the_host(tmp_path):
     assert SECRET not in "".join(r.stdout + r.stderr + r.reason for r in results)
 
 
-def test_expected_values_never_enter_the_programs_process():
+@pytest.mark.parametrize("as_user", [False, True], ids=["root", "user-namespace"])
+def test_expected_values_never_enter_the_programs_process(as_user):
     """The tests run in a checker process of their own; the program only answers calls. Every
     frame, object and file descriptor the program can reach holds no expected value."""
     secret_expected = 987654321
@@ -284,8 +288,9 @@ def test_expected_values_never_enter_the_programs_process():
                                  f"                        return {secret_expected}\n        except OSError:\n"
                                  "            pass\n    return 0\n"),
     }
+    limits = dataclasses.replace(FAST, as_user=as_user)
     results = run_many([{"program": p, "tests": tests, "entry_point": "f"} for p in looks.values()], workers=2,
-                       limits=FAST)
+                       limits=limits)
     assert not [name for name, r in zip(looks, results) if r.passed], [(r.status, r.reason) for r in results]
     # And an honest program still passes through the same channel.
-    assert run_tests("def f(x):\n    return 987654320 + x\n", tests, "f", limits=FAST).passed
+    assert run_tests("def f(x):\n    return 987654320 + x\n", tests, "f", limits=limits).passed
