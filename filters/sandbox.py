@@ -3,8 +3,9 @@
 Layers, outermost first (see filters/sandbox_launch.py and sandbox_runner.py):
   1. As root, a jail: new network, mount, PID and IPC namespaces; a minimal read-only
      root (pivot_root: /usr and the interpreter, a few devices, the jail's /proc, tmpfs
-     /tmp and /dev/shm); an unprivileged uid of the run's own. Not root: a user +
-     network namespace where the kernel allows it (else refused unless allow_unisolated).
+     /tmp and /dev/shm); an unprivileged uid of the run's own. Not root: the same jail in
+     a user namespace, running as you without capabilities (else refused unless
+     allow_unisolated).
   2. rlimits: CPU seconds, address space, processes (own uid), file size, open files, no core.
   3. Two processes: the program answers calls; the tests run in a checker process (another
      uid) that compares and reports, so expected values never reach the program.

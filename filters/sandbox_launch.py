@@ -17,9 +17,10 @@ Run as root it builds a jail and runs the harness in it:
   unprivileged uid, with rlimits) and waits; when it exits, the kernel kills whatever
   the program left behind.
 
-Not root, it tries a user + network namespace and otherwise leaves sockets to the
-harness's guard; the parent's temporary directory is the working directory then.
-Standard library only: it must not import the project.
+Not root, it builds the same jail inside a user namespace (mapped to the user, every
+capability dropped before exec); where the kernel allows none, it refuses unless
+allow_unisolated, and then only rlimits and the guard remain (working directory: the
+parent's temporary folder). Standard library only: it must not import the project.
 """
 
 import ctypes
