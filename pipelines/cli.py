@@ -86,18 +86,19 @@ def cmd_run(args) -> int:
     from assets.resources import CLI_TAG, earlier_active_run
     from pipelines import progress
     from selftaught.lock import ExperimentLock, claim_root
+    from selftaught.store import Store
     from pipelines.build import build_definitions
     from pipelines.keys import asset_key
     from pipelines.instance import get_instance
     from filters.summary import round_rows
-    from pipelines.report import format_table, frontier_summary
+    from pipelines.report import experiment_summary, format_table
     from selftaught.config import load_config
     from selftaught.rounds import round_key
 
     cfg = load_config(args.config)
     target = args.rounds or cfg.max_rounds
     defs = build_definitions(args.config)
-    store = defs.resources["experiment"].store
+    store = Store.for_config(cfg)
     store.check_writable()
     claim_root(store, cfg.name)
     lock = ExperimentLock(store.root, cfg.name)
@@ -148,8 +149,7 @@ def cmd_run(args) -> int:
                                                                 raise_on_error=False, tags=tags)
     if not result.success:
         print(f"warning: the summary asset failed: {_failure(result)}", file=sys.stderr)
-    summary = frontier_summary(round_rows(store, keys, wall), cfg.task.frontier, cfg.task.frontier_pool(),
-                               "digit" if cfg.task.name == "arithmetic" else "level")
+    summary = experiment_summary(cfg, round_rows(store, keys, wall))
     print(f"\n{target} rounds complete; {time.monotonic() - t0:.0f}s in this invocation. "
           f"Plot: {store.where(store.root / 'summary.png')}; lineage: selftaught lineage {keys[-1]}")
     if summary:
@@ -158,15 +158,15 @@ def cmd_run(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from pipelines.build import build_definitions
     from pipelines.instance import get_instance
+    from selftaught.store import Store
     from filters.summary import round_rows
-    from pipelines.report import format_table, frontier_summary
+    from pipelines.report import experiment_summary, format_table
     from selftaught.config import load_config
     from selftaught.rounds import is_round_key, round_index
 
     cfg = load_config(args.config)
-    store = build_definitions(args.config).resources["experiment"].store
+    store = Store.for_config(cfg)
     instance = get_instance(args.dagster_home)
     from assets.lineage import latest_materialization
     from pipelines.keys import asset_key
@@ -179,8 +179,7 @@ def cmd_status(args) -> int:
     wall = {k: _wall_seconds(instance, cfg.name, k) for k in keys}
     rows = round_rows(store, keys, wall)
     print(format_table(rows))
-    summary = frontier_summary(rows, cfg.task.frontier, cfg.task.frontier_pool(),
-                               "digit" if cfg.task.name == "arithmetic" else "level")
+    summary = experiment_summary(cfg, rows)
     if summary:
         print(summary)
     return 0
@@ -217,10 +216,11 @@ def cmd_ui(args) -> int:
 
 
 def cmd_lineage(args) -> int:
-    from pipelines.build import build_definitions
     from pipelines.lineage import LineageError, round_chain, row_chain
+    from selftaught.config import load_config
+    from selftaught.store import Store
 
-    store = build_definitions(args.config).resources["experiment"].store
+    store = Store.for_config(load_config(args.config))
     try:
         lines = row_chain(store, args.target) if "/" in args.target else round_chain(store, args.target)
     except LineageError as exc:

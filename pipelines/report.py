@@ -51,3 +51,9 @@ def frontier_summary(rows: list[dict], frontier: int | str, pool: list[int], uni
             how = " (auto: hardest difficulty the base solves >= 10% of)" if frontier == "auto" else ""
             lines.append(("frontier " + line + how) if d == front else ("         " + line))
     return "\n".join(lines) or None
+
+
+def experiment_summary(cfg, rows: list[dict]) -> str | None:
+    """frontier_summary with the experiment's frontier, pool and unit (run and status print it)."""
+    return frontier_summary(rows, cfg.task.frontier, cfg.task.frontier_pool(),
+                            "digit" if cfg.task.name == "arithmetic" else "level")
