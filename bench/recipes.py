@@ -128,7 +128,8 @@ def main() -> None:
     print(f"{'preset':16} {'digits':>6}  {'base':>6}  " + "  ".join(f"{'r%03d' % i:>15}" for i in range(1, args.rounds + 1))
           + "  recipe time")
     for name, front, hardest, base, control, seconds in table:
-        for d in (front, hardest):
+        # the frontier, the hardest level, and with --on every level of the host task; each once
+        for d in dict.fromkeys((front, hardest, *(sorted(base) if args.on else ()))):
             cells = "  ".join(f"{pipe.get(d, float('nan')):6.1%} / {acc.get(d, float('nan')):6.1%}"
                               for _, acc, pipe, _ in control)
             label = name if d == front else ""
