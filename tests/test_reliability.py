@@ -312,3 +312,15 @@ def test_a_full_disk_is_named_in_words_and_leaves_no_temp_file(tmp_path):
         assert not [p for p in disk.rglob("*") if p.is_file()]
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_folder_of_experiments_on_one_storage_root_is_refused(tmp_path, tiny_config):
+    from pipelines.build import build_folder_definitions
+    from tests.conftest import copy_config
+
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    copy_config(tiny_config, folder / "a.yaml", name="exp-a")
+    copy_config(tiny_config, folder / "b.yaml", name="exp-b")  # the same storage_root
+    with pytest.raises(ConfigError, match=r"experiment 'exp-b' has the storage_root of experiment 'exp_a'"):
+        build_folder_definitions(folder)
