@@ -24,11 +24,11 @@ from selftaught.config import ExperimentConfig
 from selftaught.store import Store
 
 
-def _blocked(instance, cfg: ExperimentConfig) -> str | None:
+def _blocked(instance, cfg: ExperimentConfig, store: Store) -> str | None:
     """Why no round may start now, or None."""
     if latest_materialization(instance, asset_key(cfg.name, "base_model"), None) is None:
         return "setup has not run: materialize the setup job (or `selftaught run`) first"
-    busy = progress.running(instance, cfg)
+    busy = progress.running(instance, cfg, store)
     if busy:
         return f"a run of experiment {cfg.name} is in progress ({busy[0]}); rounds never overlap"
     return None
@@ -55,7 +55,7 @@ def build_automation(cfg: ExperimentConfig, store: Store, round_job) -> tuple[li
                  job=round_job, default_status=dg.DefaultScheduleStatus.STOPPED,
                  description=f"Start the next round of {cfg.name} at '{ops.schedule_cron}' ({ops.timezone})")
     def nightly(context: dg.ScheduleEvaluationContext):
-        blocked = _blocked(context.instance, cfg)
+        blocked = _blocked(context.instance, cfg, store)
         if blocked:
             return dg.SkipReason(blocked)
         key, need = progress.next_round(context.instance, cfg)
@@ -67,7 +67,7 @@ def build_automation(cfg: ExperimentConfig, store: Store, round_job) -> tuple[li
                default_status=dg.DefaultSensorStatus.STOPPED,
                description=f"Start the next round of {cfg.name} when one completes; stop at max_rounds or a plateau")
     def auto_continue(context: dg.SensorEvaluationContext):
-        blocked = _blocked(context.instance, cfg)
+        blocked = _blocked(context.instance, cfg, store)
         if blocked:
             return dg.SkipReason(blocked)
         history = progress.frontier_history(context.instance, cfg)

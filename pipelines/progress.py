@@ -7,8 +7,9 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.lineage import latest_materialization
-from pipelines.keys import EXPERIMENT_TAG, asset_key
+from pipelines.keys import CLI_TAG, EXPERIMENT_TAG, asset_key
 from selftaught.config import ExperimentConfig
+from selftaught.lock import ExperimentLock
 from selftaught.rounds import round_key
 from selftaught.store import Store, is_complete
 from selftaught.files import table_problem
@@ -85,8 +86,13 @@ def next_round(instance, cfg: ExperimentConfig) -> tuple[str | None, list[str]]:
     return None, []
 
 
-def running(instance, cfg: ExperimentConfig) -> list[str]:
+def running(instance, cfg: ExperimentConfig, store: Store | None = None) -> list[str]:
+    """Runs of the experiment that are queued or in progress. With `store`, a run of a
+    `selftaught run` that was killed (its lock is free) does not count."""
     runs = instance.get_runs(filters=dg.RunsFilter(tags={EXPERIMENT_TAG: cfg.name}, statuses=IN_PROGRESS), limit=5)
+    if store is not None and any(CLI_TAG in r.tags for r in runs) and \
+            ExperimentLock(store.root, cfg.name).holder() is None:
+        runs = [r for r in runs if CLI_TAG not in r.tags]
     return [r.run_id for r in runs]
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from pipelines import progress
 from pipelines.build import build_definitions
-from pipelines.keys import EXPERIMENT_TAG
+from pipelines.keys import CLI_TAG, EXPERIMENT_TAG
+from selftaught.lock import ExperimentLock
 from selftaught.config import load_config
 from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
 
@@ -63,6 +64,13 @@ def test_schedule_and_sensor_drive_rounds_in_order_and_stop(tmp_path):
         assert "in progress" in _tick(defs, "tiny_nightly", instance).skip_message
         assert "in progress" in _tick(defs, "tiny_auto_continue", instance)[0].skip_message
         instance.delete_run(busy.run_id)
+        # A run that a killed `selftaught run` left behind does not block, unless its CLI still holds the lock.
+        dead = instance.create_run_for_job(defs.resolve_job_def("setup"),
+                                           tags={EXPERIMENT_TAG: "tiny", CLI_TAG: "1@gone"})
+        assert isinstance(_tick(defs, "tiny_nightly", instance), dg.RunRequest)
+        with ExperimentLock(tmp_path / "store", "tiny").hold("selftaught run (test)"):
+            assert "in progress" in _tick(defs, "tiny_nightly", instance).skip_message
+        instance.delete_run(dead.run_id)
 
         _materialize(defs, instance, request)
         follow, _ = _tick(defs, "tiny_auto_continue", instance)
