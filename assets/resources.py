@@ -75,8 +75,13 @@ class ExperimentResource(dg.ConfigurableResource):
         assets the run selects."""
         if not self.experiments:
             return [self]
-        selection = getattr(context.dagster_run, "asset_selection", None) if context.dagster_run else None
-        prefixes = {k.path[0] for k in selection} if selection else set(self.experiments)
+        run = context.dagster_run
+        selection = getattr(run, "asset_selection", None) if run else None
+        if selection:
+            prefixes = {k.path[0] for k in selection}
+        else:  # a whole job: its name starts with the experiment's prefix (<prefix>_round, ...)
+            job = run.job_name if run else ""
+            prefixes = {p for p in self.experiments if job.startswith(f"{p}_")} or set(self.experiments)
         return [self.for_key(dg.AssetKey([p])) for p in sorted(prefixes) if p in self.experiments]
 
     def setup_for_execution(self, context) -> None:

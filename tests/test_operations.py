@@ -1,6 +1,8 @@
 """Operations: the nightly schedule, the auto-continue sensor, plateau stops, stale rounds."""
 
 import json
+import subprocess
+import sys
 
 import dagster as dg
 import polars as pl
@@ -127,6 +129,18 @@ def test_a_folder_of_experiments_side_by_side(tmp_path):
             assert defs.resolve_job_def(f"{prefix}_setup").execute_in_process(instance=instance).success
             assert defs.resolve_job_def(f"{prefix}_round").execute_in_process(instance=instance,
                                                                              partition_key="r001").success
+        # A run of one experiment takes that experiment's lock only: exp_a busy elsewhere, exp_b still runs.
+        holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom selftaught.lock import ExperimentLock\n"
+                                   "ExperimentLock(sys.argv[1], 'exp-a').acquire('test')\nprint('held', flush=True)\n"
+                                   "time.sleep(60)", str(tmp_path / "store-a")], stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            assert defs.resolve_job_def("exp_b_setup").execute_in_process(instance=instance).success
+            assert not defs.resolve_job_def("exp_a_setup").execute_in_process(instance=instance,
+                                                                              raise_on_error=False).success
+        finally:
+            holder.kill()
+            holder.wait()
     a = pl.read_parquet(tmp_path / "store-a" / "tables" / "samples" / "r001.parquet")
     b = pl.read_parquet(tmp_path / "store-b" / "tables" / "samples" / "r001.parquet")
     assert a.height == 20 * 4 and b.height == 20 * 2  # each experiment used its own config and store
