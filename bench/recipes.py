@@ -43,6 +43,7 @@ PRESETS = ROOT / "pipelines" / "presets"
 RECIPE_KEYS = ("selection", "repair.mode", "repair.n", "repair.template", "repair.max_failed_per_prompt",
                "training.objective", "training.dpo", "training.init", "training.steps_growth", "training.verifier",
                "verification.verifier", "verification.judge", "verification.majority_answer",
+               "verification.max_unverifiable_share",  # label-free recipes expect unverifiable samples
                "verification.majority_min_share", "verification.majority_break_ties", "sampling.balance",
                "sampling.budget", "evaluation.samples_per_prompt", "evaluation.temperature")
 
