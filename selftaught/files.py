@@ -85,10 +85,12 @@ def _write_failed(path: Path, exc: BaseException) -> OSError:
     return OSError(getattr(exc, "errno", None) or errno.EIO, f"cannot write {path}: {text}")
 
 
-def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:
+def _write_atomic(path: Path, write) -> None:
+    """`write(tmp)` into a temp file beside `path`, then rename it over `path`; the temp
+    file never outlives a failure, and an I/O failure names the file (_write_failed)."""
     tmp = _temp_for(path)
     try:
-        df.write_parquet(tmp)
+        write(tmp)
         os.replace(tmp, path)
     except (OSError, pl.exceptions.PolarsError) as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -98,22 +100,16 @@ def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:
         raise
 
 
+def write_parquet_atomic(df: pl.DataFrame, path: Path) -> None:
+    _write_atomic(path, df.write_parquet)
+
+
 def write_text_atomic(text: str, path: Path) -> None:
     write_bytes_atomic(text.encode("utf-8"), path)
 
 
 def write_bytes_atomic(data: bytes, path: Path) -> None:
-    tmp = _temp_for(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise _write_failed(path, exc) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _write_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def publish_dir(src: Path, dst: Path) -> None:
