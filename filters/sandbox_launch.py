@@ -29,6 +29,7 @@ import os
 import resource
 import signal
 import sys
+import time
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
 CLONE_NEWIPC, CLONE_NEWPID = 0x08000000, 0x20000000
@@ -249,22 +250,44 @@ def run_pair(python: str, s: dict, job: dict, modes: list[str]) -> None:
         except OSError:
             pass  # that process is already gone: its exit status tells
         os.close(fd)
-    status = None
+    status, program_done = None, False
     while status is None:
         try:
             pid, raw = os.wait()
         except ChildProcessError:
             os._exit(1)
         code = os.waitstatus_to_exitcode(raw)
-        if pid == program_pid:  # for the verdict: a program killed by a limit "crashed"
-            print(f"sandbox-program-exit\t{code}", file=sys.stderr, flush=True)
+        if pid == program_pid:
+            _report_program_exit(code)
+            program_done = True
         elif pid == checker_pid:
             status = code
-    try:
-        os.kill(program_pid, signal.SIGKILL)
-    except OSError:
-        pass
+    if not program_done:
+        # Both may be zombies at once (a program killed by a limit closes its pipes, the checker
+        # reports and exits), and wait() reaps the older child first. A program that is still
+        # running leaves within milliseconds of the checker's exit (end of its request pipe).
+        deadline = time.monotonic() + PROGRAM_GRACE_SECONDS
+        while not program_done and time.monotonic() < deadline:
+            pid, raw = os.waitpid(program_pid, os.WNOHANG)
+            if pid:
+                _report_program_exit(os.waitstatus_to_exitcode(raw))
+                program_done = True
+            else:
+                time.sleep(0.002)
+    if not program_done:
+        try:
+            os.kill(program_pid, signal.SIGKILL)
+        except OSError:
+            pass
     os._exit(status if status >= 0 else 128 - status)
+
+
+PROGRAM_GRACE_SECONDS = 0.5
+
+
+def _report_program_exit(code: int) -> None:
+    """For the verdict: a program killed by a limit "crashed"."""
+    print(f"sandbox-program-exit\t{code}", file=sys.stderr, flush=True)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -180,6 +180,18 @@ def test_hostile_programs_are_contained(canary, listener, monkeypatch):
     assert run_tests(GOOD, TESTS, "f", limits=FAST).passed
 
 
+def test_a_program_killed_by_a_limit_is_reported_as_crashed_however_the_exits_interleave():
+    """CI stop 21: the killed program's pipes close, the checker reports "program exited before the
+    tests" and exits, and wait() reaps the older child (the checker) first; the program's exit status
+    was then never printed and the verdict said "error". Several at once on few cores make that
+    interleaving likely (14 of 24 before the fix on 2 cores)."""
+    limits = dataclasses.replace(FAST, cpu_seconds=1)
+    loop = "while True:\n    pass\n" + GOOD
+    results = run_many([{"program": loop, "tests": TESTS, "entry_point": "f"}] * 8, workers=3, limits=limits)
+    verdicts = [(r.status, r.reason) for r in results]
+    assert all(status == "crashed" and "CPU limit" in reason for status, reason in verdicts), verdicts
+
+
 def test_private_tmp_is_thrown_away():
     first = run_tests("open('/tmp/left-behind', 'w').write('x')\n" + GOOD, TESTS, "f", limits=FAST)
     second = run_tests("import os\nassert not os.path.exists('/tmp/left-behind')\n" + GOOD, TESTS, "f", limits=FAST)
