@@ -45,7 +45,7 @@ def module_imports() -> dict[str, set[str]]:
     """Each project module and the project modules it imports (at any level of the file)."""
     out = {}
     for package in PACKAGES:
-        for path in (ROOT / package).glob("*.py"):
+        for path in (ROOT / package).rglob("*.py"):
             deps = set()
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
@@ -54,7 +54,8 @@ def module_imports() -> dict[str, set[str]]:
                         else {node.module}
                 elif isinstance(node, ast.Import):
                     deps |= {a.name for a in node.names if a.name.split(".")[0] in PACKAGES}
-            out[f"{package}.{path.stem}"] = deps
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = deps
     return out
 
 

@@ -1,0 +1,119 @@
+"""Reading a config: YAML without duplicate keys, `extends:` chains, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from selftaught.config.experiment import ExperimentConfig
+from selftaught.config.limits import ConfigError, Strict
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"invalid experiment config {source}:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - {where}: unknown key (check the spelling; see pipelines/presets/demo.yaml)")
+        else:
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"  - {where}: {e['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict, source: str = "<dict>") -> ExperimentConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid experiment config {source}: expected a mapping at the top, got {type(data).__name__}")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a config must not silently drop the first."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:  # an unhashable key: let PyYAML report it
+                continue
+            if first != key_node.start_mark.line + 1:
+                raise ConfigError(f"duplicate key {key!r} on lines {first} and {key_node.start_mark.line + 1}: "
+                                  "keep one (YAML would silently use the last)")
+        return super().construct_mapping(node, deep=deep)
+
+
+# <root>/selftaught/config/load.py, where <root> (the repository, or site-packages) holds pipelines/
+PRESETS = Path(__file__).resolve().parent.parent.parent / "pipelines" / "presets"
+
+
+def _read_yaml(p: Path) -> dict:
+    if not p.is_file():
+        raise ConfigError(f"experiment config not found: {p}")
+    try:
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except ConfigError as exc:
+        raise ConfigError(f"experiment config {p}: {exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"experiment config {p} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid experiment config {p}: expected a mapping at the top, got {type(data).__name__}")
+    return data
+
+
+def _parent_path(child: Path, name: str) -> Path:
+    """`extends: NAME`: a file beside the child (NAME, NAME.yaml), else a bundled preset."""
+    for candidate in (child.parent / name, child.parent / f"{name}.yaml", PRESETS / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"experiment config {child}: extends {name!r}, which is neither a file beside it nor a preset "
+                      f"in {PRESETS} ({', '.join(sorted(p.stem for p in PRESETS.glob('*.yaml')))})")
+
+
+def _merge(base: dict, over: dict, model: type[BaseModel]) -> dict:
+    """`over` laid on `base`: config sections merge key by key; any other value (a count
+    table like task.pool, a list, null) replaces the parent's whole."""
+    out = dict(base)
+    for key, value in over.items():
+        section = _section_model(model, key)
+        if section is not None and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, section)
+        else:
+            out[key] = value
+    return out
+
+
+def _section_model(model: type[BaseModel], key) -> type[BaseModel] | None:
+    field = model.model_fields.get(key) if isinstance(key, str) else None
+    if field is None:
+        return None
+    for kind in (field.annotation, *getattr(field.annotation, "__args__", ())):
+        if isinstance(kind, type) and issubclass(kind, Strict):
+            return kind
+    return None
+
+
+def resolve_yaml(path: str | Path, _seen: tuple = ()) -> dict:
+    """The config file's mapping with `extends:` chains applied (parents first)."""
+    p = Path(path)
+    data = _read_yaml(p)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or not parent:
+        raise ConfigError(f"experiment config {p}: extends must name a preset or a file, got {parent!r}")
+    parent_path = _parent_path(p, parent)
+    if parent_path.resolve() in _seen or parent_path.resolve() == p.resolve():
+        raise ConfigError(f"experiment config {p}: extends {parent!r} makes a cycle")
+    return _merge(resolve_yaml(parent_path, (*_seen, p.resolve())), data, ExperimentConfig)
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    return parse_config(resolve_yaml(path), str(Path(path)))

@@ -1,0 +1,111 @@
+"""sampling: the generation backend (hf, vllm, an OpenAI-compatible server), B-STaR and budgets."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from selftaught.config.limits import MAX_BATCH, MAX_PROMPTS, MAX_SAMPLES, MAX_TOKENS, Strict
+
+
+class OpenAIConfig(Strict):
+    """An OpenAI-compatible completions endpoint (`vllm serve`, a teacher model, a provider)."""
+
+    base_url: str = Field(description="e.g. http://127.0.0.1:8000/v1")
+    model: str = Field(description="model name the server knows")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key; "
+                                    "the key itself never goes into a config, table or metadata")
+    max_concurrency: int = Field(8, ge=1, description="requests in flight at once")
+    timeout_seconds: float = Field(120.0, gt=0, description="per request")
+    max_retries: int = Field(5, ge=0, description="retries on 429, 5xx, timeouts and dropped connections")
+    backoff_seconds: float = Field(1.0, ge=0, description="first retry delay; doubles each retry")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class VLLMConfig(Strict):
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
+    max_lora_rank: int = Field(64, ge=1, description="must be >= training.lora.r")
+    max_model_len: int | None = Field(None, ge=16)
+    dtype: str = "auto"
+    enforce_eager: bool = False
+
+
+class BalanceConfig(Strict):
+    """B-STaR: before sampling, try each temperature on a dev slice of the pool and keep the
+    (temperature, reward threshold) with the best balance score."""
+
+    temperatures: tuple[float, ...] = (0.5, 0.8, 1.1)
+    thresholds: tuple[float, ...] = (1.0,)
+    dev_prompts: int = Field(32, ge=1, le=MAX_PROMPTS, description="pool prompts sampled per candidate temperature")
+    desired_correct: int = Field(4, ge=1, le=MAX_SAMPLES, description="n*: distinct correct answers per prompt worth having")
+
+    @field_validator("temperatures")
+    @classmethod
+    def _positive(cls, v):
+        if not v or any(t <= 0 for t in v):
+            raise ValueError("temperatures must be a non-empty list of values > 0")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _unit(cls, v):
+        if not v or any(not 0 <= t <= 1 for t in v):
+            raise ValueError("thresholds must be a non-empty list of rewards in [0, 1]")
+        return v
+
+
+class BudgetConfig(Strict):
+    """Difficulty-aware sample budgets: the same total samples, spent where solve rates are low."""
+
+    mode: Literal["uniform", "solve_rate"] = Field("uniform", description="solve_rate: n per prompt inversely "
+                                                   "proportional to its difficulty's solve rate last round")
+    min_n: int = Field(2, ge=1, le=MAX_SAMPLES)
+    max_n: int = Field(32, ge=1, le=MAX_SAMPLES)
+
+
+class SamplingConfig(Strict):
+    backend: Literal["hf", "vllm", "openai"] = "hf"
+    n: int = Field(8, ge=1, le=MAX_SAMPLES)
+    temperature: float = Field(0.8, gt=0, le=100)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(100, ge=1, le=MAX_TOKENS)
+    stop: tuple[str, ...] = Field((), description="cut each completion at the first of these strings")
+    batch_size: int = Field(256, ge=1, le=MAX_BATCH, description="hf: sequences per forward batch")
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="hf backend only (vllm: vllm.dtype): "
+                                                  "weights' dtype for sampling and evaluation (bfloat16: ~1.7x "
+                                                  "faster on a CPU with AMX, slower on one without)")
+    seed: int = 0
+    shard_size: int = Field(256, ge=1, le=MAX_PROMPTS, description="prompts per shard; a restarted round skips finished shards")
+    isolate: bool | None = Field(None, description="generate in a subprocess so its memory is freed before "
+                                 "training; default: on for vllm, off for hf and openai")
+    data_parallel: int = Field(1, ge=1, description="generation processes sharing the shards, each a whole engine "
+                               "on its own GPUs (vllm: tensor_parallel_size each); implies isolate")
+    openai: OpenAIConfig | None = None
+    vllm: VLLMConfig = VLLMConfig()
+    balance: BalanceConfig | None = Field(None, description="B-STaR: pick temperature and reward threshold "
+                                          "per round on a dev slice")
+    budget: BudgetConfig = BudgetConfig()
+
+    @model_validator(mode="after")
+    def _backend_settings(self):
+        if self.backend == "openai" and self.openai is None:
+            raise ValueError("backend 'openai' needs an openai: section (base_url, model)")
+        if self.data_parallel > 1 and (self.backend == "openai" or self.isolate is False):
+            raise ValueError("sampling.data_parallel runs several engine processes: it needs backend hf or vllm "
+                             "and isolate not false (for a server, scale the server and raise max_concurrency)")
+        if self.budget.min_n > self.budget.max_n:
+            raise ValueError(f"budget.min_n ({self.budget.min_n}) is above budget.max_n ({self.budget.max_n})")
+        return self
+
+    def isolated(self) -> bool:
+        if self.isolate is None:
+            return self.backend == "vllm" or self.data_parallel > 1
+        return self.isolate

@@ -1,0 +1,112 @@
+"""task: what the model is asked (a procedural task or a dataset) and how many prompts."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from selftaught.config.limits import MAX_PROMPTS, Strict
+
+
+def _counts(v: dict[int, int]) -> dict[int, int]:
+    for d, n in v.items():
+        if not 1 <= d <= 12:
+            raise ValueError(f"difficulty (digit count) must be 1..12, got {d}")
+        if not 0 <= n <= MAX_PROMPTS:
+            raise ValueError(f"count for difficulty {d} must be 0..{MAX_PROMPTS:,}, got {n}")
+    return dict(sorted(v.items()))
+
+
+class SourceConfig(Strict):
+    """Where a dataset task's rows come from; columns left empty use the task's defaults."""
+
+    path: str = Field(description="hub dataset id, local dataset folder, or .jsonl/.json/.parquet/.csv file")
+    split: str = "train"
+    revision: str | None = None
+    subset: str | None = None
+    question: str | None = None
+    answer: str | None = None
+    solution: str | None = None
+    id: str | None = None
+    difficulty: str | None = None
+    label_free: bool = Field(False, description="ignore any reference column (majority-vote pseudo-labels)")
+    on_invalid: Literal["error", "skip"] = "error"
+
+
+class CurriculumConfig(Strict):
+    """Arithmetic: the pool holds difficulties up to a level plus a probe of the next one;
+    once the probe's pass@n beats `open_at`, the next round opens that difficulty."""
+
+    probe: int = Field(30, ge=1, le=MAX_PROMPTS, description="problems of the next difficulty sampled each round")
+    open_at: float = Field(0.0, ge=0, lt=1, description="share of probe problems with a correct sample "
+                           "above which the next difficulty opens (0: any)")
+
+
+# Procedural tasks asked in words, for real chat models (synth/chat_tasks.py); like arithmetic,
+# their warm_start / pool / eval counts are per difficulty level.
+CHAT_TASKS = ("list_max", "addition", "story")
+
+
+class TaskConfig(Strict):
+    name: Literal["arithmetic", "gsm8k", "math", "humaneval", "mbpp", *CHAT_TASKS] = "arithmetic"
+    train: SourceConfig | None = Field(None, description="dataset tasks: the pool, few-shot and warm-start rows")
+    test: SourceConfig | None = Field(None, description="dataset tasks: the held-out evaluation rows")
+    pool_size: int = Field(64, ge=1, le=MAX_PROMPTS, description="dataset tasks: prompts per round")
+    eval_size: int = Field(64, ge=1, le=MAX_PROMPTS, description="dataset tasks: held-out prompts")
+    warm_start_size: int = Field(0, ge=0, le=MAX_PROMPTS, description="dataset tasks: worked examples for the warm start")
+    few_shot: int = Field(0, ge=0, le=64, description="dataset tasks: exemplars from train prepended to each prompt")
+    template: str | None = Field(None, description="dataset and chat tasks: prompt template with {question}; default "
+                                 "'Question: {question}\\nAnswer:' (gsm8k, math), '{question}' (humaneval), "
+                                 "a docstring with the task and its first test (mbpp)")
+    chat_template: bool = Field(False, description="dataset and chat tasks (list_max, addition, story): render "
+                                "prompts with the base model's chat template (few-shot exemplars become "
+                                "earlier turns)")
+    warm_start: dict[int, int] = {1: 30, 2: 120, 3: 110, 4: 40}
+    pool: dict[int, int] = {3: 150, 4: 600, 5: 150}
+    eval: dict[int, int] = {1: 30, 2: 100, 3: 100, 4: 200, 5: 100}
+    seed: int = 0
+    frontier: int | Literal["auto"] = Field(
+        "auto", description="difficulty reported as the headline; auto = the hardest pool difficulty "
+        "the base model solves at least 10% of (self-training can only lift what it can sample)")
+    curriculum: CurriculumConfig | None = Field(None, description="arithmetic: widen the pool one difficulty "
+                                                "at a time, starting at the frontier")
+
+    _v = field_validator("warm_start", "pool", "eval")(_counts)
+
+    def procedural(self) -> bool:
+        """Drawn per difficulty level (arithmetic, the chat tasks), not read from a dataset."""
+        return self.name == "arithmetic" or self.name in CHAT_TASKS
+
+    def frontier_pool(self) -> list[int]:
+        """Difficulties the auto frontier picks from: a procedural task's pool; for dataset
+        tasks none are configured, so the evaluated difficulties are used."""
+        return list(self.pool) if self.procedural() else []
+
+    @model_validator(mode="after")
+    def _frontier_evaluated(self):
+        if self.template is not None and "{question}" not in self.template:
+            raise ValueError("template must contain {question}")
+        if self.template is not None and self.name == "arithmetic":
+            raise ValueError("task.template does not apply to the arithmetic task (its prompts are fixed)")
+        if self.name == "list_max":
+            for split in ("warm_start", "pool", "eval"):
+                if short := [d for d in getattr(self, split) if d < 2]:
+                    raise ValueError(f"list_max levels are list lengths: 2 or more (task.{split} has {short}; "
+                                     "its default is the arithmetic task's)")
+        if not self.procedural():
+            missing = [k for k in ("train", "test") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"task {self.name!r} needs {' and '.join(missing)} (a dataset source)")
+            return self
+        if self.frontier != "auto" and self.frontier not in self.eval:
+            raise ValueError(f"frontier difficulty {self.frontier} has no eval problems (eval: {self.eval})")
+        if sum(self.pool.values()) == 0:
+            raise ValueError("pool is empty: each round needs problems to sample")
+        return self
+
+    @model_validator(mode="after")
+    def _curriculum_arithmetic(self):
+        if self.curriculum is not None and self.name != "arithmetic":
+            raise ValueError("task.curriculum applies to the arithmetic task only (its pool is per difficulty)")
+        return self

@@ -1,0 +1,65 @@
+"""verification: which verifier scores samples, the code sandbox's limits and the LLM judge."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from selftaught.config.limits import MAX_TOKENS, Strict
+from selftaught.config.sampling import OpenAIConfig
+
+
+class SandboxConfig(Strict):
+    """Limits for each program the sandbox verifier runs (code tasks)."""
+
+    wall_seconds: float = Field(10.0, gt=0, le=86_400)
+    cpu_seconds: int = Field(5, ge=1, le=86_400)
+    memory_mb: int = Field(1024, ge=64, le=1_048_576)
+    max_processes: int = Field(16, ge=1, le=4096)
+    disk_mb: int = Field(64, ge=1, le=1_048_576)
+    max_output_kb: int = Field(1024, ge=1, le=1_048_576)
+    workers: int | None = Field(None, ge=1, description="programs at once (default: CPU count)")
+    allow_unisolated: bool = Field(False, description="run model-written code where no namespace can be made "
+                                   "(not root, no user namespaces), with rlimits and the guard only")
+
+
+JUDGE_TEMPLATE = ("Rate the answer from 1 (wrong) to 5 (right).\nQuestion: {prompt}\nAnswer: {completion}\n"
+                  "Score:")
+
+
+class JudgeConfig(Strict):
+    """verifier: judge. An LLM scores each sample; reward = score / max_score."""
+
+    model: str = Field("policy", description="policy: the model that wrote the samples judges them "
+                       "(self-rewarding); base: the base model; else a local model directory")
+    backend: Literal["hf", "vllm", "openai"] | None = Field(None, description="default: the evaluation backend; "
+                                                            "openai uses judge.openai")
+    openai: OpenAIConfig | None = None
+    template: str = Field(JUDGE_TEMPLATE, description="placeholders {prompt} and {completion}")
+    max_score: int = Field(5, ge=1, le=1_000_000)
+    threshold: float = Field(4, description="score at or above which a sample counts as correct")
+    max_new_tokens: int = Field(8, ge=1, le=MAX_TOKENS)
+
+    @model_validator(mode="after")
+    def _check(self):
+        for key in ("{prompt}", "{completion}"):
+            if key not in self.template:
+                raise ValueError(f"judge template must contain {key}")
+        if self.backend == "openai" and self.openai is None:
+            raise ValueError("judge backend 'openai' needs a judge.openai section (base_url, model)")
+        return self
+
+
+class VerificationConfig(Strict):
+    verifier: Literal["arithmetic", "numeric", "math", "majority", "sandbox", "judge"] | None = Field(
+        None, description="default: the task's own (arithmetic; numeric for gsm8k; math for math; "
+        "sandbox for humaneval and mbpp)")
+    judge: JudgeConfig = JudgeConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+    max_unverifiable_share: float = Field(0.2, ge=0, le=1)
+    timeout_seconds: int = Field(5, ge=1, description="math: per-item parse/verify timeout")
+    workers: int | None = Field(None, ge=1, description="math: worker processes (default: CPU count)")
+    majority_answer: Literal["numeric", "math"] = Field("numeric", description="majority: how answers are extracted")
+    majority_min_share: float = Field(0.0, ge=0, le=1, description="majority: below this vote share, unverifiable")
+    majority_break_ties: bool = Field(False, description="majority: on a tie take the smallest answer, else unverifiable")
