@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from assets.progress import log_progress
+from assets.run_log import log_progress
 from filters.evaluate import eval_params, score
 from filters.metrics import best_of_k, per_prompt
 from filters.select import judged

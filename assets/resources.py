@@ -25,6 +25,15 @@ def _load(path: str, mtime: float) -> ExperimentConfig:
     return load_config(path)
 
 
+def experiment_config(path: str | Path) -> ExperimentConfig:
+    """The validated config at `path`, parsed once per process while the file is unchanged
+    (the CLI, the Definitions it builds and every step share it)."""
+    resolved = Path(path).resolve()
+    if not resolved.is_file():
+        return load_config(path)  # its error names the missing file
+    return _load(str(resolved), resolved.stat().st_mtime)
+
+
 def earlier_active_run(instance, experiment: str, run_id: str | None) -> str | None:
     """A run of `experiment` that is in progress and was created before `run_id` (a UI or
     schedule run between two of its steps holds no lock, but owns the experiment), or None.
@@ -108,7 +117,7 @@ class ExperimentResource(dg.ConfigurableResource):
 
     @property
     def config(self) -> ExperimentConfig:
-        return _load(self.config_path, Path(self.config_path).stat().st_mtime)
+        return experiment_config(self.config_path)
 
     @property
     def store(self) -> Store:

@@ -11,10 +11,10 @@ from assets.generation import evaluate_artifact, sampled_eval_metrics
 from assets.placement import on
 from assets.recipes import repair_format_examples
 from assets.resources import ExperimentResource
-from filters.metrics import accuracy_by_difficulty, pick_frontier
+from filters.metrics import accuracy_by_difficulty, frontier_of
 from selftaught import __version__
 from selftaught.store import is_complete
-from synth.tiny import TinySpec, build_tiny_model
+from synth.tiny import build_tiny_model, spec_from_config
 from train.artifact import copy_model, model_path, read_provenance, write_provenance
 from train.gguf import conversion_record, gguf_source, is_gguf, resolve_base
 from train.sft import settings_from_config, train_sft
@@ -53,9 +53,7 @@ def _build_base(context, experiment: ExperimentResource, warm: pl.DataFrame) -> 
     work = store.work_dir("base")
     shutil.rmtree(work, ignore_errors=True)
     if cfg.model.base == "tiny":
-        t = cfg.model.tiny
-        init = build_tiny_model(TinySpec(t.hidden_size, t.num_layers, t.num_heads, t.intermediate_size,
-                                         t.max_positions, t.seed, t.code_chars), work / "init")
+        init = build_tiny_model(spec_from_config(cfg.model.tiny), work / "init")
     else:
         init = resolve_base(cfg.model.base, context.log.info)  # a folder, hub id, or converted GGUF
     metrics = {}
@@ -93,7 +91,7 @@ def base_model(
         _build_base(context, experiment, warm_start_prompts)
     prov = read_provenance(artifact)
     results = evaluate_artifact(context, experiment, eval_prompts, "base", artifact)
-    path = store.write_table(results, "eval_results", "base")
+    path = store.write_table(results, "evaluation", "base", schema="eval_results")
     acc = accuracy_by_difficulty(results)
     return dg.MaterializeResult(
         metadata={
@@ -101,10 +99,10 @@ def base_model(
             "config_hash": prov["config_hash"],
             "cached": cached,
             "artifact": dg.MetadataValue.path(store.where(artifact)),
-            "eval_results": dg.MetadataValue.path(str(path)),
+            "evaluation": dg.MetadataValue.path(str(path)),
             **{f"accuracy_d{d}": a for d, a in acc.items()},
             **sampled_eval_metrics(context, experiment, eval_prompts, "base", artifact),
-            "frontier": (front := pick_frontier(cfg.task.frontier, acc, cfg.task.frontier_pool())),
+            "frontier": (front := frontier_of(cfg.task, acc)),
             "frontier_accuracy": acc.get(front, 0.0),
         }
     )

@@ -22,7 +22,7 @@ from filters.evaluate import evaluate_policy
 from pipelines.cli import quiet_libraries
 from filters.metrics import accuracy_by_difficulty
 from selftaught.config import load_config
-from selftaught.rounds import round_key
+from selftaught.round_keys import round_key
 from selftaught.store import Store
 from synth.backends import load_backend
 from synth.tasks import reference_verifier
@@ -39,7 +39,7 @@ def main() -> None:
     cfg = load_config(args.config)
     store = Store.for_config(cfg)
     results = control_curve(cfg, store, args.rounds)
-    base_acc = accuracy_by_difficulty(pl.read_parquet(store.table_path("eval_results", "base")))
+    base_acc = accuracy_by_difficulty(pl.read_parquet(store.evaluation_path("base")))
     digits = sorted(base_acc)
     print("\nheld-out accuracy: pipeline (self-generated rows + warm start) vs control (warm start only), same steps")
     print("round  " + "  ".join(f"{d}d pipe / ctrl" for d in digits))

@@ -30,7 +30,7 @@ import polars as pl
 import yaml
 
 from control import control_curve  # bench/control.py (this folder is on sys.path)
-from filters.metrics import accuracy_by_difficulty, pick_frontier
+from filters.metrics import accuracy_by_difficulty, frontier_of
 from pipelines.cli import quiet_libraries
 from selftaught.config import load_config, resolve_yaml
 from selftaught.store import Store
@@ -115,8 +115,8 @@ def main() -> None:
         print(f"{name}: running {args.rounds} rounds ...", flush=True)
         seconds = run_preset(path, args.rounds, Path(args.dagster_home))
         store = Store((ROOT / cfg.storage_root).resolve())
-        base = accuracy_by_difficulty(pl.read_parquet(store.table_path("eval_results", "base")))
-        front = pick_frontier(cfg.task.frontier, base, cfg.task.frontier_pool())
+        base = accuracy_by_difficulty(pl.read_parquet(store.evaluation_path("base")))
+        front = frontier_of(cfg.task, base)
         hardest = max(base)
         if args.no_control:  # recipe rows only (control columns print nan)
             control = [(k, {}, accuracy_by_difficulty(pl.read_parquet(store.table_path("evaluation", k))), 0.0)

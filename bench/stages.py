@@ -17,11 +17,11 @@ import argparse
 import dagster as dg
 import polars as pl
 
-from assets.lineage import latest_materialization
+from assets.parent import latest_materialization
 from pipelines.keys import asset_key
 from pipelines.progress import ROUND_ORDER
 from selftaught.config import load_config
-from selftaught.rounds import round_key
+from selftaught.round_keys import round_key
 from selftaught.store import Store
 
 GROWS = {"prompts", "sampling_plan", "samples", "verdicts", "repairs", "training_set", "pairs"}

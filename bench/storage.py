@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from selftaught.rounds import round_key
+from selftaught.round_keys import round_key
 from selftaught.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -101,6 +101,12 @@ def pick_frontier(frontier: int | str, base_accuracy: dict[int, float], pool: li
     return reachable[-1] if reachable else (min(pool) if pool else None)
 
 
+def frontier_of(task, base_accuracy: dict[int, float], measured=()) -> int | None:
+    """The experiment's frontier difficulty: `task.frontier` (a `TaskConfig`), or for "auto" the pick
+    among its pool, else the `measured` difficulties, else those the base was evaluated on."""
+    return pick_frontier(task.frontier, base_accuracy, task.frontier_pool() or sorted(measured))
+
+
 def pseudo_label_accuracy(verdicts: pl.DataFrame, prompts: pl.DataFrame) -> dict[str, float]:
     """Label-free rounds: how often the majority-vote pseudo-label equals the reference,
     over prompts that have both. An audit only: the verifier never sees the references."""
@@ -152,6 +158,13 @@ def solve_rates(judged: pl.DataFrame, prompts: pl.DataFrame) -> dict[int, float]
     df = judged.join(prompts.select("prompt_id", "difficulty"), on="prompt_id")
     rates = df.group_by("difficulty").agg(rate=(pl.col("verdict") == CORRECT).mean()).sort("difficulty")
     return dict(rates.iter_rows())
+
+
+def pass_rates(judged: pl.DataFrame, prompts: pl.DataFrame) -> dict[int, float]:
+    """Share of prompts with at least one correct sample, per difficulty."""
+    solved = judged.group_by("prompt_id").agg(ok=(pl.col("verdict") == CORRECT).any())
+    solved = solved.join(prompts.select("prompt_id", "difficulty"), on="prompt_id")
+    return dict(solved.group_by("difficulty").agg(pl.col("ok").mean()).iter_rows())
 
 
 def allocate_samples(difficulty: list[int], n: int, rates: dict[int, float], min_n: int, max_n: int) -> list[int]:

@@ -54,6 +54,12 @@ class Limits:
     as_user: bool = False  # as root, take the path a non-root user gets (a user namespace): for tests
 
 
+def limits_from_config(b) -> Limits:
+    """Limits from a `selftaught.config.SandboxConfig` (the config validates, this is what runs)."""
+    return Limits(b.wall_seconds, b.cpu_seconds, b.memory_mb, b.max_processes, b.disk_mb, b.max_output_kb * 1024,
+                  b.allow_unisolated)
+
+
 @dataclass(frozen=True)
 class TestResult:
     test: str

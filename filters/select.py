@@ -121,3 +121,23 @@ def accumulate(previous: pl.DataFrame | None, new: pl.DataFrame) -> pl.DataFrame
         return new
     both = pl.concat([schemas.validate(previous, "sft_rows"), new])
     return both.unique(subset="row_id", keep="first", maintain_order=True)
+
+
+def warm_start_rows(warm: pl.DataFrame) -> pl.DataFrame:
+    """The worked examples (a prompts table with targets) as training rows (selection.include_warm_start)."""
+    return schemas.validate(
+        warm.select(
+            pl.concat_str(pl.lit("warm_start"), "prompt_id", pl.lit("0"), separator="/").alias("row_id"),
+            pl.lit("warm_start").alias("source_round"),
+            "prompt_id",
+            pl.lit(0).alias("sample_idx"),
+            pl.lit("reference").alias("policy_id"),
+            pl.lit("").alias("policy_hash"),
+            "prompt",
+            pl.col("target").alias("completion"),
+            pl.lit(1.0).alias("reward"),
+            pl.lit("warm_start").alias("origin"),
+            pl.lit(None, pl.Int32).alias("repaired_sample_idx"),
+        ),
+        "sft_rows",
+    )

@@ -13,7 +13,7 @@ from selftaught.files import read_parquet
 
 def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = None) -> list[dict]:
     rows = []
-    base = store.table_path("eval_results", "base")
+    base = store.evaluation_path("base")
     if base.is_file():
         rows.append({"round": "base", "accuracy": accuracy_by_difficulty(read_parquet(base))})
     for key in keys:

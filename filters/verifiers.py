@@ -257,11 +257,9 @@ def get_verifier(name: str, settings=None) -> Verifier:
     if name == "majority":
         return MajorityVerifier(settings.majority_answer, settings.majority_min_share, settings.majority_break_ties)
     if name == "sandbox":
-        from filters.sandbox import Limits
+        from filters.sandbox import limits_from_config
 
-        b = settings.sandbox
-        return SandboxVerifier(Limits(b.wall_seconds, b.cpu_seconds, b.memory_mb, b.max_processes, b.disk_mb,
-                                      b.max_output_kb * 1024, b.allow_unisolated), b.workers)
+        return SandboxVerifier(limits_from_config(settings.sandbox), settings.sandbox.workers)
     return VERIFIERS[name]()
 
 

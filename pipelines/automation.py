@@ -17,7 +17,7 @@ import time
 
 import dagster as dg
 
-from assets.lineage import latest_materialization
+from assets.parent import latest_materialization
 from pipelines import progress
 from pipelines.keys import asset_key, key_prefix
 from selftaught.config import ExperimentConfig

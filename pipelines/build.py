@@ -8,12 +8,12 @@ import dagster as dg
 
 from assets import rounds as round_module
 from assets import setup as setup_module
-from assets import summary as summary_module
+from assets import report as report_module
 from assets.io import ParquetIOManager
-from assets.resources import ExperimentResource
+from assets.resources import ExperimentResource, experiment_config
 from assets.rounds import rounds
 from pipelines.keys import EXPERIMENT_TAG, key_prefix
-from selftaught.config import ConfigError, load_config
+from selftaught.config import ConfigError
 from selftaught.store import resolve_root
 
 DEFAULT_CONFIG = Path(__file__).parent / "presets" / "demo.yaml"
@@ -25,7 +25,7 @@ def _experiment(cfg, store, job_prefix: str = "") -> tuple[list, list, list, lis
 
     tags = {EXPERIMENT_TAG: cfg.name}
     prefix = key_prefix(cfg.name)
-    assets = dg.load_assets_from_modules([setup_module, round_module, summary_module], key_prefix=prefix)
+    assets = dg.load_assets_from_modules([setup_module, round_module, report_module], key_prefix=prefix)
     mine = dg.AssetSelection.key_prefixes([prefix])
     setup_job = dg.define_asset_job(f"{job_prefix}setup", selection=mine & dg.AssetSelection.groups("setup"),
                                     tags=tags)
@@ -68,7 +68,7 @@ def build_definitions(config_path: str | Path = DEFAULT_CONFIG, storage_root: st
     Relative storage roots resolve against the current directory, so the CLI and
     `dagster dev` started from the same place share one storage root.
     """
-    cfg = load_config(config_path)
+    cfg = experiment_config(config_path)
     root = resolve_root(storage_root or cfg.storage_root)
     experiment = ExperimentResource(config_path=str(Path(config_path).resolve()), storage_root=root)
     assets, jobs, schedules, sensors = _experiment(cfg, experiment.store)
@@ -87,7 +87,7 @@ def build_folder_definitions(folder: str | Path) -> dg.Definitions:
     all_assets, all_jobs, all_schedules, all_sensors = [], [], [], []
     experiments = {}
     for path in paths:
-        cfg = load_config(path)
+        cfg = experiment_config(path)
         prefix = key_prefix(cfg.name)
         if prefix in experiments:
             raise ConfigError(f"{path}: experiment name {cfg.name!r} is also used by {experiments[prefix][0]}; "

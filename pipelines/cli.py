@@ -34,7 +34,7 @@ def quiet_libraries() -> None:
 
 
 def _wall_seconds(instance, experiment: str, key: str) -> float:
-    from assets.lineage import latest_materialization
+    from assets.parent import latest_materialization
     from pipelines.keys import asset_key
 
     from pipelines.progress import ROUND_ORDER
@@ -92,10 +92,10 @@ def cmd_run(args) -> int:
     from pipelines.instance import get_instance
     from filters.summary import round_rows
     from pipelines.report import experiment_summary, format_table
-    from selftaught.config import load_config
-    from selftaught.rounds import round_key
+    from assets.resources import experiment_config
+    from selftaught.round_keys import round_key
 
-    cfg = load_config(args.config)
+    cfg = experiment_config(args.config)  # parsed once: build_definitions reads the same
     target = args.rounds or cfg.max_rounds
     defs = build_definitions(args.config)
     store = Store.for_config(cfg)
@@ -163,12 +163,12 @@ def cmd_status(args) -> int:
     from filters.summary import round_rows
     from pipelines.report import experiment_summary, format_table
     from selftaught.config import load_config
-    from selftaught.rounds import is_round_key, round_index
+    from selftaught.round_keys import is_round_key, round_index
 
     cfg = load_config(args.config)
     store = Store.for_config(cfg)
     instance = get_instance(args.dagster_home)
-    from assets.lineage import latest_materialization
+    from assets.parent import latest_materialization
     from pipelines.keys import asset_key
 
     # The rounds partitions are shared by every experiment on this instance: keep this one's.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from filters.metrics import accuracy_by_difficulty
-from selftaught.rounds import parent_key, round_index
+from selftaught.round_keys import parent_key, round_index
 from selftaught.store import Store
 from selftaught.files import file_hash, read_parquet
 

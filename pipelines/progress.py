@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.lineage import latest_materialization
+from assets.parent import latest_materialization
 from pipelines.keys import CLI_TAG, EXPERIMENT_TAG, asset_key
 from selftaught.config import ExperimentConfig
 from selftaught.lock import ExperimentLock
-from selftaught.rounds import round_key
+from selftaught.round_keys import round_key
 from selftaught.store import Store, is_complete
 from selftaught.files import table_problem
 

@@ -65,6 +65,17 @@ class Store:
             self.remote.pull_file(rel, self.root / rel)
         return self.root / rel
 
+    def evaluation_path(self, policy_id: str) -> Path:
+        """A policy's held-out evaluation ("base" or a round key): tables/evaluation/<id>.parquet.
+        Experiments written by selftaught 0.3 kept the base model's at
+        tables/eval_results/base.parquet; that file is still read."""
+        path = self.table_path("evaluation", policy_id)
+        if policy_id == "base" and not path.is_file():
+            legacy = self.table_path("eval_results", "base")
+            if legacy.is_file():
+                return legacy
+        return path
+
     def model_dir(self, name: str) -> Path:
         """The model artifact's local directory (fetched like `table_path`)."""
         rel = f"models/{name}"

@@ -8,6 +8,17 @@ time, once the policy has solved some of its probe problems.
 
 from __future__ import annotations
 
+from filters.metrics import frontier_of
+
+
+def round_counts(task, base_accuracy: dict[int, float], pass_rates: dict[int, float]) -> tuple[int, dict[int, int]]:
+    """This round's level and pool size per difficulty, for a `TaskConfig` with a curriculum:
+    the frontier from the base model's evaluation, `pass_rates` from the previous round
+    (filters.metrics.pass_rates; empty in round 1)."""
+    frontier = frontier_of(task, base_accuracy) or min(task.pool)
+    at = level(frontier, pass_rates, task.curriculum.open_at)
+    return at, pool_counts(task.pool, at, task.curriculum.probe)
+
 
 def level(frontier: int, pass_rates: dict[int, float], open_at: float) -> int:
     """`pass_rates`: difficulty -> share of the previous round's problems with a correct sample."""

@@ -4,8 +4,33 @@ from __future__ import annotations
 
 import polars as pl
 
+from filters.metrics import allocate_samples
 from selftaught import schemas
 from synth.backends import Backend, Progress, SamplingParams
+
+
+def round_seed(seed: int, index: int) -> int:
+    """The sampling seed of round `index`: another stream each round, the same on a rerun."""
+    return seed * 1000 + index
+
+
+def round_params(s, index: int, temperature: float, n: int) -> SamplingParams:
+    """A round's sampling parameters from a `SamplingConfig` at `temperature`, `n` per prompt."""
+    return SamplingParams(n=n, temperature=temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
+                          seed=round_seed(s.seed, index), stop=s.stop)
+
+
+def plan(prompts: pl.DataFrame, s, temperature: float, threshold: float | None,
+         rates: dict[int, float]) -> pl.DataFrame:
+    """The sampling_plan table: per prompt, samples to draw (`s.n`, or by solve rate with
+    `s.budget.mode` solve_rate: `rates` per difficulty), the temperature and reward threshold."""
+    b = s.budget
+    diffs = prompts["difficulty"].to_list()
+    n = allocate_samples(diffs, s.n, rates, b.min_n, b.max_n) if b.mode == "solve_rate" else [s.n] * len(diffs)
+    df = prompts.select("prompt_id", "difficulty").with_columns(
+        n=pl.Series(n, dtype=pl.Int32), temperature=pl.lit(temperature),
+        reward_threshold=pl.lit(threshold, pl.Float64))
+    return schemas.validate(df, "sampling_plan")
 
 
 def sample(

@@ -13,7 +13,7 @@ from filters.numeric import gsm8k_reference
 from filters.verifiers import get_verifier
 from selftaught import schemas
 from selftaught.config import ExperimentConfig, TaskConfig
-from selftaught.rounds import round_key
+from selftaught.round_keys import round_key
 from synth import arithmetic, chat_tasks
 from filters.code import code_reference
 from synth.sources import Columns, SourceError, load_rows, read_source

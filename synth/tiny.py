@@ -27,6 +27,12 @@ class TinySpec:
     code_chars: bool = False  # add newline and tab (code tasks); off keeps the arithmetic vocab as it was
 
 
+def spec_from_config(t) -> TinySpec:
+    """TinySpec from a `selftaught.config.TinyModelConfig` (the config validates, this is what builds)."""
+    return TinySpec(t.hidden_size, t.num_layers, t.num_heads, t.intermediate_size, t.max_positions, t.seed,
+                    t.code_chars)
+
+
 def char_tokenizer(code_chars: bool = False):
     from transformers import PreTrainedTokenizerFast
 

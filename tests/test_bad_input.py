@@ -160,10 +160,10 @@ def test_storage_root_that_is_not_writable(tmp_path):
 
 @pytest.mark.parametrize("key", ["round1", "r1", "R001", "r000"])
 def test_bad_round_keys(key):
-    from selftaught.rounds import parent_key, round_index
+    from selftaught.round_keys import parent_key, round_index
 
     with pytest.raises(ValueError, match="round"):
-        parent_key(key) if key != "r000" else __import__("selftaught.rounds").rounds.round_key(round_index(key))
+        parent_key(key) if key != "r000" else __import__("selftaught.round_keys").round_keys.round_key(round_index(key))
 
 
 def test_incomplete_checkpoint_is_skipped_not_loaded(tmp_path):

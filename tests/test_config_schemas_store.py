@@ -6,7 +6,7 @@ import pytest
 
 from selftaught import schemas
 from selftaught.config import ConfigError, load_config, parse_config
-from selftaught.rounds import next_round, parent_key, round_index, round_key
+from selftaught.round_keys import next_round, parent_key, round_index, round_key
 from selftaught.store import Store, ensure_writable
 from selftaught.files import dir_hash, publish_dir, write_parquet_atomic
 from pipelines.build import DEFAULT_CONFIG
@@ -98,6 +98,19 @@ def test_store_validates_on_write_and_read(tmp_path):
     assert not store.table_path("samples", "r001").exists()
     with pytest.raises(FileNotFoundError, match="no samples table for r001"):
         store.read_table("samples", "r001")
+
+
+def test_every_policy_evaluation_is_one_table_and_a_03_base_evaluation_is_still_read(tmp_path):
+    store = Store(tmp_path)
+    rows = pl.DataFrame({"prompt_id": ["p"], "difficulty": [1], "prompt": ["q"], "reference": ["1"],
+                         "completion": ["1"], "extracted_answer": ["1"], "verdict": ["correct"], "policy_id": ["base"]})
+    assert store.evaluation_path("base") == store.table_path("evaluation", "base")
+    legacy = tmp_path / "tables" / "eval_results" / "base.parquet"
+    write_parquet_atomic(rows, legacy)  # an experiment that selftaught 0.3 wrote
+    assert store.evaluation_path("base") == legacy
+    assert store.evaluation_path("r001") == store.table_path("evaluation", "r001")
+    write_parquet_atomic(rows, store.table_path("evaluation", "base"))
+    assert store.evaluation_path("base") == store.table_path("evaluation", "base")
 
 
 def test_publish_dir_replaces_and_dir_hash_tracks_content(tmp_path):

@@ -169,7 +169,7 @@ def test_rounds_on_s3_continue_from_another_machines_cache(s3, tmp_path):
     store = defs.resources["experiment"].store
     keys = store.remote.fs.find(f"{BUCKET}/experiment")
     for rel in ("tables/samples/r001.parquet", "tables/training_set/r002.parquet", "models/base/COMPLETE.json",
-                "models/r002/COMPLETE.json", "tables/eval_results/base.parquet", "tables/evaluation/r002.parquet"):
+                "models/r002/COMPLETE.json", "tables/evaluation/base.parquet", "tables/evaluation/r002.parquet"):
         assert f"{BUCKET}/experiment/{rel}" in keys, rel
     assert meta["policy"]["artifact"] == f"{root}/models/r002"
     assert meta["samples"]["path"] == f"{root}/tables/samples/r002.parquet"

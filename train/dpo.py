@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from train.sft import (LoraSettings, _device_args, _finite_loss_callback, _progress_callback, check_finite_weights,
-                       lora_setup, save_trained)
+                       lora_settings, lora_setup, save_trained)
 
 log = logging.getLogger("selftaught.train")
 
@@ -29,6 +29,21 @@ class DPOSettings:
     method: str = "full"  # or "lora": the adapter trains, the reference stays the model given
     bf16: bool | None = None  # mixed precision, as in SFTSettings
     lora: LoraSettings = LoraSettings()
+
+
+def settings_from_config(t, index: int) -> DPOSettings:
+    """Round `index`'s DPOSettings from a `selftaught.config.TrainingConfig` (its `dpo` section)."""
+    d = t.dpo
+    return DPOSettings(max_steps=t.steps_for(index), learning_rate=t.learning_rate, batch_size=t.batch_size,
+                       beta=d.beta, rpo_alpha=d.rpo_alpha, max_length=t.max_length, seed=t.seed + index,
+                       method=t.method, lora=lora_settings(t.lora), bf16=t.bf16)
+
+
+def verifier_settings(t, index: int) -> DPOSettings:
+    """V-STaR's verifier (full DPO from the base) in round `index`, from `TrainingConfig.verifier`."""
+    v = t.verifier
+    return DPOSettings(max_steps=v.max_steps, learning_rate=v.learning_rate, batch_size=v.batch_size,
+                       beta=v.beta, rpo_alpha=0.0, max_length=t.max_length, seed=t.seed + index, bf16=t.bf16)
 
 
 def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.DataFrame, out_dir: str | Path,

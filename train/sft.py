@@ -234,10 +234,14 @@ def _last_complete_checkpoint(ckpt_dir: Path) -> Path | None:
     return None
 
 
+def lora_settings(lora) -> LoraSettings:
+    """LoraSettings from a `selftaught.config.LoraConfig` (the config validates, this is what train/ runs)."""
+    return LoraSettings(r=lora.r, alpha=lora.alpha, dropout=lora.dropout, target_modules=tuple(lora.target_modules))
+
+
 def settings_from_config(cfg, seed_offset: int = 0, max_steps: int | None = None) -> SFTSettings:
     """SFTSettings from a `selftaught.config.TrainingConfig` (`max_steps` overrides its own)."""
-    lora = LoraSettings(r=cfg.lora.r, alpha=cfg.lora.alpha, dropout=cfg.lora.dropout,
-                        target_modules=tuple(cfg.lora.target_modules))
+    lora = lora_settings(cfg.lora)
     return SFTSettings(
         method=cfg.method, max_steps=max_steps or cfg.max_steps, learning_rate=cfg.learning_rate,
         batch_size=cfg.batch_size, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,

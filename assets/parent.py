@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from selftaught.rounds import parent_key
+from selftaught.round_keys import parent_key
 from selftaught.store import Store, is_complete
 from train.artifact import verified_weights_hash
 

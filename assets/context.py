@@ -1,0 +1,98 @@
+"""One round asset's view of its run: built once per asset call, so no asset body repeats
+the experiment lookup, the round key arithmetic, the parent lookup or the sampling wiring."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import dagster as dg
+import polars as pl
+
+from assets.generation import generate
+from assets.parent import Parent, resolve_parent
+from assets.run_log import log_progress
+from assets.resources import ExperimentResource
+from filters.verifiers import get_verifier, verify
+from selftaught.config import ExperimentConfig
+from selftaught.round_keys import parent_key, round_index
+from selftaught.store import Store
+from synth.backends import SamplingParams
+from synth.sampling import round_params
+from synth.tasks import UserTurn, default_verifier
+from train.plan import Policy
+
+
+@dataclass(frozen=True)
+class RoundContext:
+    context: dg.AssetExecutionContext
+    experiment: ExperimentResource  # already the running asset's experiment (ExperimentResource.of)
+
+    @classmethod
+    def of(cls, context: dg.AssetExecutionContext, experiment: ExperimentResource) -> "RoundContext":
+        return cls(context, experiment.of(context))
+
+    # ---- identity ---------------------------------------------------------------------------
+
+    @property
+    def config(self) -> ExperimentConfig:
+        return self.experiment.config
+
+    @cached_property
+    def store(self) -> Store:
+        return self.experiment.store
+
+    @property
+    def key(self) -> str:
+        """This round's key (r001, ...)."""
+        return self.context.partition_key
+
+    @property
+    def index(self) -> int:
+        return round_index(self.key)
+
+    @property
+    def parent_key(self) -> str | None:
+        """The previous round's key; None in round 1."""
+        return parent_key(self.key)
+
+    def log(self, message: str) -> None:
+        self.context.log.info(f"{self.key}: {message}")
+
+    # ---- what the round reads --------------------------------------------------------------
+
+    @cached_property
+    def parent(self) -> Parent:
+        """The policy that generates this round's samples (Dagster's records; assets.parent)."""
+        return resolve_parent(self.context, self.store)
+
+    @property
+    def parent_policy(self) -> Policy:
+        p = self.parent
+        return Policy(p.policy_id, p.artifact, p.weights_hash)
+
+    @cached_property
+    def user_turn(self) -> UserTurn | None:
+        return self.experiment.user_turn(self.context.log.info)
+
+    @cached_property
+    def verifier_name(self) -> str:
+        cfg = self.config
+        return cfg.verification.verifier or default_verifier(cfg.task)
+
+    def check(self, prompts: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
+        """The configured (non-judge) verifier's verdicts on `samples` of `prompts`."""
+        return verify(get_verifier(self.verifier_name, self.config.verification), prompts, samples)
+
+    # ---- generation with the parent policy ---------------------------------------------------
+
+    def params(self, temperature: float, n: int) -> SamplingParams:
+        return round_params(self.config.sampling, self.index, temperature, n)
+
+    def sample(self, name: str, prompts: pl.DataFrame, params: SamplingParams) -> pl.DataFrame:
+        """`prompts` sampled by the parent policy as generation job `name` (sharded, resumable)."""
+        cfg, parent = self.config, self.parent
+        return generate(self.context, cfg, self.store, name=name, prompts=prompts, params=params,
+                        round_key=self.key, policy_id=parent.policy_id, policy_hash=parent.weights_hash,
+                        artifact=parent.artifact, backend=cfg.sampling.backend, batch_size=cfg.sampling.batch_size,
+                        progress=log_progress(self.context, name))

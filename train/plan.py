@@ -1,0 +1,101 @@
+"""What a round's fine-tune starts from, trains against and with which settings.
+
+`plan_round` decides, from the training config, the parent policy and the base model:
+- init: the parent (training.init continue) or the base (restart);
+- adapter_init: with LoRA, a parent that is an adapter on the base keeps training that
+  adapter on the base weights, so every round's policy is one adapter on one base model
+  (what vLLM serves without merging);
+- reference (DPO): the previous policy or the base;
+- settings: SFTSettings or DPOSettings for this round.
+`run_plan` trains it, in this process or under `accelerate launch` (training.launcher).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from train.artifact import adapter_path, model_path, read_provenance, verifier_dir
+from train.dpo import DPOSettings, train_dpo, verifier_settings
+from train.dpo import settings_from_config as dpo_settings
+from train.launch import launch
+from train.sft import SFTSettings, train_sft
+from train.sft import settings_from_config as sft_settings
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A trained model artifact: "base" or a round key, its folder and weights hash."""
+    policy_id: str
+    artifact: Path
+    weights_hash: str
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    objective: str                 # sft | dpo
+    init: Path                     # the artifact folder training starts from
+    adapter_init: Path | None      # a LoRA adapter to keep training on `init`
+    reference: Policy | None       # DPO's fixed reference
+    settings: SFTSettings | DPOSettings
+    adapter_on_base: bool          # the result is a LoRA adapter on the base model
+
+    @property
+    def data_table(self) -> str:
+        """The round table this objective trains on."""
+        return "pairs" if self.objective == "dpo" else "training_set"
+
+    def describe(self, parent: Policy, rows: int) -> str:
+        if self.objective == "dpo":
+            s = self.settings
+            return (f"{'RPO' if s.rpo_alpha else 'DPO'} from {self.init.name} on {rows} pairs, "
+                    f"reference {self.reference.policy_id}, {s.max_steps} steps")
+        start = parent.policy_id if self.adapter_init else self.init.name
+        return f"{self.settings.method} fine-tune from {start} on {rows} rows, {self.settings.max_steps} steps"
+
+
+def plan_round(t, index: int, parent: Policy, base: Path) -> TrainingPlan:
+    """Round `index`'s plan from a `selftaught.config.TrainingConfig`, its parent policy and the
+    base model's artifact folder."""
+    init = parent.artifact if t.init == "continue" else base
+    adapter_init = None
+    if t.method == "lora" and init != base and _adapter_on_base(parent.artifact, base):
+        init, adapter_init = base, adapter_path(parent.artifact)
+    reference = None
+    if t.objective == "dpo":
+        reference = parent if t.dpo.reference == "previous" else \
+            Policy("base", base, read_provenance(base)["weights_hash"])
+        settings = dpo_settings(t, index)
+    else:
+        settings = sft_settings(t, seed_offset=index, max_steps=t.steps_for(index))
+    return TrainingPlan(t.objective, init, adapter_init, reference, settings,
+                        adapter_on_base=t.method == "lora" and init == base)
+
+
+def _adapter_on_base(artifact: Path, base: Path) -> bool:
+    prov = read_provenance(artifact)
+    return adapter_path(artifact).is_dir() and prov.get("adapter_base_hash") == read_provenance(base)["weights_hash"]
+
+
+def run_plan(plan: TrainingPlan, rows: pl.DataFrame, work: Path, launcher, log=print) -> dict:
+    """Train `plan` on `rows` into `work`; `launcher`: a `LauncherConfig`. Returns the metrics."""
+    reference = model_path(plan.reference.artifact) if plan.reference else None
+    if launcher.launched():
+        return launch(plan.objective, model_path(plan.init), rows, work, plan.settings,
+                      processes=launcher.processes, config_file=launcher.accelerate_config,
+                      extra=launcher.extra_args, reference=reference, adapter_init=plan.adapter_init, log=log)
+    if plan.objective == "dpo":
+        return train_dpo(model_path(plan.init), reference, rows, work, plan.settings, adapter_init=plan.adapter_init)
+    return train_sft(model_path(plan.init), rows, work, plan.settings, adapter_init=plan.adapter_init)
+
+
+def train_verifier(t, index: int, pairs: pl.DataFrame, base: Path, work: Path) -> dict:
+    """V-STaR: DPO from the base model on (correct, incorrect) `pairs` of every round so far;
+    the base is also the reference, so the score is the verifier's implicit reward."""
+    if pairs.height == 0:
+        raise ValueError("the V-STaR verifier has no (correct, incorrect) pair in any round yet")
+    m = train_dpo(model_path(base), model_path(base), pairs, verifier_dir(work), verifier_settings(t, index))
+    return {"pairs": pairs.height, "reference": "base", "steps": m["steps"],
+            "reward_accuracy": m["reward_accuracy"], "reward_margin": m["reward_margin"]}
