@@ -17,6 +17,7 @@ from filters import balance
 from filters.judge import judge_prompts, judge_verdicts
 from filters.metrics import accuracy_by_difficulty, pass_rates, solve_rates
 from filters.pairs import correctness_pairs
+from filters.rewards import VerifierReward
 from filters.select import judged
 from filters.verifiers import get_verifier, verify
 from selftaught.files import read_parquet
@@ -24,6 +25,7 @@ from selftaught.round_keys import round_index, round_key
 from selftaught.store import Store
 from synth import curriculum, repair
 from synth.backends import SamplingParams
+from synth.sampling import round_seed
 from synth.tasks import default_verifier
 from train.artifact import read_provenance
 from train.gguf import resolve_base
@@ -54,7 +56,8 @@ def previous_judged(rc: RoundContext) -> tuple[pl.DataFrame, pl.DataFrame] | Non
 def curriculum_counts(rc: RoundContext) -> tuple[int, dict[int, int]]:
     """This round's curriculum level and pool sizes (synth.curriculum)."""
     previous = previous_judged(rc)
-    return curriculum.round_counts(rc.config.task, evaluated_accuracy(rc.store, "base"), pass_rates(*previous) if previous else {})
+    rates = pass_rates(*previous) if previous else {}
+    return curriculum.round_counts(rc.config.task, evaluated_accuracy(rc.store, "base"), rates)
 
 
 def budget_rates(rc: RoundContext) -> dict[int, float]:
@@ -140,6 +143,30 @@ def second_attempts(rc: RoundContext, prompts: pl.DataFrame, samples: pl.DataFra
 def repair_format_examples(cfg, warm: pl.DataFrame, turn=None) -> pl.DataFrame:
     """Warm-start rows in the repair format (synth.repair.warm_start_examples)."""
     return repair.warm_start_examples(cfg.repair, warm, turn, partial(verify, verifier_for(cfg)))
+
+
+# ---- online RL (training.objective grpo) ---------------------------------------------------------
+
+def label_free(cfg) -> bool:
+    """Rewards that never read a reference: majority vote (TTRL), or sources marked label_free."""
+    return cfg.verification.verifier == "majority" or any(
+        src is not None and src.label_free for src in (cfg.task.train, cfg.task.test))
+
+
+def rollout_prompts(cfg, prompts: pl.DataFrame) -> pl.DataFrame:
+    """What GRPO rolls out on: this round's prompts, with their references unless label-free."""
+    return prompts.select("prompt_id", "prompt", *([] if label_free(cfg) else ["reference"]))
+
+
+def rollout_reward(rc: RoundContext) -> VerifierReward:
+    """The configured verifier as GRPO's reward; it writes every rollout to work/<round>-rollouts."""
+    cfg = rc.config
+    g = cfg.training.grpo_settings()
+    return VerifierReward(get_verifier(rc.verifier_name, cfg.verification), rc.store.work_dir(f"{rc.key}-rollouts"),
+                          rc.key, policy_id=rc.key, max_unverifiable_share=cfg.verification.max_unverifiable_share,
+                          generation={"temperature": g.temperature, "top_p": g.top_p,
+                                      "max_new_tokens": g.max_completion_length,
+                                      "seed": round_seed(cfg.training.seed, rc.index)})
 
 
 # ---- V-STaR verifier --------------------------------------------------------------------------------

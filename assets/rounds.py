@@ -20,8 +20,8 @@ from assets.parent import parent_metadata
 from assets.placement import on
 from assets.resources import ExperimentResource
 from assets.report import markdown_table
-from assets.recipes import (balance_search, budget_rates, curriculum_counts, evaluated_accuracy, sample_by_plan,
-                            second_attempts, verdicts_for, verifier_pairs)
+from assets.recipes import (balance_search, budget_rates, curriculum_counts, evaluated_accuracy, rollout_prompts,
+                            rollout_reward, sample_by_plan, second_attempts, verdicts_for, verifier_pairs)
 from filters.metrics import (accuracy_by_difficulty, frontier_of, judge_agreement, pseudo_label_accuracy,
                              sample_metrics)
 from filters.pairs import make_pairs
@@ -93,6 +93,10 @@ def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, p
     """Completions per prompt (as the plan says) from the parent round's policy (base model for round 1)."""
     rc = RoundContext.of(context, experiment)
     s = rc.config.sampling
+    if rc.config.training.objective == "grpo":
+        context.add_output_metadata({"objective": "grpo", "samples": 0})
+        rc.log("objective grpo: the policy step draws this round's rollouts (table rollouts)")
+        return schemas.empty("samples")
     rc.log(f"sampling {prompts.height} prompts, {int(sampling_plan['n'].sum())} samples, "
            f"with policy {rc.parent.policy_id}")
     started = time.monotonic()
@@ -117,6 +121,10 @@ def verdicts(context: dg.AssetExecutionContext, experiment: ExperimentResource, 
     """correct / incorrect / unverifiable per sample, with the extracted answer and a reason."""
     rc = RoundContext.of(context, experiment)
     cfg, name = rc.config, rc.verifier_name
+    if cfg.training.objective == "grpo":  # rollouts are verified as the reward, in the policy step
+        yield dg.Output(schemas.empty("verdicts"), metadata={"objective": "grpo"})
+        yield dg.AssetCheckResult(passed=True, description="objective grpo: the reward bounds unverifiable rollouts")
+        return
     df = verdicts_for(rc, prompts, samples)
     m = sample_metrics(judged(samples, df), prompts)
     if name == "majority":
@@ -170,6 +178,10 @@ def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResour
     rows and the warm start."""
     rc = RoundContext.of(context, experiment)
     sel = rc.config.selection
+    if rc.config.training.objective == "grpo":  # trains on its rollouts (the policy step draws them)
+        yield dg.Output(schemas.empty("sft_rows"), metadata={"objective": "grpo", "new_rows": 0})
+        yield dg.AssetCheckResult(passed=True, description="objective grpo: trains on its rollouts")
+        return
     threshold = sampling_plan["reward_threshold"].drop_nulls()
     new = select_sft(samples, verdicts, sel.max_per_prompt, sel.require_rationale, sel.dedup, sel.min_chars,
                      sel.max_chars, min_reward=float(threshold[0]) if threshold.len() else None)
@@ -238,16 +250,20 @@ def pairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, pro
 
 
 @dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"), deps=["base_model"])
-def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
+def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
            training_set: pl.DataFrame, pairs: pl.DataFrame) -> dg.MaterializeResult:
-    """Fine-tune from the parent policy (continue) or the base model (restart); save with provenance."""
+    """Fine-tune from the parent policy (continue) or the base model (restart): on the kept rows
+    (sft), the pairs (dpo), or online on this round's prompts (grpo); save with provenance."""
     rc = RoundContext.of(context, experiment)
     cfg, store, parent = rc.config, rc.store, rc.parent
     base, work = store.model_dir("base"), store.work_dir(rc.key)
     plan = plan_round(cfg.training, rc.index, rc.parent_policy, base)
-    rows = pairs if plan.objective == "dpo" else training_set
+    rows = {"dpo": pairs, "grpo": rollout_prompts(cfg, prompts)}.get(plan.objective, training_set)
     rc.log(plan.describe(rc.parent_policy, rows.height))
-    metrics = run_plan(plan, rows, work, cfg.training.launcher, context.log.info)
+    reward = rollout_reward(rc) if plan.objective == "grpo" else None
+    metrics = run_plan(plan, rows, work, cfg.training.launcher, context.log.info, reward)
+    if reward is not None:
+        metrics.update(_rollout_metrics(store.write_table(reward.table(), "rollouts", rc.key)))
     verifier = _train_verifier(rc, base, work) if cfg.training.verifier else None
     data_hash = file_hash(store.table_path(plan.data_table, rc.key))[:16]
     reference = {"policy_id": plan.reference.policy_id, "weights_hash": plan.reference.weights_hash} \
@@ -262,6 +278,13 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource,
     )
     artifact = store.publish_model(work, rc.key, context.log.info)
     return dg.MaterializeResult(metadata=_policy_metadata(rc, prov, artifact, metrics, reference, verifier))
+
+
+def _rollout_metrics(path) -> dict:
+    df = read_parquet(path, columns=["prompt_id", "verdict"])
+    share = lambda v: float((df["verdict"] == v).mean()) if df.height else 0.0  # noqa: E731
+    return {"rollouts": df.height, "rollout_prompts": df["prompt_id"].n_unique(),
+            "rollout_pass_rate": share(schemas.CORRECT), "rollout_unverifiable_share": share(schemas.UNVERIFIABLE)}
 
 
 def _policy_metadata(rc: RoundContext, prov: dict, artifact, metrics: dict, reference: dict | None,
@@ -279,6 +302,8 @@ def _policy_metadata(rc: RoundContext, prov: dict, artifact, metrics: dict, refe
             "reward_accuracy": metrics["reward_accuracy"]} if reference else {}),
         **({"verifier_pairs": verifier["pairs"], "verifier_reward_accuracy": verifier["reward_accuracy"]}
            if verifier else {}),
+        **{k: metrics[k] for k in ("rollouts", "rollout_prompts", "rollout_pass_rate", "rollout_unverifiable_share",
+                                   "first_reward", "final_reward", "generated_tokens") if k in metrics},
     }
 
 

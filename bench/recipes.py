@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ROOT / "pipelines" / "presets"
 # What makes a recipe a recipe (dotted keys); everything else (task, model, scale) is the host preset's.
 RECIPE_KEYS = ("selection", "repair.mode", "repair.n", "repair.template", "repair.max_failed_per_prompt",
-               "training.objective", "training.dpo", "training.init", "training.steps_growth", "training.verifier",
+               "training.objective", "training.dpo", "training.grpo", "training.init", "training.steps_growth",
+               "training.verifier",
                "verification.verifier", "verification.judge", "verification.majority_answer",
                "verification.max_unverifiable_share",  # label-free recipes expect unverifiable samples
                "verification.majority_min_share", "verification.majority_break_ties", "sampling.balance",
@@ -78,6 +79,15 @@ def recipe_on(recipe: str, host: str, out_dir: Path) -> Path:
         for key in ("max_steps", "batch_size", "learning_rate"):
             if key in host_training:
                 verifier[key] = host_training[key]
+    if _get(data, "training.objective") == "grpo":
+        # The host's rollout budget: each pool prompt once, as many rollouts as the host samples
+        # per prompt, at the host's temperature and length (steps = pool / prompts per step).
+        hosted = load_config(PRESETS / f"{host}.yaml")
+        grpo = data["training"].setdefault("grpo", {})
+        per_step = grpo.get("prompts_per_step", 4)
+        grpo.update(num_generations=hosted.sampling.n, temperature=hosted.sampling.temperature,
+                    max_completion_length=hosted.sampling.max_new_tokens)
+        data["training"]["max_steps"] = -(-hosted.round_size()["prompts"] // per_step)
     if data.get("task", {}).get("name", "arithmetic") != "arithmetic":
         data.setdefault("selection", {})["require_rationale"] = False  # only the arithmetic verifier checks steps
     data["name"] = f"{recipe}_on_{host}"

@@ -21,6 +21,9 @@ def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = No
         v = store.table_path("verdicts", key)
         verdicts = read_parquet(v, columns=["prompt_id", "sample_idx", "verdict", "rationale_ok"]) \
             if v.is_file() else None
+        r = store.table_path("rollouts", key)
+        if (verdicts is None or verdicts.height == 0) and r.is_file():  # an online (grpo) round
+            verdicts = read_parquet(r, columns=["prompt_id", "sample_idx", "verdict", "rationale_ok"])
         if verdicts is not None:
             row["samples"] = verdicts.height
             row["pass_rate"] = (verdicts["verdict"] == CORRECT).mean() if verdicts.height else 0.0

@@ -30,7 +30,8 @@ def _model(store: Store, name: str) -> str:
         bits.append(f"from {p.get('base')}, config {p.get('config_hash')}")
     else:
         parent = p.get("parent", {})
-        bits += [f"{p.get('method')} fine-tune (init {p.get('init')}) of {parent.get('policy_id')} "
+        how = "GRPO" if p.get("objective") == "grpo" else "fine-tune"
+        bits += [f"{p.get('method')} {how} (init {p.get('init')}) of {parent.get('policy_id')} "
                  f"({parent.get('weights_hash')})", f"training data {p.get('data_hash')}",
                  f"config {p.get('config_hash')}", f"dagster run of parent {parent.get('run_id')}"]
     return f"policy {name}: " + ", ".join(bits) + f"  [{where}]"
@@ -61,13 +62,14 @@ def round_chain(store: Store, key: str) -> list[str]:
     if parent != "base":
         lines.append("-> " + _model(store, parent))
     s = _table(store, "samples", key)
-    first = s.row(0, named=True)
-    lines.append(f"-> samples {key}: {s.height} rows = {s['prompt_id'].n_unique()} prompts x "
-                 f"{s['sample_idx'].n_unique()}; written by {first['policy_id']} ({first['policy_hash'] or '-'}); "
-                 f"{first['backend']}, temperature {first['temperature']}, top_p {first['top_p']}, "
-                 f"max_new_tokens {first['max_new_tokens']}, seed {first['seed']}  [sha256 {_sha(store, 'samples', key)}]")
-    if store.table_path("verdicts", key).is_file():
-        v = _table(store, "verdicts", key)
+    if s.height:  # none in an online (grpo) round: its rollouts follow below
+        first = s.row(0, named=True)
+        lines.append(f"-> samples {key}: {s.height} rows = {s['prompt_id'].n_unique()} prompts x "
+                     f"{s['sample_idx'].n_unique()}; written by {first['policy_id']} ({first['policy_hash'] or '-'}); "
+                     f"{first['backend']}, temperature {first['temperature']}, top_p {first['top_p']}, "
+                     f"max_new_tokens {first['max_new_tokens']}, seed {first['seed']}  "
+                     f"[sha256 {_sha(store, 'samples', key)}]")
+    if store.table_path("verdicts", key).is_file() and (v := _table(store, "verdicts", key)).height:
         counts = ", ".join(f"{n} {verdict}" for verdict, n in v.group_by("verdict").len().sort("verdict").iter_rows())
         lines.append(f"-> verdicts {key}: {', '.join(sorted(set(v['verifier'])))}: {counts}  "
                      f"[sha256 {_sha(store, 'verdicts', key)}]")
@@ -80,6 +82,12 @@ def round_chain(store: Store, key: str) -> list[str]:
         by = ", ".join(f"{src} {n}" for src, n in t.group_by("source_round").len().sort("source_round").iter_rows())
         lines.append(f"-> training_set {key}: {(t['source_round'] == key).sum()} new rows, {t.height} in all "
                      f"({by})  [sha256 {_sha(store, 'training_set', key)}]")
+    if store.table_path("rollouts", key).is_file():
+        r = _table(store, "rollouts", key)
+        counts = ", ".join(f"{n} {verdict}" for verdict, n in r.group_by("verdict").len().sort("verdict").iter_rows())
+        lines.append(f"-> rollouts {key}: {r.height} rows generated while training (objective grpo), "
+                     f"{r['prompt_id'].n_unique()} prompts, steps {r['step'].min()}..{r['step'].max()}; "
+                     f"{', '.join(sorted(set(r['verifier'])))}: {counts}  [sha256 {_sha(store, 'rollouts', key)}]")
     if store.provenance(key) is not None:
         lines.append("-> " + _model(store, key))
     if store.table_path("evaluation", key).is_file():
@@ -106,6 +114,8 @@ def row_chain(store: Store, row_id: str) -> list[str]:
                 f"in the training sets of {', '.join(used)}"]
     if repair:
         return _repair_chain(store, row_id, source, pid, int(idx[7:]), used)
+    if store.table_path("rollouts", source).is_file():
+        return _rollout_chain(store, row_id, source, pid, int(idx))
     s = _table(store, "samples", source).filter((pl.col("prompt_id") == pid) & (pl.col("sample_idx") == int(idx)))
     if s.height == 0:
         raise LineageError(f"round {source} has no sample {idx} of prompt {pid}")
@@ -135,3 +145,17 @@ def _repair_chain(store: Store, row_id: str, source: str, pid: str, k: int, used
                      f"feedback: {row['feedback']!r}")
     lines.append(f"  in the training sets of {', '.join(used) or 'no round'}")
     return lines + ["", f"round {source}:"] + round_chain(store, source)
+
+
+def _rollout_chain(store: Store, row_id: str, source: str, pid: str, k: int) -> list[str]:
+    """An online (grpo) round trains on its rollouts: the row is the rollout, with the step that made it."""
+    r = _table(store, "rollouts", source).filter((pl.col("prompt_id") == pid) & (pl.col("sample_idx") == k))
+    if r.height == 0:
+        raise LineageError(f"round {source} has no rollout {k} of prompt {pid}")
+    row = r.row(0, named=True)
+    reward = "none (unverifiable)" if row["reward"] is None else f"{row['reward']:g}"
+    return [f"row {row_id}: rollout {k} of prompt {pid}, generated at training step {row['step']} of round "
+            f"{source}'s GRPO (the policy being trained, started from the parent below)",
+            f"  verdict {row['verdict']} by {row['verifier']}: {row['reason']}; reward {reward}",
+            f"  completion: {row['completion'][:120]!r}",
+            f"  trained into the policy of round {source}"] + ["", f"round {source}:"] + round_chain(store, source)

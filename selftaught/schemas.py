@@ -121,6 +121,11 @@ EVAL_RESULTS = {
     "rationale_ok": pl.Boolean,
 }
 
+# objective grpo: what the trainer generated and was rewarded on, one row per completion.
+# Its samples columns and its verdict columns are the offline tables' own, so pass rates and
+# lineage read it the same way; `step` is the training step (policy version) that generated it.
+ROLLOUTS = {**SAMPLES, **{k: v for k, v in VERDICTS_TABLE.items() if k not in SAMPLES}, "step": pl.Int64}
+
 TABLES: dict[str, dict] = {
     "prompts": PROMPTS,
     "samples": SAMPLES,
@@ -130,6 +135,7 @@ TABLES: dict[str, dict] = {
     "repairs": REPAIRS,
     "sampling_plan": SAMPLING_PLAN,
     "eval_results": EVAL_RESULTS,
+    "rollouts": ROLLOUTS,
 }
 
 

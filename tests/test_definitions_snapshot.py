@@ -60,4 +60,4 @@ def test_the_round_order_is_the_asset_graph():
     assert ROUND_ORDER == ["prompts", "sampling_plan", "samples", "verdicts", "repairs", "training_set", "pairs",
                            "policy", "evaluation"]
     assert UPSTREAM["training_set"] == ["prompts", "repairs", "samples", "sampling_plan", "verdicts"]
-    assert UPSTREAM["policy"] == ["pairs", "training_set"] and UPSTREAM["prompts"] == []
+    assert UPSTREAM["policy"] == ["pairs", "prompts", "training_set"] and UPSTREAM["prompts"] == []

@@ -20,6 +20,8 @@ import polars as pl
 from train.artifact import adapter_path, model_path, read_provenance, verifier_dir
 from train.dpo import DPOSettings, train_dpo, verifier_settings
 from train.dpo import settings_from_config as dpo_settings
+from train.grpo import GRPOSettings, train_grpo
+from train.grpo import settings_from_config as grpo_settings
 from train.launch import launch
 from train.sft import SFTSettings, train_sft
 from train.sft import settings_from_config as sft_settings
@@ -35,17 +37,17 @@ class Policy:
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    objective: str                 # sft | dpo
+    objective: str                 # sft | dpo | grpo
     init: Path                     # the artifact folder training starts from
     adapter_init: Path | None      # a LoRA adapter to keep training on `init`
     reference: Policy | None       # DPO's fixed reference
-    settings: SFTSettings | DPOSettings
+    settings: SFTSettings | DPOSettings | GRPOSettings
     adapter_on_base: bool          # the result is a LoRA adapter on the base model
 
     @property
     def data_table(self) -> str:
         """The round table this objective trains on."""
-        return "pairs" if self.objective == "dpo" else "training_set"
+        return {"dpo": "pairs", "grpo": "rollouts"}.get(self.objective, "training_set")
 
     def describe(self, parent: Policy, rows: int) -> str:
         if self.objective == "dpo":
@@ -53,6 +55,10 @@ class TrainingPlan:
             return (f"{'RPO' if s.rpo_alpha else 'DPO'} from {self.init.name} on {rows} pairs, "
                     f"reference {self.reference.policy_id}, {s.max_steps} steps")
         start = parent.policy_id if self.adapter_init else self.init.name
+        if self.objective == "grpo":
+            s = self.settings
+            return (f"GRPO ({s.loss_type}, {s.method}) from {start} on {rows} prompts, {s.max_steps} steps of "
+                    f"{s.prompts_per_step} prompts x {s.num_generations} rollouts")
         return f"{self.settings.method} fine-tune from {start} on {rows} rows, {self.settings.max_steps} steps"
 
 
@@ -68,6 +74,8 @@ def plan_round(t, index: int, parent: Policy, base: Path) -> TrainingPlan:
         reference = parent if t.dpo.reference == "previous" else \
             Policy("base", base, read_provenance(base)["weights_hash"])
         settings = dpo_settings(t, index)
+    elif t.objective == "grpo":
+        settings = grpo_settings(t, index)
     else:
         settings = sft_settings(t, seed_offset=index, max_steps=t.steps_for(index))
     return TrainingPlan(t.objective, init, adapter_init, reference, settings,
@@ -79,8 +87,11 @@ def _adapter_on_base(artifact: Path, base: Path) -> bool:
     return adapter_path(artifact).is_dir() and prov.get("adapter_base_hash") == read_provenance(base)["weights_hash"]
 
 
-def run_plan(plan: TrainingPlan, rows: pl.DataFrame, work: Path, launcher, log=print) -> dict:
-    """Train `plan` on `rows` into `work`; `launcher`: a `LauncherConfig`. Returns the metrics."""
+def run_plan(plan: TrainingPlan, rows: pl.DataFrame, work: Path, launcher, log=print, reward=None) -> dict:
+    """Train `plan` on `rows` into `work`; `launcher`: a `LauncherConfig`. Returns the metrics.
+    GRPO: `rows` are prompts and `reward` the reward function (filters.rewards.VerifierReward)."""
+    if plan.objective == "grpo":
+        return train_grpo(model_path(plan.init), rows, reward, work, plan.settings, adapter_init=plan.adapter_init)
     reference = model_path(plan.reference.artifact) if plan.reference else None
     if launcher.launched():
         return launch(plan.objective, model_path(plan.init), rows, work, plan.settings,

@@ -57,7 +57,10 @@ class ExperimentConfig(Strict):
     #                                 training.objective dpo; training.verifier (V-STaR) needs
     #                                 evaluation.samples_per_prompt >= 2
     #   _chat_needs_a_real_tokenizer  task.chat_template needs a model.base other than tiny
-    #   _objectives                   model.warm_start trains with objective sft
+    #   _objectives                   model.warm_start trains with objective sft; training.grpo needs
+    #                                 objective grpo; grpo rolls out inside the policy step, so it takes
+    #                                 none of the stages that read offline samples (repair, sampling.balance
+    #                                 or budget, training.verifier), no judge verifier and no launcher
     #   _lora_fits_vllm               training.lora.r <= sampling.vllm.max_lora_rank when vllm samples or
     #                                 evaluates a LoRA policy
     #   _round_fits                   a round stays within MAX_ROUND_SAMPLES samples, its last round within
@@ -92,6 +95,24 @@ class ExperimentConfig(Strict):
     def _objectives(self):
         if self.model.warm_start is not None and self.model.warm_start.objective != "sft":
             raise ValueError("model.warm_start trains on reference solutions: objective must be sft")
+        t = self.training
+        if t.grpo is not None and t.objective != "grpo":
+            raise ValueError("training.grpo only applies with training.objective grpo")
+        if t.objective == "grpo":
+            offline = [name for name, used in (
+                ("repair.mode", self.repair.mode != "none"), ("sampling.balance", self.sampling.balance is not None),
+                ("sampling.budget", self.sampling.budget.mode != "uniform"),
+                ("training.verifier", t.verifier is not None)) if used]
+            if offline:
+                raise ValueError(f"training.objective grpo generates its rollouts inside training; {offline} "
+                                 "work on offline samples, which a grpo round does not draw")
+            if self.verification.verifier == "judge":
+                raise ValueError("training.objective grpo with the judge verifier is not supported: the judge "
+                                 "would generate inside every training step (use a programmatic verifier or "
+                                 "majority)")
+            if t.launcher.launched():
+                raise ValueError("training.objective grpo runs in the step's process; training.launcher "
+                                 "(accelerate launch) supports sft and dpo")
         return self
 
     @model_validator(mode="after")
@@ -159,4 +180,5 @@ class ExperimentConfig(Strict):
 # default, so rounds and base models made before they existed do not all turn stale.
 HASHED_WHEN_SET = {("sampling", "dtype"): "float32", ("training", "bf16"): None,
                    ("verification", "sandbox", "allow_unisolated"): False,
-                   ("model", "warm_start", "bf16"): None, ("training", "verifier", "bf16"): None}
+                   ("model", "warm_start", "bf16"): None, ("training", "verifier", "bf16"): None,
+                   ("training", "grpo"): None, ("model", "warm_start", "grpo"): None}

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from selftaught.config.limits import MAX_BATCH, MAX_SAMPLES, MAX_STEPS, MAX_TOKENS, Strict
 
@@ -28,6 +29,46 @@ class PreferenceConfig(Strict):
         "correct_incorrect", description="correct_incorrect: (correct, incorrect) samples of a prompt (RPO); "
         "best_worst: highest vs lowest reward, ties dropped (judge scores, self-rewarding); reference: the "
         "dataset's worked solution vs the policy's own sample (SPIN)")
+
+
+class GRPOTrainingConfig(Strict):
+    """objective: grpo. Online RL in the policy step: TRL's GRPOTrainer samples
+    `num_generations` completions per prompt of this round, the configured verifier rewards
+    them (correct 1, incorrect 0, unverifiable none), every rollout is kept as the round's
+    rollouts table. Steps, learning rate, LoRA and checkpoints come from `training`."""
+
+    num_generations: int = Field(4, ge=2, le=MAX_SAMPLES, description="completions per prompt (one group)")
+    prompts_per_step: int = Field(4, ge=1, le=MAX_BATCH, description="groups per optimizer step")
+    max_completion_length: int = Field(64, ge=1, le=MAX_TOKENS)
+    temperature: float = Field(1.0, gt=0, le=10)
+    top_p: float = Field(1.0, gt=0, le=1)
+    loss_type: str = Field("dapo", description="the installed TRL's GRPOConfig.loss_type: grpo, dr_grpo, dapo, "
+                           "bnpo, ...")
+    beta: float = Field(0.0, ge=0, description="KL to the initial policy (0: no reference model)")
+    epsilon: float = Field(0.2, gt=0, lt=1)
+    epsilon_high: float | None = Field(None, gt=0, lt=10, description="DAPO's clip-higher bound")
+    scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Dr. GRPO: none")
+    use_vllm: bool = Field(False, description="generate with vLLM inside TRL (GPU)")
+    vllm_mode: Literal["colocate", "server"] = "colocate"
+    trl: dict[str, Any] = Field({}, description="more GRPOConfig fields of the installed TRL, passed through")
+
+    @model_validator(mode="after")
+    def _against_installed_trl(self):
+        import dataclasses
+
+        import trl
+        from trl.trainer.grpo_config import GRPOConfig
+
+        fields = {f.name: f for f in dataclasses.fields(GRPOConfig)}
+        unknown = sorted(set(self.trl) - set(fields))
+        if unknown:
+            raise ValueError(f"grpo.trl: {unknown} are not GRPOConfig fields of the installed TRL {trl.__version__}")
+        help_text = fields["loss_type"].metadata.get("help", "")
+        supported = re.findall(r"'(\w+)'", help_text.split("Supported values are", 1)[-1].split(". ", 1)[0])
+        if supported and self.loss_type not in supported:
+            raise ValueError(f"grpo.loss_type {self.loss_type!r} is not one of the installed TRL "
+                             f"{trl.__version__}'s: {supported}")
+        return self
 
 
 class VerifierTrainingConfig(Strict):
@@ -55,9 +96,11 @@ class LauncherConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    objective: Literal["sft", "dpo"] = Field("sft", description="sft on kept samples, or dpo/rpo on "
-                                             "(correct, incorrect) pairs")
+    objective: Literal["sft", "dpo", "grpo"] = Field("sft", description="sft on kept samples, dpo/rpo on "
+                                                     "(correct, incorrect) pairs, or grpo: online RL on this "
+                                                     "round's prompts with the verifier as reward")
     dpo: PreferenceConfig = PreferenceConfig()
+    grpo: GRPOTrainingConfig | None = Field(None, description="objective grpo's settings (defaults when unset)")
     method: Literal["full", "lora"] = "full"
     init: Literal["continue", "base"] = Field(
         "continue", description="continue from the previous round's policy, or restart from the base model"
@@ -78,6 +121,9 @@ class TrainingConfig(Strict):
     lora: LoraConfig = LoraConfig()
     verifier: VerifierTrainingConfig | None = Field(None, description="V-STaR: also train a DPO verifier")
     launcher: LauncherConfig = LauncherConfig()
+
+    def grpo_settings(self) -> GRPOTrainingConfig:
+        return self.grpo or GRPOTrainingConfig()
 
     def steps_for(self, round_index: int) -> int:
         return max(1, round(self.max_steps * self.steps_growth ** (round_index - 1)))

@@ -1,0 +1,110 @@
+"""The project's verifiers as online-RL reward functions, every rollout kept as data.
+
+`VerifierReward` is a plain TRL reward function, `(prompts, completions, **columns) ->
+list[float | None]`: correct 1.0, incorrect 0.0, unverifiable None (TRL leaves that
+completion out of its group's baseline and gives it no advantage; it is counted, never 0).
+A batch whose unverifiable share is over `max_unverifiable_share` stops training with
+`TooManyUnverifiable`, the online form of the offline rounds' blocking check.
+
+Each call writes its rollouts (samples and verdict columns, the training step that
+generated them) as one atomic shard `<dir>/step-<step>.parquet`; `forget_from(step)` drops
+the shards a resumed run will generate again, so the rollouts table never holds a rollout
+twice. `table()` is the round's rollouts table (selftaught.schemas ROLLOUTS).
+
+Label-free rewards (the majority verifier, TTRL) need no reference: the GRPO dataset then
+has no reference column and this function never receives one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+
+from filters.verifiers import Verifier, verify
+from selftaught import schemas
+from selftaught.files import read_parquet, write_parquet_atomic
+
+REWARD = {schemas.CORRECT: 1.0, schemas.INCORRECT: 0.0}
+
+
+class TooManyUnverifiable(RuntimeError):
+    """Most of a batch could not be verified: rewards would be noise."""
+
+
+class VerifierReward:
+    def __init__(self, verifier: Verifier, rollouts_dir: str | Path, round_key: str, policy_id: str,
+                 max_unverifiable_share: float = 1.0, generation: dict | None = None):
+        self.verifier, self.dir = verifier, Path(rollouts_dir)
+        self.round_key, self.policy_id = round_key, policy_id
+        self.max_unverifiable_share = max_unverifiable_share
+        self.generation = {"backend": "trl", "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 0, "seed": 0,
+                           **(generation or {})}
+        self.__name__ = f"{verifier.name}_reward"  # TRL logs rewards under the function's name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._seen = self._counts()
+
+    # ---- the reward function ------------------------------------------------------------------
+
+    def __call__(self, prompts: list[str], completions: list[str], prompt_id: list[str],
+                 reference: list[str] | None = None, trainer_state=None, **_) -> list[float | None]:
+        step = int(trainer_state.global_step) if trainer_state is not None else 0
+        if completions and not isinstance(completions[0], str):  # conversational: the assistant's text
+            completions = [c[-1]["content"] for c in completions]
+        idx = []
+        for pid in prompt_id:
+            idx.append(self._seen[pid])
+            self._seen[pid] += 1
+        samples = pl.DataFrame({"round": [self.round_key] * len(prompts), "prompt_id": prompt_id,
+                                "sample_idx": pl.Series(idx, dtype=pl.Int32), "prompt": prompts,
+                                "completion": completions})
+        refs = pl.DataFrame({"prompt_id": prompt_id, "reference": reference or [""] * len(prompts)}).unique("prompt_id")
+        verdicts = verify(self.verifier, refs, samples)
+        self._write(step, samples, verdicts)
+        unverifiable = (verdicts["verdict"] == schemas.UNVERIFIABLE).mean() if verdicts.height else 0.0
+        if unverifiable > self.max_unverifiable_share:
+            top = verdicts.filter(pl.col("verdict") == schemas.UNVERIFIABLE)["reason"].value_counts(sort=True)
+            raise TooManyUnverifiable(
+                f"step {step}: {unverifiable:.0%} of {verdicts.height} rollouts unverifiable (bound "
+                f"verification.max_unverifiable_share {self.max_unverifiable_share:.0%}); most common reason: "
+                f"{top['reason'][0]!r}")
+        return [REWARD.get(v) for v in verdicts["verdict"]]
+
+    # ---- the rollouts table -------------------------------------------------------------------
+
+    def _shards(self) -> list[Path]:
+        return sorted(self.dir.glob("step-*.parquet"))
+
+    def _write(self, step: int, samples: pl.DataFrame, verdicts: pl.DataFrame) -> None:
+        path = self.dir / f"step-{step:07d}.parquet"
+        earlier = read_parquet(path) if path.is_file() else None  # two generation batches in one step
+        rows = samples.join(verdicts.drop("round"), on=["prompt_id", "sample_idx"]).with_columns(
+            reward=pl.col("verdict").replace_strict(REWARD, default=None, return_dtype=pl.Float64),  # as given
+            policy_id=pl.lit(self.policy_id), policy_hash=pl.lit(""), step=pl.lit(step, pl.Int64),
+            **{k: pl.lit(v) for k, v in self.generation.items()})
+        rows = schemas.validate(rows.select(list(schemas.ROLLOUTS)), "rollouts")
+        write_parquet_atomic(pl.concat([earlier, rows]) if earlier is not None else rows, path)
+
+    def _counts(self) -> Counter:
+        seen = Counter()
+        for path in self._shards():
+            for pid, n in read_parquet(path, columns=["prompt_id"])["prompt_id"].value_counts().iter_rows():
+                seen[pid] += n
+        return seen
+
+    def forget_from(self, step: int) -> int:
+        """Drop rollouts generated at `step` or later (a resumed run generates them again);
+        returns how many shards went."""
+        gone = [p for p in self._shards() if int(p.stem.split("-")[1]) >= step]
+        for p in gone:
+            p.unlink()
+        self._seen = self._counts()
+        return len(gone)
+
+    def table(self) -> pl.DataFrame:
+        shards = self._shards()
+        if not shards:
+            return schemas.empty("rollouts")
+        return schemas.validate(pl.concat([read_parquet(p) for p in shards]), "rollouts") \
+            .sort("step", "prompt_id", "sample_idx")

@@ -1,0 +1,177 @@
+"""Online RL with TRL's GRPOTrainer (training.objective grpo): the trainer samples
+`num_generations` completions per prompt, a reward function (filters.rewards) scores them,
+and the group-relative advantage trains the policy. GRPO, Dr. GRPO, DAPO, BNPO, ... are
+`loss_type`s of the one trainer.
+
+Writes `out_dir/model` (and `out_dir/adapter` for LoRA) like SFT and DPO. Checkpoints go to
+`out_dir/checkpoints`; a rerun resumes from the newest and tells the reward function to drop
+the rollouts it will generate again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from train.sft import (LoraSettings, TrainingDiverged, _device_args, _finite_loss_callback, _last_complete_checkpoint,
+                       _progress_callback, check_finite_weights, lora_settings, lora_setup, save_trained)
+
+log = logging.getLogger("selftaught.train")
+
+# GRPOConfig fields selftaught sets itself; `extra` may not name them.
+OWN_FIELDS = frozenset({
+    "output_dir", "max_steps", "per_device_train_batch_size", "learning_rate", "warmup_steps", "num_generations",
+    "beta", "loss_type", "epsilon", "epsilon_high", "scale_rewards", "max_completion_length", "temperature", "top_p",
+    "seed", "data_seed", "save_strategy", "save_steps", "save_total_limit", "report_to", "logging_steps",
+    "use_vllm", "vllm_mode", "use_cpu", "bf16", "disable_tqdm", "dataloader_num_workers",
+})
+
+
+@dataclass(frozen=True)
+class GRPOSettings:
+    # ---- optimization
+    max_steps: int = 20
+    learning_rate: float = 1e-5
+    warmup_steps: int = 0
+    seed: int = 0
+    save_every: int = 0  # checkpoint interval in steps for resume; 0 = no checkpoints
+    bf16: bool | None = None
+    method: str = "full"  # full | lora
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    # ---- rollouts
+    num_generations: int = 4  # completions per prompt: one group
+    prompts_per_step: int = 4  # groups per optimizer step
+    max_completion_length: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"  # or "server" (trl vllm-serve)
+    # ---- objective
+    loss_type: str = "dapo"  # grpo | dr_grpo | dapo | bnpo | ... (the installed TRL's)
+    beta: float = 0.0  # KL to the initial policy; 0 loads no reference model
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    scale_rewards: str = "group"  # group | batch | none (Dr. GRPO: none)
+    extra: tuple[tuple[str, object], ...] = ()  # more GRPOConfig fields, passed through
+
+
+def settings_from_config(t, index: int) -> GRPOSettings:
+    """Round `index`'s GRPOSettings from a `selftaught.config.TrainingConfig` (its `grpo` section)."""
+    g = t.grpo_settings()
+    return GRPOSettings(
+        max_steps=t.steps_for(index), learning_rate=t.learning_rate, warmup_steps=t.warmup_steps,
+        seed=t.seed + index, save_every=t.save_every,
+        bf16=t.bf16, method=t.method, lora=lora_settings(t.lora), num_generations=g.num_generations,
+        prompts_per_step=g.prompts_per_step, max_completion_length=g.max_completion_length,
+        temperature=g.temperature, top_p=g.top_p, use_vllm=g.use_vllm, vllm_mode=g.vllm_mode, loss_type=g.loss_type,
+        beta=g.beta, epsilon=g.epsilon, epsilon_high=g.epsilon_high, scale_rewards=g.scale_rewards,
+        extra=tuple(sorted(g.trl.items())))
+
+
+def grpo_config(s: GRPOSettings, output_dir: str):
+    """TRL's GRPOConfig for `s`; an `extra` key the installed TRL does not have, or one
+    selftaught sets itself, is a ValueError naming it."""
+    import trl
+    from trl import GRPOConfig
+
+    known = {f.name for f in dataclasses.fields(GRPOConfig)}
+    extra = dict(s.extra)
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        raise ValueError(f"training.grpo.trl: {unknown} are not GRPOConfig fields of the installed TRL "
+                         f"{trl.__version__}")
+    own = sorted(set(extra) & OWN_FIELDS)
+    if own:
+        raise ValueError(f"training.grpo.trl: {own} are set by selftaught; use the training / training.grpo keys")
+    return GRPOConfig(
+        output_dir=output_dir, max_steps=s.max_steps, learning_rate=s.learning_rate, warmup_steps=s.warmup_steps,
+        seed=s.seed, data_seed=s.seed,
+        per_device_train_batch_size=s.num_generations * s.prompts_per_step, num_generations=s.num_generations,
+        max_completion_length=s.max_completion_length, temperature=s.temperature, top_p=s.top_p,
+        loss_type=s.loss_type, beta=s.beta, epsilon=s.epsilon, epsilon_high=s.epsilon_high,
+        scale_rewards=s.scale_rewards, use_vllm=s.use_vllm, vllm_mode=s.vllm_mode,
+        logging_steps=1, save_strategy="steps" if s.save_every else "no", save_steps=s.save_every or 500,
+        save_total_limit=1, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
+        **{"activation_checkpointing": False, **extra}, **_device_args(s.bf16),
+    )
+
+
+def train_grpo(init_model_dir: str | Path, prompts: pl.DataFrame, reward, out_dir: str | Path, s: GRPOSettings,
+               adapter_init: str | Path | None = None, callbacks: tuple = ()) -> dict:
+    """GRPO on `prompts` (prompt_id, prompt, and reference unless the reward is label-free)
+    with `reward` (a filters.rewards.VerifierReward, or any TRL reward function with a
+    `forget_from(step)` method). Returns training metrics."""
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+    from trl import GRPOTrainer
+
+    if prompts.height == 0:
+        raise ValueError("no prompts: nothing to roll out")
+    if s.method not in ("full", "lora"):
+        raise ValueError(f"training method must be 'full' or 'lora', got {s.method!r}")
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    args = grpo_config(s, str(ckpt_dir))
+    try:
+        tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
+        model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{init_model_dir} is not a loadable model directory or hub id: "
+                         f"{str(exc).splitlines()[0]}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    torch.manual_seed(s.seed)
+    model, peft_config = lora_setup(model, s.method, s.lora, adapter_init)
+    data = Dataset.from_dict({c: prompts[c].to_list() for c in prompts.columns})
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data, processing_class=tok,
+                          peft_config=peft_config,
+                          callbacks=[_progress_callback(s.max_steps), _finite_loss_callback("GRPO"), *callbacks])
+    trainer.remove_callback(PrinterCallback)
+    resume = _last_complete_checkpoint(ckpt_dir) if s.save_every > 0 else None
+    from_step = int(resume.name.rsplit("-", 1)[-1]) if resume else 0
+    dropped = reward.forget_from(from_step)  # rollouts after the checkpoint are generated again
+    if resume:
+        log.info("resuming GRPO from %s (%d rollout shards after it dropped)", resume, dropped)
+    t0 = time.monotonic()
+    try:
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        check_finite_weights(trainer.model, "GRPO")
+    except TrainingDiverged:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        raise
+    seconds = time.monotonic() - t0
+    if trainer.is_world_process_zero():
+        save_trained(trainer.model, tok, out, s.method)
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    history = trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    rewards = [h["reward"] for h in history if "reward" in h]
+    lengths = [h["completions/mean_length"] for h in history if "completions/mean_length" in h]
+    per_step = s.num_generations * s.prompts_per_step
+    return {
+        "train_loss": float(result.training_loss),
+        "final_loss": float(losses[-1]) if losses else float("nan"),
+        "steps": int(trainer.state.global_step),
+        "rows": prompts.height,
+        "seconds": round(seconds, 1),
+        "steps_per_second": round(trainer.state.global_step / max(seconds, 1e-9), 2),
+        "first_reward": float(rewards[0]) if rewards else float("nan"),
+        "final_reward": float(rewards[-1]) if rewards else float("nan"),
+        "mean_completion_length": float(sum(lengths) / len(lengths)) if lengths else float("nan"),
+        "generated_tokens": int(round(sum(lengths) * per_step)),  # TRL logs each step's mean length
+        "resumed": resume is not None,
+        # TRL's own view of each logged step's rollouts: mean reward and the share of groups whose
+        # rewards were all equal (zero advantage); "step" is the optimizer step that logged them.
+        "per_step": [{"step": h["step"], "reward": h["reward"], "frac_reward_zero_std": h["frac_reward_zero_std"]}
+                     for h in history if "reward" in h and "frac_reward_zero_std" in h],
+        "threads": int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())),
+        "processes": int(trainer.args.world_size),
+    }
