@@ -263,7 +263,7 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource, pr
     reward = rollout_reward(rc) if plan.objective == "grpo" else None
     metrics = run_plan(plan, rows, work, cfg.training.launcher, context.log.info, reward)
     if reward is not None:
-        metrics.update(_rollout_metrics(store.write_table(reward.table(), "rollouts", rc.key)))
+        metrics.update(_rollout_metrics(store.write_table(reward.table(), "rollouts", rc.key), prompts))
     verifier = _train_verifier(rc, base, work) if cfg.training.verifier else None
     data_hash = file_hash(store.table_path(plan.data_table, rc.key))[:16]
     reference = {"policy_id": plan.reference.policy_id, "weights_hash": plan.reference.weights_hash} \
@@ -280,11 +280,11 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource, pr
     return dg.MaterializeResult(metadata=_policy_metadata(rc, prov, artifact, metrics, reference, verifier))
 
 
-def _rollout_metrics(path) -> dict:
-    df = read_parquet(path, columns=["prompt_id", "verdict"])
-    share = lambda v: float((df["verdict"] == v).mean()) if df.height else 0.0  # noqa: E731
-    return {"rollouts": df.height, "rollout_prompts": df["prompt_id"].n_unique(),
-            "rollout_pass_rate": share(schemas.CORRECT), "rollout_unverifiable_share": share(schemas.UNVERIFIABLE)}
+def _rollout_metrics(path, prompts: pl.DataFrame) -> dict:
+    """The verdicts asset's sample metrics (pass rate, pass@k, solve-rate spread, ...) on the rollouts."""
+    df = read_parquet(path)
+    m = {f"rollout_{k}": float(v) for k, v in sample_metrics(df, prompts).items()}
+    return {"rollouts": df.height, "rollout_prompts": df["prompt_id"].n_unique(), **m}
 
 
 def _policy_metadata(rc: RoundContext, prov: dict, artifact, metrics: dict, reference: dict | None,
@@ -302,8 +302,8 @@ def _policy_metadata(rc: RoundContext, prov: dict, artifact, metrics: dict, refe
             "reward_accuracy": metrics["reward_accuracy"]} if reference else {}),
         **({"verifier_pairs": verifier["pairs"], "verifier_reward_accuracy": verifier["reward_accuracy"]}
            if verifier else {}),
-        **{k: metrics[k] for k in ("rollouts", "rollout_prompts", "rollout_pass_rate", "rollout_unverifiable_share",
-                                   "first_reward", "final_reward", "generated_tokens") if k in metrics},
+        **{k: v for k, v in metrics.items() if k.startswith("rollout")},
+        **{k: metrics[k] for k in ("first_reward", "final_reward", "generated_tokens") if k in metrics},
     }
 
 
