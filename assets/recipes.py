@@ -25,7 +25,6 @@ from selftaught.round_keys import round_index, round_key
 from selftaught.store import Store
 from synth import curriculum, repair
 from synth.backends import SamplingParams
-from synth.sampling import round_seed
 from synth.tasks import default_verifier
 from train.artifact import read_provenance
 from train.gguf import resolve_base
@@ -158,15 +157,16 @@ def rollout_prompts(cfg, prompts: pl.DataFrame) -> pl.DataFrame:
     return prompts.select("prompt_id", "prompt", *([] if label_free(cfg) else ["reference"]))
 
 
-def rollout_reward(rc: RoundContext) -> VerifierReward:
-    """The configured verifier as GRPO's reward; it writes every rollout to work/<round>-rollouts."""
+def rollout_reward(rc: RoundContext, seed: int) -> VerifierReward:
+    """The configured verifier as GRPO's reward; it writes every rollout to work/<round>-rollouts
+    (`seed`: the trainer's, recorded with each rollout)."""
     cfg = rc.config
     g = cfg.training.grpo_settings()
     return VerifierReward(get_verifier(rc.verifier_name, cfg.verification), rc.store.work_dir(f"{rc.key}-rollouts"),
                           rc.key, policy_id=rc.key, max_unverifiable_share=cfg.verification.max_unverifiable_share,
                           generation={"temperature": g.temperature, "top_p": g.top_p,
                                       "max_new_tokens": g.max_completion_length,
-                                      "seed": round_seed(cfg.training.seed, rc.index)})
+                                      "seed": seed})
 
 
 # ---- V-STaR verifier --------------------------------------------------------------------------------

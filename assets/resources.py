@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from selftaught.config import ExperimentConfig, load_config
+from selftaught.config import ExperimentConfig, config_files, load_config
 from selftaught.lock import ExperimentBusy, ExperimentLock, RootTaken, claim_root
 from selftaught.store import Store
 from synth.tasks import Task, UserTurn, make_task, user_turn
@@ -21,17 +21,17 @@ _ACTIVE = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.Dagster
 
 
 @lru_cache(maxsize=8)
-def _load(path: str, mtime: float) -> ExperimentConfig:
+def _load(path: str, mtimes: tuple) -> ExperimentConfig:
     return load_config(path)
 
 
 def experiment_config(path: str | Path) -> ExperimentConfig:
-    """The validated config at `path`, parsed once per process while the file is unchanged
-    (the CLI, the Definitions it builds and every step share it)."""
+    """The validated config at `path`, parsed once per process while it and the files it
+    `extends` are unchanged (the CLI, the Definitions it builds and every step share it)."""
     resolved = Path(path).resolve()
     if not resolved.is_file():
         return load_config(path)  # its error names the missing file
-    return _load(str(resolved), resolved.stat().st_mtime)
+    return _load(str(resolved), tuple((str(f), f.stat().st_mtime_ns) for f in config_files(resolved) if f.is_file()))
 
 
 def earlier_active_run(instance, experiment: str, run_id: str | None) -> str | None:

@@ -260,7 +260,7 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource, pr
     plan = plan_round(cfg.training, rc.index, rc.parent_policy, base)
     rows = {"dpo": pairs, "grpo": rollout_prompts(cfg, prompts)}.get(plan.objective, training_set)
     rc.log(plan.describe(rc.parent_policy, rows.height))
-    reward = rollout_reward(rc) if plan.objective == "grpo" else None
+    reward = rollout_reward(rc, plan.settings.seed) if plan.objective == "grpo" else None
     metrics = run_plan(plan, rows, work, cfg.training.launcher, context.log.info, reward)
     if reward is not None:
         metrics.update(_rollout_metrics(store.write_table(reward.table(), "rollouts", rc.key), prompts))
@@ -311,11 +311,10 @@ def _train_verifier(rc: RoundContext, base, work) -> dict:
     """V-STaR's verifier on (correct, incorrect) pairs of every round so far (train.plan)."""
     t = rc.config.training
     pairs = verifier_pairs(rc.store, rc.key, t.verifier.max_pairs_per_prompt)
+    if pairs.height == 0:
+        raise dg.Failure(description=f"{rc.key}: V-STaR verifier has no (correct, incorrect) pair in any round yet")
     rc.log(f"V-STaR verifier: DPO on {pairs.height} pairs of rounds 1..{rc.index}")
-    try:
-        return train_verifier(t, rc.index, pairs, base, work)
-    except ValueError as exc:
-        raise dg.Failure(description=f"{rc.key}: {exc}") from None
+    return train_verifier(t, rc.index, pairs, base, work)
 
 
 @dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"), deps=["policy"])

@@ -99,7 +99,7 @@ def base_model(
             "config_hash": prov["config_hash"],
             "cached": cached,
             "artifact": dg.MetadataValue.path(store.where(artifact)),
-            "evaluation": dg.MetadataValue.path(str(path)),
+            "eval_results": dg.MetadataValue.path(str(path)),  # the key of 0.3 (the file is evaluation/base)
             **{f"accuracy_d{d}": a for d, a in acc.items()},
             **sampled_eval_metrics(context, experiment, eval_prompts, "base", artifact),
             "frontier": (front := frontier_of(cfg.task, acc)),

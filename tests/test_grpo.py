@@ -87,6 +87,10 @@ def test_grpo_config_errors_name_the_key_and_the_trl_version():
         ({"training": {"objective": "sft", "grpo": {}}}, "training.grpo only applies with training.objective grpo"),
         ({**base, "repair": {"mode": "reflect"}}, "work on offline samples"),
         ({**base, "verification": {"verifier": "judge"}}, "judge verifier is not supported"),
+        ({**base, "task": {"curriculum": {}}}, r"\['task.curriculum'\] work on offline samples"),
+        ({"training": {"objective": "grpo", "grpo": {"trl": {"num_iterations": 2}}}}, "are set by selftaught"),
+        ({"training": {"objective": "grpo", "grpo": {"trl": {"beta": 0.1}}}}, "are set by selftaught"),
+        ({**base, "model": {"warm_start": {"grpo": {}}}}, "model.warm_start.grpo does not apply"),
     ]:
         with pytest.raises(ConfigError, match=message):
             parse_config(bad)

@@ -23,15 +23,10 @@ import polars as pl
 from train.sft import (LoraSettings, TrainingDiverged, _device_args, _finite_loss_callback, _last_complete_checkpoint,
                        _progress_callback, check_finite_weights, lora_settings, lora_setup, save_trained)
 
+from selftaught.config.training import GRPO_OWN_FIELDS
+
 log = logging.getLogger("selftaught.train")
 
-# GRPOConfig fields selftaught sets itself; `extra` may not name them.
-OWN_FIELDS = frozenset({
-    "output_dir", "max_steps", "per_device_train_batch_size", "learning_rate", "warmup_steps", "num_generations",
-    "beta", "loss_type", "epsilon", "epsilon_high", "scale_rewards", "max_completion_length", "temperature", "top_p",
-    "seed", "data_seed", "save_strategy", "save_steps", "save_total_limit", "report_to", "logging_steps",
-    "use_vllm", "vllm_mode", "use_cpu", "bf16", "disable_tqdm", "dataloader_num_workers",
-})
 
 
 @dataclass(frozen=True)
@@ -87,7 +82,7 @@ def grpo_config(s: GRPOSettings, output_dir: str):
     if unknown:
         raise ValueError(f"training.grpo.trl: {unknown} are not GRPOConfig fields of the installed TRL "
                          f"{trl.__version__}")
-    own = sorted(set(extra) & OWN_FIELDS)
+    own = sorted(set(extra) & GRPO_OWN_FIELDS)
     if own:
         raise ValueError(f"training.grpo.trl: {own} are set by selftaught; use the training / training.grpo keys")
     return GRPOConfig(

@@ -30,6 +30,7 @@ from selftaught.config.load import (  # noqa: F401
     _read_yaml,
     _section_model,
     _UniqueKeyLoader,
+    config_files,
     load_config,
     parse_config,
     resolve_yaml,
@@ -58,5 +59,5 @@ __all__ = [
     "OpenAIConfig", "OperationsConfig", "PreferenceConfig", "RepairConfig", "SamplingConfig", "SandboxConfig",
     "SelectionConfig", "SourceConfig", "Strict", "TaskConfig", "TinyModelConfig", "TrainingConfig",
     "VLLMConfig", "VerificationConfig", "VerifierTrainingConfig",
-    "load_config", "parse_config", "resolve_yaml",
+    "config_files", "load_config", "parse_config", "resolve_yaml",
 ]

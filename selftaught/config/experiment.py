@@ -60,7 +60,8 @@ class ExperimentConfig(Strict):
     #   _objectives                   model.warm_start trains with objective sft; training.grpo needs
     #                                 objective grpo; grpo rolls out inside the policy step, so it takes
     #                                 none of the stages that read offline samples (repair, sampling.balance
-    #                                 or budget, training.verifier), no judge verifier and no launcher
+    #                                 or budget, training.verifier, task.curriculum), no judge verifier and
+    #                                 no launcher
     #   _lora_fits_vllm               training.lora.r <= sampling.vllm.max_lora_rank when vllm samples or
     #                                 evaluates a LoRA policy
     #   _round_fits                   a round stays within MAX_ROUND_SAMPLES samples, its last round within
@@ -98,11 +99,14 @@ class ExperimentConfig(Strict):
         t = self.training
         if t.grpo is not None and t.objective != "grpo":
             raise ValueError("training.grpo only applies with training.objective grpo")
+        if self.model.warm_start is not None and self.model.warm_start.grpo is not None:
+            raise ValueError("model.warm_start trains with objective sft: model.warm_start.grpo does not apply")
         if t.objective == "grpo":
             offline = [name for name, used in (
                 ("repair.mode", self.repair.mode != "none"), ("sampling.balance", self.sampling.balance is not None),
                 ("sampling.budget", self.sampling.budget.mode != "uniform"),
-                ("training.verifier", t.verifier is not None)) if used]
+                ("training.verifier", t.verifier is not None),
+                ("task.curriculum", self.task.curriculum is not None)) if used]
             if offline:
                 raise ValueError(f"training.objective grpo generates its rollouts inside training; {offline} "
                                  "work on offline samples, which a grpo round does not draw")
@@ -141,10 +145,15 @@ class ExperimentConfig(Strict):
         t, s = self.task, self.sampling
         prompts = sum(t.pool.values()) if t.procedural() else t.pool_size
         per_prompt = max(s.n, s.budget.max_n if s.budget.mode == "solve_rate" else 0)
+        new_tokens = s.max_new_tokens
         evals = sum(t.eval.values()) if t.procedural() else t.eval_size
         steps_last = self.training.max_steps * self.training.steps_growth ** (self.max_rounds - 1)
+        if self.training.objective == "grpo":  # rollouts: (the last round's) steps x prompts per step x group
+            g = self.training.grpo_settings()
+            prompts = int(min(steps_last, 2 ** 62)) * g.prompts_per_step
+            per_prompt, new_tokens = g.num_generations, g.max_completion_length
         return {"prompts": prompts, "samples_per_prompt": per_prompt, "samples": prompts * per_prompt,
-                "new_tokens": prompts * per_prompt * s.max_new_tokens, "steps_first_round": self.training.steps_for(1),
+                "new_tokens": prompts * per_prompt * new_tokens, "steps_first_round": self.training.steps_for(1),
                 "steps_last_round": int(min(steps_last, 2 ** 62)), "eval_prompts": evals}
 
     def eval_backend(self) -> str:

@@ -115,5 +115,18 @@ def resolve_yaml(path: str | Path, _seen: tuple = ()) -> dict:
     return _merge(resolve_yaml(parent_path, (*_seen, p.resolve())), data, ExperimentConfig)
 
 
+def config_files(path: str | Path) -> list[Path]:
+    """The file and the files it extends, child first (a cache of the config keys on all of them)."""
+    out, p = [], Path(path).resolve()
+    while p not in out:
+        out.append(p)
+        try:
+            parent = _read_yaml(p).get("extends")
+            p = _parent_path(p, parent).resolve() if isinstance(parent, str) and parent else p
+        except (ConfigError, OSError):
+            break  # load_config reports it
+    return out
+
+
 def load_config(path: str | Path) -> ExperimentConfig:
     return parse_config(resolve_yaml(path), str(Path(path)))

@@ -31,6 +31,18 @@ class PreferenceConfig(Strict):
         "dataset's worked solution vs the policy's own sample (SPIN)")
 
 
+# GRPOConfig fields selftaught sets itself (from training / training.grpo), or that would break
+# one generation batch per optimizer step (rollout `step` = the policy version that generated it,
+# resume = drop the rollouts from the checkpoint's step on): grpo.trl may not name them.
+GRPO_OWN_FIELDS = frozenset({
+    "output_dir", "max_steps", "per_device_train_batch_size", "learning_rate", "warmup_steps", "num_generations",
+    "beta", "loss_type", "epsilon", "epsilon_high", "scale_rewards", "max_completion_length", "temperature", "top_p",
+    "seed", "data_seed", "save_strategy", "save_steps", "save_total_limit", "report_to", "logging_steps",
+    "use_vllm", "vllm_mode", "use_cpu", "bf16", "disable_tqdm", "dataloader_num_workers",
+    "steps_per_generation", "generation_batch_size", "gradient_accumulation_steps", "num_iterations",
+})
+
+
 class GRPOTrainingConfig(Strict):
     """objective: grpo. Online RL in the policy step: TRL's GRPOTrainer samples
     `num_generations` completions per prompt of this round, the configured verifier rewards
@@ -63,6 +75,10 @@ class GRPOTrainingConfig(Strict):
         unknown = sorted(set(self.trl) - set(fields))
         if unknown:
             raise ValueError(f"grpo.trl: {unknown} are not GRPOConfig fields of the installed TRL {trl.__version__}")
+        own = sorted(set(self.trl) & GRPO_OWN_FIELDS)
+        if own:
+            raise ValueError(f"grpo.trl: {own} are set by selftaught (training and training.grpo keys), or would "
+                             "make one optimizer step span several generation batches")
         help_text = fields["loss_type"].metadata.get("help", "")
         supported = re.findall(r"'(\w+)'", help_text.split("Supported values are", 1)[-1].split(". ", 1)[0])
         if supported and self.loss_type not in supported:
