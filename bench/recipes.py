@@ -88,6 +88,9 @@ def recipe_on(recipe: str, host: str, out_dir: Path) -> Path:
         grpo.update(num_generations=hosted.sampling.n, temperature=hosted.sampling.temperature,
                     max_completion_length=hosted.sampling.max_new_tokens)
         data["training"]["max_steps"] = -(-hosted.round_size()["prompts"] // per_step)
+        # A quarter of the host's learning rate: on-policy RL steps on sparse rewards need smaller
+        # ones (grpo.yaml's tiny model collapsed at a third of the demo's rate, 1e-4).
+        data["training"]["learning_rate"] = hosted.training.learning_rate / 4
     if data.get("task", {}).get("name", "arithmetic") != "arithmetic":
         data.setdefault("selection", {})["require_rationale"] = False  # only the arithmetic verifier checks steps
     data["name"] = f"{recipe}_on_{host}"

@@ -3,8 +3,10 @@
 `VerifierReward` is a plain TRL reward function, `(prompts, completions, **columns) ->
 list[float | None]`: correct 1.0, incorrect 0.0, unverifiable None (TRL leaves that
 completion out of its group's baseline and gives it no advantage; it is counted, never 0).
-A batch whose unverifiable share is over `max_unverifiable_share` stops training with
-`TooManyUnverifiable`, the online form of the offline rounds' blocking check.
+When the unverifiable share of the round's rollouts so far is over `max_unverifiable_share`
+(checked once `min_rollouts` are in: one batch of a few prompts is too noisy to judge),
+training stops with `TooManyUnverifiable`, the online form of the offline rounds'
+blocking check.
 
 Each call writes its rollouts (samples and verdict columns, the training step that
 generated them) as one atomic shard `<dir>/step-<step>.parquet`; `forget_from(step)` drops
@@ -35,15 +37,15 @@ class TooManyUnverifiable(RuntimeError):
 
 class VerifierReward:
     def __init__(self, verifier: Verifier, rollouts_dir: str | Path, round_key: str, policy_id: str,
-                 max_unverifiable_share: float = 1.0, generation: dict | None = None):
+                 max_unverifiable_share: float = 1.0, generation: dict | None = None, min_rollouts: int = 256):
         self.verifier, self.dir = verifier, Path(rollouts_dir)
         self.round_key, self.policy_id = round_key, policy_id
-        self.max_unverifiable_share = max_unverifiable_share
+        self.max_unverifiable_share, self.min_rollouts = max_unverifiable_share, min_rollouts
         self.generation = {"backend": "trl", "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 0, "seed": 0,
                            **(generation or {})}
         self.__name__ = f"{verifier.name}_reward"  # TRL logs rewards under the function's name
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._seen = self._counts()
+        self._seen, self._verdicts = self._counts()
 
     # ---- the reward function ------------------------------------------------------------------
 
@@ -62,13 +64,15 @@ class VerifierReward:
         refs = pl.DataFrame({"prompt_id": prompt_id, "reference": reference or [""] * len(prompts)}).unique("prompt_id")
         verdicts = verify(self.verifier, refs, samples)
         self._write(step, samples, verdicts)
-        unverifiable = (verdicts["verdict"] == schemas.UNVERIFIABLE).mean() if verdicts.height else 0.0
-        if unverifiable > self.max_unverifiable_share:
-            top = verdicts.filter(pl.col("verdict") == schemas.UNVERIFIABLE)["reason"].value_counts(sort=True)
+        self._verdicts.update(verdicts["verdict"].to_list())
+        total = sum(self._verdicts.values())
+        share = self._verdicts[schemas.UNVERIFIABLE] / total if total else 0.0
+        if total >= self.min_rollouts and share > self.max_unverifiable_share:
+            reasons = self.table().filter(pl.col("verdict") == schemas.UNVERIFIABLE)["reason"]
             raise TooManyUnverifiable(
-                f"step {step}: {unverifiable:.0%} of {verdicts.height} rollouts unverifiable (bound "
+                f"step {step}: {share:.0%} of the {total} rollouts so far unverifiable (bound "
                 f"verification.max_unverifiable_share {self.max_unverifiable_share:.0%}); most common reason: "
-                f"{top['reason'][0]!r}")
+                f"{reasons.value_counts(sort=True)['reason'][0]!r}")
         return [REWARD.get(v) for v in verdicts["verdict"]]
 
     # ---- the rollouts table -------------------------------------------------------------------
@@ -86,12 +90,14 @@ class VerifierReward:
         rows = schemas.validate(rows.select(list(schemas.ROLLOUTS)), "rollouts")
         write_parquet_atomic(pl.concat([earlier, rows]) if earlier is not None else rows, path)
 
-    def _counts(self) -> Counter:
-        seen = Counter()
+    def _counts(self) -> tuple[Counter, Counter]:
+        """Rollouts so far per prompt (the next sample_idx) and per verdict."""
+        seen, verdicts = Counter(), Counter()
         for path in self._shards():
-            for pid, n in read_parquet(path, columns=["prompt_id"])["prompt_id"].value_counts().iter_rows():
-                seen[pid] += n
-        return seen
+            df = read_parquet(path, columns=["prompt_id", "verdict"])
+            seen.update(df["prompt_id"].to_list())
+            verdicts.update(df["verdict"].to_list())
+        return seen, verdicts
 
     def forget_from(self, step: int) -> int:
         """Drop rollouts generated at `step` or later (a resumed run generates them again);
@@ -99,7 +105,7 @@ class VerifierReward:
         gone = [p for p in self._shards() if int(p.stem.split("-")[1]) >= step]
         for p in gone:
             p.unlink()
-        self._seen = self._counts()
+        self._seen, self._verdicts = self._counts()
         return len(gone)
 
     def table(self) -> pl.DataFrame:

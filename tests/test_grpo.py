@@ -28,7 +28,7 @@ class _State:
 
 def test_unverifiable_rollouts_get_no_reward_and_a_mostly_unverifiable_batch_stops(tmp_path):
     reward = VerifierReward(get_verifier("arithmetic"), tmp_path / "rollouts", "r001", "r001",
-                            max_unverifiable_share=0.5)
+                            max_unverifiable_share=0.5, min_rollouts=8)
     prompts = ["Q: 2+3=?"] * 4
     # Prompt u has no reference: its rollouts cannot be verified.
     got = reward(prompts, [" 2+3+0=5:5; answer 5", " answer 6", " answer 5", " answer 5"],
@@ -37,8 +37,10 @@ def test_unverifiable_rollouts_get_no_reward_and_a_mostly_unverifiable_batch_sto
     table = reward.table().sort("prompt_id", "sample_idx")
     assert table["reward"].to_list() == [1.0, 0.0, 1.0, None] and table["sample_idx"].to_list() == [0, 1, 2, 0]
     assert table["verdict"].to_list() == ["correct", "incorrect", "correct", "unverifiable"]
-    with pytest.raises(TooManyUnverifiable, match="75% of 4 rollouts unverifiable .*max_unverifiable_share 50%"):
-        reward(prompts, [" answer 5"] * 4, prompt_id=["u", "u", "u", "p"], reference=["", "", "", "5"],
+    # The round's share so far counts (5 of 8 here), once min_rollouts are in: one batch is too noisy.
+    with pytest.raises(TooManyUnverifiable, match="62% of the 8 rollouts so far unverifiable .*"
+                                                  "max_unverifiable_share 50%.*no reference answer"):
+        reward(prompts, [" answer 5"] * 4, prompt_id=["u", "u", "u", "u"], reference=[""] * 4,
                trainer_state=_State(1))
     # A resumed run regenerates from its checkpoint's step: those rollouts go, numbering continues.
     assert reward.forget_from(1) == 1
@@ -46,6 +48,7 @@ def test_unverifiable_rollouts_get_no_reward_and_a_mostly_unverifiable_batch_sto
     again(["Q: 1+1=?"] * 2, [" answer 2", " answer 3"], prompt_id=["p"] * 2, reference=["2"] * 2,
           trainer_state=_State(1))
     assert again.table().filter(pl.col("prompt_id") == "p")["sample_idx"].to_list() == [0, 1, 2, 3, 4]
+    assert again.table().filter(pl.col("prompt_id") == "u")["sample_idx"].to_list() == [0]
 
 
 def test_label_free_reward_agrees_with_the_majority_and_gets_no_reference(tmp_path):
