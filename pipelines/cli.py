@@ -91,7 +91,7 @@ def cmd_run(args) -> int:
     from pipelines.keys import asset_key
     from pipelines.instance import get_instance
     from filters.summary import round_rows
-    from pipelines.report import experiment_summary, format_table
+    from pipelines.round_table import experiment_summary, format_table
     from assets.resources import experiment_config
     from selftaught.round_keys import round_key
 
@@ -161,7 +161,7 @@ def cmd_status(args) -> int:
     from pipelines.instance import get_instance
     from selftaught.store import Store
     from filters.summary import round_rows
-    from pipelines.report import experiment_summary, format_table
+    from pipelines.round_table import experiment_summary, format_table
     from selftaught.config import load_config
     from selftaught.round_keys import is_round_key, round_index
 
