@@ -77,8 +77,7 @@ def round_chain(store: Store, key: str) -> list[str]:
         ok = (r["verdict"] == "correct").sum()
         lines.append(f"-> repairs {key}: {r.height} {r['mode'][0]} attempts, {ok} verified  "
                      f"[sha256 {_sha(store, 'repairs', key)}]")
-    if store.table_path("training_set", key).is_file():
-        t = _table(store, "training_set", key)
+    if store.table_path("training_set", key).is_file() and (t := _table(store, "training_set", key)).height:
         by = ", ".join(f"{src} {n}" for src, n in t.group_by("source_round").len().sort("source_round").iter_rows())
         lines.append(f"-> training_set {key}: {(t['source_round'] == key).sum()} new rows, {t.height} in all "
                      f"({by})  [sha256 {_sha(store, 'training_set', key)}]")
