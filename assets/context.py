@@ -13,13 +13,13 @@ from assets.generation import generate
 from assets.parent import Parent, resolve_parent
 from assets.run_log import log_progress
 from assets.resources import ExperimentResource
-from filters.verifiers import get_verifier, verify
+from filters.verifiers import verify
 from selftaught.config import ExperimentConfig
 from selftaught.round_keys import parent_key, round_index
 from selftaught.store import Store
 from synth.backends import SamplingParams
 from synth.sampling import round_params
-from synth.tasks import UserTurn, default_verifier
+from synth.tasks import UserTurn, selection_verifier, verifier_name
 from train.plan import Policy
 
 
@@ -75,14 +75,13 @@ class RoundContext:
     def user_turn(self) -> UserTurn | None:
         return self.experiment.user_turn(self.context.log.info)
 
-    @cached_property
+    @property
     def verifier_name(self) -> str:
-        cfg = self.config
-        return cfg.verification.verifier or default_verifier(cfg.task)
+        return verifier_name(self.config)
 
     def check(self, prompts: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
         """The configured (non-judge) verifier's verdicts on `samples` of `prompts`."""
-        return verify(get_verifier(self.verifier_name, self.config.verification), prompts, samples)
+        return verify(selection_verifier(self.config), prompts, samples)
 
     # ---- generation with the parent policy ---------------------------------------------------
 

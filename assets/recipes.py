@@ -19,19 +19,15 @@ from filters.metrics import accuracy_by_difficulty, pass_rates, solve_rates
 from filters.pairs import correctness_pairs
 from filters.rewards import VerifierReward
 from filters.select import judged
-from filters.verifiers import get_verifier, verify
+from filters.verifiers import verify
 from selftaught.files import read_parquet
 from selftaught.round_keys import round_index, round_key
 from selftaught.store import Store
 from synth import curriculum, repair
 from synth.backends import SamplingParams
-from synth.tasks import default_verifier
+from synth.tasks import selection_verifier
 from train.artifact import read_provenance
 from train.gguf import resolve_base
-
-
-def verifier_for(cfg):
-    return get_verifier(cfg.verification.verifier or default_verifier(cfg.task), cfg.verification)
 
 
 def evaluated_accuracy(store: Store, policy_id: str) -> dict[int, float]:
@@ -141,7 +137,7 @@ def second_attempts(rc: RoundContext, prompts: pl.DataFrame, samples: pl.DataFra
 
 def repair_format_examples(cfg, warm: pl.DataFrame, turn=None) -> pl.DataFrame:
     """Warm-start rows in the repair format (synth.repair.warm_start_examples)."""
-    return repair.warm_start_examples(cfg.repair, warm, turn, partial(verify, verifier_for(cfg)))
+    return repair.warm_start_examples(cfg.repair, warm, turn, partial(verify, selection_verifier(cfg)))
 
 
 # ---- online RL (training.objective grpo) ---------------------------------------------------------
@@ -162,7 +158,7 @@ def rollout_reward(rc: RoundContext, seed: int) -> VerifierReward:
     (`seed`: the trainer's, recorded with each rollout)."""
     cfg = rc.config
     g = cfg.training.grpo_settings()
-    return VerifierReward(get_verifier(rc.verifier_name, cfg.verification), rc.store.work_dir(f"{rc.key}-rollouts"),
+    return VerifierReward(selection_verifier(cfg), rc.store.work_dir(f"{rc.key}-rollouts"),
                           rc.key, policy_id=rc.key, max_unverifiable_share=cfg.verification.max_unverifiable_share,
                           generation={"temperature": g.temperature, "top_p": g.top_p,
                                       "max_new_tokens": g.max_completion_length,

@@ -263,7 +263,9 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource, pr
     reward = rollout_reward(rc, plan.settings.seed) if plan.objective == "grpo" else None
     metrics = run_plan(plan, rows, work, cfg.training.launcher, context.log.info, reward)
     if reward is not None:
-        metrics.update(_rollout_metrics(store.write_table(reward.table(), "rollouts", rc.key), prompts))
+        rollouts = reward.table()
+        store.write_table(rollouts, "rollouts", rc.key)
+        metrics.update(_rollout_metrics(rollouts, prompts))
     verifier = _train_verifier(rc, base, work) if cfg.training.verifier else None
     data_hash = file_hash(store.table_path(plan.data_table, rc.key))[:16]
     reference = {"policy_id": plan.reference.policy_id, "weights_hash": plan.reference.weights_hash} \
@@ -280,9 +282,8 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource, pr
     return dg.MaterializeResult(metadata=_policy_metadata(rc, prov, artifact, metrics, reference, verifier))
 
 
-def _rollout_metrics(path, prompts: pl.DataFrame) -> dict:
+def _rollout_metrics(df: pl.DataFrame, prompts: pl.DataFrame) -> dict:
     """The verdicts asset's sample metrics (pass rate, pass@k, solve-rate spread, ...) on the rollouts."""
-    df = read_parquet(path)
     m = {f"rollout_{k}": float(v) for k, v in sample_metrics(df, prompts).items()}
     return {"rollouts": df.height, "rollout_prompts": df["prompt_id"].n_unique(), **m}
 

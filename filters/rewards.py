@@ -81,14 +81,13 @@ class VerifierReward:
         return sorted(self.dir.glob("step-*.parquet"))
 
     def _write(self, step: int, samples: pl.DataFrame, verdicts: pl.DataFrame) -> None:
-        path = self.dir / f"step-{step:07d}.parquet"
-        earlier = read_parquet(path) if path.is_file() else None  # two generation batches in one step
+        # One generation batch per step (training.grpo.trl may not change that): one shard each.
         rows = samples.join(verdicts.drop("round"), on=["prompt_id", "sample_idx"]).with_columns(
             reward=pl.col("verdict").replace_strict(REWARD, default=None, return_dtype=pl.Float64),  # as given
             policy_id=pl.lit(self.policy_id), policy_hash=pl.lit(""), step=pl.lit(step, pl.Int64),
             **{k: pl.lit(v) for k, v in self.generation.items()})
         rows = schemas.validate(rows.select(list(schemas.ROLLOUTS)), "rollouts")
-        write_parquet_atomic(pl.concat([earlier, rows]) if earlier is not None else rows, path)
+        write_parquet_atomic(rows, self.dir / f"step-{step:07d}.parquet")
 
     def _counts(self) -> tuple[Counter, Counter]:
         """Rollouts so far per prompt (the next sample_idx) and per verdict."""

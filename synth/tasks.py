@@ -236,6 +236,16 @@ def default_verifier(cfg: TaskConfig) -> str:
     return "numeric" if cfg.name in chat_tasks.GENERATORS else DEFAULTS[cfg.name]["verifier"]
 
 
+def verifier_name(cfg: ExperimentConfig) -> str:
+    """The verifier that judges a round's samples: verification.verifier, else the task's own."""
+    return cfg.verification.verifier or default_verifier(cfg.task)
+
+
+def selection_verifier(cfg: ExperimentConfig):
+    """The verifier that judges a round's samples (and rewards a grpo round's rollouts)."""
+    return get_verifier(verifier_name(cfg), cfg.verification)
+
+
 def reference_verifier(cfg: ExperimentConfig):
     """The verifier evaluation scores with: the task's own, against references,
     whatever verifier selects training rows."""

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from train.sft import (LoraSettings, TrainingDiverged, _device_args, _finite_loss_callback, _last_complete_checkpoint,
-                       _progress_callback, check_finite_weights, lora_settings, lora_setup, save_trained)
+from train.sft import (LoraSettings, _device_args, _finite_loss_callback, _last_complete_checkpoint,
+                       _progress_callback, load_for_training, lora_settings, lora_setup, train_and_save)
 
 from selftaught.config.training import GRPO_OWN_FIELDS
 
@@ -103,9 +100,7 @@ def train_grpo(init_model_dir: str | Path, prompts: pl.DataFrame, reward, out_di
     """GRPO on `prompts` (prompt_id, prompt, and reference unless the reward is label-free)
     with `reward` (a filters.rewards.VerifierReward, or any TRL reward function with a
     `forget_from(step)` method). Returns training metrics."""
-    import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import GRPOTrainer
 
     if prompts.height == 0:
@@ -115,58 +110,31 @@ def train_grpo(init_model_dir: str | Path, prompts: pl.DataFrame, reward, out_di
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     args = grpo_config(s, str(ckpt_dir))
-    try:
-        tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
-        model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{init_model_dir} is not a loadable model directory or hub id: "
-                         f"{str(exc).splitlines()[0]}") from None
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    torch.manual_seed(s.seed)
+    tok, model = load_for_training(init_model_dir, s.seed)
     model, peft_config = lora_setup(model, s.method, s.lora, adapter_init)
     data = Dataset.from_dict({c: prompts[c].to_list() for c in prompts.columns})
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data, processing_class=tok,
                           peft_config=peft_config,
                           callbacks=[_progress_callback(s.max_steps), _finite_loss_callback("GRPO"), *callbacks])
-    trainer.remove_callback(PrinterCallback)
     resume = _last_complete_checkpoint(ckpt_dir) if s.save_every > 0 else None
     from_step = int(resume.name.rsplit("-", 1)[-1]) if resume else 0
     dropped = reward.forget_from(from_step)  # rollouts after the checkpoint are generated again
     if resume:
         log.info("resuming GRPO from %s (%d rollout shards after it dropped)", resume, dropped)
-    t0 = time.monotonic()
-    try:
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        check_finite_weights(trainer.model, "GRPO")
-    except TrainingDiverged:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
-        raise
-    seconds = time.monotonic() - t0
-    if trainer.is_world_process_zero():
-        save_trained(trainer.model, tok, out, s.method)
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    metrics = train_and_save(trainer, tok, out, s.method, "GRPO", resume)
     history = trainer.state.log_history
-    losses = [h["loss"] for h in history if "loss" in h]
     rewards = [h["reward"] for h in history if "reward" in h]
     lengths = [h["completions/mean_length"] for h in history if "completions/mean_length" in h]
     per_step = s.num_generations * s.prompts_per_step
     return {
-        "train_loss": float(result.training_loss),
-        "final_loss": float(losses[-1]) if losses else float("nan"),
-        "steps": int(trainer.state.global_step),
+        **metrics,
         "rows": prompts.height,
-        "seconds": round(seconds, 1),
-        "steps_per_second": round(trainer.state.global_step / max(seconds, 1e-9), 2),
         "first_reward": float(rewards[0]) if rewards else float("nan"),
         "final_reward": float(rewards[-1]) if rewards else float("nan"),
         "mean_completion_length": float(sum(lengths) / len(lengths)) if lengths else float("nan"),
         "generated_tokens": int(round(sum(lengths) * per_step)),  # TRL logs each step's mean length
-        "resumed": resume is not None,
         # TRL's own view of each logged step's rollouts: mean reward and the share of groups whose
         # rewards were all equal (zero advantage); "step" is the optimizer step that logged them.
         "per_step": [{"step": h["step"], "reward": h["reward"], "frac_reward_zero_std": h["frac_reward_zero_std"]}
                      for h in history if "reward" in h and "frac_reward_zero_std" in h],
-        "threads": int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())),
-        "processes": int(trainer.args.world_size),
     }

@@ -114,9 +114,7 @@ def train_sft(
     instead of starting a fresh one. Checkpoints go to `out_dir/checkpoints` and a rerun resumes
     from the newest one. Returns training metrics.
     """
-    import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     if rows.height == 0:
@@ -125,15 +123,7 @@ def train_sft(
         raise ValueError(f"training method must be 'full' or 'lora', got {s.method!r}")
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
-    try:
-        tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
-        model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch.float32)
-    except (OSError, ValueError) as exc:  # transformers raises both for "not a model"
-        raise ValueError(f"{init_model_dir} is not a loadable model directory or hub id: "
-                         f"{str(exc).splitlines()[0]}") from None
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    torch.manual_seed(s.seed)
+    tok, model = load_for_training(init_model_dir, s.seed)
     model, peft_config = lora_setup(model, s.method, s.lora, adapter_init)
     data = Dataset.from_dict({"prompt": rows["prompt"].to_list(), "completion": rows["completion"].to_list()})
     args = SFTConfig(
@@ -162,30 +152,55 @@ def train_sft(
         model=model, args=args, train_dataset=data, processing_class=tok, peft_config=peft_config,
         callbacks=[_progress_callback(s.max_steps), _finite_loss_callback("fine-tuning"), *callbacks],
     )
-    from transformers import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)  # it prints raw dicts; progress goes to our logger
     resume = _last_complete_checkpoint(ckpt_dir) if s.save_every > 0 else None
     if resume:
         log.info("resuming training from %s", resume)
+    return {**train_and_save(trainer, tok, out, s.method, "fine-tuning", resume), "rows": rows.height}
+
+
+def load_for_training(init_model_dir: str | Path, seed: int):
+    """(tokenizer, float32 model) of `init_model_dir`, a pad token set and torch seeded; a
+    ValueError that names a directory that is not a model."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
+        model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch.float32)
+    except (OSError, ValueError) as exc:  # transformers raises both for "not a model"
+        raise ValueError(f"{init_model_dir} is not a loadable model directory or hub id: "
+                         f"{str(exc).splitlines()[0]}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    torch.manual_seed(seed)
+    return tok, model
+
+
+def train_and_save(trainer, tok, out: Path, method: str, what: str, resume: Path | None) -> dict:
+    """Train (from checkpoint `resume`), check the weights, save `out/model` (and the adapter)
+    from rank 0 and drop the checkpoints; returns the metrics every objective reports.
+    Checkpoints also go when training diverged: a rerun must not resume from them."""
+    import torch
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # it prints raw dicts; progress goes to our logger
+    ckpt_dir = Path(trainer.args.output_dir)
     t0 = time.monotonic()
     try:
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-        check_finite_weights(trainer.model, "fine-tuning")
+        check_finite_weights(trainer.model, what)
     except TrainingDiverged:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # a rerun must not resume from diverged weights
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
         raise
     seconds = time.monotonic() - t0
-
     if trainer.is_world_process_zero():  # several processes (accelerate launch): one writer
-        save_trained(trainer.model, tok, out, s.method)
+        save_trained(trainer.model, tok, out, method)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {
         "train_loss": float(result.training_loss),
         "final_loss": float(losses[-1]) if losses else float("nan"),
         "steps": int(trainer.state.global_step),
-        "rows": rows.height,
         "seconds": round(seconds, 1),
         "steps_per_second": round(trainer.state.global_step / max(seconds, 1e-9), 2),
         "resumed": resume is not None,

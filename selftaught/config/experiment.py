@@ -132,7 +132,9 @@ class ExperimentConfig(Strict):
         size = self.round_size()
         if size["samples"] > MAX_ROUND_SAMPLES:
             raise ValueError(f"a round would generate {size['samples']:,} samples ({size['prompts']:,} prompts x "
-                             f"{size['samples_per_prompt']:,}); the limit is {MAX_ROUND_SAMPLES:,}: use smaller pools")
+                             f"{size['samples_per_prompt']:,}); the limit is {MAX_ROUND_SAMPLES:,}: "
+                             + ("use fewer training steps, grpo.prompts_per_step or grpo.num_generations"
+                                if self.training.objective == "grpo" else "use smaller pools"))
         if size["steps_last_round"] > MAX_STEPS:
             raise ValueError(f"round {self.max_rounds} would train {size['steps_last_round']:,} steps (max_steps "
                              f"{self.training.max_steps} x steps_growth {self.training.steps_growth:g}^"
