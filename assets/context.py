@@ -21,6 +21,7 @@ from synth.backends import SamplingParams
 from synth.sampling import round_params
 from synth.tasks import UserTurn, selection_verifier, verifier_name
 from train.plan import Policy
+from train.tracking import Tracking
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,13 @@ class RoundContext:
     @property
     def verifier_name(self) -> str:
         return verifier_name(self.config)
+
+    @cached_property
+    def tracking(self) -> Tracking | None:
+        """This round's experiment trackers (operations.tracking); None when off."""
+        cfg = self.config
+        return Tracking.from_config(cfg.operations.tracking, cfg.name, self.key, self.store.root,
+                                    {"parent_policy": self.parent.policy_id, "config_hash": cfg.round_hash()})
 
     def check(self, prompts: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
         """The configured (non-judge) verifier's verdicts on `samples` of `prompts`."""

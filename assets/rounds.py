@@ -25,6 +25,7 @@ from assets.recipes import (balance_search, budget_rates, curriculum_counts, eva
 from filters.metrics import (accuracy_by_difficulty, frontier_of, judge_agreement, pseudo_label_accuracy,
                              sample_metrics)
 from filters.pairs import make_pairs
+from filters.summary import round_metrics
 from filters.select import accumulate, judged, select_repairs, select_sft, warm_start_rows
 from filters.verifiers import verify
 from selftaught import __version__, schemas
@@ -34,6 +35,7 @@ from synth.sampling import plan, round_seed
 from synth.tasks import reference_verifier
 from train.artifact import read_provenance, write_provenance
 from train.plan import plan_round, run_plan, train_verifier
+from train.tracking import log_round
 
 rounds = dg.DynamicPartitionsDefinition(name="rounds")
 # code_version: the Dagster UI marks materializations of an older selftaught as stale.
@@ -261,7 +263,7 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource, pr
     rows = {"dpo": pairs, "grpo": rollout_prompts(cfg, prompts)}.get(plan.objective, training_set)
     rc.log(plan.describe(rc.parent_policy, rows.height))
     reward = rollout_reward(rc, plan.settings.seed) if plan.objective == "grpo" else None
-    metrics = run_plan(plan, rows, work, cfg.training.launcher, context.log.info, reward)
+    metrics = run_plan(plan, rows, work, cfg.training.launcher, context.log.info, reward, rc.tracking)
     if reward is not None:
         rollouts = reward.table()
         store.write_table(rollouts, "rollouts", rc.key)
@@ -305,6 +307,7 @@ def _policy_metadata(rc: RoundContext, prov: dict, artifact, metrics: dict, refe
            if verifier else {}),
         **{k: v for k, v in metrics.items() if k.startswith("rollout")},
         **{k: metrics[k] for k in ("first_reward", "final_reward", "generated_tokens") if k in metrics},
+        **{f"tracker_run_{name}": run for name, run in metrics.get("tracker_runs", {}).items()},
     }
 
 
@@ -338,6 +341,9 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
     meta["frontier_accuracy"] = acc.get(front, 0.0)
     if before is not None:
         meta["frontier_delta"] = acc.get(front, 0.0) - before
+    tracked = log_round(rc.tracking, rc.index, {**round_metrics(store, key), **{
+        k: v for k, v in meta.items() if k.startswith("accuracy_d") or k == "frontier_accuracy"}})
+    meta.update({f"tracker_rounds_run_{name}": run for name, run in tracked.items()})
     context.add_output_metadata(meta)
     return df
 

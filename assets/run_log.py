@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import time
+from selftaught.progress import Progress
 
 
 def log_progress(context, label: str, every: float = 0.1):
-    """A `progress(done, total)` callback that logs about every `every` of the total."""
-    state = {"next": every, "t0": time.monotonic()}
-
-    def progress(done: int, total: int) -> None:
-        if total and (done / total >= state["next"] or done == total):
-            rate = done / max(time.monotonic() - state["t0"], 1e-9)
-            context.log.info(f"{label}: {done}/{total} prompts ({rate:.1f}/s)")
-            state["next"] = done / total + every
-
-    return progress
+    """A `progress(done, total)` callback: selftaught.progress updates (a terminal's progress
+    bars), and a line in the run's log about every `every` of the total."""
+    return Progress(label, 0, "prompts", every=every, line=context.log.info)

@@ -14,6 +14,7 @@ from assets.resources import ExperimentResource
 from filters.metrics import accuracy_by_difficulty, frontier_of
 from selftaught import __version__
 from selftaught.store import is_complete
+from selftaught.config.experiment import BASE_KEY_WHEN_SET, drop_defaults
 from synth.tiny import build_tiny_model, spec_from_config
 from train.artifact import copy_model, model_path, read_provenance, write_provenance
 from train.gguf import conversion_record, gguf_source, is_gguf, resolve_base
@@ -40,7 +41,8 @@ def _base_key(cfg) -> str:
     import hashlib
     import json
 
-    wanted = {"model": cfg.model.model_dump(mode="json"), "warm_start": cfg.task.warm_start, "seed": cfg.task.seed}
+    model = drop_defaults(cfg.model.model_dump(mode="json"), BASE_KEY_WHEN_SET)
+    wanted = {"model": model, "warm_start": cfg.task.warm_start, "seed": cfg.task.seed}
     if is_gguf(cfg.model.base):  # the file behind the name, not the name
         wanted["gguf_sha256"] = gguf_source(cfg.model.base).sha256
     if cfg.repair.mode != "none" and cfg.repair.warm_start_share:

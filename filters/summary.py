@@ -46,6 +46,15 @@ def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = No
     return rows
 
 
+def round_metrics(store: Store, key: str) -> dict[str, float]:
+    """Round `key`'s numbers from its tables so far (experiment trackers plot them per round):
+    samples, pass rate, kept rows (new this round), training rows, kept rows with bad steps."""
+    row = round_rows(store, [key])[-1]
+    names = {"samples": "samples", "pass_rate": "pass_rate", "new_rows": "kept_rows", "train_rows": "train_rows",
+             "bad_steps": "kept_bad_steps"}
+    return {names[k]: float(v) for k, v in row.items() if k in names}
+
+
 def round_keys(store: Store) -> list[str]:
     return store.partitions("prompts")
 

@@ -86,13 +86,14 @@ def test_grpo_config_errors_name_the_key_and_the_trl_version():
     base = {"training": {"objective": "grpo"}}
     for bad, message in [
         ({"training": {"objective": "grpo", "grpo": {"loss_type": "ppo"}}}, "grpo.loss_type 'ppo' is not one of"),
-        ({"training": {"objective": "grpo", "grpo": {"trl": {"num_generationz": 2}}}}, "not GRPOConfig fields of"),
+        ({"training": {"objective": "grpo", "trl": {"num_generationz": 2}}}, "not GRPOConfig fields of"),
+        ({"training": {"objective": "grpo", "grpo": {"trl": {"top_k": 2}}}}, "grpo.trl moved to training.trl"),
         ({"training": {"objective": "sft", "grpo": {}}}, "training.grpo only applies with training.objective grpo"),
         ({**base, "repair": {"mode": "reflect"}}, "work on offline samples"),
         ({**base, "verification": {"verifier": "judge"}}, "judge verifier is not supported"),
         ({**base, "task": {"curriculum": {}}}, r"\['task.curriculum'\] work on offline samples"),
-        ({"training": {"objective": "grpo", "grpo": {"trl": {"num_iterations": 2}}}}, "are set by selftaught"),
-        ({"training": {"objective": "grpo", "grpo": {"trl": {"beta": 0.1}}}}, "are set by selftaught"),
+        ({"training": {"objective": "grpo", "trl": {"num_iterations": 2}}}, "one generation batch per optimizer"),
+        ({"training": {"objective": "grpo", "trl": {"beta": 0.1}}}, r"selftaught sets beta \(use training.grpo.beta\)"),
         ({**base, "model": {"warm_start": {"grpo": {}}}}, "model.warm_start.grpo does not apply"),
     ]:
         with pytest.raises(ConfigError, match=message):

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import polars as pl
 
-from train.sft import (LoraSettings, _device_args, _finite_loss_callback, _progress_callback, check_finite_weights,
-                       lora_settings, lora_setup, save_trained)
+from train.sft import (LoraSettings, _finite_loss_callback, _progress_callback, check_finite_weights, lora_settings,
+                       lora_setup, save_trained, torch_dtype, trl_config)
+from train.tracking import Tracking, training_runs
 
 log = logging.getLogger("selftaught.train")
 
@@ -28,7 +29,9 @@ class DPOSettings:
     seed: int = 0
     method: str = "full"  # or "lora": the adapter trains, the reference stays the model given
     bf16: bool | None = None  # mixed precision, as in SFTSettings
+    dtype: str = "auto"  # the weights (policy and reference) while training, as in SFTSettings
     lora: LoraSettings = LoraSettings()
+    trl: tuple[tuple[str, object], ...] = ()  # more DPOConfig fields, passed through (training.trl)
 
 
 def settings_from_config(t, index: int) -> DPOSettings:
@@ -36,55 +39,58 @@ def settings_from_config(t, index: int) -> DPOSettings:
     d = t.dpo
     return DPOSettings(max_steps=t.steps_for(index), learning_rate=t.learning_rate, batch_size=t.batch_size,
                        beta=d.beta, rpo_alpha=d.rpo_alpha, max_length=t.max_length, seed=t.seed + index,
-                       method=t.method, lora=lora_settings(t.lora), bf16=t.bf16)
+                       method=t.method, lora=lora_settings(t.lora), bf16=t.bf16, dtype=t.dtype,
+                       trl=tuple(sorted(t.trl.items())))
 
 
 def verifier_settings(t, index: int) -> DPOSettings:
     """V-STaR's verifier (full DPO from the base) in round `index`, from `TrainingConfig.verifier`."""
     v = t.verifier
     return DPOSettings(max_steps=v.max_steps, learning_rate=v.learning_rate, batch_size=v.batch_size,
-                       beta=v.beta, rpo_alpha=0.0, max_length=t.max_length, seed=t.seed + index, bf16=t.bf16)
+                       beta=v.beta, rpo_alpha=0.0, max_length=t.max_length, seed=t.seed + index, bf16=t.bf16,
+                       dtype=t.dtype)
 
 
 def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.DataFrame, out_dir: str | Path,
-              s: DPOSettings, adapter_init: str | Path | None = None) -> dict:
+              s: DPOSettings, adapter_init: str | Path | None = None, tracking: Tracking | None = None) -> dict:
     """Train the model in `init_model_dir` on (prompt, chosen, rejected) pairs; the
     reference is `ref_model_dir` (always an explicit model, also for LoRA, so "previous
     round" and "base" mean the same in both methods). Writes `out_dir/model` (and
-    `out_dir/adapter` for LoRA; `adapter_init` continues an adapter) and returns metrics."""
+    `out_dir/adapter` for LoRA; `adapter_init` continues an adapter) and returns metrics;
+    `tracking` logs the run to experiment trackers."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
     if pairs.height == 0:
         raise ValueError("no preference pairs: every prompt's samples were all correct or all wrong")
     out = Path(out_dir)
+    losses, weights = (["sigmoid", "sft"], [1.0, s.rpo_alpha]) if s.rpo_alpha > 0 else (["sigmoid"], None)
+    args = trl_config("dpo", {
+        "output_dir": str(out / "checkpoints"), "max_steps": s.max_steps, "per_device_train_batch_size": s.batch_size,
+        "learning_rate": s.learning_rate, "beta": s.beta, "loss_type": losses, "loss_weights": weights,
+        "max_length": s.max_length, "seed": s.seed, "data_seed": s.seed, "save_strategy": "no",
+        **(tracking.training_args() if tracking else {}),
+    }, {}, s.trl, s.bf16)
     try:
         tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
-        model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch.float32)
-        ref = AutoModelForCausalLM.from_pretrained(ref_model_dir, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch_dtype(s.dtype))
+        ref = AutoModelForCausalLM.from_pretrained(ref_model_dir, dtype=torch_dtype(s.dtype))
     except (OSError, ValueError) as exc:
         raise ValueError(f"preference training: cannot load a model: {str(exc).splitlines()[0]}") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     torch.manual_seed(s.seed)
     model, peft_config = lora_setup(model, s.method, s.lora, adapter_init)
-    losses, weights = (["sigmoid", "sft"], [1.0, s.rpo_alpha]) if s.rpo_alpha > 0 else (["sigmoid"], None)
-    args = DPOConfig(
-        output_dir=str(out / "checkpoints"), max_steps=s.max_steps, per_device_train_batch_size=s.batch_size,
-        learning_rate=s.learning_rate, beta=s.beta, loss_type=losses, loss_weights=weights,
-        max_length=s.max_length, seed=s.seed, data_seed=s.seed, logging_steps=max(1, s.max_steps // 10),
-        save_strategy="no", report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-        activation_checkpointing=False, **_device_args(s.bf16),
-    )
     data = Dataset.from_dict({c: pairs[c].to_list() for c in ("prompt", "chosen", "rejected")})
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=data, processing_class=tok,
                          peft_config=peft_config,
-                         callbacks=[_progress_callback(s.max_steps), _finite_loss_callback("preference training")])
+                         callbacks=[_progress_callback(s.max_steps, "preference training"), _finite_loss_callback("preference training")])
     trainer.remove_callback(PrinterCallback)
     t0 = time.monotonic()
-    result = trainer.train()
+    with training_runs(tracking, trainer) as runs:
+        result = trainer.train()
     check_finite_weights(trainer.model, "preference training")
     seconds = time.monotonic() - t0
     if trainer.is_world_process_zero():  # several processes (accelerate launch): one writer
@@ -98,4 +104,5 @@ def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.D
         "reward_margin": float(last.get("rewards/margins", float("nan"))),
         "reward_accuracy": float(last.get("rewards/accuracies", float("nan"))),
         "processes": int(trainer.args.world_size),
+        **({"tracker_runs": runs} if runs else {}),
     }

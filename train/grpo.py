@@ -10,20 +10,17 @@ the rollouts it will generate again.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from train.sft import (LoraSettings, _device_args, _finite_loss_callback, _last_complete_checkpoint,
-                       _progress_callback, load_for_training, lora_settings, lora_setup, train_and_save)
-
-from selftaught.config.training import GRPO_OWN_FIELDS
+from train.sft import (LoraSettings, _finite_loss_callback, _last_complete_checkpoint, _progress_callback,
+                       load_for_training, lora_settings, lora_setup, train_and_save, trl_config)
+from train.tracking import Tracking
 
 log = logging.getLogger("selftaught.train")
-
 
 
 @dataclass(frozen=True)
@@ -35,6 +32,7 @@ class GRPOSettings:
     seed: int = 0
     save_every: int = 0  # checkpoint interval in steps for resume; 0 = no checkpoints
     bf16: bool | None = None
+    dtype: str = "auto"  # the weights while training, as in SFTSettings
     method: str = "full"  # full | lora
     lora: LoraSettings = field(default_factory=LoraSettings)
     # ---- rollouts
@@ -51,7 +49,7 @@ class GRPOSettings:
     epsilon: float = 0.2
     epsilon_high: float | None = None
     scale_rewards: str = "group"  # group | batch | none (Dr. GRPO: none)
-    extra: tuple[tuple[str, object], ...] = ()  # more GRPOConfig fields, passed through
+    trl: tuple[tuple[str, object], ...] = ()  # more GRPOConfig fields, passed through (training.trl)
 
 
 def settings_from_config(t, index: int) -> GRPOSettings:
@@ -59,44 +57,30 @@ def settings_from_config(t, index: int) -> GRPOSettings:
     g = t.grpo_settings()
     return GRPOSettings(
         max_steps=t.steps_for(index), learning_rate=t.learning_rate, warmup_steps=t.warmup_steps,
-        seed=t.seed + index, save_every=t.save_every,
-        bf16=t.bf16, method=t.method, lora=lora_settings(t.lora), num_generations=g.num_generations,
+        seed=t.seed + index, save_every=t.save_every, bf16=t.bf16, dtype=t.dtype, method=t.method, lora=lora_settings(t.lora), num_generations=g.num_generations,
         prompts_per_step=g.prompts_per_step, max_completion_length=g.max_completion_length,
         temperature=g.temperature, top_p=g.top_p, use_vllm=g.use_vllm, vllm_mode=g.vllm_mode, loss_type=g.loss_type,
         beta=g.beta, epsilon=g.epsilon, epsilon_high=g.epsilon_high, scale_rewards=g.scale_rewards,
-        extra=tuple(sorted(g.trl.items())))
+        trl=tuple(sorted(t.trl.items())))
 
 
-def grpo_config(s: GRPOSettings, output_dir: str):
-    """TRL's GRPOConfig for `s`; an `extra` key the installed TRL does not have, or one
+def grpo_config(s: GRPOSettings, output_dir: str, tracking: Tracking | None = None):
+    """TRL's GRPOConfig for `s`; a `trl` field the installed TRL does not have, or one
     selftaught sets itself, is a ValueError naming it."""
-    import trl
-    from trl import GRPOConfig
-
-    known = {f.name for f in dataclasses.fields(GRPOConfig)}
-    extra = dict(s.extra)
-    unknown = sorted(set(extra) - known)
-    if unknown:
-        raise ValueError(f"training.grpo.trl: {unknown} are not GRPOConfig fields of the installed TRL "
-                         f"{trl.__version__}")
-    own = sorted(set(extra) & GRPO_OWN_FIELDS)
-    if own:
-        raise ValueError(f"training.grpo.trl: {own} are set by selftaught; use the training / training.grpo keys")
-    return GRPOConfig(
-        output_dir=output_dir, max_steps=s.max_steps, learning_rate=s.learning_rate, warmup_steps=s.warmup_steps,
-        seed=s.seed, data_seed=s.seed,
-        per_device_train_batch_size=s.num_generations * s.prompts_per_step, num_generations=s.num_generations,
-        max_completion_length=s.max_completion_length, temperature=s.temperature, top_p=s.top_p,
-        loss_type=s.loss_type, beta=s.beta, epsilon=s.epsilon, epsilon_high=s.epsilon_high,
-        scale_rewards=s.scale_rewards, use_vllm=s.use_vllm, vllm_mode=s.vllm_mode,
-        logging_steps=1, save_strategy="steps" if s.save_every else "no", save_steps=s.save_every or 500,
-        save_total_limit=1, report_to="none", disable_tqdm=True, dataloader_num_workers=0,
-        **{"activation_checkpointing": False, **extra}, **_device_args(s.bf16),
-    )
+    return trl_config("grpo", {
+        "output_dir": output_dir, "max_steps": s.max_steps, "learning_rate": s.learning_rate,
+        "warmup_steps": s.warmup_steps, "seed": s.seed, "data_seed": s.seed,
+        "per_device_train_batch_size": s.num_generations * s.prompts_per_step, "num_generations": s.num_generations,
+        "max_completion_length": s.max_completion_length, "temperature": s.temperature, "top_p": s.top_p,
+        "loss_type": s.loss_type, "beta": s.beta, "epsilon": s.epsilon, "epsilon_high": s.epsilon_high,
+        "scale_rewards": s.scale_rewards, "use_vllm": s.use_vllm, "vllm_mode": s.vllm_mode,
+        "save_strategy": "steps" if s.save_every else "no", "save_steps": s.save_every or 500, "save_total_limit": 1,
+        **(tracking.training_args() if tracking else {}),
+    }, {"logging_steps": 1}, s.trl, s.bf16)
 
 
 def train_grpo(init_model_dir: str | Path, prompts: pl.DataFrame, reward, out_dir: str | Path, s: GRPOSettings,
-               adapter_init: str | Path | None = None, callbacks: tuple = ()) -> dict:
+               adapter_init: str | Path | None = None, callbacks: tuple = (), tracking: Tracking | None = None) -> dict:
     """GRPO on `prompts` (prompt_id, prompt, and reference unless the reward is label-free)
     with `reward` (a filters.rewards.VerifierReward, or any TRL reward function with a
     `forget_from(step)` method). Returns training metrics."""
@@ -109,19 +93,19 @@ def train_grpo(init_model_dir: str | Path, prompts: pl.DataFrame, reward, out_di
         raise ValueError(f"training method must be 'full' or 'lora', got {s.method!r}")
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
-    args = grpo_config(s, str(ckpt_dir))
-    tok, model = load_for_training(init_model_dir, s.seed)
+    args = grpo_config(s, str(ckpt_dir), tracking)
+    tok, model = load_for_training(init_model_dir, s.seed, s.dtype)
     model, peft_config = lora_setup(model, s.method, s.lora, adapter_init)
     data = Dataset.from_dict({c: prompts[c].to_list() for c in prompts.columns})
     trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data, processing_class=tok,
                           peft_config=peft_config,
-                          callbacks=[_progress_callback(s.max_steps), _finite_loss_callback("GRPO"), *callbacks])
+                          callbacks=[_progress_callback(s.max_steps, "GRPO"), _finite_loss_callback("GRPO"), *callbacks])
     resume = _last_complete_checkpoint(ckpt_dir) if s.save_every > 0 else None
     from_step = int(resume.name.rsplit("-", 1)[-1]) if resume else 0
     dropped = reward.forget_from(from_step)  # rollouts after the checkpoint are generated again
     if resume:
         log.info("resuming GRPO from %s (%d rollout shards after it dropped)", resume, dropped)
-    metrics = train_and_save(trainer, tok, out, s.method, "GRPO", resume)
+    metrics = train_and_save(trainer, tok, out, s.method, "GRPO", resume, tracking)
     history = trainer.state.log_history
     rewards = [h["reward"] for h in history if "reward" in h]
     lengths = [h["completions/mean_length"] for h in history if "completions/mean_length" in h]

@@ -37,7 +37,8 @@ def accelerate_command(processes: int, config_file: str | None = None, extra: tu
 
 def launch(objective: str, init: str | Path, rows: pl.DataFrame, out_dir: str | Path, settings, *,
            processes: int = 2, config_file: str | None = None, extra: tuple[str, ...] = (),
-           reference: str | Path | None = None, adapter_init: str | Path | None = None, log=print) -> dict:
+           reference: str | Path | None = None, adapter_init: str | Path | None = None, log=print,
+           tracking=None) -> dict:
     """Run train_sft (objective sft) or train_dpo (dpo) under `accelerate launch`; returns rank 0's metrics."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -47,7 +48,8 @@ def launch(objective: str, init: str | Path, rows: pl.DataFrame, out_dir: str | 
     job = {"objective": objective, "init": str(init), "rows": str(out / "rows.parquet"), "out": str(out),
            "reference": str(reference) if reference else None,
            "adapter_init": str(adapter_init) if adapter_init else None,
-           "settings": dataclasses.asdict(settings)}
+           "settings": dataclasses.asdict(settings),
+           "tracking": dataclasses.asdict(tracking) if tracking else None}
     write_text_atomic(json.dumps(job, indent=2), out / "job.json")
     cmd = accelerate_command(processes, config_file, extra) + ["-m", "train.worker", str(out / "job.json")]
     log(f"training in {processes} processes: {' '.join(cmd[1:])}")

@@ -24,6 +24,7 @@ from train.grpo import GRPOSettings, train_grpo
 from train.grpo import settings_from_config as grpo_settings
 from train.launch import launch
 from train.sft import SFTSettings, train_sft
+from train.tracking import Tracking
 from train.sft import settings_from_config as sft_settings
 
 
@@ -47,7 +48,7 @@ class TrainingPlan:
     @property
     def data_table(self) -> str:
         """The round table this objective trains on."""
-        return {"dpo": "pairs", "grpo": "rollouts"}.get(self.objective, "training_set")
+        return data_table(self.objective)
 
     def describe(self, parent: Policy, rows: int) -> str:
         if self.objective == "dpo":
@@ -73,13 +74,22 @@ def plan_round(t, index: int, parent: Policy, base: Path) -> TrainingPlan:
     if t.objective == "dpo":
         reference = parent if t.dpo.reference == "previous" else \
             Policy("base", base, read_provenance(base)["weights_hash"])
-        settings = dpo_settings(t, index)
-    elif t.objective == "grpo":
-        settings = grpo_settings(t, index)
-    else:
-        settings = sft_settings(t, seed_offset=index, max_steps=t.steps_for(index))
-    return TrainingPlan(t.objective, init, adapter_init, reference, settings,
+    return TrainingPlan(t.objective, init, adapter_init, reference, round_settings(t, index),
                         adapter_on_base=t.method == "lora" and init == base)
+
+
+def data_table(objective: str) -> str:
+    """The round table an objective trains on (its hash is the policy's `data_hash`)."""
+    return {"dpo": "pairs", "grpo": "rollouts"}.get(objective, "training_set")
+
+
+def round_settings(t, index: int) -> SFTSettings | DPOSettings | GRPOSettings:
+    """Round `index`'s trainer settings from a `selftaught.config.TrainingConfig`."""
+    if t.objective == "dpo":
+        return dpo_settings(t, index)
+    if t.objective == "grpo":
+        return grpo_settings(t, index)
+    return sft_settings(t, seed_offset=index, max_steps=t.steps_for(index))
 
 
 def _adapter_on_base(artifact: Path, base: Path) -> bool:
@@ -87,19 +97,25 @@ def _adapter_on_base(artifact: Path, base: Path) -> bool:
     return adapter_path(artifact).is_dir() and prov.get("adapter_base_hash") == read_provenance(base)["weights_hash"]
 
 
-def run_plan(plan: TrainingPlan, rows: pl.DataFrame, work: Path, launcher, log=print, reward=None) -> dict:
-    """Train `plan` on `rows` into `work`; `launcher`: a `LauncherConfig`. Returns the metrics.
-    GRPO: `rows` are prompts and `reward` the reward function (filters.rewards.VerifierReward)."""
+def run_plan(plan: TrainingPlan, rows: pl.DataFrame, work: Path, launcher, log=print, reward=None,
+             tracking: Tracking | None = None) -> dict:
+    """Train `plan` on `rows` into `work`; `launcher`: a `LauncherConfig`; `tracking`: the
+    round's experiment trackers. Returns the metrics. GRPO: `rows` are prompts and `reward`
+    the reward function (filters.rewards.VerifierReward)."""
     if plan.objective == "grpo":
-        return train_grpo(model_path(plan.init), rows, reward, work, plan.settings, adapter_init=plan.adapter_init)
+        return train_grpo(model_path(plan.init), rows, reward, work, plan.settings, adapter_init=plan.adapter_init,
+                          tracking=tracking)
     reference = model_path(plan.reference.artifact) if plan.reference else None
     if launcher.launched():
         return launch(plan.objective, model_path(plan.init), rows, work, plan.settings,
                       processes=launcher.processes, config_file=launcher.accelerate_config,
-                      extra=launcher.extra_args, reference=reference, adapter_init=plan.adapter_init, log=log)
+                      extra=launcher.extra_args, reference=reference, adapter_init=plan.adapter_init, log=log,
+                      tracking=tracking)
     if plan.objective == "dpo":
-        return train_dpo(model_path(plan.init), reference, rows, work, plan.settings, adapter_init=plan.adapter_init)
-    return train_sft(model_path(plan.init), rows, work, plan.settings, adapter_init=plan.adapter_init)
+        return train_dpo(model_path(plan.init), reference, rows, work, plan.settings, adapter_init=plan.adapter_init,
+                         tracking=tracking)
+    return train_sft(model_path(plan.init), rows, work, plan.settings, adapter_init=plan.adapter_init,
+                     tracking=tracking)
 
 
 def train_verifier(t, index: int, pairs: pl.DataFrame, base: Path, work: Path) -> dict:

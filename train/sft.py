@@ -17,6 +17,8 @@ from pathlib import Path
 
 import polars as pl
 
+from train.tracking import Tracking, training_runs
+
 log = logging.getLogger("selftaught.train")
 
 
@@ -41,22 +43,34 @@ class SFTSettings:
     save_every: int = 0  # checkpoint interval in steps for resume; 0 = no checkpoints
     completion_only_loss: bool = True  # False also trains on the prompt tokens
     bf16: bool | None = None  # mixed precision; None: on a GPU that supports it, off on CPU
+    dtype: str = "auto"  # the weights while training: auto = bfloat16 on a GPU that supports it, else float32
     lora: LoraSettings = field(default_factory=LoraSettings)
+    trl: tuple[tuple[str, object], ...] = ()  # more SFTConfig fields, passed through (training.trl)
 
 
-def _progress_callback(total: int):
+def _progress_callback(total: int, what: str = "train"):
+    """Training progress: a selftaught.progress update per step (a terminal's bar) and a
+    "train step k/N loss" line per logging step (the line train.launch forwards)."""
     from transformers import TrainerCallback
 
-    class Progress(TrainerCallback):
+    from selftaught.progress import Progress
+
+    class ProgressLines(TrainerCallback):
         def __init__(self):
             self.t0 = time.monotonic()
+            self.bar = Progress(what, total, "steps", every=float("inf"))  # the lines come from on_log
+
+        def on_step_end(self, args, state, control, **kw):
+            self.bar(state.global_step)
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "loss" in logs:
                 rate = state.global_step / max(time.monotonic() - self.t0, 1e-9)
-                log.info("train step %d/%d loss %.4f (%.1f steps/s)", state.global_step, total, logs["loss"], rate)
+                self.bar(state.global_step, loss=float(logs["loss"]))
+                log.info("train step %d/%d loss %.4f (%.1f steps/s)", state.global_step, total, logs["loss"], rate,
+                         extra={"progress_line": True})  # a terminal's bar shows it instead
 
-    return Progress()
+    return ProgressLines()
 
 
 class TrainingDiverged(RuntimeError):
@@ -103,19 +117,51 @@ def _device_args(bf16: bool | None = None) -> dict:
     return {"use_cpu": True, "bf16": bool(bf16), **({"ddp_backend": "gloo"} if multi else {})}
 
 
+def trl_config(objective: str, ours: dict, defaults: dict, passthrough, bf16: bool | None):
+    """The installed TRL's config for `objective`: selftaught's `defaults`, then the user's
+    `passthrough` fields (training.trl), then what selftaught sets itself (`ours`, the device)."""
+    import warnings
+
+    import trl
+
+    from selftaught.config.training import TRL_CONFIG_CLASS, check_trl_passthrough
+
+    extra = dict(passthrough)
+    check_trl_passthrough(objective, extra)
+    defaults = {"activation_checkpointing": False,  # TRL defaults to on: slower, odd numerics on CPU
+                "report_to": "none", "disable_tqdm": True, "dataloader_num_workers": 0,
+                "logging_steps": max(1, ours["max_steps"] // 10), **defaults}
+    if "gradient_checkpointing" in extra:  # the deprecated name of activation_checkpointing
+        del defaults["activation_checkpointing"]
+    cls = getattr(trl, TRL_CONFIG_CLASS[objective])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TRL's own defaults use names transformers renamed
+        return cls(**{**defaults, **extra, **ours, **_device_args(bf16)})
+
+
+def torch_dtype(name: str):
+    """training.dtype as a torch dtype; auto: bfloat16 on a GPU that supports it, else float32."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, name)
+
+
 def train_sft(
     init_model_dir: str | Path, rows: pl.DataFrame, out_dir: str | Path, s: SFTSettings, callbacks: tuple = (),
-    adapter_init: str | Path | None = None,
+    adapter_init: str | Path | None = None, tracking: Tracking | None = None,
 ) -> dict:
     """Fine-tune the model in `init_model_dir` on `rows` (prompt, completion).
 
     Writes `out_dir/model` (loadable HF model + tokenizer), and for LoRA also
     `out_dir/adapter`; `adapter_init` continues that LoRA adapter on `init_model_dir`
-    instead of starting a fresh one. Checkpoints go to `out_dir/checkpoints` and a rerun resumes
-    from the newest one. Returns training metrics.
+    instead of starting a fresh one; `tracking` logs the run to experiment trackers.
+    Checkpoints go to `out_dir/checkpoints` and a rerun resumes from the newest one. Returns
+    training metrics.
     """
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTTrainer
 
     if rows.height == 0:
         raise ValueError("no training rows: nothing to fine-tune on")
@@ -123,50 +169,35 @@ def train_sft(
         raise ValueError(f"training method must be 'full' or 'lora', got {s.method!r}")
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
-    tok, model = load_for_training(init_model_dir, s.seed)
+    args = trl_config("sft", {
+        "output_dir": str(ckpt_dir), "max_steps": s.max_steps, "per_device_train_batch_size": s.batch_size,
+        "learning_rate": s.learning_rate, "warmup_steps": s.warmup_steps, "weight_decay": s.weight_decay,
+        "max_length": s.max_length, "completion_only_loss": s.completion_only_loss, "seed": s.seed,
+        "data_seed": s.seed, "save_strategy": "steps" if s.save_every else "no", "save_steps": s.save_every or 500,
+        "save_total_limit": 1, **(tracking.training_args() if tracking else {}),
+    }, {"lr_scheduler_type": "linear"}, s.trl, s.bf16)
+    tok, model = load_for_training(init_model_dir, s.seed, s.dtype)
     model, peft_config = lora_setup(model, s.method, s.lora, adapter_init)
     data = Dataset.from_dict({"prompt": rows["prompt"].to_list(), "completion": rows["completion"].to_list()})
-    args = SFTConfig(
-        output_dir=str(ckpt_dir),
-        max_steps=s.max_steps,
-        per_device_train_batch_size=s.batch_size,
-        learning_rate=s.learning_rate,
-        warmup_steps=s.warmup_steps,
-        weight_decay=s.weight_decay,
-        lr_scheduler_type="linear",
-        max_length=s.max_length,
-        completion_only_loss=s.completion_only_loss,
-        seed=s.seed,
-        data_seed=s.seed,
-        logging_steps=max(1, s.max_steps // 10),
-        save_strategy="steps" if s.save_every else "no",
-        save_steps=s.save_every or 500,
-        save_total_limit=1,
-        activation_checkpointing=False,  # TRL defaults to on: slower, and odd numerics on CPU
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        **_device_args(s.bf16),
-    )
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=data, processing_class=tok, peft_config=peft_config,
-        callbacks=[_progress_callback(s.max_steps), _finite_loss_callback("fine-tuning"), *callbacks],
+        callbacks=[_progress_callback(s.max_steps, "fine-tuning"), _finite_loss_callback("fine-tuning"), *callbacks],
     )
     resume = _last_complete_checkpoint(ckpt_dir) if s.save_every > 0 else None
     if resume:
         log.info("resuming training from %s", resume)
-    return {**train_and_save(trainer, tok, out, s.method, "fine-tuning", resume), "rows": rows.height}
+    return {**train_and_save(trainer, tok, out, s.method, "fine-tuning", resume, tracking), "rows": rows.height}
 
 
-def load_for_training(init_model_dir: str | Path, seed: int):
-    """(tokenizer, float32 model) of `init_model_dir`, a pad token set and torch seeded; a
+def load_for_training(init_model_dir: str | Path, seed: int, dtype: str = "auto"):
+    """(tokenizer, model in `dtype`) of `init_model_dir`, a pad token set and torch seeded; a
     ValueError that names a directory that is not a model."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
-        model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch_dtype(dtype))
     except (OSError, ValueError) as exc:  # transformers raises both for "not a model"
         raise ValueError(f"{init_model_dir} is not a loadable model directory or hub id: "
                          f"{str(exc).splitlines()[0]}") from None
@@ -176,10 +207,12 @@ def load_for_training(init_model_dir: str | Path, seed: int):
     return tok, model
 
 
-def train_and_save(trainer, tok, out: Path, method: str, what: str, resume: Path | None) -> dict:
+def train_and_save(trainer, tok, out: Path, method: str, what: str, resume: Path | None,
+                   tracking: Tracking | None = None) -> dict:
     """Train (from checkpoint `resume`), check the weights, save `out/model` (and the adapter)
-    from rank 0 and drop the checkpoints; returns the metrics every objective reports.
-    Checkpoints also go when training diverged: a rerun must not resume from them."""
+    from rank 0 and drop the checkpoints; returns the metrics every objective reports, with
+    the tracker runs' ids when `tracking` is on. Checkpoints also go when training diverged:
+    a rerun must not resume from them."""
     import torch
     from transformers import PrinterCallback
 
@@ -187,7 +220,8 @@ def train_and_save(trainer, tok, out: Path, method: str, what: str, resume: Path
     ckpt_dir = Path(trainer.args.output_dir)
     t0 = time.monotonic()
     try:
-        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        with training_runs(tracking, trainer) as runs:
+            result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         check_finite_weights(trainer.model, what)
     except TrainingDiverged:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
@@ -206,6 +240,7 @@ def train_and_save(trainer, tok, out: Path, method: str, what: str, resume: Path
         "resumed": resume is not None,
         "threads": int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())),
         "processes": int(trainer.args.world_size),
+        **({"tracker_runs": runs} if runs else {}),
     }
 
 
@@ -261,5 +296,6 @@ def settings_from_config(cfg, seed_offset: int = 0, max_steps: int | None = None
         method=cfg.method, max_steps=max_steps or cfg.max_steps, learning_rate=cfg.learning_rate,
         batch_size=cfg.batch_size, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
         max_length=cfg.max_length, seed=cfg.seed + seed_offset, save_every=cfg.save_every, lora=lora,
-        completion_only_loss=cfg.completion_only_loss, bf16=cfg.bf16,
+        completion_only_loss=cfg.completion_only_loss, bf16=cfg.bf16, dtype=cfg.dtype,
+        trl=tuple(sorted(cfg.trl.items())),
     )

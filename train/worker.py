@@ -12,13 +12,22 @@ import polars as pl
 from selftaught.files import write_text_atomic
 from train.dpo import DPOSettings, train_dpo
 from train.sft import LoraSettings, SFTSettings, train_sft
+from train.tracking import Tracking
 
 
 def _settings(cls, data: dict):
     lora = data.get("lora")
     if isinstance(lora, dict):
         data = {**data, "lora": LoraSettings(**{**lora, "target_modules": tuple(lora["target_modules"])})}
+    if "trl" in data:  # JSON made the (field, value) pairs lists
+        data = {**data, "trl": tuple((k, v) for k, v in data["trl"])}
     return cls(**data)
+
+
+def _tracking(data: dict | None) -> Tracking | None:
+    if not data:
+        return None
+    return Tracking(**{**data, "report_to": tuple(data["report_to"]), "tags": tuple(map(tuple, data["tags"]))})
 
 
 def main(job_path: str) -> None:
@@ -27,10 +36,10 @@ def main(job_path: str) -> None:
     out = Path(job["out"])
     if job["objective"] == "dpo":
         metrics = train_dpo(job["init"], job["reference"], rows, out, _settings(DPOSettings, job["settings"]),
-                            adapter_init=job["adapter_init"])
+                            adapter_init=job["adapter_init"], tracking=_tracking(job.get("tracking")))
     else:
         metrics = train_sft(job["init"], rows, out, _settings(SFTSettings, job["settings"]),
-                            adapter_init=job["adapter_init"])
+                            adapter_init=job["adapter_init"], tracking=_tracking(job.get("tracking")))
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if rank == 0:
         write_text_atomic(json.dumps(metrics), out / "metrics.json")

@@ -33,10 +33,12 @@ from selftaught.config.load import (  # noqa: F401
     config_files,
     load_config,
     parse_config,
+    parse_settings,
     resolve_yaml,
+    with_overrides,
 )
 from selftaught.config.model import ModelConfig, TinyModelConfig
-from selftaught.config.operations import AutoContinueConfig, ExecutorConfig, OperationsConfig
+from selftaught.config.operations import AutoContinueConfig, ExecutorConfig, OperationsConfig, TrackingConfig
 from selftaught.config.sampling import BalanceConfig, BudgetConfig, OpenAIConfig, SamplingConfig, VLLMConfig
 from selftaught.config.selection import HINT_TEMPLATE, REFLECT_TEMPLATE, RepairConfig, SelectionConfig
 from selftaught.config.task import CHAT_TASKS, CurriculumConfig, SourceConfig, TaskConfig, _counts  # noqa: F401
@@ -57,7 +59,7 @@ __all__ = [
     "AutoContinueConfig", "BalanceConfig", "BudgetConfig", "ConfigError", "CurriculumConfig", "EvaluationConfig",
     "ExecutorConfig", "ExperimentConfig", "JudgeConfig", "LauncherConfig", "LoraConfig", "ModelConfig",
     "OpenAIConfig", "OperationsConfig", "PreferenceConfig", "RepairConfig", "SamplingConfig", "SandboxConfig",
-    "SelectionConfig", "SourceConfig", "Strict", "TaskConfig", "TinyModelConfig", "TrainingConfig",
+    "SelectionConfig", "SourceConfig", "Strict", "TaskConfig", "TinyModelConfig", "TrackingConfig", "TrainingConfig",
     "VLLMConfig", "VerificationConfig", "VerifierTrainingConfig",
-    "config_files", "load_config", "parse_config", "resolve_yaml",
+    "config_files", "load_config", "parse_config", "parse_settings", "resolve_yaml", "with_overrides",
 ]

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from selftaught.config.evaluation import EvaluationConfig
 from selftaught.config.limits import MAX_ROUND_SAMPLES, MAX_STEPS, Strict
 from selftaught.config.model import ModelConfig
-from selftaught.config.operations import OperationsConfig
+from selftaught.config.operations import OperationsConfig, TrackingConfig
 from selftaught.config.sampling import SamplingConfig
 from selftaught.config.selection import RepairConfig, SelectionConfig
 from selftaught.config.task import TaskConfig
@@ -175,16 +175,21 @@ class ExperimentConfig(Strict):
 
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (all when none): what a cached artifact depends on."""
-        data = self.model_dump(mode="json")
-        for path, default in HASHED_WHEN_SET.items():  # keys newer than the runs on disk
-            *parents, leaf = path
-            node = data
-            for part in parents:
-                node = node.get(part) if isinstance(node, dict) else None
-            if isinstance(node, dict) and node.get(leaf, default) == default:
-                node.pop(leaf, None)
+        data = drop_defaults(self.model_dump(mode="json"), HASHED_WHEN_SET)  # keys newer than the runs on disk
         picked = {k: data[k] for k in sections} if sections else data
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def drop_defaults(data: dict, entries: dict[tuple[str, ...], object]) -> dict:
+    """`data` (a config dump) without the keys of `entries` that hold their default value."""
+    for path, default in entries.items():
+        *parents, leaf = path
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and node.get(leaf, default) == default:
+            node.pop(leaf, None)
+    return data
 
 
 # Keys added after 0.3.0 count in the hashes only when set to something else than their
@@ -192,4 +197,10 @@ class ExperimentConfig(Strict):
 HASHED_WHEN_SET = {("sampling", "dtype"): "float32", ("training", "bf16"): None,
                    ("verification", "sandbox", "allow_unisolated"): False,
                    ("model", "warm_start", "bf16"): None, ("training", "verifier", "bf16"): None,
-                   ("training", "grpo"): None, ("model", "warm_start", "grpo"): None}
+                   ("training", "grpo"): None, ("model", "warm_start", "grpo"): None,
+                   ("training", "dtype"): "auto", ("model", "warm_start", "dtype"): "auto",
+                   ("training", "trl"): {}, ("model", "warm_start", "trl"): {},
+                   ("operations", "tracking"): TrackingConfig().model_dump(mode="json")}
+# ... and in the base model's cache key (assets/setup.py), which dumps the model section as is.
+BASE_KEY_WHEN_SET = {path[1:]: default for path, default in HASHED_WHEN_SET.items()
+                     if path in {("model", "warm_start", "dtype"), ("model", "warm_start", "trl")}}

@@ -130,3 +130,49 @@ def config_files(path: str | Path) -> list[Path]:
 
 def load_config(path: str | Path) -> ExperimentConfig:
     return parse_config(resolve_yaml(path), str(Path(path)))
+
+
+def parse_settings(settings: list[str]) -> dict:
+    """`--set key.path=value` overrides as a nested mapping (values are YAML: 50, true, [a, b])."""
+    out: dict = {}
+    for text in settings:
+        key, _, raw = text.partition("=")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {text}: the value is not valid YAML: {str(exc).splitlines()[0]}") from None
+        *parents, leaf = [part.strip() for part in key.split(".")]
+        if not all(parents) or not leaf:
+            raise ConfigError(f"--set {text}: expected key.path=value, e.g. training.max_steps=50")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {text}: {part} is already set to a value by another --set")
+        node[leaf] = value
+    return out
+
+
+def with_overrides(path: str | Path, settings: list[str], folder: str | Path) -> Path:
+    """A config file in `folder` that extends `path` with the --set `settings`, validated (a
+    bad key or value is a ConfigError naming it); the same settings give the same file."""
+    import hashlib
+
+    from selftaught.files import write_text_atomic
+
+    load_config(path)  # the file's own errors first, named as the file's
+    over = parse_settings(settings)
+    text = (f"# selftaught --set {' '.join(settings)}\n"
+            + yaml.safe_dump({"extends": str(Path(path).resolve()), **over}, sort_keys=False))
+    out = Path(folder) / f"{Path(path).stem}.set-{hashlib.sha256(text.encode()).hexdigest()[:10]}.yaml"
+    parse_config(resolve_yaml_text(text, Path(path).resolve()), f"{path} with --set {' '.join(settings)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(text, out)
+    return out
+
+
+def resolve_yaml_text(text: str, parent: Path) -> dict:
+    """A --set overlay's mapping on its parent file's (what resolve_yaml gives once written)."""
+    over = yaml.safe_load(text)
+    over.pop("extends", None)
+    return _merge(resolve_yaml(parent), over, ExperimentConfig)

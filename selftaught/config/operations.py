@@ -24,11 +24,44 @@ class ExecutorConfig(Strict):
                          "k8s: job_namespace, ...), passed through")
 
 
+class TrackingConfig(Strict):
+    """Experiment trackers (train/tracking.py): one run per round's training, named
+    <experiment>/<round>, and one <experiment>/rounds run with each round's numbers at step =
+    round index. Local unless configured otherwise. Not in any hash: tracking changes no output."""
+
+    report_to: tuple[Literal["tensorboard", "mlflow", "wandb", "trackio"], ...] = Field(
+        (), description="trackers to log to (TRL's report_to); the packages come with "
+        "`pip install 'selftaught[tracking]'`")
+    dir: str | None = Field(None, description="local folder for event files, mlflow.db, W&B offline runs and "
+                            "Trackio's database (default: <storage root>/tracking)")
+    mlflow_tracking_uri: str | None = Field(None, description="default sqlite:///<dir>/mlflow.db; or an MLflow "
+                                            "server's http:// URL")
+    wandb_project: str | None = Field(None, description="default: the experiment's name")
+    wandb_mode: Literal["offline", "online"] = Field("offline", description="offline writes run folders that "
+                                                     "`wandb sync` uploads later")
+    trackio_project: str | None = Field(None, description="default: the experiment's name")
+
+    @field_validator("report_to")
+    @classmethod
+    def _installed(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        import importlib.util
+
+        modules = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb", "trackio": "trackio"}
+        missing = [name for name in v if importlib.util.find_spec(modules[name]) is None]
+        if missing:
+            raise ValueError(f"report_to {missing}: not installed here; pip install 'selftaught[tracking]' "
+                             "(tensorboard, mlflow-skinny, wandb, trackio)")
+        if len(set(v)) != len(v):
+            raise ValueError(f"report_to names a tracker twice: {list(v)}")
+        return v
+
+
 class OperationsConfig(Strict):
     schedule_cron: str = Field("0 2 * * *", description="when the nightly schedule starts the next round")
     timezone: str = "UTC"
     auto_continue: AutoContinueConfig = AutoContinueConfig()
     executor: ExecutorConfig = ExecutorConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @field_validator("schedule_cron")
     @classmethod

@@ -31,16 +31,71 @@ class PreferenceConfig(Strict):
         "dataset's worked solution vs the policy's own sample (SPIN)")
 
 
-# GRPOConfig fields selftaught sets itself (from training / training.grpo), or that would break
-# one generation batch per optimizer step (rollout `step` = the policy version that generated it,
-# resume = drop the rollouts from the checkpoint's step on): grpo.trl may not name them.
-GRPO_OWN_FIELDS = frozenset({
-    "output_dir", "max_steps", "per_device_train_batch_size", "learning_rate", "warmup_steps", "num_generations",
-    "beta", "loss_type", "epsilon", "epsilon_high", "scale_rewards", "max_completion_length", "temperature", "top_p",
-    "seed", "data_seed", "save_strategy", "save_steps", "save_total_limit", "report_to", "logging_steps",
-    "use_vllm", "vllm_mode", "use_cpu", "bf16", "disable_tqdm", "dataloader_num_workers",
-    "steps_per_generation", "generation_batch_size", "gradient_accumulation_steps", "num_iterations",
-})
+# The TRL config fields selftaught sets itself, per objective, and the key that sets them;
+# training.trl may name any other field of the objective's TRL config class. GRPO also keeps
+# one generation batch per optimizer step (rollout `step` = the policy version that generated
+# it; resume = drop the rollouts from the checkpoint's step on), so what would change that is
+# refused too.
+_ANY_OBJECTIVE = {
+    "output_dir": "the round's work folder", "max_steps": "training.max_steps",
+    "learning_rate": "training.learning_rate", "seed": "training.seed", "data_seed": "training.seed",
+    "save_strategy": "training.save_every", "save_steps": "training.save_every",
+    "save_total_limit": "training.save_every", "report_to": "operations.tracking.report_to",
+    "run_name": "operations.tracking (<experiment>/<round>)", "project": "operations.tracking.trackio_project",
+    "use_cpu": "the machine (a GPU when there is one)", "bf16": "training.bf16",
+    "disable_tqdm": "selftaught's progress output",
+}
+TRL_OWN_FIELDS: dict[str, dict[str, str]] = {
+    "sft": {**_ANY_OBJECTIVE, "per_device_train_batch_size": "training.batch_size",
+            "warmup_steps": "training.warmup_steps", "weight_decay": "training.weight_decay",
+            "max_length": "training.max_length", "completion_only_loss": "training.completion_only_loss"},
+    "dpo": {**_ANY_OBJECTIVE, "per_device_train_batch_size": "training.batch_size",
+            "max_length": "training.max_length", "beta": "training.dpo.beta",
+            "loss_type": "training.dpo.rpo_alpha", "loss_weights": "training.dpo.rpo_alpha"},
+    "grpo": {**_ANY_OBJECTIVE, "warmup_steps": "training.warmup_steps",
+             **{f: f"training.grpo.{f}" for f in (
+                 "num_generations", "beta", "loss_type", "epsilon", "epsilon_high", "scale_rewards",
+                 "max_completion_length", "temperature", "top_p", "use_vllm", "vllm_mode")},
+             "per_device_train_batch_size": "training.grpo.prompts_per_step x num_generations",
+             **{f: "one generation batch per optimizer step (rollouts are versioned by step)" for f in (
+                 "steps_per_generation", "generation_batch_size", "gradient_accumulation_steps",
+                 "num_iterations")}},
+}
+TRL_CONFIG_CLASS = {"sft": "SFTConfig", "dpo": "DPOConfig", "grpo": "GRPOConfig"}
+
+
+def check_trl_passthrough(objective: str, fields: dict[str, Any], where: str = "training.trl") -> None:
+    """A ValueError naming the fields of `fields` that the installed TRL's config class for
+    `objective` does not have, or that selftaught sets from its own keys; then the class is
+    built once with them, so a bad value (optim: adamw_foo) is reported at load time too."""
+    if not fields:
+        return
+    import dataclasses
+    import tempfile
+    import warnings
+
+    import trl
+
+    cls = getattr(trl, TRL_CONFIG_CLASS[objective])
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ValueError(f"{where}: {unknown} are not {cls.__name__} fields of the installed TRL {trl.__version__} "
+                         f"(objective {objective})")
+    own = {k: TRL_OWN_FIELDS[objective][k] for k in sorted(fields) if k in TRL_OWN_FIELDS[objective]}
+    if own:
+        raise ValueError(f"{where}: selftaught sets " + ", ".join(f"{k} (use {v})" for k, v in own.items()))
+    if fields.get("padding_free") and not fields.get("packing"):  # SFTTrainer refuses it once built
+        raise ValueError(f"{where}: padding_free without packing leaves training.max_length unenforced, which "
+                         f"TRL {trl.__version__} refuses; set packing: true (its default bfd strategy is "
+                         "padding-free)")
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # TRL's own defaults use names transformers renamed
+        try:
+            cls(output_dir=tmp, use_cpu=True, bf16=False, report_to="none", **fields)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{where}: the installed TRL {trl.__version__} refuses it: "
+                             f"{str(exc).splitlines()[0]}") from None
 
 
 class GRPOTrainingConfig(Strict):
@@ -62,7 +117,13 @@ class GRPOTrainingConfig(Strict):
     scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Dr. GRPO: none")
     use_vllm: bool = Field(False, description="generate with vLLM inside TRL (GPU)")
     vllm_mode: Literal["colocate", "server"] = "colocate"
-    trl: dict[str, Any] = Field({}, description="more GRPOConfig fields of the installed TRL, passed through")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data):
+        if isinstance(data, dict) and "trl" in data:
+            raise ValueError("grpo.trl moved to training.trl (one pass-through for every objective)")
+        return data
 
     @model_validator(mode="after")
     def _against_installed_trl(self):
@@ -72,13 +133,6 @@ class GRPOTrainingConfig(Strict):
         from trl.trainer.grpo_config import GRPOConfig
 
         fields = {f.name: f for f in dataclasses.fields(GRPOConfig)}
-        unknown = sorted(set(self.trl) - set(fields))
-        if unknown:
-            raise ValueError(f"grpo.trl: {unknown} are not GRPOConfig fields of the installed TRL {trl.__version__}")
-        own = sorted(set(self.trl) & GRPO_OWN_FIELDS)
-        if own:
-            raise ValueError(f"grpo.trl: {own} are set by selftaught (training and training.grpo keys), or would "
-                             "make one optimizer step span several generation batches")
         help_text = fields["loss_type"].metadata.get("help", "")
         supported = re.findall(r"'(\w+)'", help_text.split("Supported values are", 1)[-1].split(". ", 1)[0])
         if supported and self.loss_type not in supported:
@@ -133,10 +187,21 @@ class TrainingConfig(Strict):
     completion_only_loss: bool = Field(True, description="False also puts loss on the prompt tokens")
     bf16: bool | None = Field(None, description="bfloat16 mixed precision (float32 master weights); default: on "
                               "GPUs that support it, off on CPU (true on a CPU with AMX is ~1.4x faster)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="the weights' dtype while training: auto is bfloat16 on a GPU that supports it, else "
+        "float32")
+    trl: dict[str, Any] = Field({}, description="more fields of the installed TRL's SFTConfig / DPOConfig / "
+                                "GRPOConfig (by objective), passed through: gradient_accumulation_steps, "
+                                "lr_scheduler_type, optim, max_grad_norm, packing, padding_free, ...")
     seed: int = 0
     lora: LoraConfig = LoraConfig()
     verifier: VerifierTrainingConfig | None = Field(None, description="V-STaR: also train a DPO verifier")
     launcher: LauncherConfig = LauncherConfig()
+
+    @model_validator(mode="after")
+    def _trl_passthrough(self):
+        check_trl_passthrough(self.objective, self.trl)
+        return self
 
     def grpo_settings(self) -> GRPOTrainingConfig:
         return self.grpo or GRPOTrainingConfig()
