@@ -15,6 +15,7 @@ from typing import Callable, Protocol
 import polars as pl
 
 from filters.numeric import extract_number, to_number
+from selftaught.progress import Progress
 from selftaught import schemas
 from selftaught.schemas import CORRECT, INCORRECT, UNVERIFIABLE
 
@@ -271,7 +272,8 @@ def verify(verifier: Verifier, prompts: pl.DataFrame, samples: pl.DataFrame) -> 
         raise ValueError(f"{len(missing)} sample prompt_id(s) have no prompt row, e.g. {sorted(missing)[:3]}")
     rows = []
     items = samples.select("round", "prompt_id", "sample_idx", "prompt", "completion").to_dicts()
-    for s, c in zip(items, _checks(verifier, items, refs)):
+    stage = f"{items[0]['round']} verify" if items else "verify"
+    for s, c in zip(items, _checks(verifier, items, refs, Progress(stage, len(items), "samples", every=1.0))):
         rows.append(
             {
                 "round": s["round"],
@@ -290,17 +292,20 @@ def verify(verifier: Verifier, prompts: pl.DataFrame, samples: pl.DataFrame) -> 
     return schemas.validate(pl.DataFrame(rows, schema=schemas.VERDICTS_TABLE), "verdicts")
 
 
-def _checks(verifier: Verifier, items: list[dict], refs: dict[str, str]) -> list[Check]:
+def _checks(verifier: Verifier, items: list[dict], refs: dict[str, str], progress: Progress) -> list[Check]:
     if hasattr(verifier, "check_batch"):
         try:
             return verifier.check_batch([s["prompt"] for s in items], [s["completion"] for s in items],
                                         [refs[s["prompt_id"]] for s in items], [s["prompt_id"] for s in items])
         except Exception as exc:  # a broken batch is unverifiable, row by row, never incorrect
             return [Check(UNVERIFIABLE, 0.0, None, f"verifier error: {type(exc).__name__}: {exc}")] * len(items)
+        finally:
+            progress(len(items))
     out = []
     for s in items:
         try:
             out.append(verifier.check(s["prompt"], s["completion"], refs[s["prompt_id"]]))
         except Exception as exc:  # one bad row must not sink the round
             out.append(Check(UNVERIFIABLE, 0.0, None, f"verifier error: {type(exc).__name__}: {exc}"))
+        progress(len(out))
     return out

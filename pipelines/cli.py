@@ -1,9 +1,16 @@
-"""`selftaught`: run rounds, show their table, validate a config.
+"""`selftaught`: run rounds, show their table, validate a config, share a round.
 
     selftaught run [--config FILE] [--rounds N]   run until N rounds are complete
     selftaught status [--config FILE]             the per-round table
+    selftaught runs                               every experiment of the Dagster instance
     selftaught ui [--config FILE] [--port P]      the Dagster UI on 127.0.0.1
     selftaught validate [--config FILE] [--show]  check a config, print a round's size (or the whole config)
+    selftaught lineage TARGET                     the chain behind a round or a training row
+    selftaught export ROUND --to DIR              the round's tables and policy, with cards
+
+Every command that takes --config also takes `--set key.path=value` (repeatable), validated
+like the file: the overrides are written as a config that extends the file
+(<DAGSTER_HOME>/configs/), so the UI, schedules and later runs read the same settings.
 """
 
 from __future__ import annotations
@@ -97,6 +104,10 @@ def cmd_run(args) -> int:
 
     cfg = experiment_config(args.config)  # parsed once: build_definitions reads the same
     target = args.rounds or cfg.max_rounds
+    if sys.stderr.isatty() and not args.no_progress:
+        from pipelines.progress_bars import show_progress_bars
+
+        show_progress_bars()
     defs = build_definitions(args.config)
     store = Store.for_config(cfg)
     store.check_writable()
@@ -254,6 +265,37 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def cmd_runs(args) -> int:
+    """Every experiment this Dagster instance has evaluated rounds of: last round, frontier accuracy."""
+    from pipelines.experiments import experiments_table
+
+    print(experiments_table(get_instance_for(args)))
+    return 0
+
+
+def get_instance_for(args):
+    from pipelines.instance import get_instance
+
+    return get_instance(args.dagster_home)
+
+
+def _setting(text: str) -> str:
+    if "=" not in text or not text.split("=", 1)[0].strip():
+        raise argparse.ArgumentTypeError(f"expected key.path=value (e.g. training.max_steps=50), got {text!r}")
+    return text
+
+
+def _apply_settings(args) -> None:
+    """--set overrides: a config extending --config, in the instance's configs/ folder."""
+    if not getattr(args, "set", None):
+        return
+    from pipelines.instance import dagster_home
+    from selftaught.config import with_overrides
+
+    args.config = str(with_overrides(args.config, args.set, dagster_home(args.dagster_home) / "configs"))
+    print(f"config with --set overrides: {args.config}", file=sys.stderr, flush=True)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -276,17 +318,29 @@ def main(argv: list[str] | None = None) -> int:
                                      epilog="selftaught serve --model DIR [--port 8000]: an OpenAI-compatible "
                                             "completions server for a local model")
     sub = parser.add_subparsers(dest="command", required=True)
+    from pipelines import export
+
     for name, fn, help_ in [("run", cmd_run, "run rounds until --rounds are complete (resumes)"),
                             ("status", cmd_status, "print the per-round table"),
+                            ("runs", cmd_runs, "every experiment of the Dagster instance: last round, frontier "
+                                               "accuracy"),
                             ("ui", cmd_ui, "open the Dagster UI on 127.0.0.1 for this experiment (or a folder of them)"),
                             ("lineage", cmd_lineage, "the chain behind a round (r002) or a training row id"),
-                            ("validate", cmd_validate, "validate an experiment config")]:
+                            ("validate", cmd_validate, "validate an experiment config"),
+                            ("export", export.run, "write a round's tables as a Hugging Face dataset and its policy "
+                                                   "with a model card")]:
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--config", default=str(DEFAULT_CONFIG), help="experiment YAML (default: the demo)")
         p.add_argument("--dagster-home", default=None, help="Dagster instance dir (default $DAGSTER_HOME or data/dagster_home)")
+        if name != "runs":
+            p.add_argument("--config", default=str(DEFAULT_CONFIG), help="experiment YAML (default: the demo)")
+            p.add_argument("--set", action="append", type=_setting, metavar="KEY=VALUE", default=[],
+                           help="override a config key, e.g. --set training.max_steps=50 (YAML value; repeatable)")
+        if name == "export":
+            export.add_arguments(p)
         if name == "run":
             p.add_argument("--rounds", type=_positive_int, default=None,
                            help="rounds to complete, 1 or more (default: max_rounds)")
+            p.add_argument("--no-progress", action="store_true", help="plain progress lines even on a terminal")
         if name == "validate":
             p.add_argument("--show", action="store_true", help="print the whole resolved config (extends applied, "
                            "defaults filled in)")
@@ -302,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     from selftaught.files import TableError
 
     try:
+        _apply_settings(args)
         return args.fn(args)
     except (ConfigError, RootTaken) as exc:
         print(f"error: {exc}", file=sys.stderr)
