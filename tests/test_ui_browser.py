@@ -1,8 +1,8 @@
 """The Dagster UI as a person uses it: `selftaught ui` on 127.0.0.1, opened in headless
 Chromium (Debian's /usr/bin/chromium driven by Playwright; no browser download).
 
-`make test-ui` runs it (installing chromium and playwright first); `make test` skips it
-where either is missing. SELFTAUGHT_SCREENSHOTS=<dir> keeps the screenshots (the
+`make test` runs it (`make test-ui` alone), installing chromium and playwright first; a plain
+`pytest` skips it where either is missing. SELFTAUGHT_SCREENSHOTS=<dir> keeps the screenshots (the
 README's come from here).
 """
 
