@@ -1,4 +1,5 @@
 import os
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -8,6 +9,8 @@ import pytest
 # tests/allowed_skips.py fails the session
 pytest_plugins = ["tests.allowed_skips"]
 
+# Trackio (which TRL imports when installed) fixes its folder at import: keep it out of ~/.cache
+os.environ.setdefault("TRACKIO_DIR", tempfile.mkdtemp(prefix="selftaught-tests-trackio-"))
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import sqlite3
+import uuid
 from pathlib import Path
 
 import polars as pl
@@ -93,7 +94,8 @@ def test_an_unknown_tracker_is_a_config_error(tmp_path):
 @pytest.mark.slow
 def test_rounds_report_to_every_tracker_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "")  # offline: never a login prompt
-    config = _config(tmp_path, operations__tracking={"report_to": TRACKERS},
+    project = f"tiny-{uuid.uuid4().hex[:8]}"  # Trackio's folder is the process's: a project of our own
+    config = _config(tmp_path, operations__tracking={"report_to": TRACKERS, "trackio_project": project},
                      training__trl={"gradient_accumulation_steps": 2, "lr_scheduler_type": "constant",
                                     "logging_steps": 2})
     store, meta, _ = run_rounds(config, tmp_path, rounds=2)
@@ -136,12 +138,30 @@ def test_rounds_report_to_every_tracker_offline(tmp_path, monkeypatch):
     assert len(glob.glob(str(tracking / "wandb" / "offline-run-*-tiny-rounds"))) == 2
 
     # Trackio: its local database has the round's run and the rounds run's points
-    databases = glob.glob(str(tracking / "trackio" / "*.db"))
-    assert databases, sorted(p.name for p in (tracking / "trackio").iterdir())
-    with sqlite3.connect(databases[0]) as db:
+    assert policy["tracker_run_trackio"] == f"{project}/tiny/r002"
+    database = Path(policy["tracker_run_trackio_db"])
+    assert database.is_file() and database == Path(evaluation["tracker_rounds_run_trackio_db"])
+    with sqlite3.connect(database) as db:
         runs = {r[0] for r in db.execute("SELECT DISTINCT run_name FROM metrics")}
-    assert {"tiny/r001", "tiny/r002", "tiny/rounds"} <= runs
+    assert runs == {"tiny/r001", "tiny/r002", "tiny/rounds"}
 
     # the provenance keeps the tracker ids of the training run, like the Dagster metadata
     prov = yaml.safe_load((store.model_dir("r002") / "provenance.json").read_text())
     assert prov["metrics"]["tracker_runs"]["mlflow"] == policy["tracker_run_mlflow"]
+
+
+def test_training_dtype_is_the_weights_dtype_while_training(tiny_model_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from train.sft import SFTSettings, torch_dtype, train_sft
+
+    assert torch_dtype("auto") == (torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+                                   else torch.float32)
+    rows = pl.DataFrame({"prompt": ["Q: 1+2=? A:"] * 8, "completion": [" 3"] * 8})
+    train_sft(tiny_model_dir, rows, tmp_path / "bf16", SFTSettings(max_steps=2, batch_size=4, dtype="bfloat16"))
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "bf16" / "model", dtype="auto")
+    assert next(saved.parameters()).dtype == torch.bfloat16
+    assert load_config(_config(tmp_path, training__dtype="bfloat16")).training.dtype == "bfloat16"
+    with pytest.raises(ConfigError, match="training.dtype"):
+        load_config(_config(tmp_path, training__dtype="float8"))

@@ -9,9 +9,11 @@ Two kinds of tracker run per experiment:
   tracker plots rounds as the Dagster UI does.
 
 Local by default, so nothing leaves the machine unless configured: TensorBoard event files
-and Trackio's database under the tracking folder, MLflow in `sqlite:///<folder>/mlflow.db`
-(MLflow's plain-file store is in maintenance mode), W&B in offline mode (`wandb sync` uploads
-later). Each tracker's run id is returned for the round's metadata.
+under the tracking folder, MLflow in `sqlite:///<folder>/mlflow.db` (MLflow's plain-file
+store is in maintenance mode), W&B in offline mode (`wandb sync` uploads later), Trackio in
+its own folder (TRACKIO_DIR, default ~/.cache/huggingface/trackio: Trackio reads it once, when
+first imported, and TRL imports it, so it cannot follow the config). Each tracker's run id
+(and Trackio's database path) is returned for the round's metadata.
 """
 
 from __future__ import annotations
@@ -65,10 +67,6 @@ class Tracking:
 
     def training_args(self) -> dict:
         """The TRL config fields that route the trainer's logs into this round's runs."""
-        if "trackio" in self.report_to:
-            # Trackio reads its folder once, when first imported (the trainer's callback does it):
-            # so it is set for the process, before the trainer is built, unless already set.
-            os.environ.setdefault("TRACKIO_DIR", self.env()["TRACKIO_DIR"])
         return {"report_to": list(self.report_to), "run_name": self.run_name,
                 **({"project": self.project} if "trackio" in self.report_to else {})}
 
@@ -81,8 +79,7 @@ class Tracking:
         return {"TENSORBOARD_LOGGING_DIR": str(self.tensorboard_dir(self.round)),
                 "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri, "MLFLOW_EXPERIMENT_NAME": self.experiment,
                 "WANDB_DIR": self.dir, "WANDB_MODE": self.wandb_mode,
-                "WANDB_PROJECT": self.wandb_project or self.experiment, "WANDB_SILENT": "true",
-                "TRACKIO_DIR": os.environ.get("TRACKIO_DIR", str(Path(self.dir) / "trackio"))}
+                "WANDB_PROJECT": self.wandb_project or self.experiment, "WANDB_SILENT": "true"}
 
 
 @contextlib.contextmanager
@@ -146,6 +143,7 @@ def training_runs(tracking: Tracking | None, trainer):
                 trackio.init(project=tracking.project, name=tracking.run_name, config={"selftaught": tags},
                              resume="allow", embed=False, auto_log_cpu=False, auto_log_gpu=False)
                 ids["trackio"] = f"{tracking.project}/{tracking.run_name}"
+                ids["trackio_db"] = str(_trackio_db(tracking.project))
                 closers.append(lambda failed: _finish_trackio())
             yield ids
         except BaseException:
@@ -154,6 +152,14 @@ def training_runs(tracking: Tracking | None, trainer):
             raise
         for close in reversed(closers):
             close(False)
+
+
+def _trackio_db(project: str) -> Path:
+    """Trackio's database of `project`: in TRACKIO_DIR, which Trackio reads once, when first
+    imported (TRL imports it), so it is the process's setting, not operations.tracking.dir."""
+    from trackio.sqlite_storage import SQLiteStorage
+
+    return SQLiteStorage.get_project_db_path(project)
 
 
 def _finish_trackio() -> None:
@@ -210,4 +216,5 @@ def log_round(tracking: Tracking | None, index: int, metrics: dict[str, float]) 
             trackio.log(values, step=index)
             _finish_trackio()
             ids["trackio"] = f"{tracking.project}/{name}"
+            ids["trackio_db"] = str(_trackio_db(tracking.project))
     return ids
