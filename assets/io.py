@@ -25,6 +25,8 @@ TABLE_OF = {
     "repairs": "repairs",
     "sampling_plan": "sampling_plan",
     "evaluation": "eval_results",
+    "round_diff": "round_diff",
+    "ledger": "ledger",
 }
 
 

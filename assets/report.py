@@ -9,6 +9,7 @@ import polars as pl
 
 from assets.placement import on
 from assets.resources import ExperimentResource
+from filters.ledger import ledger_plot, ledger_table
 from filters.summary import rounds_plot, summary_table
 
 
@@ -24,6 +25,29 @@ def summary(context: dg.AssetExecutionContext, experiment: ExperimentResource) -
         "rounds": dg.MetadataValue.int(max(table.height - 1, 0)),
         "table": dg.MetadataValue.md(markdown_table(table)),
         "plot": dg.MetadataValue.md(f"![rounds](data:image/png;base64,{base64.b64encode(png).decode()})"),
+        "plot_path": dg.MetadataValue.path(store.where(path)),
+    })
+    return table
+
+
+@dg.asset(group_name="report", kinds={"polars"}, deps=["evaluation"], **on("cpu"))
+def ledger(context: dg.AssetExecutionContext, experiment: ExperimentResource) -> pl.DataFrame:
+    """The compute ledger: each round's wall and CPU seconds, peak memory, tokens, samples
+    verified, kept rows per 1k samples, held-out points per hour and cost, plus a plot."""
+    from assets.stage_costs import experiment_costs
+    from assets.rounds import ROUND_ASSETS
+
+    experiment = experiment.of(context)
+    cfg, store = experiment.config, experiment.store
+    rounds = experiment_costs(context.instance, context.asset_key.path[0], [a.key.path[-1] for a in ROUND_ASSETS])
+    table = ledger_table(rounds, cfg.operations.price_per_hour)
+    png = ledger_plot([s for stages in rounds for s in stages], table, f"{cfg.name}: compute per round")
+    path = store.write_file(png, "ledger.png")
+    context.add_output_metadata({
+        "rounds": dg.MetadataValue.int(table.height),
+        "wall_s": float(table["wall_s"].fill_null(0).sum()), "cpu_s": float(table["cpu_s"].fill_null(0).sum()),
+        "table": dg.MetadataValue.md(markdown_table(table)),
+        "plot": dg.MetadataValue.md(f"![ledger](data:image/png;base64,{base64.b64encode(png).decode()})"),
         "plot_path": dg.MetadataValue.path(store.where(path)),
     })
     return table

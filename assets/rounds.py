@@ -15,6 +15,7 @@ import dagster as dg
 import polars as pl
 
 from assets.context import RoundContext
+from assets.stage_costs import measured
 from assets.generation import evaluate_artifact, sampled_eval_metrics
 from assets.parent import parent_metadata
 from assets.placement import on
@@ -25,12 +26,15 @@ from assets.recipes import (balance_search, budget_rates, curriculum_counts, eva
 from filters.metrics import (accuracy_by_difficulty, frontier_of, judge_agreement, pseudo_label_accuracy,
                              sample_metrics)
 from filters.pairs import make_pairs
+from filters.audit import audit
+from filters.diff import diff_rounds
 from filters.summary import round_metrics
 from filters.select import accumulate, judged, select_repairs, select_sft, warm_start_rows
 from filters.verifiers import verify
 from selftaught import __version__, schemas
 from selftaught.files import file_hash, read_parquet
-from selftaught.store import is_complete
+from selftaught.store import is_complete, model_path
+from synth.backends import count_tokens
 from synth.sampling import plan, round_seed
 from synth.tasks import reference_verifier
 from train.artifact import read_provenance, write_provenance
@@ -43,6 +47,7 @@ ROUND = {"partitions_def": rounds, "group_name": "round", "code_version": __vers
 
 
 @dg.asset(**ROUND, kinds={"polars"}, **on("cpu"))
+@measured
 def prompts(
     context: dg.AssetExecutionContext,
     experiment: ExperimentResource,
@@ -65,6 +70,7 @@ def prompts(
 
 
 @dg.asset(**ROUND, kinds={"polars"}, **on("gpu"))  # B-STaR samples a dev slice
+@measured
 def sampling_plan(context: dg.AssetExecutionContext, experiment: ExperimentResource,
                   prompts: pl.DataFrame) -> pl.DataFrame:
     """Per prompt: samples to draw, temperature, reward threshold. Uniform by default;
@@ -90,6 +96,7 @@ def sampling_plan(context: dg.AssetExecutionContext, experiment: ExperimentResou
 
 
 @dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"))
+@measured
 def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
             sampling_plan: pl.DataFrame) -> pl.DataFrame:
     """Completions per prompt (as the plan says) from the parent round's policy (base model for round 1)."""
@@ -107,7 +114,8 @@ def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, p
     context.add_output_metadata({**parent_metadata(rc.parent), "temperature": float(sampling_plan["temperature"][0]),
                                  "n": s.n, "seed": round_seed(s.seed, rc.index), "backend": s.backend,
                                  "generation_seconds": round(seconds, 1),
-                                 "samples_per_second": round(df.height / max(seconds, 1e-9), 1)})
+                                 "samples_per_second": round(df.height / max(seconds, 1e-9), 1),
+                                 "generated_tokens": count_tokens(model_path(rc.parent.artifact), df["completion"])})
     return df
 
 
@@ -116,8 +124,13 @@ def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, p
     **on("cpu"),  # a judge verifier generates: serve it (judge.backend openai) on a cluster
     kinds={"python"},
     check_specs=[dg.AssetCheckSpec("unverifiable_share", asset="verdicts", blocking=True,
-                                   description="stops the round when too many samples could not be verified")],
+                                   description="stops the round when too many samples could not be verified"),
+                 dg.AssetCheckSpec("verdict_audit", asset="verdicts", blocking=True,
+                                   description="a second, independent check of the correct samples: warns on any "
+                                               "disagreement, stops the round above "
+                                               "verification.max_audit_disagreement")],
 )
+@measured
 def verdicts(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
              samples: pl.DataFrame):
     """correct / incorrect / unverifiable per sample, with the extracted answer and a reason."""
@@ -125,7 +138,9 @@ def verdicts(context: dg.AssetExecutionContext, experiment: ExperimentResource, 
     cfg, name = rc.config, rc.verifier_name
     if cfg.training.objective == "grpo":  # rollouts are verified as the reward, in the policy step
         yield dg.Output(schemas.empty("verdicts"), metadata={"objective": "grpo"})
-        yield dg.AssetCheckResult(passed=True, description="objective grpo: the reward bounds unverifiable rollouts")
+        yield dg.AssetCheckResult(check_name="unverifiable_share", passed=True,
+                                  description="objective grpo: the reward bounds unverifiable rollouts")
+        yield dg.AssetCheckResult(check_name="verdict_audit", passed=True, description="objective grpo: no samples")
         return
     df = verdicts_for(rc, prompts, samples)
     m = sample_metrics(judged(samples, df), prompts)
@@ -133,14 +148,32 @@ def verdicts(context: dg.AssetExecutionContext, experiment: ExperimentResource, 
         m.update(pseudo_label_accuracy(df, prompts))
     if name == "judge" and (prompts["reference"].str.strip_chars() != "").all():
         m.update(judge_agreement(df, verify(reference_verifier(cfg), prompts, samples)))
-    yield dg.Output(df, metadata={k: float(v) for k, v in m.items()})
+    checked = audit(name, prompts, samples, df)
+    yield dg.Output(df, metadata={**{k: float(v) for k, v in m.items()}, **checked.numbers})
     yield _unverifiable_check(df, m["unverifiable_share"], cfg.verification.max_unverifiable_share)
+    yield _audit_check(checked, cfg.verification.max_audit_disagreement)
+
+
+def _audit_check(checked, bound: float | None) -> dg.AssetCheckResult:
+    """Passes with no disagreement (or no independent check for this verifier); a warning
+    otherwise; an error, which stops the round, above `bound`."""
+    share = checked.numbers.get("audit_disagreement_share", 0.0)
+    blocking = bound is not None and share > bound
+    what = checked.second_opinion or "no independent check for this verifier"
+    return dg.AssetCheckResult(
+        check_name="verdict_audit", passed=share == 0.0,
+        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        metadata={**checked.numbers, "second_opinion": what, "bound": bound if bound is not None else "none",
+                  "disagreeing_rows": dg.MetadataValue.md(checked.markdown())},
+        description=f"{what}: disagrees on {share:.1%} of the correct samples"
+                    + (f" (bound {bound:.0%})" if bound is not None else ""),
+    )
 
 
 def _unverifiable_check(df: pl.DataFrame, share: float, bound: float) -> dg.AssetCheckResult:
     reasons = df.filter(pl.col("verdict") == schemas.UNVERIFIABLE).group_by("reason").len().sort("len", descending=True)
     return dg.AssetCheckResult(
-        passed=share <= bound,
+        check_name="unverifiable_share", passed=share <= bound,
         metadata={"unverifiable_share": share, "bound": bound,
                   "top_reasons": dg.MetadataValue.json({r: n for r, n in reasons.head(5).iter_rows()})},
         description=f"{share:.1%} of samples unverifiable (bound {bound:.0%})",
@@ -148,6 +181,7 @@ def _unverifiable_check(df: pl.DataFrame, share: float, bound: float) -> dg.Asse
 
 
 @dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"))
+@measured
 def repairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
             samples: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFrame:
     """Second attempts at what failed (repair.mode): STaR rationalization or Re-ReST
@@ -173,6 +207,7 @@ def repairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, p
     check_specs=[dg.AssetCheckSpec("has_new_rows", asset="training_set", blocking=True,
                                    description="stops the round when fewer than selection.min_new_rows samples were kept")],
 )
+@measured
 def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
                  samples: pl.DataFrame, verdicts: pl.DataFrame, repairs: pl.DataFrame, sampling_plan: pl.DataFrame,
                  warm_start_prompts: pl.DataFrame):
@@ -230,6 +265,7 @@ def _parent_rows_path(rc: RoundContext):
     check_specs=[dg.AssetCheckSpec("has_pairs", asset="pairs", blocking=True,
                                    description="with training.objective dpo, stops a round that formed no pair")],
 )
+@measured
 def pairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
           samples: pl.DataFrame, verdicts: pl.DataFrame):
     """Preference pairs (training.dpo.pairs): (correct, incorrect) of a prompt, zero-variance
@@ -252,6 +288,7 @@ def pairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, pro
 
 
 @dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"), deps=["base_model"])
+@measured
 def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
            training_set: pl.DataFrame, pairs: pl.DataFrame) -> dg.MaterializeResult:
     """Fine-tune from the parent policy (continue) or the base model (restart): on the kept rows
@@ -306,7 +343,8 @@ def _policy_metadata(rc: RoundContext, prov: dict, artifact, metrics: dict, refe
         **({"verifier_pairs": verifier["pairs"], "verifier_reward_accuracy": verifier["reward_accuracy"]}
            if verifier else {}),
         **{k: v for k, v in metrics.items() if k.startswith("rollout")},
-        **{k: metrics[k] for k in ("first_reward", "final_reward", "generated_tokens") if k in metrics},
+        **{k: metrics[k] for k in ("first_reward", "final_reward", "generated_tokens", "trained_tokens")
+           if metrics.get(k) is not None},
         **{f"tracker_run_{name}": run for name, run in metrics.get("tracker_runs", {}).items()},
     }
 
@@ -322,6 +360,7 @@ def _train_verifier(rc: RoundContext, base, work) -> dict:
 
 
 @dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"), deps=["policy"])
+@measured
 def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource,
                eval_prompts: pl.DataFrame) -> pl.DataFrame:
     """Greedy exact match of this round's policy on the held-out set, per difficulty."""
@@ -348,4 +387,17 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
     return df
 
 
-ROUND_ASSETS = [prompts, sampling_plan, samples, verdicts, repairs, training_set, pairs, policy, evaluation]
+@dg.asset(**ROUND, kinds={"polars"}, **on("cpu"), deps=["evaluation", "training_set", "verdicts"])
+@measured
+def round_diff(context: dg.AssetExecutionContext, experiment: ExperimentResource) -> pl.DataFrame:
+    """What this round changed against the one before (the base model for r001): held-out
+    prompts newly solved and lost per difficulty, the kept set's overlap and answer length,
+    answer diversity, easy-sample collapse (filters/diff.py)."""
+    rc = RoundContext.of(context, experiment)
+    diff = diff_rounds(rc.store, rc.parent_key or "base", rc.key)
+    context.add_output_metadata({**diff.numbers, "against": rc.parent_key or "base",
+                                 "diff": dg.MetadataValue.md(diff.markdown())})
+    return diff.table
+
+
+ROUND_ASSETS = [prompts, sampling_plan, samples, verdicts, repairs, training_set, pairs, policy, evaluation, round_diff]

@@ -71,7 +71,8 @@ def build_automation(cfg: ExperimentConfig, store: Store, round_job) -> tuple[li
         if blocked:
             return dg.SkipReason(blocked)
         history = progress.frontier_history(context.instance, cfg)
-        stop = progress.plateau(history, ops.auto_continue.min_improvement, ops.auto_continue.patience)
+        stop = progress.plateau(history, ops.auto_continue.min_improvement, ops.auto_continue.patience) or \
+            progress.too_slow(context.instance, cfg, ops.auto_continue.min_points_per_hour)
         key, need = progress.next_round(context.instance, cfg)
         if key is None:
             stop = stop or f"max_rounds reached: all {cfg.max_rounds} rounds are complete"

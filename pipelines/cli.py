@@ -6,6 +6,8 @@
     selftaught ui [--config FILE] [--port P]      the Dagster UI on 127.0.0.1
     selftaught validate [--config FILE] [--show]  check a config, print a round's size (or the whole config)
     selftaught lineage TARGET                     the chain behind a round or a training row
+    selftaught diff [A] B                         what round B changed against A (default: the round before)
+    selftaught ledger                             what each round cost and what it gained
     selftaught export ROUND --to DIR              the round's tables and policy, with cards
 
 Every command that takes --config also takes `--set key.path=value` (repeatable), validated
@@ -241,6 +243,45 @@ def cmd_lineage(args) -> int:
     return 0
 
 
+def cmd_diff(args) -> int:
+    from filters.diff import diff_rounds
+    from selftaught.config import load_config
+    from selftaught.round_keys import is_round_key, parent_key
+    from selftaught.store import Store
+
+    store = Store.for_config(load_config(args.config))
+    rounds = [r for r in args.rounds if r != "base"]
+    bad = [r for r in rounds if not is_round_key(r)]
+    if bad or len(args.rounds) not in (1, 2):
+        print(f"error: expected one or two rounds (r002, or base r003), got {' '.join(args.rounds)}", file=sys.stderr)
+        return 2
+    against, key = (args.rounds if len(args.rounds) == 2 else (parent_key(args.rounds[0]) or "base", args.rounds[0]))
+    try:
+        diff = diff_rounds(store, against, key)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{key} against {against}\n")
+    print(diff.text())
+    return 0
+
+
+def cmd_ledger(args) -> int:
+    from assets.rounds import ROUND_ASSETS
+    from assets.stage_costs import experiment_costs
+    from filters.ledger import format_ledger, ledger_table
+    from pipelines.keys import key_prefix
+    from selftaught.config import load_config
+
+    cfg = load_config(args.config)
+    rounds = experiment_costs(get_instance_for(args), key_prefix(cfg.name), [a.key.path[-1] for a in ROUND_ASSETS])
+    if not rounds:
+        print(f"experiment {cfg.name}: no evaluated round on this Dagster instance yet")
+        return 0
+    print(format_ledger(ledger_table(rounds, cfg.operations.price_per_hour)))
+    return 0
+
+
 def cmd_validate(args) -> int:
     from selftaught.config import load_config
 
@@ -326,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
                                                "accuracy"),
                             ("ui", cmd_ui, "open the Dagster UI on 127.0.0.1 for this experiment (or a folder of them)"),
                             ("lineage", cmd_lineage, "the chain behind a round (r002) or a training row id"),
+                            ("diff", cmd_diff, "what a round changed against the one before (or any other)"),
+                            ("ledger", cmd_ledger, "what each round cost (seconds, memory, tokens) and gained"),
                             ("validate", cmd_validate, "validate an experiment config"),
                             ("export", export.run, "write a round's tables as a Hugging Face dataset and its policy "
                                                    "with a model card")]:
@@ -346,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
                            "defaults filled in)")
         if name == "ui":
             p.add_argument("--port", type=int, default=3000)
+        if name == "diff":
+            p.add_argument("rounds", nargs="+", metavar="ROUND", help="B (against the round before it), or A B "
+                           "(A may be base)")
         if name == "lineage":
             p.add_argument("target", help="a round key (r002) or a training row id (r002/<prompt_id>/<sample_idx>)")
         p.set_defaults(fn=fn)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.parent import latest_materialization
-from pipelines.keys import CLI_TAG, EXPERIMENT_TAG, asset_key
+from pipelines.keys import CLI_TAG, EXPERIMENT_TAG, asset_key, key_prefix
 from selftaught.config import ExperimentConfig
 from selftaught.lock import ExperimentLock
 from selftaught.round_keys import round_key
@@ -108,6 +108,26 @@ def frontier_history(instance, cfg: ExperimentConfig) -> list[tuple[str, float]]
             break
         out.append((round_key(i), rec.asset_materialization.metadata["frontier_accuracy"].value))
     return out
+
+
+def too_slow(instance, cfg: ExperimentConfig, min_points_per_hour: float | None) -> str | None:
+    """Why to stop, or None: the last evaluated round gained fewer held-out frontier points per
+    hour of its wall time than `min_points_per_hour` (its compute ledger row)."""
+    if min_points_per_hour is None:
+        return None
+    from assets.rounds import ROUND_ASSETS
+    from assets.stage_costs import experiment_costs
+    from filters.ledger import round_ledger
+
+    rounds = experiment_costs(instance, key_prefix(cfg.name), [a.key.path[-1] for a in ROUND_ASSETS])
+    if not rounds:
+        return None
+    last = round_ledger(rounds[-1], None)
+    gain = last["points_per_hour"]
+    if gain is None or gain >= min_points_per_hour:
+        return None
+    return (f"too slow: {last['round']} gained {gain:+.1f} held-out points per hour ({last['wall_s']:.0f} s), "
+            f"below min_points_per_hour {min_points_per_hour:g}")
 
 
 def plateau(history: list[tuple[str, float]], min_improvement: float, patience: int) -> str | None:

@@ -126,6 +126,28 @@ EVAL_RESULTS = {
 # lineage read it the same way; `step` is the training step (policy version) that generated it.
 ROLLOUTS = {**SAMPLES, **{k: v for k, v in VERDICTS_TABLE.items() if k not in SAMPLES}, "step": pl.Int64}
 
+# What a round changed against the one before (filters/diff.py): held-out prompts newly
+# solved and newly lost, per difficulty, with their ids.
+ROUND_DIFF = {
+    "round": pl.String,
+    "against": pl.String,  # the previous round, or "base"
+    "difficulty": pl.Int32,
+    "prompts": pl.Int64,  # held-out prompts of this difficulty evaluated in both
+    "solved_before": pl.Int64,
+    "solved_after": pl.Int64,
+    "newly_solved": pl.Int64,
+    "newly_lost": pl.Int64,
+    "newly_solved_ids": pl.List(pl.String),
+    "newly_lost_ids": pl.List(pl.String),
+}
+
+# The compute ledger (filters/ledger.py), one row per round: cost, what it produced, derived figures.
+LEDGER = {
+    "round": pl.String,
+    **{c: pl.Float64 for c in ("wall_s", "cpu_s", "peak_rss_mb", "tokens_generated", "tokens_trained",
+                               "samples_verified", "kept_rows", "kept_per_1k_samples", "points_per_hour", "cost")},
+}
+
 TABLES: dict[str, dict] = {
     "prompts": PROMPTS,
     "samples": SAMPLES,
@@ -136,6 +158,8 @@ TABLES: dict[str, dict] = {
     "sampling_plan": SAMPLING_PLAN,
     "eval_results": EVAL_RESULTS,
     "rollouts": ROLLOUTS,
+    "round_diff": ROUND_DIFF,
+    "ledger": LEDGER,
 }
 
 

@@ -310,3 +310,14 @@ def load_backend(kind: str, model_dir: str | None = None, **options) -> Backend:
     if kind == "openai":
         return OpenAIBackend(**options)
     return BACKENDS[kind](model_dir, **options)
+
+
+def count_tokens(model_dir, texts) -> int:
+    """Tokens of `texts` under the tokenizer in `model_dir` (the compute ledger's generated tokens)."""
+    from transformers import AutoTokenizer
+
+    texts = [t for t in texts if t]
+    if not texts:
+        return 0
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    return sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"])

@@ -138,7 +138,7 @@ def start_moto(log: Path, timeout: float = 60):
 
 
 ROUND_ASSETS = ("prompts", "sampling_plan", "samples", "verdicts", "repairs", "training_set", "pairs", "policy",
-                "evaluation")
+                "evaluation", "round_diff")
 
 
 def run_rounds(config: Path, folder: Path, rounds: int = 1):

@@ -58,6 +58,6 @@ def test_every_presets_graph_matches_the_snapshot():
 
 def test_the_round_order_is_the_asset_graph():
     assert ROUND_ORDER == ["prompts", "sampling_plan", "samples", "verdicts", "repairs", "training_set", "pairs",
-                           "policy", "evaluation"]
+                           "policy", "evaluation", "round_diff"]
     assert UPSTREAM["training_set"] == ["prompts", "repairs", "samples", "sampling_plan", "verdicts"]
     assert UPSTREAM["policy"] == ["pairs", "prompts", "training_set"] and UPSTREAM["prompts"] == []

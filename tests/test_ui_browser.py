@@ -82,9 +82,28 @@ def _shot(page, name: str, tmp_path: Path) -> Path:
 
 def test_asset_graph_shows_every_stage(ui, page, tmp_path):
     _open(page, f"{ui}/locations/pipelines.definitions/asset-groups/round/lineage")
-    for name in ("prompts", "samples", "verdicts", "training_set", "policy", "evaluation"):
+    for name in ("prompts", "samples", "verdicts", "training_set", "policy", "evaluation", "round_diff"):
         page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
     _shot(page, "ui-round-graph.png", tmp_path)
+
+
+def test_round_diff_shows_what_the_round_changed(ui, page, tmp_path):
+    _open(page, f"{ui}/assets/tiny/round_diff?view=partitions&partition=r002")
+    page.get_by_text("newly_solved", exact=True).first.wait_for(timeout=60_000)
+    page.get_by_text("kept_overlap", exact=True).first.wait_for(timeout=60_000)
+    _shot(page, "ui-round-diff.png", tmp_path)
+
+
+def test_the_verdict_audit_check_is_listed_with_its_rows(ui, page, tmp_path):
+    _open(page, f"{ui}/assets/tiny/verdicts?view=checks")
+    page.get_by_text("verdict_audit", exact=True).first.wait_for(timeout=60_000)
+    _shot(page, "ui-verdict-audit.png", tmp_path)
+
+
+def test_the_compute_ledger_is_plotted(ui, page, tmp_path):
+    _open(page, f"{ui}/assets/tiny/ledger")
+    page.get_by_text("plot_path", exact=True).first.wait_for(timeout=60_000)
+    _shot(page, "ui-ledger.png", tmp_path)
 
 
 def test_round_partitions_are_listed(ui, page, tmp_path):

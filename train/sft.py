@@ -231,6 +231,7 @@ def train_and_save(trainer, tok, out: Path, method: str, what: str, resume: Path
         save_trained(trainer.model, tok, out, method)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    tokens = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]  # TRL's count, no padding
     return {
         "train_loss": float(result.training_loss),
         "final_loss": float(losses[-1]) if losses else float("nan"),
@@ -240,6 +241,7 @@ def train_and_save(trainer, tok, out: Path, method: str, what: str, resume: Path
         "resumed": resume is not None,
         "threads": int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())),
         "processes": int(trainer.args.world_size),
+        "trained_tokens": int(max(tokens)) if tokens else None,
         **({"tracker_runs": runs} if runs else {}),
     }
 

@@ -196,11 +196,14 @@ def drop_defaults(data: dict, entries: dict[tuple[str, ...], object]) -> dict:
 # default, so rounds and base models made before they existed do not all turn stale.
 HASHED_WHEN_SET = {("sampling", "dtype"): "float32", ("training", "bf16"): None,
                    ("verification", "sandbox", "allow_unisolated"): False,
+                   ("verification", "max_audit_disagreement"): None,
                    ("model", "warm_start", "bf16"): None, ("training", "verifier", "bf16"): None,
                    ("training", "grpo"): None, ("model", "warm_start", "grpo"): None,
                    ("training", "dtype"): "auto", ("model", "warm_start", "dtype"): "auto",
                    ("training", "trl"): {}, ("model", "warm_start", "trl"): {},
-                   ("operations", "tracking"): TrackingConfig().model_dump(mode="json")}
+                   ("operations", "tracking"): TrackingConfig().model_dump(mode="json"),
+                   ("operations", "price_per_hour"): None,
+                   ("operations", "auto_continue", "min_points_per_hour"): None}
 # ... and in the base model's cache key (assets/setup.py), which dumps the model section as is.
 BASE_KEY_WHEN_SET = {path[1:]: default for path, default in HASHED_WHEN_SET.items()
                      if path in {("model", "warm_start", "dtype"), ("model", "warm_start", "trl")}}

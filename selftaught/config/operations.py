@@ -12,6 +12,9 @@ from selftaught.config.limits import Strict
 class AutoContinueConfig(Strict):
     min_improvement: float = Field(0.01, ge=0, description="frontier accuracy gain that counts as progress")
     patience: int = Field(2, ge=1, description="stop after this many rounds without progress")
+    min_points_per_hour: float | None = Field(None, description="also stop when the last round gained fewer "
+                                              "held-out frontier points per hour of its wall time (the compute "
+                                              "ledger's points_per_hour)")
 
 
 class ExecutorConfig(Strict):
@@ -62,6 +65,8 @@ class OperationsConfig(Strict):
     auto_continue: AutoContinueConfig = AutoContinueConfig()
     executor: ExecutorConfig = ExecutorConfig()
     tracking: TrackingConfig = TrackingConfig()
+    price_per_hour: float | None = Field(None, ge=0, description="what an hour of the machine costs (any "
+                                         "currency): the compute ledger's cost column")
 
     @field_validator("schedule_cron")
     @classmethod

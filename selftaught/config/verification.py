@@ -58,6 +58,9 @@ class VerificationConfig(Strict):
     judge: JudgeConfig = JudgeConfig()
     sandbox: SandboxConfig = SandboxConfig()
     max_unverifiable_share: float = Field(0.2, ge=0, le=1)
+    max_audit_disagreement: float | None = Field(None, ge=0, le=1, description="stop the round when the second "
+                                                 "check (filters/audit.py) disagrees on more than this share of the "
+                                                 "correct samples; default: only warn")
     timeout_seconds: int = Field(5, ge=1, description="math: per-item parse/verify timeout")
     workers: int | None = Field(None, ge=1, description="math: worker processes (default: CPU count)")
     majority_answer: Literal["numeric", "math"] = Field("numeric", description="majority: how answers are extracted")
