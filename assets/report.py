@@ -10,7 +10,7 @@ import polars as pl
 from assets.placement import on
 from assets.resources import ExperimentResource
 from filters.ledger import ledger_plot, ledger_table
-from filters.summary import rounds_plot, summary_table
+from filters.summary import markdown_table, rounds_plot, summary_table
 
 
 @dg.asset(group_name="report", kinds={"polars"}, deps=["evaluation"], **on("cpu"))
@@ -51,9 +51,3 @@ def ledger(context: dg.AssetExecutionContext, experiment: ExperimentResource) ->
         "plot_path": dg.MetadataValue.path(store.where(path)),
     })
     return table
-
-
-def markdown_table(df: pl.DataFrame) -> str:
-    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
-    fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    return head + "\n".join("| " + " | ".join(fmt(v) for v in row) + " |" for row in df.iter_rows())

@@ -20,7 +20,6 @@ from assets.generation import evaluate_artifact, sampled_eval_metrics
 from assets.parent import parent_metadata
 from assets.placement import on
 from assets.resources import ExperimentResource
-from assets.report import markdown_table
 from assets.recipes import (balance_search, budget_rates, curriculum_counts, evaluated_accuracy, rollout_prompts,
                             rollout_reward, sample_by_plan, second_attempts, verdicts_for, verifier_pairs)
 from filters.metrics import (accuracy_by_difficulty, frontier_of, judge_agreement, pseudo_label_accuracy,
@@ -28,7 +27,7 @@ from filters.metrics import (accuracy_by_difficulty, frontier_of, judge_agreemen
 from filters.pairs import make_pairs
 from filters.audit import audit
 from filters.diff import diff_rounds
-from filters.summary import round_metrics
+from filters.summary import markdown_table, round_metrics
 from filters.select import accumulate, judged, select_repairs, select_sft, warm_start_rows
 from filters.verifiers import verify
 from selftaught import __version__, schemas

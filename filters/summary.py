@@ -117,3 +117,9 @@ def rounds_plot(table: pl.DataFrame, title: str) -> bytes:
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return buf.getvalue()
+
+
+def markdown_table(df: pl.DataFrame) -> str:
+    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
+    fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    return head + "\n".join("| " + " | ".join(fmt(v) for v in row) + " |" for row in df.iter_rows())

@@ -48,7 +48,7 @@ def test_gsm8k_round_writes_numeric_verdicts(tmp_path):
     assert verdicts.height == 24 and set(verdicts["verifier"]) == {"numeric@1"}
     assert verdicts["reason"].str.len_chars().min() > 0
     # A tiny untrained model solves nothing: the round stops at the blocking check, as designed.
-    assert checks == {"unverifiable_share": True, "has_new_rows": False, "has_pairs": True}
+    assert checks == {"unverifiable_share": True, "verdict_audit": True, "has_new_rows": False, "has_pairs": True}
     assert not result.success and not store.model_dir("r001").exists()
 
 
@@ -60,7 +60,8 @@ def test_label_free_round_trains_on_majority_pseudo_labels(tmp_path):
     verdicts = pl.read_parquet(store.table_path("verdicts", "r001"))
     assert set(verdicts["verifier"]) == {"majority@1"}
     assert verdicts.filter(pl.col("verdict") == "correct")["reason"].str.contains("pseudo-label").all()
-    assert checks == {"unverifiable_share": True, "has_new_rows": True, "has_pairs": True} and result.success
+    assert checks == {"unverifiable_share": True, "verdict_audit": True, "has_new_rows": True, "has_pairs": True}
+    assert result.success
     rows = pl.read_parquet(store.table_path("training_set", "r001")).filter(pl.col("source_round") == "r001")
     assert rows.height > 0 and (rows["reward"] > 0).all()
     ev = pl.read_parquet(store.table_path("evaluation", "r001"))  # scored against the test references
