@@ -5,9 +5,10 @@ Second opinions, by verifier:
 - arithmetic: the step check (every step's digits, carry and sum; `rationale_ok`) against
   the answer check: a right answer whose steps are wrong is a disagreement;
 - numeric (GSM8K): math-verify on the same completion and reference;
+- sandbox (code): a re-run in a fresh sandbox with the tests in reverse order;
 - the others have none here: math (math-verify is the verifier; the numeric extractor does not
-  read LaTeX, so it is no independent judge), sandbox (a re-run with the tests reordered is
-  not built yet), majority and judge (no reference to check against).
+  read LaTeX, so it is no independent judge), majority and judge (no reference to check
+  against; an LLM judge on a sample is not built).
 
 Tells, on correct samples, whatever the verifier:
 - `restated_answer`: the final answer is a number that appears in the prompt itself;
@@ -58,7 +59,39 @@ def _second_opinion(verifier: str, correct: pl.DataFrame) -> tuple[str | None, p
                                       pl.Series("second_reason", [o[3] for o in out], pl.String))
         bad = judged.filter(pl.col("second_verdict") != CORRECT)
         return "math-verify", bad.with_columns(pl.col("second_reason").alias("reason"))
+    if verifier == "sandbox":
+        from filters.verifiers import SandboxVerifier
+
+        refs = [reordered_tests(r) for r in correct["reference"]]
+        out = SandboxVerifier().check_batch(correct["prompt"].to_list(), correct["completion"].to_list(), refs,
+                                            correct["prompt_id"].to_list()) if correct.height else []
+        judged = correct.with_columns(pl.Series("second_verdict", [c.verdict for c in out], pl.String),
+                                      pl.Series("second_reason", [c.reason for c in out], pl.String))
+        bad = judged.filter(pl.col("second_verdict") != CORRECT)
+        return "sandbox re-run, tests reversed", bad.with_columns(pl.col("second_reason").alias("reason"))
     return None, correct.head(0).with_columns(pl.lit(None, pl.String).alias("second_verdict"))
+
+
+def reordered_tests(reference: str) -> str:
+    """A code reference with its tests in reverse order: MBPP's assert list, or the asserts of
+    HumanEval's check(candidate) (other statements keep their places). A program that passes
+    only in the original order (state kept between tests, a test that patches another) fails."""
+    import ast
+    import json
+
+    from filters.code import code_reference, parse_reference
+
+    ref = parse_reference(reference)
+    if ref["format"] == "mbpp":
+        return code_reference("mbpp", ref["entry_point"], list(reversed(ref["tests"])), ref.get("setup", ""))
+    tree = ast.parse(ref["tests"])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == "check":
+            at = [i for i, stmt in enumerate(node.body) if isinstance(stmt, ast.Assert)]
+            asserts = [node.body[i] for i in at]
+            for i, stmt in zip(at, reversed(asserts)):
+                node.body[i] = stmt
+    return json.dumps({**ref, "tests": ast.unparse(tree)}, sort_keys=True)
 
 
 def audit(verifier: str, prompts: pl.DataFrame, samples: pl.DataFrame, verdicts: pl.DataFrame) -> Audit:

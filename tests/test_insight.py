@@ -124,6 +124,32 @@ def test_arithmetic_right_answers_with_wrong_steps_are_disagreements():
     assert "audit_disagreement_share" not in audit("majority", prompts, samples, verdicts).numbers
 
 
+def test_kept_code_is_rerun_in_a_fresh_sandbox_with_its_tests_reversed():
+    import json
+
+    from filters.audit import reordered_tests
+    from filters.code import code_reference
+    from filters.verifiers import SandboxVerifier, verify
+
+    tests = ["assert count() == 1", "assert count() == 2"]
+    honest = "def count():\n    return 1 if not hasattr(count, 'n') else 2\n"  # passes only in the given order
+    stateful = "def count():\n    count.n = getattr(count, 'n', 0) + 1\n    return count.n\n"
+    fixed = "def count():\n    return 1\n"
+    reference = code_reference("mbpp", "count", tests)
+    prompts, samples = _rows([("c", "Write count().\n", reference)],
+                             [("c", stateful), ("c", honest), ("c", fixed)])
+    verdicts = verify(SandboxVerifier(), prompts, samples)
+    assert verdicts["verdict"].to_list() == ["correct", "incorrect", "incorrect"]  # the verifier's view
+    result = audit("sandbox", prompts, samples, verdicts)
+    assert result.second_opinion == "sandbox re-run, tests reversed"
+    assert result.disagreeing["sample_idx"].to_list() == [0] and result.numbers["audit_disagreement_share"] == 1.0
+    he = json.dumps({"format": "humaneval", "entry_point": "f", "setup": "",
+                     "tests": "def check(candidate):\n    x = 1\n    assert candidate(1) == 1\n"
+                              "    assert candidate(2) == 2\n"})
+    flipped = json.loads(reordered_tests(he))["tests"]
+    assert flipped.index("x = 1") < flipped.index("candidate(2)") < flipped.index("candidate(1)")
+
+
 def test_the_check_warns_on_disagreement_and_stops_the_round_above_the_bound():
     from assets.rounds import _audit_check
     from filters.audit import Audit
