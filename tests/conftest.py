@@ -168,3 +168,15 @@ def run_rounds(config: Path, folder: Path, rounds: int = 1):
                 if recs:
                     meta[(asset, key)] = {k: v.value for k, v in recs[0].asset_materialization.metadata.items()}
     return defs.resources["experiment"].store, meta, logs
+
+
+def dpo_lora_config(folder: Path, max_rounds: int) -> Path:
+    """The tiny experiment as LoRA preference (RPO) rounds against the previous policy."""
+    from selftaught.config import load_config
+
+    tiny = load_config(make_tiny_config(folder))
+    training = {**tiny.training.model_dump(), "objective": "dpo", "method": "lora", "max_steps": 3,
+                "learning_rate": 1e-3, "lora": {"r": 4, "alpha": 8},
+                "dpo": {"beta": 0.1, "rpo_alpha": 1.0, "reference": "previous", "max_pairs_per_prompt": 2}}
+    return copy_config(make_tiny_config(folder), folder / "rpo_lora.yaml", max_rounds=max_rounds, training=training,
+                       sampling={"n": 8, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 160})

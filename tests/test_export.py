@@ -16,7 +16,7 @@ from selftaught.config import load_config
 from selftaught.files import file_hash
 from selftaught.store import Store
 from train.artifact import read_provenance
-from tests.conftest import copy_config, make_tiny_config, run_rounds
+from tests.conftest import dpo_lora_config, run_rounds
 
 pytestmark = pytest.mark.slow
 
@@ -25,12 +25,7 @@ pytestmark = pytest.mark.slow
 def dpo_lora_round(tmp_path_factory):
     """One round that trains a LoRA adapter with DPO: it has a training set, pairs, samples and verdicts."""
     folder = tmp_path_factory.mktemp("export")
-    tiny = load_config(make_tiny_config(folder))
-    training = {**tiny.training.model_dump(), "objective": "dpo", "method": "lora", "max_steps": 3,
-                "learning_rate": 1e-3, "lora": {"r": 4, "alpha": 8},
-                "dpo": {"beta": 0.1, "rpo_alpha": 1.0, "reference": "previous", "max_pairs_per_prompt": 2}}
-    config = copy_config(make_tiny_config(folder), folder / "rpo_lora.yaml", max_rounds=1, training=training,
-                         sampling={"n": 8, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 160})
+    config = dpo_lora_config(folder, max_rounds=1)
     store, _, _ = run_rounds(config, folder, 1)
     out = folder / "shared"
     assert export.run(_args(config, "r001", out)) == 0

@@ -13,7 +13,7 @@ from selftaught import schemas
 from selftaught.config import load_config
 from selftaught.config import TaskConfig
 from synth.tasks import make_task
-from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config, run_rounds
+from tests.conftest import copy_config, dpo_lora_config, fresh_dagster_home, make_tiny_config, run_rounds
 from train.artifact import read_provenance
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,12 +170,7 @@ def test_lora_preference_rounds_keep_one_adapter_on_the_base(tmp_path):
     the base weights (what vLLM serves), with the previous policy as the reference."""
     from train.artifact import adapter_path
 
-    tiny = load_config(make_tiny_config(tmp_path))
-    training = {**tiny.training.model_dump(), "objective": "dpo", "method": "lora", "max_steps": 3,
-                "learning_rate": 1e-3, "lora": {"r": 4, "alpha": 8},
-                "dpo": {"beta": 0.1, "rpo_alpha": 1.0, "reference": "previous", "max_pairs_per_prompt": 2}}
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "rpo_lora.yaml", max_rounds=2, training=training,
-                         sampling={"n": 8, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 160})
+    config = dpo_lora_config(tmp_path, max_rounds=2)
     store, _, _ = run_rounds(config, tmp_path, 2)
     base = read_provenance(store.model_dir("base"))["weights_hash"]
     p1, p2 = read_provenance(store.model_dir("r001")), read_provenance(store.model_dir("r002"))
