@@ -3,8 +3,8 @@ a demo round's training rows with padded batches (selftaught's default), and `pa
 (padding-free, TRL's default bfd strategy, or wrapped), set through `training.trl`. Each variant trains the same model on the same
 rows for the same steps; variants alternate, repeated, and the median is quoted.
 
-    make demo && .venv/bin/python bench/train.py [--steps 40] [--repeats 3] [--batch-size 16]
-    .venv/bin/python bench/train.py --model smollm2      # the real model (SmolLM2-135M, LoRA)
+    make demo && .venv/bin/python bench/training_speed.py [--steps 40] [--repeats 3] [--batch-size 16]
+    .venv/bin/python bench/training_speed.py --model smollm2      # the real model (SmolLM2-135M, LoRA)
 
 tokens/s is TRL's own count of the tokens trained (`num_tokens`, no padding) over the steps'
 wall time: a packed step holds more rows than a padded one, so tokens, not steps, compare. On the CPU neither option changes
@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
-if Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)  # run as bench/train.py: the `train` package, not this file, is `train`
+import polars as pl
 
-import polars as pl  # noqa: E402
-
-from pipelines.cli import quiet_libraries  # noqa: E402
+from pipelines.cli import quiet_libraries
 
 # packing's default strategy (bfd) is padding-free: rows are concatenated with position ids,
 # no pad token is computed. padding_free without packing is refused by TRL when max_length is
