@@ -13,7 +13,7 @@ from assets.generation import generate
 from assets.parent import Parent, resolve_parent
 from assets.run_log import log_progress
 from assets.resources import ExperimentResource
-from filters.verifiers import verify
+from filters.verifiers import Verifier, verify
 from selftaught.config import ExperimentConfig
 from selftaught.round_keys import parent_key, round_index
 from selftaught.store import Store
@@ -81,6 +81,12 @@ class RoundContext:
         return verifier_name(self.config)
 
     @cached_property
+    def verifier(self) -> Verifier:
+        """The verifier that judges this round's samples, built once per asset call (a user
+        verifier's worker process serves every batch of the call)."""
+        return selection_verifier(self.config)
+
+    @cached_property
     def tracking(self) -> Tracking | None:
         """This round's experiment trackers (operations.tracking); None when off."""
         cfg = self.config
@@ -88,8 +94,8 @@ class RoundContext:
                                     {"parent_policy": self.parent.policy_id, "config_hash": cfg.round_hash()})
 
     def check(self, prompts: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
-        """The configured (non-judge) verifier's verdicts on `samples` of `prompts`."""
-        return verify(selection_verifier(self.config), prompts, samples)
+        """The configured (non-generating) verifier's verdicts on `samples` of `prompts`."""
+        return verify(self.verifier, prompts, samples)
 
     # ---- generation with the parent policy ---------------------------------------------------
 

@@ -6,6 +6,8 @@ import polars as pl
 
 from assets.run_log import log_progress
 from filters.evaluate import eval_params, score
+from filters.lm_eval import LmEvalSettings, lm_eval_version, run_lm_eval
+from filters.lm_eval import metadata as lm_eval_metadata
 from filters.metrics import best_of_k, per_prompt
 from filters.select import judged
 from filters.verifiers import verify
@@ -104,3 +106,22 @@ def sampled_eval_metrics(context, experiment, eval_prompts: pl.DataFrame, policy
                             df["completion"].to_list(), cfg.evaluation.batch_size)
         out[f"eval_best_of@{k}"] = best_of_k(df.with_columns(score=pl.Series(scores)))
     return out
+
+
+def lm_eval_metrics(context, experiment, policy_id: str, artifact) -> dict:
+    """With evaluation.lm_eval: lm-evaluation-harness on the policy in `artifact`; its table is
+    written as the `lm_eval` table of `policy_id` ("base" or the round) and its numbers returned
+    as metadata."""
+    cfg = experiment.config
+    le = cfg.evaluation.lm_eval
+    if le is None:
+        return {}
+    settings = LmEvalSettings(tasks=tuple(le.tasks), include_path=le.include_path,
+                              include_defaults=le.include_defaults, limit=le.limit, num_fewshot=le.num_fewshot,
+                              batch_size=le.batch_size, apply_chat_template=le.apply_chat_template,
+                              seed=cfg.evaluation.seed)
+    context.log.info(f"{policy_id}: lm-eval {lm_eval_version()} on {', '.join(le.tasks)}")
+    table = run_lm_eval(model_path(artifact), settings, policy_id, policy_id, cfg.sampling.dtype)
+    path = experiment.store.write_table(table, "lm_eval", policy_id, schema="lm_eval")
+    return {**lm_eval_metadata(table), "lm_eval_version": lm_eval_version(),
+            "lm_eval_table": experiment.store.where(path)}

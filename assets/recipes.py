@@ -95,8 +95,9 @@ def sample_by_plan(rc: RoundContext, prompts: pl.DataFrame, sampling_plan: pl.Da
 # ---- verdicts -----------------------------------------------------------------------------------
 
 def verdicts_for(rc: RoundContext, prompts: pl.DataFrame, samples: pl.DataFrame, label: str = "judge") -> pl.DataFrame:
-    """The configured verifier's verdicts; for `judge`, an LLM scores each sample."""
-    if rc.verifier_name != "judge":
+    """The configured verifier's verdicts; a verifier that generates (the LLM judge) scores each
+    sample with a model."""
+    if not rc.verifier.plugin.caps.generates:
         return rc.check(prompts, samples)
     cfg, store = rc.config, rc.store
     j = cfg.verification.judge
@@ -132,25 +133,33 @@ def second_attempts(rc: RoundContext, prompts: pl.DataFrame, samples: pl.DataFra
         return rc.sample(f"{rc.key}-repairs", attempts, rc.params(cfg.sampling.temperature, n))
 
     return repair.second_attempts(cfg.repair, prompts, judged(samples, verdicts), rc.user_turn, sample,
-                                  rc.check, rc.log)
+                                  rc.check, rc.log, feedback_mode=rc.verifier.plugin.caps.feedback)
 
 
 def repair_format_examples(cfg, warm: pl.DataFrame, turn=None) -> pl.DataFrame:
     """Warm-start rows in the repair format (synth.repair.warm_start_examples)."""
-    return repair.warm_start_examples(cfg.repair, warm, turn, partial(verify, selection_verifier(cfg)))
+    verifier = selection_verifier(cfg)
+    return repair.warm_start_examples(cfg.repair, warm, turn, partial(verify, verifier),
+                                      feedback_mode=verifier.plugin.caps.feedback)
 
 
 # ---- online RL (training.objective grpo) ---------------------------------------------------------
 
 def label_free(cfg) -> bool:
-    """Rewards that never read a reference: majority vote (TTRL), or sources marked label_free."""
-    return cfg.verification.verifier == "majority" or any(
+    """Rewards that never read a reference: a label-free verifier (majority vote: TTRL), or
+    sources marked label_free."""
+    return not cfg.verifier_plugin().caps.needs_reference or any(
         src is not None and src.label_free for src in (cfg.task.train, cfg.task.test))
 
 
 def rollout_prompts(cfg, prompts: pl.DataFrame) -> pl.DataFrame:
-    """What GRPO rolls out on: this round's prompts, with their references unless label-free."""
-    return prompts.select("prompt_id", "prompt", *([] if label_free(cfg) else ["reference"]))
+    """What GRPO rolls out on: this round's prompts, with their references unless label-free,
+    and their row's columns (`fields`) for a verifier that reads them (TRL passes every
+    dataset column to the reward function)."""
+    reads_rows = cfg.verifier_plugin().caps.columns and "fields" in prompts.columns
+    return prompts.select("prompt_id", "prompt", *([] if label_free(cfg) else ["reference"]),
+                          *(["fields"] if reads_rows else [])).with_columns(
+        *([pl.col("fields").fill_null("{}")] if reads_rows else []))
 
 
 def rollout_reward(rc: RoundContext, seed: int) -> VerifierReward:
@@ -158,7 +167,7 @@ def rollout_reward(rc: RoundContext, seed: int) -> VerifierReward:
     (`seed`: the trainer's, recorded with each rollout)."""
     cfg = rc.config
     g = cfg.training.grpo_settings()
-    return VerifierReward(selection_verifier(cfg), rc.store.work_dir(f"{rc.key}-rollouts"),
+    return VerifierReward(rc.verifier, rc.store.work_dir(f"{rc.key}-rollouts"),
                           rc.key, policy_id=rc.key, max_unverifiable_share=cfg.verification.max_unverifiable_share,
                           generation={"temperature": g.temperature, "top_p": g.top_p,
                                       "max_new_tokens": g.max_completion_length,

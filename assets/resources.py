@@ -123,12 +123,14 @@ class ExperimentResource(dg.ConfigurableResource):
     def store(self) -> Store:
         return Store.for_config(self.config, self.storage_root or None)
 
-    def task(self, log=None) -> Task:
-        """The experiment's task; a chat template comes from the base model's tokenizer
-        (a GGUF base is converted for it once, then read from the cache)."""
+    def task(self, log=None, evaluation: bool = False) -> Task:
+        """The experiment's task (`evaluation`: the one whose held-out rows are evaluated,
+        evaluation.task when set); a chat template comes from the base model's tokenizer (a
+        GGUF base is converted for it once, then read from the cache)."""
         cfg = self.config
-        tokenizer = resolve_base(cfg.model.base, log) if cfg.task.chat_template else None
-        return make_task(cfg.task, tokenizer)
+        task = cfg.eval_task() if evaluation else cfg.task
+        tokenizer = resolve_base(cfg.model.base, log) if task.chat_template else None
+        return make_task(task, tokenizer)
 
     def user_turn(self, log=None) -> UserTurn | None:
         """The chat turn that recipe templates (hints, reflections, judge questions) fill in."""

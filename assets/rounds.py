@@ -16,7 +16,7 @@ import polars as pl
 
 from assets.context import RoundContext
 from assets.stage_costs import measured
-from assets.generation import evaluate_artifact, sampled_eval_metrics
+from assets.generation import evaluate_artifact, lm_eval_metrics, sampled_eval_metrics
 from assets.parent import parent_metadata
 from assets.placement import on
 from assets.resources import ExperimentResource
@@ -100,10 +100,10 @@ def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, p
             sampling_plan: pl.DataFrame) -> pl.DataFrame:
     """Completions per prompt (as the plan says) from the parent round's policy (base model for round 1)."""
     rc = RoundContext.of(context, experiment)
-    s = rc.config.sampling
-    if rc.config.training.objective == "grpo":
-        context.add_output_metadata({"objective": "grpo", "samples": 0})
-        rc.log("objective grpo: the policy step draws this round's rollouts (table rollouts)")
+    s, objective = rc.config.sampling, rc.config.training.objective
+    if rc.config.training.objective_caps().online:
+        context.add_output_metadata({"objective": objective, "samples": 0})
+        rc.log(f"objective {objective}: the policy step draws this round's rollouts (table rollouts)")
         return schemas.empty("samples")
     rc.log(f"sampling {prompts.height} prompts, {int(sampling_plan['n'].sum())} samples, "
            f"with policy {rc.parent.policy_id}")
@@ -134,23 +134,34 @@ def verdicts(context: dg.AssetExecutionContext, experiment: ExperimentResource, 
              samples: pl.DataFrame):
     """correct / incorrect / unverifiable per sample, with the extracted answer and a reason."""
     rc = RoundContext.of(context, experiment)
-    cfg, name = rc.config, rc.verifier_name
-    if cfg.training.objective == "grpo":  # rollouts are verified as the reward, in the policy step
-        yield dg.Output(schemas.empty("verdicts"), metadata={"objective": "grpo"})
+    cfg, objective = rc.config, rc.config.training.objective
+    if cfg.training.objective_caps().online:  # rollouts are verified as the reward, in the policy step
+        yield dg.Output(schemas.empty("verdicts"), metadata={"objective": objective})
         yield dg.AssetCheckResult(check_name="unverifiable_share", passed=True,
-                                  description="objective grpo: the reward bounds unverifiable rollouts")
-        yield dg.AssetCheckResult(check_name="verdict_audit", passed=True, description="objective grpo: no samples")
+                                  description=f"objective {objective}: the reward bounds unverifiable rollouts")
+        yield dg.AssetCheckResult(check_name="verdict_audit", passed=True,
+                                  description=f"objective {objective}: no samples")
         return
+    caps = rc.verifier.plugin.caps
     df = verdicts_for(rc, prompts, samples)
     m = sample_metrics(judged(samples, df), prompts)
-    if name == "majority":
+    if caps.pseudo_labels:
         m.update(pseudo_label_accuracy(df, prompts))
-    if name == "judge" and (prompts["reference"].str.strip_chars() != "").all():
+    if caps.generates and (prompts["reference"].str.strip_chars() != "").all():
         m.update(judge_agreement(df, verify(reference_verifier(cfg), prompts, samples)))
-    checked = audit(name, prompts, samples, df)
-    yield dg.Output(df, metadata={**{k: float(v) for k, v in m.items()}, **checked.numbers})
+    checked = audit(rc.verifier, prompts, samples, df)
+    yield dg.Output(df, metadata={**{k: float(v) for k, v in m.items()}, **checked.numbers,
+                                  **verifier_metadata(rc.verifier)})
     yield _unverifiable_check(df, m["unverifiable_share"], cfg.verification.max_unverifiable_share)
     yield _audit_check(checked, cfg.verification.max_audit_disagreement)
+
+
+def verifier_metadata(verifier) -> dict:
+    """Which checker judged: name, origin (built-in, package==version, or the file), sha256 of
+    its source for user code (also in every verdict's `verifier` column, and the round hash)."""
+    who = verifier.plugin.identity()
+    return {"verifier": f"{verifier.name}@{verifier.version}", "verifier_origin": who["origin"],
+            **({"verifier_spec": who["spec"], "verifier_sha256": who["sha256"]} if who["sha256"] else {})}
 
 
 def _audit_check(checked, bound: float | None) -> dg.AssetCheckResult:
@@ -213,10 +224,10 @@ def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResour
     """Kept samples (and verified repairs) of this round, plus (by config) earlier rounds'
     rows and the warm start."""
     rc = RoundContext.of(context, experiment)
-    sel = rc.config.selection
-    if rc.config.training.objective == "grpo":  # trains on its rollouts (the policy step draws them)
-        yield dg.Output(schemas.empty("sft_rows"), metadata={"objective": "grpo", "new_rows": 0})
-        yield dg.AssetCheckResult(passed=True, description="objective grpo: trains on its rollouts")
+    sel, objective = rc.config.selection, rc.config.training.objective
+    if rc.config.training.objective_caps().online:  # trains on its rollouts (the policy step draws them)
+        yield dg.Output(schemas.empty("sft_rows"), metadata={"objective": objective, "new_rows": 0})
+        yield dg.AssetCheckResult(passed=True, description=f"objective {objective}: trains on its rollouts")
         return
     threshold = sampling_plan["reward_threshold"].drop_nulls()
     new = select_sft(samples, verdicts, sel.max_per_prompt, sel.require_rationale, sel.dedup, sel.min_chars,
@@ -230,10 +241,10 @@ def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResour
     rows = accumulate(rows, new)
     yield dg.Output(rows, metadata={"new_rows": new.height, "total_rows": rows.height, "repair_rows": fixed.height,
                                     **_kept_per_difficulty(new, verdicts, prompts)})
-    sft = rc.config.training.objective == "sft"
-    yield dg.AssetCheckResult(passed=new.height >= sel.min_new_rows or not sft, metadata={"new_rows": new.height},
+    used = rc.config.training.objective_caps().trains_on == "training_set"
+    yield dg.AssetCheckResult(passed=new.height >= sel.min_new_rows or not used, metadata={"new_rows": new.height},
                               description=f"{new.height} new verified rows this round"
-                                          + ("" if sft else " (objective dpo: not used)"))
+                                          + ("" if used else f" (objective {objective}: not used)"))
 
 
 def _kept_per_difficulty(new: pl.DataFrame, verdicts: pl.DataFrame, prompts: pl.DataFrame) -> dict:
@@ -270,8 +281,8 @@ def pairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, pro
     """Preference pairs (training.dpo.pairs): (correct, incorrect) of a prompt, zero-variance
     prompts dropped; best vs worst reward, ties dropped; or reference vs own sample (SPIN)."""
     rc = RoundContext.of(context, experiment)
-    d = rc.config.training.dpo
-    needed = rc.config.training.objective == "dpo"
+    d, objective = rc.config.training.dpo, rc.config.training.objective
+    needed = rc.config.training.objective_caps().trains_on == "pairs"
     source = d.pairs if needed else "correct_incorrect"
     try:
         df = make_pairs(source, samples, verdicts, prompts, d.max_pairs_per_prompt)
@@ -283,7 +294,7 @@ def pairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, pro
     yield dg.Output(df, metadata={"pairs": df.height, "prompts_with_pairs": df["prompt_id"].n_unique(),
                                   "zero_variance_prompts": per.height - mixed, "source": source})
     yield dg.AssetCheckResult(passed=df.height > 0 or not needed, metadata={"pairs": df.height},
-                              description=f"{df.height} pairs" + ("" if needed else " (objective sft: not used)"))
+                              description=f"{df.height} pairs" + ("" if needed else f" (objective {objective}: not used)"))
 
 
 @dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"), deps=["base_model"])
@@ -296,14 +307,21 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource, pr
     cfg, store, parent = rc.config, rc.store, rc.parent
     base, work = store.model_dir("base"), store.work_dir(rc.key)
     plan = plan_round(cfg.training, rc.index, rc.parent_policy, base)
-    rows = {"dpo": pairs, "grpo": rollout_prompts(cfg, prompts)}.get(plan.objective, training_set)
+    caps = cfg.training.objective_caps()
+    rows = {"pairs": pairs, "training_set": training_set}.get(caps.trains_on) if not caps.online \
+        else rollout_prompts(cfg, prompts)
     rc.log(plan.describe(rc.parent_policy, rows.height))
-    reward = rollout_reward(rc, plan.settings.seed) if plan.objective == "grpo" else None
-    metrics = run_plan(plan, rows, work, cfg.training.launcher, context.log.info, reward, rc.tracking)
+    reward = rollout_reward(rc, plan.settings.seed) if caps.online else None
+    try:
+        metrics = run_plan(plan, rows, work, cfg.training.launcher, context.log.info, reward, rc.tracking)
+    finally:
+        if reward is not None:
+            reward.close()
     if reward is not None:
         rollouts = reward.table()
         store.write_table(rollouts, "rollouts", rc.key)
         metrics.update(_rollout_metrics(rollouts, prompts))
+        metrics.update({f"rollout_{k}": v for k, v in verifier_metadata(reward.verifier).items()})
     verifier = _train_verifier(rc, base, work) if cfg.training.verifier else None
     data_hash = file_hash(store.table_path(plan.data_table, rc.key))[:16]
     reference = {"policy_id": plan.reference.policy_id, "weights_hash": plan.reference.weights_hash} \
@@ -371,10 +389,11 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
                                      "materialize policy first")
     df = evaluate_artifact(context, rc.experiment, eval_prompts, key, artifact)
     acc = accuracy_by_difficulty(df)
-    front = frontier_of(rc.config.task, evaluated_accuracy(store, "base"), measured=acc)
+    front = frontier_of(rc.config.frontier_scope(), evaluated_accuracy(store, "base"), measured=acc)
     before = evaluated_accuracy(store, rc.parent_key or "base").get(front)
     meta = {f"accuracy_d{d}": a for d, a in acc.items()}
     meta.update(sampled_eval_metrics(context, rc.experiment, eval_prompts, key, artifact))
+    meta.update(lm_eval_metrics(context, rc.experiment, key, artifact))
     meta["frontier"] = front
     meta["frontier_accuracy"] = acc.get(front, 0.0)
     if before is not None:

@@ -7,7 +7,7 @@ import shutil
 import dagster as dg
 import polars as pl
 
-from assets.generation import evaluate_artifact, sampled_eval_metrics
+from assets.generation import evaluate_artifact, lm_eval_metrics, sampled_eval_metrics
 from assets.placement import on
 from assets.recipes import repair_format_examples
 from assets.resources import ExperimentResource
@@ -34,7 +34,19 @@ def eval_prompts(context: dg.AssetExecutionContext, experiment: ExperimentResour
                  warm_start_prompts: pl.DataFrame) -> pl.DataFrame:
     """Held-out problems per difficulty, disjoint from the warm start."""
     experiment = experiment.of(context)
-    return experiment.task(context.log.info).eval_set(set(warm_start_prompts["prompt_id"]))
+    task = experiment.task(context.log.info, evaluation=True)
+    out = task.eval_set(set(warm_start_prompts["prompt_id"]))
+    plugin = experiment.config.eval_task().plugin()
+    meta = {"task": plugin.name, "task_origin": plugin.origin.describe()}
+    if plugin.caps.contamination_check:  # held-out questions that are also training rows: kept out of training
+        report = task.contamination()
+        meta.update({k: v for k, v in report.items() if not isinstance(v, list)})
+        if report["contaminated_eval_rows"]:
+            meta["contaminated_eval_ids"] = dg.MetadataValue.json(report["contaminated_eval_ids"])
+            context.log.warning(f"{report['contaminated_eval_rows']} held-out rows share their question with a "
+                                "training row; those training rows are kept out of pools, warm start and few-shot")
+    context.add_output_metadata(meta)
+    return out
 
 
 def _base_key(cfg) -> str:
@@ -43,6 +55,10 @@ def _base_key(cfg) -> str:
 
     model = drop_defaults(cfg.model.model_dump(mode="json"), BASE_KEY_WHEN_SET)
     wanted = {"model": model, "warm_start": cfg.task.warm_start, "seed": cfg.task.seed}
+    task = cfg.task.plugin()
+    if cfg.model.warm_start is not None and (not task.builtin or cfg.task.train is not None):
+        # the warm-start rows come from user code or a dataset file: what they are counts
+        wanted["task"] = {**cfg.task.model_dump(mode="json"), "name": task.hash_key()}
     if is_gguf(cfg.model.base):  # the file behind the name, not the name
         wanted["gguf_sha256"] = gguf_source(cfg.model.base).sha256
     if cfg.repair.mode != "none" and cfg.repair.warm_start_share:
@@ -104,7 +120,8 @@ def base_model(
             "eval_results": dg.MetadataValue.path(str(path)),  # the key of 0.3 (the file is evaluation/base)
             **{f"accuracy_d{d}": a for d, a in acc.items()},
             **sampled_eval_metrics(context, experiment, eval_prompts, "base", artifact),
-            "frontier": (front := frontier_of(cfg.task, acc)),
+            **lm_eval_metrics(context, experiment, "base", artifact),
+            "frontier": (front := frontier_of(cfg.frontier_scope(), acc, measured=acc)),
             "frontier_accuracy": acc.get(front, 0.0),
         }
     )

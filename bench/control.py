@@ -66,7 +66,8 @@ def control_curve(cfg, store: Store, rounds: int, log=print) -> list[tuple[str, 
         shutil.rmtree(out, ignore_errors=True)
         t = cfg.training
         settings = dataclasses.replace(settings_from_config(t, seed_offset=i, max_steps=t.steps_for(i)),
-                                       save_every=0, method="full" if t.objective == "dpo" else t.method)
+                                       save_every=0,
+                                       method=t.method if t.objective_caps().trains_on == "training_set" else "full")
         train_sft(init if t.init == "continue" else model_path(base), rows, out, settings)
         init = model_path(out)
         backend = load_backend("hf", str(init), batch_size=cfg.evaluation.batch_size, dtype=cfg.sampling.dtype)

@@ -33,6 +33,7 @@ from control import control_curve  # bench/control.py (this folder is on sys.pat
 from filters.metrics import accuracy_by_difficulty, frontier_of
 from pipelines.cli import quiet_libraries
 from selftaught.config import load_config, resolve_yaml
+from selftaught.plugins import OBJECTIVES
 from selftaught.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +80,7 @@ def recipe_on(recipe: str, host: str, out_dir: Path) -> Path:
         for key in ("max_steps", "batch_size", "learning_rate"):
             if key in host_training:
                 verifier[key] = host_training[key]
-    if _get(data, "training.objective") == "grpo":
+    if OBJECTIVES.get(_get(data, "training.objective") or "sft").caps.online:
         # The host's rollout budget: each pool prompt once, as many rollouts as the host samples
         # per prompt, at the host's temperature and length (steps = pool / prompts per step).
         hosted = load_config(PRESETS / f"{host}.yaml")
@@ -91,8 +92,8 @@ def recipe_on(recipe: str, host: str, out_dir: Path) -> Path:
         # A quarter of the host's learning rate: on-policy RL steps on sparse rewards need smaller
         # ones (grpo.yaml's tiny model collapsed at a third of the demo's rate, 1e-4).
         data["training"]["learning_rate"] = hosted.training.learning_rate / 4
-    if data.get("task", {}).get("name", "arithmetic") != "arithmetic":
-        data.setdefault("selection", {})["require_rationale"] = False  # only the arithmetic verifier checks steps
+    if not load_config(PRESETS / f"{host}.yaml").verifier_plugin().caps.checks_steps:
+        data.setdefault("selection", {})["require_rationale"] = False  # the host's verifier checks no steps
     data["name"] = f"{recipe}_on_{host}"
     data["storage_root"] = f"data/runs/{data['name']}"
     out_dir.mkdir(parents=True, exist_ok=True)

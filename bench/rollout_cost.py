@@ -21,6 +21,8 @@ from pathlib import Path
 
 import polars as pl
 
+from selftaught.plugins import OBJECTIVES
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -83,7 +85,7 @@ def main() -> None:
     print(f"{'experiment':34} {'round':5} {'objective':9} {'completions':>11} {'tokens':>9} {'gen s':>10} "
           f"{'train s':>8}  " + "  ".join(f"{'acc d%d' % d:>8}" for d in levels))
     for r in rows:
-        gen = "(in train)" if r["generate_s"] is None and r["objective"] == "grpo" else \
+        gen = "(in train)" if r["generate_s"] is None and OBJECTIVES.get(r["objective"]).caps.online else \
             f"{r['generate_s'] or float('nan'):.0f}"
         print(f"{r['experiment']:34} {r['round']:5} {r['objective']:9} {r['completions']:>11,} {r['tokens']:>9,} "
               f"{gen:>10} {r['train_s'] or float('nan'):>8.0f}  "

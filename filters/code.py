@@ -62,3 +62,32 @@ def extract_program(prompt: str, completion: str, ref: dict) -> str:
     if ref["format"] == "humaneval" and defines(prompt, entry):
         return prompt + code
     return code
+
+
+def runnable_program(prompt: str, completion: str, ref: dict) -> str:
+    """The program the sandbox runs for one sample: the extracted program, then an MBPP
+    reference's setup code (which its tests need)."""
+    program = extract_program(prompt, completion, ref)
+    if ref["format"] == "mbpp" and ref.get("setup"):
+        program = program + "\n" + ref["setup"] + "\n"
+    return program
+
+
+def reordered_tests(reference: str) -> str:
+    """A code reference with its tests in reverse order: MBPP's assert list, or the asserts of
+    HumanEval's check(candidate) (other statements keep their places). A program that passes
+    only in the original order (state kept between tests, a test that patches another) fails."""
+    import ast
+    import json
+
+    ref = parse_reference(reference)
+    if ref["format"] == "mbpp":
+        return code_reference("mbpp", ref["entry_point"], list(reversed(ref["tests"])), ref.get("setup", ""))
+    tree = ast.parse(ref["tests"])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == "check":
+            at = [i for i, stmt in enumerate(node.body) if isinstance(stmt, ast.Assert)]
+            asserts = [node.body[i] for i in at]
+            for i, stmt in zip(at, reversed(asserts)):
+                node.body[i] = stmt
+    return json.dumps({**ref, "tests": ast.unparse(tree)}, sort_keys=True)

@@ -13,10 +13,24 @@ import re
 import polars as pl
 
 from selftaught import schemas
+from selftaught.plugins import VERIFIERS
 from selftaught.schemas import CORRECT, INCORRECT, UNVERIFIABLE
 from synth.repair import fill
 
 _SCORE = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+@VERIFIERS.register("judge", needs_reference=False, generates=True, graded=True)
+class JudgeVerifier:
+    """verification.verifier: judge. A model writes these verdicts, so the round generates
+    them (judge_prompts, then judge_verdicts below, wired in assets.recipes.verdicts_for);
+    no offline check() exists, and no GRPO reward (it would generate inside every step)."""
+
+    name, version = "judge", "1"
+
+    def check(self, prompt: str, completion: str, reference: str):
+        raise TypeError("the judge verifier generates its verdicts with a model: the round runs it "
+                        "(assets.recipes.verdicts_for); it has no offline check")
 
 
 def judge_prompts(samples: pl.DataFrame, template: str, turn=None) -> pl.DataFrame:

@@ -3,6 +3,9 @@
 `VerifierReward` is a plain TRL reward function, `(prompts, completions, **columns) ->
 list[float | None]`: correct 1.0, incorrect 0.0, unverifiable None (TRL leaves that
 completion out of its group's baseline and gives it no advantage; it is counted, never 0).
+A verifier whose reward is a score (capability `graded`: a user's TRL-style reward function)
+gives its score instead. A `fields` column (every column of the task's row) reaches a
+verifier that reads rows, as it does offline.
 When the unverifiable share of the round's rollouts so far is over `max_unverifiable_share`
 (checked once `min_rollouts` are in: one batch of a few prompts is too noisy to judge),
 training stops with `TooManyUnverifiable`, the online form of the offline rounds'
@@ -44,13 +47,16 @@ class VerifierReward:
         self.generation = {"backend": "trl", "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 0, "seed": 0,
                            **(generation or {})}
         self.__name__ = f"{verifier.name}_reward"  # TRL logs rewards under the function's name
+        plugin = getattr(verifier, "plugin", None)
+        self.graded = bool(plugin is not None and plugin.caps.graded)
         self.dir.mkdir(parents=True, exist_ok=True)
         self._seen, self._verdicts = self._counts()
 
     # ---- the reward function ------------------------------------------------------------------
 
     def __call__(self, prompts: list[str], completions: list[str], prompt_id: list[str],
-                 reference: list[str] | None = None, trainer_state=None, **_) -> list[float | None]:
+                 reference: list[str] | None = None, fields: list[str] | None = None, trainer_state=None,
+                 **_) -> list[float | None]:
         step = int(trainer_state.global_step) if trainer_state is not None else 0
         if completions and not isinstance(completions[0], str):  # conversational: the assistant's text
             completions = [c[-1]["content"] for c in completions]
@@ -61,7 +67,8 @@ class VerifierReward:
         samples = pl.DataFrame({"round": [self.round_key] * len(prompts), "prompt_id": prompt_id,
                                 "sample_idx": pl.Series(idx, dtype=pl.Int32), "prompt": prompts,
                                 "completion": completions})
-        refs = pl.DataFrame({"prompt_id": prompt_id, "reference": reference or [""] * len(prompts)}).unique("prompt_id")
+        refs = pl.DataFrame({"prompt_id": prompt_id, "reference": reference or [""] * len(prompts),
+                             "fields": pl.Series(fields or [None] * len(prompts), dtype=pl.String)}).unique("prompt_id")
         verdicts = verify(self.verifier, refs, samples)
         self._write(step, samples, verdicts)
         self._verdicts.update(verdicts["verdict"].to_list())
@@ -73,7 +80,14 @@ class VerifierReward:
                 f"step {step}: {share:.0%} of the {total} rollouts so far unverifiable (bound "
                 f"verification.max_unverifiable_share {self.max_unverifiable_share:.0%}); most common reason: "
                 f"{reasons.value_counts(sort=True)['reason'][0]!r}")
+        if self.graded:
+            return [None if v == schemas.UNVERIFIABLE else r for v, r in zip(verdicts["verdict"], verdicts["reward"])]
         return [REWARD.get(v) for v in verdicts["verdict"]]
+
+    def close(self) -> None:
+        """Stop the verifier's worker process, if it has one (user verifiers)."""
+        if hasattr(self.verifier, "close"):
+            self.verifier.close()
 
     # ---- the rollouts table -------------------------------------------------------------------
 
@@ -83,7 +97,8 @@ class VerifierReward:
     def _write(self, step: int, samples: pl.DataFrame, verdicts: pl.DataFrame) -> None:
         # One generation batch per step (training.grpo.trl may not change that): one shard each.
         rows = samples.join(verdicts.drop("round"), on=["prompt_id", "sample_idx"]).with_columns(
-            reward=pl.col("verdict").replace_strict(REWARD, default=None, return_dtype=pl.Float64),  # as given
+            reward=(pl.when(pl.col("verdict") != schemas.UNVERIFIABLE).then(pl.col("reward")) if self.graded
+                    else pl.col("verdict").replace_strict(REWARD, default=None, return_dtype=pl.Float64)),  # as given
             policy_id=pl.lit(self.policy_id), policy_hash=pl.lit(""), step=pl.lit(step, pl.Int64),
             **{k: pl.lit(v) for k, v in self.generation.items()})
         rows = schemas.validate(rows.select(list(schemas.ROLLOUTS)), "rollouts")

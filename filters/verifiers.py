@@ -3,37 +3,35 @@
 A verifier error on one row gives that row `unverifiable` with the error as the
 reason; it never silently becomes `incorrect` (a whole batch scored 0 that way
 in a peer project).
+
+The built-ins register here with their capabilities (selftaught.plugins.VerifierCaps);
+`get_verifier` builds any registered, installed or user verifier from the config, user
+code through filters.plugin_verifier. A verifier with a second opinion for the audit
+(filters/audit.py) has a `second_opinion(correct)` method returning the correct rows it
+disagrees with.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import polars as pl
 
 from filters.numeric import extract_number, to_number
+from selftaught.plugins import VERIFIERS as REGISTRY, Check, Plugin
 from selftaught.progress import Progress
 from selftaught import schemas
 from selftaught.schemas import CORRECT, INCORRECT, UNVERIFIABLE
 
-
-@dataclass(frozen=True)
-class Check:
-    verdict: str
-    reward: float
-    extracted_answer: str | None
-    reason: str
-    rationale_ok: bool | None = None
-    parsed_reference: str | None = None
-    details: str | None = None  # JSON, verifier-specific (the sandbox: per-test results)
+__all__ = ["Check", "Verifier", "get_verifier", "build_verifier", "verify"]
 
 
 class Verifier(Protocol):
     name: str
     version: str
+    plugin: Plugin  # set by build_verifier: capabilities and origin
 
     def check(self, prompt: str, completion: str, reference: str) -> Check: ...
 
@@ -70,10 +68,16 @@ def rationale_consistent(a: int, b: int, steps: list[str], answer: str) -> tuple
     return True, ""
 
 
+@REGISTRY.register("arithmetic", checks_steps=True, second_opinion="step check")
 class ArithmeticVerifier:
     """Exact final answer for `a+b`, plus step-level rationale consistency."""
 
     name, version = "arithmetic", "1"
+
+    def second_opinion(self, correct: pl.DataFrame) -> pl.DataFrame:
+        """The step check against the answer check: a right answer whose steps are wrong."""
+        bad = correct.filter(pl.col("rationale_ok") == False)  # noqa: E712 (a null is "not checked")
+        return bad.with_columns(pl.lit("steps wrong").alias("second_verdict"))
 
     def check(self, prompt: str, completion: str, reference: str) -> Check:
         if not reference.strip():
@@ -95,10 +99,24 @@ class ArithmeticVerifier:
         return Check(INCORRECT, 0.0, answer, f"answer {answer} != {reference}", ok, reference)
 
 
+@REGISTRY.register("numeric", second_opinion="math-verify")
 class NumericVerifier:
     """GSM8K: the final number ('####', boxed, 'answer is', else the last number) equals the reference."""
 
     name, version = "numeric", "1"
+
+    def second_opinion(self, correct: pl.DataFrame) -> pl.DataFrame:
+        """math-verify on the same completion and reference."""
+        from filters.mathverify import check_many
+
+        out = check_many(list(zip(correct["completion"], correct["reference"]))) if correct.height else []
+        judged = correct.with_columns(pl.Series("second_verdict", [o[0] for o in out], pl.String),
+                                      pl.Series("second_reason", [o[3] for o in out], pl.String))
+        return judged.filter(pl.col("second_verdict") != CORRECT).with_columns(pl.col("second_reason").alias("reason"))
+
+    def tells(self, rows: list[dict]) -> dict[str, float]:
+        """The reward-hacking tell of this extractor: the answer found only as the last number."""
+        return {"tell_last_number_fallback": sum("last number" in (r["reason"] or "") for r in rows) / len(rows)}
 
     def check(self, prompt: str, completion: str, reference: str) -> Check:
         want = to_number(reference) if reference.strip() else None
@@ -114,13 +132,19 @@ class NumericVerifier:
         return Check(INCORRECT, 0.0, answer, f"{answer} != {reference} (found by {how})", parsed_reference=ref)
 
 
+@REGISTRY.register("math")
 class MathVerifier:
-    """Equivalence with math-verify in worker processes; timeouts are unverifiable."""
+    """Equivalence with math-verify in worker processes; timeouts are unverifiable. No second
+    opinion: math-verify is the verifier, and the numeric extractor reads no LaTeX."""
 
     name, version = "math", "math-verify-1"
 
     def __init__(self, timeout: int = 5, workers: int | None = None):
         self.timeout, self.workers = timeout, workers
+
+    @classmethod
+    def from_config(cls, v) -> "MathVerifier":
+        return cls(v.timeout_seconds, v.workers)
 
     def check(self, prompt: str, completion: str, reference: str) -> Check:
         return self.check_batch([prompt], [completion], [reference], ["-"])[0]
@@ -132,6 +156,7 @@ class MathVerifier:
         return [Check(v, 1.0 if v == CORRECT else 0.0, ans, reason, parsed_reference=ref) for v, ans, ref, reason in out]
 
 
+@REGISTRY.register("majority", needs_reference=False, groups=True, pseudo_labels=True)
 class MajorityVerifier:
     """Label-free self-consistency: per prompt, the most common answer is the pseudo-label.
 
@@ -143,6 +168,10 @@ class MajorityVerifier:
 
     def __init__(self, answer: str = "numeric", min_share: float = 0.0, break_ties: bool = False):
         self.answer, self.min_share, self.break_ties = answer, min_share, break_ties
+
+    @classmethod
+    def from_config(cls, v) -> "MajorityVerifier":
+        return cls(v.majority_answer, v.majority_min_share, v.majority_break_ties)
 
     def _extract(self, completion: str) -> str | None:
         if self.answer == "numeric":
@@ -192,6 +221,7 @@ class MajorityVerifier:
         return top, f"pseudo-label {top} (share {share:.2f})"
 
 
+@REGISTRY.register("sandbox", feedback="reason", second_opinion="sandbox re-run, tests reversed")
 class SandboxVerifier:
     """Code: run the extracted program against the reference tests in the sandbox.
 
@@ -207,13 +237,30 @@ class SandboxVerifier:
 
         self.limits, self.workers = limits or Limits(), workers
 
+    @classmethod
+    def from_config(cls, v) -> "SandboxVerifier":
+        from filters.sandbox import limits_from_config
+
+        return cls(limits_from_config(v.sandbox), v.sandbox.workers)
+
+    def second_opinion(self, correct: pl.DataFrame) -> pl.DataFrame:
+        """A re-run in a fresh sandbox with the tests in reverse order (default limits)."""
+        from filters.code import reordered_tests
+
+        refs = [reordered_tests(r) for r in correct["reference"]]
+        out = SandboxVerifier().check_batch(correct["prompt"].to_list(), correct["completion"].to_list(), refs,
+                                            correct["prompt_id"].to_list()) if correct.height else []
+        judged = correct.with_columns(pl.Series("second_verdict", [c.verdict for c in out], pl.String),
+                                      pl.Series("second_reason", [c.reason for c in out], pl.String))
+        return judged.filter(pl.col("second_verdict") != CORRECT).with_columns(pl.col("second_reason").alias("reason"))
+
     def check(self, prompt: str, completion: str, reference: str) -> Check:
         return self.check_batch([prompt], [completion], [reference], ["-"])[0]
 
     def check_batch(self, prompts, completions, references, prompt_ids) -> list[Check]:
         import json
 
-        from filters.code import extract_program, parse_reference
+        from filters.code import parse_reference, runnable_program
         from filters.sandbox import run_many
 
         jobs, out = [], [None] * len(completions)
@@ -223,10 +270,7 @@ class SandboxVerifier:
             except ValueError as exc:
                 out[i] = Check(UNVERIFIABLE, 0.0, None, str(exc))
                 continue
-            program = extract_program(p, c, ref)
-            if ref["format"] == "mbpp" and ref.get("setup"):
-                program = program + "\n" + ref["setup"] + "\n"
-            jobs.append((i, program, ref))
+            jobs.append((i, runnable_program(p, c, ref), ref))
         results = run_many([{"program": prog, "tests": ref["tests"], "entry_point": ref["entry_point"],
                              "fmt": ref["format"]} for _, prog, ref in jobs], self.workers, self.limits)
         for (i, program, ref), res in zip(jobs, results):
@@ -238,42 +282,77 @@ class SandboxVerifier:
         return out
 
 
-VERIFIERS: dict[str, Callable[..., Verifier]] = {
-    "arithmetic": ArithmeticVerifier,
-    "numeric": NumericVerifier,
-    "math": MathVerifier,
-    "majority": MajorityVerifier,
-    "sandbox": SandboxVerifier,
-}
+_WORD_SPLIT = re.compile(r"\s+")
+_FINAL = re.compile(r"####\s*(.+)")
 
 
-def get_verifier(name: str, settings=None) -> Verifier:
-    """A verifier by name; `settings` is a `VerificationConfig` (timeouts, majority options)."""
-    if name not in VERIFIERS:
-        raise ValueError(f"unknown verifier '{name}' (available: {sorted(VERIFIERS)})")
-    if settings is None:
-        return VERIFIERS[name]()
-    if name == "math":
-        return MathVerifier(settings.timeout_seconds, settings.workers)
-    if name == "majority":
-        return MajorityVerifier(settings.majority_answer, settings.majority_min_share, settings.majority_break_ties)
-    if name == "sandbox":
-        from filters.sandbox import limits_from_config
+def normalize_answer(text: str) -> str:
+    """Case, surrounding quotes and punctuation, and runs of whitespace do not count."""
+    text = _WORD_SPLIT.sub(" ", text.strip()).casefold()
+    return text.strip(" \"'`.,;:!")
 
-        return SandboxVerifier(limits_from_config(settings.sandbox), settings.sandbox.workers)
-    return VERIFIERS[name]()
+
+def final_answer(completion: str) -> str | None:
+    """The text after the last '####' (the chat tasks' answer line), else the last non-empty line."""
+    found = _FINAL.findall(completion)
+    if found:
+        return found[-1].strip()
+    lines = [line for line in completion.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else None
+
+
+@REGISTRY.register("exact_match")
+class ExactVerifier:
+    """The final answer ('#### <answer>', else the last line) equals the reference, ignoring
+    case, surrounding punctuation and whitespace: the dataset task's default."""
+
+    name, version = "exact_match", "1"
+
+    def check(self, prompt: str, completion: str, reference: str) -> Check:
+        want = normalize_answer(reference)
+        if not want:
+            return Check(UNVERIFIABLE, 0.0, None, "no reference answer")
+        answer = final_answer(completion)
+        if answer is None:
+            return Check(INCORRECT, 0.0, None, "no answer", parsed_reference=want)
+        if normalize_answer(answer) == want:
+            return Check(CORRECT, 1.0, answer, "exact match", parsed_reference=want)
+        return Check(INCORRECT, 0.0, answer, f"{answer[:60]!r} != {reference[:60]!r}", parsed_reference=want)
+
+
+def build_verifier(plugin: Plugin, settings=None) -> Verifier:
+    """A verifier object for a registry entry; `settings` is a `VerificationConfig` (timeouts,
+    majority options, the plugin section for user code)."""
+    if not plugin.builtin:
+        from filters.plugin_verifier import PluginVerifier
+
+        return PluginVerifier(plugin, settings)
+    cls = plugin.obj
+    verifier = cls.from_config(settings) if settings is not None and hasattr(cls, "from_config") else cls()
+    verifier.plugin = plugin
+    return verifier
+
+
+def get_verifier(name: str, settings=None, base_dir=None) -> Verifier:
+    """A verifier by name, entry point or path (selftaught.plugins); `settings` is a
+    `VerificationConfig`."""
+    return build_verifier(REGISTRY.get(name, base_dir), settings)
 
 
 def verify(verifier: Verifier, prompts: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
-    """Judge every sample against its prompt's reference; returns a verdicts table."""
+    """Judge every sample against its prompt's reference; returns a verdicts table. A verifier
+    that reads rows (user code) also gets each prompt's `fields`: every column of its task row."""
     refs = dict(zip(prompts["prompt_id"], prompts["reference"]))
     missing = set(samples["prompt_id"].unique()) - refs.keys()
     if missing:
         raise ValueError(f"{len(missing)} sample prompt_id(s) have no prompt row, e.g. {sorted(missing)[:3]}")
+    fields = dict(zip(prompts["prompt_id"], prompts["fields"])) \
+        if getattr(verifier, "reads_rows", False) and "fields" in prompts.columns else None
     rows = []
     items = samples.select("round", "prompt_id", "sample_idx", "prompt", "completion").to_dicts()
     stage = f"{items[0]['round']} verify" if items else "verify"
-    for s, c in zip(items, _checks(verifier, items, refs, Progress(stage, len(items), "samples", every=1.0))):
+    progress = Progress(stage, len(items), "samples", every=1.0)
+    for s, c in zip(items, _checks(verifier, items, refs, progress, fields)):
         rows.append(
             {
                 "round": s["round"],
@@ -292,7 +371,12 @@ def verify(verifier: Verifier, prompts: pl.DataFrame, samples: pl.DataFrame) -> 
     return schemas.validate(pl.DataFrame(rows, schema=schemas.VERDICTS_TABLE), "verdicts")
 
 
-def _checks(verifier: Verifier, items: list[dict], refs: dict[str, str], progress: Progress) -> list[Check]:
+def _checks(verifier: Verifier, items: list[dict], refs: dict[str, str], progress: Progress,
+            fields: dict[str, str | None] | None = None) -> list[Check]:
+    if getattr(verifier, "reads_rows", False):  # user code: its own batching, timeouts and error rows
+        return verifier.check_batch([s["prompt"] for s in items], [s["completion"] for s in items],
+                                    [refs[s["prompt_id"]] for s in items], [s["prompt_id"] for s in items],
+                                    rows=[(fields or {}).get(s["prompt_id"]) for s in items], progress=progress)
     if hasattr(verifier, "check_batch"):
         try:
             return verifier.check_batch([s["prompt"] for s in items], [s["completion"] for s in items],

@@ -9,6 +9,8 @@
     selftaught diff [A] B                         what round B changed against A (default: the round before)
     selftaught ledger                             what each round cost and what it gained
     selftaught export ROUND --to DIR              the round's tables and policy, with cards
+    selftaught plugins [--config FILE]            every task, verifier and objective: origin, capabilities
+    selftaught new NAME                           a project for your own data and checker
 
 Every command that takes --config also takes `--set key.path=value` (repeatable), validated
 like the file: the overrides are written as a config that extends the file
@@ -303,6 +305,31 @@ def cmd_validate(args) -> int:
           + (f" growing to {size['steps_last_round']:,} in round {cfg.max_rounds}"
              if size["steps_last_round"] != size["steps_first_round"] else "")
           + f", {size['eval_prompts']:,} held-out prompts evaluated")
+    print("plugins: " + "; ".join(f"{role} {p.name} ({p.origin.short()})" for role, p in cfg.plugins().items()))
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from pipelines.plugin_list import plugin_listing
+    from selftaught.config import load_config
+
+    print(plugin_listing(load_config(args.config) if args.config else None))
+    return 0
+
+
+def cmd_new(args) -> int:
+    from pipelines.scaffold import ScaffoldError, new_project
+
+    try:
+        target = new_project(args.name, args.dir)
+    except ScaffoldError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    config = target / "config.yaml"
+    print(f"created {target}/: config.yaml, {target.name.lower().replace('-', '_')}_checks.py (the verifier), "
+          "data/ (16 train rows, 4 held out), tests/, pyproject.toml, README.md")
+    print(f"next:\n  selftaught run --config {config} --rounds 1\n  python -m pytest {target}/tests\n"
+          f"  selftaught plugins --config {config}")
     return 0
 
 
@@ -371,10 +398,20 @@ def main(argv: list[str] | None = None) -> int:
                             ("ledger", cmd_ledger, "what each round cost (seconds, memory, tokens) and gained"),
                             ("validate", cmd_validate, "validate an experiment config"),
                             ("export", export.run, "write a round's tables as a Hugging Face dataset and its policy "
-                                                   "with a model card")]:
+                                                   "with a model card"),
+                            ("plugins", cmd_plugins, "every task, verifier and training objective: origin and "
+                                                     "capabilities (with --config: the ones it uses)"),
+                            ("new", cmd_new, "create a project folder for your own task and checker")]:
         p = sub.add_parser(name, help=help_)
+        if name == "new":
+            p.add_argument("name", help="the project's name (letters, digits, - and _)")
+            p.add_argument("--dir", default=".", help="the folder to create it in (default: here)")
+            p.set_defaults(fn=fn)
+            continue
         p.add_argument("--dagster-home", default=None, help="Dagster instance dir (default $DAGSTER_HOME or data/dagster_home)")
-        if name != "runs":
+        if name == "plugins":
+            p.add_argument("--config", default=None, help="also list the user code this experiment YAML names")
+        elif name != "runs":
             p.add_argument("--config", default=str(DEFAULT_CONFIG), help="experiment YAML (default: the demo)")
             p.add_argument("--set", action="append", type=_setting, metavar="KEY=VALUE", default=[],
                            help="override a config key, e.g. --set training.max_steps=50 (YAML value; repeatable)")

@@ -249,12 +249,13 @@ def _model_card(cfg, store: Store, key: str, prov: dict, facts: dict, has_adapte
         accuracy[parent] = _accuracy(store, parent)
     accuracy[key] = _accuracy(store, key)
     levels = sorted({d for acc in accuracy.values() for d in acc})
-    unit = "digits" if cfg.task.name == "arithmetic" else "level"
+    level = cfg.task.plugin().caps.level_name
+    unit = f"{level}s" if level == "digit" else "level"
     where = repo or "path/to/model"
     body = [
         f"# {cfg.name}, round {key}: policy", "",
         f"The policy of round {key} of iterative self-training (selftaught {__version__}) "
-        f"on the {cfg.task.name} task.", "",
+        f"on the {cfg.task.plugin().name} task.", "",
         f"- base model: `{base}`" + (" (built offline by selftaught: a randomly initialised tiny model)"
                                     if base == "tiny" else "")
         + (", warm-started on worked examples" if warm else "")

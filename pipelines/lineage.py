@@ -18,6 +18,16 @@ class LineageError(ValueError):
     """The round or row asked for does not exist in this experiment."""
 
 
+def _objective_label(objective: str) -> str:
+    """How lineage names a policy's training (the objective's capability `label`)."""
+    from selftaught.plugins import OBJECTIVES, PluginError
+
+    try:
+        return OBJECTIVES.get(objective).caps.label
+    except PluginError:
+        return f"{objective} training"
+
+
 def _model(store: Store, name: str) -> str:
     where = store.where(store.root / "models" / name)
     p = store.provenance(name)
@@ -30,7 +40,7 @@ def _model(store: Store, name: str) -> str:
         bits.append(f"from {p.get('base')}, config {p.get('config_hash')}")
     else:
         parent = p.get("parent", {})
-        how = "GRPO" if p.get("objective") == "grpo" else "fine-tune"
+        how = _objective_label(p.get("objective") or "sft")
         bits += [f"{p.get('method')} {how} (init {p.get('init')}) of {parent.get('policy_id')} "
                  f"({parent.get('weights_hash')})", f"training data {p.get('data_hash')}",
                  f"config {p.get('config_hash')}", f"dagster run of parent {parent.get('run_id')}"]

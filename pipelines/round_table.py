@@ -55,5 +55,5 @@ def frontier_summary(rows: list[dict], frontier: int | str, pool: list[int], uni
 
 def experiment_summary(cfg, rows: list[dict]) -> str | None:
     """frontier_summary with the experiment's frontier, pool and unit (run and status print it)."""
-    return frontier_summary(rows, cfg.task.frontier, cfg.task.frontier_pool(),
-                            "digit" if cfg.task.name == "arithmetic" else "level")
+    scope = cfg.frontier_scope()
+    return frontier_summary(rows, scope.frontier, scope.frontier_pool(), cfg.eval_task().plugin().caps.level_name)

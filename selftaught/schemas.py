@@ -19,6 +19,7 @@ PROMPTS = {
     "reference": pl.String,  # gold answer; "" when the task has none
     "target": pl.String,  # gold worked solution (completion); "" when none
     "difficulty": pl.Int32,
+    "fields": pl.String,  # JSON: every column of the task's row, for a verifier that reads them; null when none
 }
 
 SAMPLES = {
@@ -148,6 +149,19 @@ LEDGER = {
                                "samples_verified", "kept_rows", "kept_per_1k_samples", "points_per_hour", "cost")},
 }
 
+# lm-evaluation-harness on a policy (evaluation.lm_eval; filters/lm_eval.py): one row per
+# (task, metric, filter), as lm-eval reports it.
+LM_EVAL = {
+    "round": pl.String,  # the round, or "base"
+    "policy_id": pl.String,
+    "task": pl.String,
+    "metric": pl.String,  # exact_match, acc, ...
+    "filter": pl.String,  # lm-eval's filter pipeline ("none" when the task has none)
+    "value": pl.Float64,
+    "stderr": pl.Float64,  # null when lm-eval gives none
+    "samples": pl.Int64,  # documents evaluated
+}
+
 TABLES: dict[str, dict] = {
     "prompts": PROMPTS,
     "samples": SAMPLES,
@@ -160,7 +174,13 @@ TABLES: dict[str, dict] = {
     "rollouts": ROLLOUTS,
     "round_diff": ROUND_DIFF,
     "ledger": LEDGER,
+    "lm_eval": LM_EVAL,
 }
+
+
+# Columns added after tables were first written: a table on disk without one reads as if it
+# held nulls there, so rounds made before stay readable (and current).
+OPTIONAL: dict[str, set[str]] = {"prompts": {"fields"}}
 
 
 class SchemaError(ValueError):
@@ -174,6 +194,9 @@ def empty(table: str) -> pl.DataFrame:
 def validate(df: pl.DataFrame, table: str) -> pl.DataFrame:
     """Check columns and types of `df` against `table`; cast safe numeric widenings."""
     schema = TABLES[table]
+    absent = [c for c in OPTIONAL.get(table, ()) if c not in df.columns]
+    if absent:
+        df = df.with_columns([pl.lit(None, schema[c]).alias(c) for c in absent])
     missing = [c for c in schema if c not in df.columns]
     if missing:
         raise SchemaError(

@@ -16,22 +16,16 @@ model: SmolLM2-135M-Instruct"): tasks it solves sometimes greedily and more ofte
 from __future__ import annotations
 
 import hashlib
+import json
 import random
-from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import polars as pl
 
 from selftaught import schemas
+from selftaught.plugins import Problem
 
 ANSWER_FORMAT = " End your reply with the final answer on its own line as '#### <number>'."
-
-
-@dataclass(frozen=True)
-class Problem:
-    question: str
-    answer: int
-    solution: str  # worked solution ending in '#### <answer>'
 
 
 def list_max(rng: random.Random, length: int) -> Problem:
@@ -95,9 +89,47 @@ GENERATORS: dict[str, Callable[[random.Random, int], Problem]] = {
 
 def make_problems(task: str, counts: dict[int, int], seed: int, render: Callable[[str], str],
                   exclude: set[str] = frozenset(), split: str = "pool", round_key: str = "") -> pl.DataFrame:
-    """`counts[d]` distinct problems of difficulty d (ids from the question text), none in
-    `exclude`; `render` turns the question into the model's prompt (its chat template)."""
-    make = GENERATORS[task]
+    """`counts[d]` distinct problems of difficulty d of a built-in chat task (ids from the
+    question text), none in `exclude`; `render` turns the question into the model's prompt."""
+    return draw_problems(task, GENERATORS[task], counts, seed, render, ANSWER_FORMAT, exclude, split, round_key)
+
+
+def as_problem(value: Any, task: str) -> Problem:
+    """A generator's return value (a Problem, or a dict with question, answer and optionally
+    solution and fields) as a Problem; a ValueError naming the task otherwise."""
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"question", "answer", "solution", "fields"})
+        if unknown or "question" not in value or "answer" not in value:
+            raise ValueError(f"task {task}: a problem is a dict with question, answer (and solution, fields); got "
+                             f"the keys {sorted(value)}")
+        value = Problem(value["question"], value["answer"], value.get("solution") or "", value.get("fields") or {})
+    if not isinstance(value, Problem):
+        raise ValueError(f"task {task}: the generator returned {type(value).__name__}, expected a "
+                         "selftaught.plugins.Problem or a dict")
+    if not isinstance(value.question, str) or not value.question.strip():
+        raise ValueError(f"task {task}: a problem's question must be non-empty text, got {value.question!r}")
+    if value.answer is None:
+        raise ValueError(f"task {task}: the problem {value.question[:60]!r} has no answer")
+    if not isinstance(value.fields, dict):
+        raise ValueError(f"task {task}: a problem's fields must be a dict, got {type(value.fields).__name__}")
+    return value
+
+
+def reference_text(answer: Any) -> str:
+    """The prompts table's reference: text as is, numbers as written, structures as JSON."""
+    if isinstance(answer, str):
+        return answer
+    if isinstance(answer, (dict, list, tuple)):
+        return json.dumps(answer, sort_keys=True)
+    return str(answer)
+
+
+def draw_problems(task: str, generate: Callable[[random.Random, int], Any], counts: dict[int, int], seed: int,
+                  render: Callable[[str], str], suffix: str = "", exclude: set[str] = frozenset(),
+                  split: str = "pool", round_key: str = "", with_fields: bool = False) -> pl.DataFrame:
+    """`counts[d]` distinct problems of difficulty d from `generate(rng, d)` (ids from the question
+    text), none in `exclude`; the prompt is `render(question + suffix)`. `with_fields` keeps each
+    problem's question, answer and fields as JSON (what a user verifier reads)."""
     rows, seen = [], set(exclude)
     for level, n in sorted(counts.items()):
         rng = random.Random(f"{task}:{seed}:{level}")  # a level's problems do not depend on other levels
@@ -106,13 +138,16 @@ def make_problems(task: str, counts: dict[int, int], seed: int, render: Callable
             tries += 1
             if tries > 100 * n + 1000:
                 raise ValueError(f"task {task}: ran out of distinct level-{level} problems after {made} of {n}")
-            p = make(rng, level)
+            p = as_problem(generate(rng, level), task)
             pid = f"{task}-" + hashlib.sha1(p.question.encode()).hexdigest()[:12]
             if pid in seen:
                 continue
             seen.add(pid)
-            rows.append({"prompt_id": pid, "split": split, "round": round_key,
-                         "prompt": render(p.question + ANSWER_FORMAT), "reference": str(p.answer),
-                         "target": p.solution, "difficulty": level})
+            row = {"prompt_id": pid, "split": split, "round": round_key, "prompt": render(p.question + suffix),
+                   "reference": reference_text(p.answer), "target": p.solution, "difficulty": level}
+            if with_fields:
+                row["fields"] = json.dumps({"question": p.question, "answer": p.answer, **p.fields}, sort_keys=True,
+                                           default=str)
+            rows.append(row)
             made += 1
     return schemas.validate(pl.DataFrame(rows, schema=schemas.PROMPTS), "prompts")

@@ -29,6 +29,7 @@ class Columns:
     id: str | None = None  # None: ids are derived from the question text
     difficulty: str | None = None
     solution: str | None = None  # a worked solution; defaults to the answer column
+    keep_fields: bool = False  # also a `fields` column: every source column of the row, as JSON
 
 
 @dataclass
@@ -124,6 +125,13 @@ def _read_hf(path: str, split: str, revision: str | None, name: str | None) -> p
     return pl.from_arrow(ds.data.table)
 
 
+def row_json(raw: pl.DataFrame) -> pl.Series:
+    """Each row of `raw` as a JSON object (what a verifier plugin receives as its columns)."""
+    if raw.width == 0:
+        return pl.Series("fields", ["{}"] * raw.height, dtype=pl.String)
+    return raw.select(pl.struct(pl.all()).struct.json_encode().alias("fields"))["fields"]
+
+
 def load_rows(raw: pl.DataFrame, columns: Columns, on_invalid: str = "error", source: str = "dataset") -> Loaded:
     """Map columns, then validate; errors list the offending rows."""
     wanted = {"question": columns.question, "answer": columns.answer, "id": columns.id,
@@ -144,6 +152,8 @@ def load_rows(raw: pl.DataFrame, columns: Columns, on_invalid: str = "error", so
         if columns.difficulty else pl.Series([1] * raw.height, dtype=pl.Int32),
         "solution": raw[columns.solution or columns.answer or columns.question].cast(pl.String),
     }).with_row_index("row")
+    if columns.keep_fields:
+        df = df.with_columns(fields=row_json(raw))
     ids = raw[columns.id].cast(pl.String) if columns.id else df["question"].map_elements(
         lambda q: "q-" + hashlib.sha1((q or "").encode()).hexdigest()[:12], return_dtype=pl.String)
     df = df.with_columns(id=ids)

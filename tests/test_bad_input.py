@@ -188,7 +188,7 @@ def test_tables_are_validated_at_the_edges():
         schemas.validate(pl.DataFrame({"round": ["r001"]}), "samples")
     prompts = schemas.empty("prompts").vstack(pl.DataFrame(
         {"prompt_id": ["p"], "split": ["pool"], "round": ["r001"], "prompt": ["1+1"], "reference": ["2"],
-         "target": [""], "difficulty": [1]}, schema=schemas.PROMPTS))
+         "target": [""], "difficulty": [1], "fields": [None]}, schema=schemas.PROMPTS))
     with pytest.raises(RuntimeError, match="returned 1 samples for p, expected 2"):
         to_samples(prompts, [["only one"]], SamplingParams(n=2, temperature=1.0), "r001", "base", "", "hf")
     with pytest.raises(RuntimeError, match="answered 0 prompts, expected 1"):

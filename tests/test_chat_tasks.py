@@ -43,8 +43,11 @@ def test_same_seed_same_problems_and_exclusion():
         chat_tasks.make_problems("addition", {1: 120}, seed=0, render=str)  # 100 ordered pairs exist
 
 
-def test_the_config_names_exactly_the_generated_tasks():
-    from selftaught.config import CHAT_TASKS, TaskConfig
+def test_every_generated_task_is_registered_as_a_procedural_chat_task():
+    from selftaught.config import TaskConfig
+    from selftaught.plugins import TASKS
+    from synth.tasks import ChatTask
 
-    assert set(CHAT_TASKS) == set(chat_tasks.GENERATORS)
-    assert all(TaskConfig(name=t, warm_start={2: 1}, pool={2: 1}, eval={2: 1}).procedural() for t in CHAT_TASKS)
+    assert {p.name for p in TASKS.entries() if p.obj is ChatTask} == set(chat_tasks.GENERATORS)
+    assert all(TaskConfig(name=t, warm_start={2: 1}, pool={2: 1}, eval={2: 1}).procedural()
+               for t in chat_tasks.GENERATORS)

@@ -127,7 +127,7 @@ def test_arithmetic_right_answers_with_wrong_steps_are_disagreements():
 def test_kept_code_is_rerun_in_a_fresh_sandbox_with_its_tests_reversed():
     import json
 
-    from filters.audit import reordered_tests
+    from filters.code import reordered_tests
     from filters.code import code_reference
     from filters.verifiers import SandboxVerifier, verify
 

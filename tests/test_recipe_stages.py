@@ -107,10 +107,12 @@ def test_reflection_feedback_never_carries_the_reference():
     samples = _samples(prompts, {pid: [" answer 7", "no idea"]})
     verdicts = verify(get_verifier("arithmetic"), prompts, samples)
     assert ref in verdicts["reason"][0]  # the verifier's own reason names the reference...
-    texts = [feedback(v, a, r, f) for v, a, r, f in verdicts.select("verdict", "extracted_answer", "reason",
-                                                                     "verifier").iter_rows()]
+    mode = get_verifier("arithmetic").plugin.caps.feedback
+    texts = [feedback(v, a, r, mode) for v, a, r in verdicts.select("verdict", "extracted_answer",
+                                                                    "reason").iter_rows()]
     assert texts == ["the answer 7 is wrong.", "no final answer was found."]  # ...the feedback does not
-    assert feedback("incorrect", "x", "failed: assert f(2) == 4", "sandbox@1") == "failed: assert f(2) == 4"
+    sandbox = get_verifier("sandbox").plugin.caps.feedback
+    assert feedback("incorrect", "x", "failed: assert f(2) == 4", sandbox) == "failed: assert f(2) == 4"
 
 
 def test_reflection_warm_start_shows_a_wrong_solution_its_feedback_and_the_right_one():

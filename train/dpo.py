@@ -11,8 +11,9 @@ from pathlib import Path
 
 import polars as pl
 
-from train.sft import (LoraSettings, _finite_loss_callback, _progress_callback, check_finite_weights, lora_settings,
-                       lora_setup, save_trained, torch_dtype, trl_config)
+from selftaught.plugins import OBJECTIVES
+from train.sft import (ANY_OBJECTIVE_FIELDS, LoraSettings, _finite_loss_callback, _progress_callback,
+                       check_finite_weights, lora_settings, lora_setup, save_trained, torch_dtype, trl_config)
 from train.tracking import Tracking, training_runs
 
 log = logging.getLogger("selftaught.train")
@@ -106,3 +107,28 @@ def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.D
         "processes": int(trainer.args.world_size),
         **({"tracker_runs": runs} if runs else {}),
     }
+
+
+@OBJECTIVES.register("dpo", trains_on="pairs", reference_model=True, trl_config="DPOConfig", label="fine-tune",
+                     own_fields=tuple({
+                         **ANY_OBJECTIVE_FIELDS, "per_device_train_batch_size": "training.batch_size",
+                         "max_length": "training.max_length", "beta": "training.dpo.beta",
+                         "loss_type": "training.dpo.rpo_alpha", "loss_weights": "training.dpo.rpo_alpha"}.items()))
+class DPOObjective:
+    """objective dpo: DPO (RPO with training.dpo.rpo_alpha > 0) on the round's preference pairs."""
+
+    settings_class = DPOSettings
+
+    @staticmethod
+    def settings(t, index: int) -> DPOSettings:
+        return settings_from_config(t, index)
+
+    @staticmethod
+    def train(init, rows: pl.DataFrame, out, s: DPOSettings, *, reference=None, adapter_init=None, tracking=None,
+              reward=None) -> dict:
+        return train_dpo(init, reference, rows, out, s, adapter_init=adapter_init, tracking=tracking)
+
+    @staticmethod
+    def describe(s: DPOSettings, start: str, rows: int, reference=None) -> str:
+        return (f"{'RPO' if s.rpo_alpha else 'DPO'} from {start} on {rows} pairs, reference "
+                f"{reference.policy_id if reference else '-'}, {s.max_steps} steps")

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import polars as pl
 
-from train.sft import (LoraSettings, _finite_loss_callback, _last_complete_checkpoint, _progress_callback,
-                       load_for_training, lora_settings, lora_setup, train_and_save, trl_config)
+from selftaught.plugins import OBJECTIVES
+from train.sft import (ANY_OBJECTIVE_FIELDS, LoraSettings, _finite_loss_callback, _last_complete_checkpoint,
+                       _progress_callback, load_for_training, lora_settings, lora_setup, train_and_save, trl_config)
 from train.tracking import Tracking
 
 log = logging.getLogger("selftaught.train")
@@ -122,3 +123,36 @@ def train_grpo(init_model_dir: str | Path, prompts: pl.DataFrame, reward, out_di
         "per_step": [{"step": h["step"], "reward": h["reward"], "frac_reward_zero_std": h["frac_reward_zero_std"]}
                      for h in history if "reward" in h and "frac_reward_zero_std" in h],
     }
+
+
+# GRPO keeps one generation batch per optimizer step (a rollout's `step` is the policy version
+# that generated it; resume drops the rollouts from the checkpoint's step on), so the fields
+# that would change that are selftaught's too.
+@OBJECTIVES.register("grpo", trains_on="rollouts", online=True, launchable=False, trl_config="GRPOConfig",
+                     label="GRPO", own_fields=tuple({
+                         **ANY_OBJECTIVE_FIELDS, "warmup_steps": "training.warmup_steps",
+                         **{f: f"training.grpo.{f}" for f in (
+                             "num_generations", "beta", "loss_type", "epsilon", "epsilon_high", "scale_rewards",
+                             "max_completion_length", "temperature", "top_p", "use_vllm", "vllm_mode")},
+                         "per_device_train_batch_size": "training.grpo.prompts_per_step x num_generations",
+                         **{f: "one generation batch per optimizer step (rollouts are versioned by step)" for f in (
+                             "steps_per_generation", "generation_batch_size", "gradient_accumulation_steps",
+                             "num_iterations")}}.items()))
+class GRPOObjective:
+    """objective grpo: online RL on the round's prompts; the verifier rewards the rollouts."""
+
+    settings_class = GRPOSettings
+
+    @staticmethod
+    def settings(t, index: int) -> GRPOSettings:
+        return settings_from_config(t, index)
+
+    @staticmethod
+    def train(init, rows: pl.DataFrame, out, s: GRPOSettings, *, reference=None, adapter_init=None, tracking=None,
+              reward=None) -> dict:
+        return train_grpo(init, rows, reward, out, s, adapter_init=adapter_init, tracking=tracking)
+
+    @staticmethod
+    def describe(s: GRPOSettings, start: str, rows: int, reference=None) -> str:
+        return (f"GRPO ({s.loss_type}, {s.method}) from {start} on {rows} prompts, {s.max_steps} steps of "
+                f"{s.prompts_per_step} prompts x {s.num_generations} rollouts")

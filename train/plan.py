@@ -5,9 +5,11 @@
 - adapter_init: with LoRA, a parent that is an adapter on the base keeps training that
   adapter on the base weights, so every round's policy is one adapter on one base model
   (what vLLM serves without merging);
-- reference (DPO): the previous policy or the base;
-- settings: SFTSettings or DPOSettings for this round.
-`run_plan` trains it, in this process or under `accelerate launch` (training.launcher).
+- reference (an objective with a reference model, DPO): the previous policy or the base;
+- settings: the objective's settings for this round (SFTSettings, DPOSettings, GRPOSettings).
+`run_plan` trains it, in this process or under `accelerate launch` (training.launcher). The
+objectives are registered in train/sft.py, train/dpo.py and train/grpo.py
+(selftaught.plugins.OBJECTIVES); this module asks their capabilities.
 """
 
 from __future__ import annotations
@@ -17,15 +19,13 @@ from pathlib import Path
 
 import polars as pl
 
+from selftaught.plugins import OBJECTIVES
 from train.artifact import adapter_path, model_path, read_provenance, verifier_dir
 from train.dpo import DPOSettings, train_dpo, verifier_settings
-from train.dpo import settings_from_config as dpo_settings
-from train.grpo import GRPOSettings, train_grpo
-from train.grpo import settings_from_config as grpo_settings
+from train.grpo import GRPOSettings
 from train.launch import launch
-from train.sft import SFTSettings, train_sft
+from train.sft import SFTSettings
 from train.tracking import Tracking
-from train.sft import settings_from_config as sft_settings
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,10 @@ class Policy:
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    objective: str                 # sft | dpo | grpo
+    objective: str                 # a registered objective: sft | dpo | grpo
     init: Path                     # the artifact folder training starts from
     adapter_init: Path | None      # a LoRA adapter to keep training on `init`
-    reference: Policy | None       # DPO's fixed reference
+    reference: Policy | None       # the fixed reference of an objective with one (DPO)
     settings: SFTSettings | DPOSettings | GRPOSettings
     adapter_on_base: bool          # the result is a LoRA adapter on the base model
 
@@ -51,16 +51,9 @@ class TrainingPlan:
         return data_table(self.objective)
 
     def describe(self, parent: Policy, rows: int) -> str:
-        if self.objective == "dpo":
-            s = self.settings
-            return (f"{'RPO' if s.rpo_alpha else 'DPO'} from {self.init.name} on {rows} pairs, "
-                    f"reference {self.reference.policy_id}, {s.max_steps} steps")
-        start = parent.policy_id if self.adapter_init else self.init.name
-        if self.objective == "grpo":
-            s = self.settings
-            return (f"GRPO ({s.loss_type}, {s.method}) from {start} on {rows} prompts, {s.max_steps} steps of "
-                    f"{s.prompts_per_step} prompts x {s.num_generations} rollouts")
-        return f"{self.settings.method} fine-tune from {start} on {rows} rows, {self.settings.max_steps} steps"
+        objective = OBJECTIVES.get(self.objective)
+        start = self.init.name if objective.caps.reference_model or not self.adapter_init else parent.policy_id
+        return objective.obj.describe(self.settings, start, rows, self.reference)
 
 
 def plan_round(t, index: int, parent: Policy, base: Path) -> TrainingPlan:
@@ -71,7 +64,7 @@ def plan_round(t, index: int, parent: Policy, base: Path) -> TrainingPlan:
     if t.method == "lora" and init != base and _adapter_on_base(parent.artifact, base):
         init, adapter_init = base, adapter_path(parent.artifact)
     reference = None
-    if t.objective == "dpo":
+    if OBJECTIVES.get(t.objective).caps.reference_model:
         reference = parent if t.dpo.reference == "previous" else \
             Policy("base", base, read_provenance(base)["weights_hash"])
     return TrainingPlan(t.objective, init, adapter_init, reference, round_settings(t, index),
@@ -80,16 +73,12 @@ def plan_round(t, index: int, parent: Policy, base: Path) -> TrainingPlan:
 
 def data_table(objective: str) -> str:
     """The round table an objective trains on (its hash is the policy's `data_hash`)."""
-    return {"dpo": "pairs", "grpo": "rollouts"}.get(objective, "training_set")
+    return OBJECTIVES.get(objective).caps.trains_on
 
 
 def round_settings(t, index: int) -> SFTSettings | DPOSettings | GRPOSettings:
     """Round `index`'s trainer settings from a `selftaught.config.TrainingConfig`."""
-    if t.objective == "dpo":
-        return dpo_settings(t, index)
-    if t.objective == "grpo":
-        return grpo_settings(t, index)
-    return sft_settings(t, seed_offset=index, max_steps=t.steps_for(index))
+    return OBJECTIVES.get(t.objective).obj.settings(t, index)
 
 
 def _adapter_on_base(artifact: Path, base: Path) -> bool:
@@ -102,20 +91,15 @@ def run_plan(plan: TrainingPlan, rows: pl.DataFrame, work: Path, launcher, log=p
     """Train `plan` on `rows` into `work`; `launcher`: a `LauncherConfig`; `tracking`: the
     round's experiment trackers. Returns the metrics. GRPO: `rows` are prompts and `reward`
     the reward function (filters.rewards.VerifierReward)."""
-    if plan.objective == "grpo":
-        return train_grpo(model_path(plan.init), rows, reward, work, plan.settings, adapter_init=plan.adapter_init,
-                          tracking=tracking)
+    objective = OBJECTIVES.get(plan.objective)
     reference = model_path(plan.reference.artifact) if plan.reference else None
-    if launcher.launched():
+    if launcher.launched() and objective.caps.launchable:  # the config refuses a launcher otherwise
         return launch(plan.objective, model_path(plan.init), rows, work, plan.settings,
                       processes=launcher.processes, config_file=launcher.accelerate_config,
                       extra=launcher.extra_args, reference=reference, adapter_init=plan.adapter_init, log=log,
                       tracking=tracking)
-    if plan.objective == "dpo":
-        return train_dpo(model_path(plan.init), reference, rows, work, plan.settings, adapter_init=plan.adapter_init,
-                         tracking=tracking)
-    return train_sft(model_path(plan.init), rows, work, plan.settings, adapter_init=plan.adapter_init,
-                     tracking=tracking)
+    return objective.obj.train(model_path(plan.init), rows, work, plan.settings, reference=reference,
+                               adapter_init=plan.adapter_init, tracking=tracking, reward=reward)
 
 
 def train_verifier(t, index: int, pairs: pl.DataFrame, base: Path, work: Path) -> dict:

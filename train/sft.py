@@ -17,9 +17,23 @@ from pathlib import Path
 
 import polars as pl
 
+from selftaught.plugins import OBJECTIVES
 from train.tracking import Tracking, training_runs
 
 log = logging.getLogger("selftaught.train")
+
+# The TRL config fields selftaught sets itself whatever the objective, and the key that sets
+# them; each objective adds its own (its registration's own_fields). training.trl may name any
+# other field of the objective's TRL config class.
+ANY_OBJECTIVE_FIELDS = {
+    "output_dir": "the round's work folder", "max_steps": "training.max_steps",
+    "learning_rate": "training.learning_rate", "seed": "training.seed", "data_seed": "training.seed",
+    "save_strategy": "training.save_every", "save_steps": "training.save_every",
+    "save_total_limit": "training.save_every", "report_to": "operations.tracking.report_to",
+    "run_name": "operations.tracking (<experiment>/<round>)", "project": "operations.tracking.trackio_project",
+    "use_cpu": "the machine (a GPU when there is one)", "bf16": "training.bf16",
+    "disable_tqdm": "selftaught's progress output",
+}
 
 
 @dataclass(frozen=True)
@@ -124,7 +138,7 @@ def trl_config(objective: str, ours: dict, defaults: dict, passthrough, bf16: bo
 
     import trl
 
-    from selftaught.config.training import TRL_CONFIG_CLASS, check_trl_passthrough
+    from selftaught.config.training import check_trl_passthrough
 
     extra = dict(passthrough)
     check_trl_passthrough(objective, extra)
@@ -133,7 +147,7 @@ def trl_config(objective: str, ours: dict, defaults: dict, passthrough, bf16: bo
                 "logging_steps": max(1, ours["max_steps"] // 10), **defaults}
     if "gradient_checkpointing" in extra:  # the deprecated name of activation_checkpointing
         del defaults["activation_checkpointing"]
-    cls = getattr(trl, TRL_CONFIG_CLASS[objective])
+    cls = getattr(trl, OBJECTIVES.get(objective).caps.trl_config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # TRL's own defaults use names transformers renamed
         return cls(**{**defaults, **extra, **ours, **_device_args(bf16)})
@@ -301,3 +315,26 @@ def settings_from_config(cfg, seed_offset: int = 0, max_steps: int | None = None
         completion_only_loss=cfg.completion_only_loss, bf16=cfg.bf16, dtype=cfg.dtype,
         trl=tuple(sorted(cfg.trl.items())),
     )
+
+
+@OBJECTIVES.register("sft", trains_on="training_set", trl_config="SFTConfig", label="fine-tune", own_fields=tuple({
+    **ANY_OBJECTIVE_FIELDS, "per_device_train_batch_size": "training.batch_size",
+    "warmup_steps": "training.warmup_steps", "weight_decay": "training.weight_decay",
+    "max_length": "training.max_length", "completion_only_loss": "training.completion_only_loss"}.items()))
+class SFTObjective:
+    """objective sft: supervised fine-tuning on the round's training set (prompt, completion)."""
+
+    settings_class = SFTSettings
+
+    @staticmethod
+    def settings(t, index: int) -> SFTSettings:
+        return settings_from_config(t, seed_offset=index, max_steps=t.steps_for(index))
+
+    @staticmethod
+    def train(init, rows: pl.DataFrame, out, s: SFTSettings, *, reference=None, adapter_init=None, tracking=None,
+              reward=None) -> dict:
+        return train_sft(init, rows, out, s, adapter_init=adapter_init, tracking=tracking)
+
+    @staticmethod
+    def describe(s: SFTSettings, start: str, rows: int, reference=None) -> str:
+        return f"{s.method} fine-tune from {start} on {rows} rows, {s.max_steps} steps"

@@ -10,8 +10,8 @@ from pathlib import Path
 import polars as pl
 
 from selftaught.files import write_text_atomic
-from train.dpo import DPOSettings, train_dpo
-from train.sft import LoraSettings, SFTSettings, train_sft
+from selftaught.plugins import OBJECTIVES
+from train.sft import LoraSettings
 from train.tracking import Tracking
 
 
@@ -34,12 +34,10 @@ def main(job_path: str) -> None:
     job = json.loads(Path(job_path).read_text())
     rows = pl.read_parquet(job["rows"])
     out = Path(job["out"])
-    if job["objective"] == "dpo":
-        metrics = train_dpo(job["init"], job["reference"], rows, out, _settings(DPOSettings, job["settings"]),
-                            adapter_init=job["adapter_init"], tracking=_tracking(job.get("tracking")))
-    else:
-        metrics = train_sft(job["init"], rows, out, _settings(SFTSettings, job["settings"]),
-                            adapter_init=job["adapter_init"], tracking=_tracking(job.get("tracking")))
+    objective = OBJECTIVES.get(job["objective"]).obj
+    metrics = objective.train(job["init"], rows, out, _settings(objective.settings_class, job["settings"]),
+                              reference=job["reference"], adapter_init=job["adapter_init"],
+                              tracking=_tracking(job.get("tracking")))
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if rank == 0:
         write_text_atomic(json.dumps(metrics), out / "metrics.json")

@@ -10,7 +10,7 @@ spans sections; load.py reads a YAML file (`extends:` chains included). Import
 from here: `from selftaught.config import load_config, ExperimentConfig`.
 """
 
-from selftaught.config.evaluation import EvaluationConfig
+from selftaught.config.evaluation import EvaluationConfig, LmEvalConfig
 from selftaught.config.experiment import HASHED_WHEN_SET, ExperimentConfig
 from selftaught.config.limits import (
     MAX_BATCH,
@@ -41,7 +41,7 @@ from selftaught.config.model import ModelConfig, TinyModelConfig
 from selftaught.config.operations import AutoContinueConfig, ExecutorConfig, OperationsConfig, TrackingConfig
 from selftaught.config.sampling import BalanceConfig, BudgetConfig, OpenAIConfig, SamplingConfig, VLLMConfig
 from selftaught.config.selection import HINT_TEMPLATE, REFLECT_TEMPLATE, RepairConfig, SelectionConfig
-from selftaught.config.task import CHAT_TASKS, CurriculumConfig, SourceConfig, TaskConfig, _counts  # noqa: F401
+from selftaught.config.task import CurriculumConfig, SourceConfig, TaskConfig, _counts  # noqa: F401
 from selftaught.config.training import (
     LauncherConfig,
     LoraConfig,
@@ -49,16 +49,16 @@ from selftaught.config.training import (
     TrainingConfig,
     VerifierTrainingConfig,
 )
-from selftaught.config.verification import JUDGE_TEMPLATE, JudgeConfig, SandboxConfig, VerificationConfig
+from selftaught.config.verification import JUDGE_TEMPLATE, JudgeConfig, PluginConfig, SandboxConfig, VerificationConfig
 
 # The private helpers imported above (_merge, _UniqueKeyLoader, ...) stay importable from here,
 # as they were from the single module, but are not part of the public names.
 __all__ = [
-    "CHAT_TASKS", "HASHED_WHEN_SET", "HINT_TEMPLATE", "JUDGE_TEMPLATE", "MAX_BATCH", "MAX_PROMPTS",
+    "HASHED_WHEN_SET", "HINT_TEMPLATE", "JUDGE_TEMPLATE", "MAX_BATCH", "MAX_PROMPTS",
     "MAX_ROUND_SAMPLES", "MAX_SAMPLES", "MAX_STEPS", "MAX_TOKENS", "PRESETS", "REFLECT_TEMPLATE",
-    "AutoContinueConfig", "BalanceConfig", "BudgetConfig", "ConfigError", "CurriculumConfig", "EvaluationConfig",
+    "AutoContinueConfig", "BalanceConfig", "BudgetConfig", "ConfigError", "CurriculumConfig", "EvaluationConfig", "LmEvalConfig",
     "ExecutorConfig", "ExperimentConfig", "JudgeConfig", "LauncherConfig", "LoraConfig", "ModelConfig",
-    "OpenAIConfig", "OperationsConfig", "PreferenceConfig", "RepairConfig", "SamplingConfig", "SandboxConfig",
+    "OpenAIConfig", "OperationsConfig", "PluginConfig", "PreferenceConfig", "RepairConfig", "SamplingConfig", "SandboxConfig",
     "SelectionConfig", "SourceConfig", "Strict", "TaskConfig", "TinyModelConfig", "TrackingConfig", "TrainingConfig",
     "VLLMConfig", "VerificationConfig", "VerifierTrainingConfig",
     "config_files", "load_config", "parse_config", "parse_settings", "resolve_yaml", "with_overrides",

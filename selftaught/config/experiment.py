@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import Field, field_validator, model_validator
 
@@ -16,7 +16,25 @@ from selftaught.config.sampling import SamplingConfig
 from selftaught.config.selection import RepairConfig, SelectionConfig
 from selftaught.config.task import TaskConfig
 from selftaught.config.training import TrainingConfig
-from selftaught.config.verification import VerificationConfig
+from selftaught.config.verification import PluginConfig, VerificationConfig
+from selftaught.plugins import OBJECTIVES, REGISTRIES, VERIFIERS, Plugin, PluginError, adapt
+
+
+class FrontierScope(NamedTuple):
+    """A frontier setting and the difficulties it picks from (the shape of a TaskConfig that
+    filters.metrics.frontier_of reads), for an evaluation task of its own."""
+
+    frontier: int | str
+    pool: list[int]
+    level_name: str
+
+    def frontier_pool(self) -> list[int]:
+        return self.pool
+
+
+def _names_with(capability: str, kind: str = "verifier") -> str:
+    """The registered plugins of `kind` with a capability (for an error message)."""
+    return ", ".join(p.name for p in REGISTRIES[kind].entries() if getattr(p.caps, capability)) or "none"
 
 
 class ExperimentConfig(Strict):
@@ -27,12 +45,13 @@ class ExperimentConfig(Strict):
         "environment (AWS_ACCESS_KEY_ID, ...), not from here"))
     storage_cache: str | None = Field(None, description="local mirror of a URL root (default ~/.cache/selftaught)")
     max_rounds: int = Field(3, ge=1, le=10_000)
-    task: TaskConfig = TaskConfig()
+    # default_factory: a task and an objective are registry entries, looked up when a config is made
+    task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = ModelConfig()
     sampling: SamplingConfig = SamplingConfig()
     verification: VerificationConfig = VerificationConfig()
     selection: SelectionConfig = SelectionConfig()
-    training: TrainingConfig = TrainingConfig()
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
     repair: RepairConfig = RepairConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     operations: OperationsConfig = OperationsConfig()
@@ -50,43 +69,70 @@ class ExperimentConfig(Strict):
         return v
 
     # Cross-section rules: each section validates its own keys; the rules below span sections
-    # and all live here, in this order (the first that fails is the one reported):
-    #   _recipes                      repair.mode rationalize needs reference answers (not a majority or
-    #                                 judge verifier, not label_free sources); selection.require_rationale
-    #                                 needs the arithmetic verifier; training.dpo.pairs reference needs
-    #                                 training.objective dpo; training.verifier (V-STaR) needs
+    # and all live here, in this order (the first that fails is the one reported). They ask the
+    # plugins' capabilities (selftaught.plugins), never their names:
+    #   _recipes                      repair.mode rationalize needs reference answers (a verifier that
+    #                                 reads references, no label_free sources); selection.require_rationale
+    #                                 needs a verifier that checks steps; training.dpo.pairs reference needs
+    #                                 an objective that trains on pairs; training.verifier (V-STaR) needs
     #                                 evaluation.samples_per_prompt >= 2
-    #   _chat_needs_a_real_tokenizer  task.chat_template needs a model.base other than tiny
-    #   _objectives                   model.warm_start trains with objective sft; training.grpo needs
-    #                                 objective grpo; grpo rolls out inside the policy step, so it takes
+    #   _user_verifier                verification.plugin only for a user verifier, whose class (if it is one)
+    #                                 is made with verification.plugin.options
+    #   _chat_needs_a_real_tokenizer  task.chat_template (and evaluation.task's) need a model.base other than tiny
+    #   _objectives                   model.warm_start trains on rows (sft); training.grpo needs an online
+    #                                 objective (grpo), which rolls out inside the policy step, so it takes
     #                                 none of the stages that read offline samples (repair, sampling.balance
-    #                                 or budget, training.verifier, task.curriculum), no judge verifier and
-    #                                 no launcher
+    #                                 or budget, training.verifier, task.curriculum), no verifier that
+    #                                 generates (the judge) and no launcher
     #   _lora_fits_vllm               training.lora.r <= sampling.vllm.max_lora_rank when vllm samples or
     #                                 evaluates a LoRA policy
     #   _round_fits                   a round stays within MAX_ROUND_SAMPLES samples, its last round within
     #                                 MAX_STEPS training steps
     @model_validator(mode="after")
     def _recipes(self):
-        label_free = self.verification.verifier in ("majority", "judge") or any(
+        verifier = self.verifier_plugin()
+        label_free = not verifier.caps.needs_reference or any(
             src is not None and src.label_free for src in (self.task.train, self.task.test))
         if self.repair.mode == "rationalize" and label_free:
             raise ValueError("repair.mode rationalize gives the reference answer as a hint: it needs a task "
-                             "with references and a verifier that checks them (not majority, judge or "
-                             "label_free)")
-        verifier = self.verification.verifier or ("arithmetic" if self.task.name == "arithmetic" else None)
-        if self.selection.require_rationale and verifier != "arithmetic":
-            raise ValueError("selection.require_rationale keeps samples whose steps check out: only the arithmetic "
-                             "verifier checks steps, so with another every sample would be dropped")
-        if self.training.dpo.pairs == "reference" and self.training.objective != "dpo":
-            raise ValueError("training.dpo.pairs only applies with training.objective dpo")
+                             f"with references and a verifier that checks them ({verifier.name} is label-free, "
+                             "or a source is label_free)" if not verifier.caps.needs_reference else
+                             "repair.mode rationalize gives the reference answer as a hint: it needs a task "
+                             "with references (a source is label_free)")
+        if self.selection.require_rationale and not verifier.caps.checks_steps:
+            raise ValueError("selection.require_rationale keeps samples whose steps check out: the "
+                             f"{verifier.name} verifier checks no steps (those that do: {_names_with('checks_steps')}), "
+                             "so every sample would be dropped")
+        if self.training.dpo.pairs == "reference" and self.training.objective_caps().trains_on != "pairs":
+            raise ValueError(f"training.dpo.pairs only applies to an objective that trains on pairs "
+                             f"(training.objective {self.training.objective} trains on "
+                             f"{self.training.objective_caps().trains_on})")
         if self.training.verifier is not None and self.evaluation.samples_per_prompt < 2:
             raise ValueError("training.verifier (V-STaR) is judged by best-of-k: set evaluation."
                              "samples_per_prompt >= 2")
         return self
 
     @model_validator(mode="after")
+    def _user_verifier(self):
+        """verification.plugin is for user code (named in verification.verifier, or the task's
+        own); a verifier class must be made with its options."""
+        plugin = self.verifier_plugin()
+        if plugin.builtin:
+            if self.verification.plugin != PluginConfig():
+                raise ValueError(f"verification.plugin configures user verifiers; the {plugin.name} verifier is "
+                                 "built-in")
+            return self
+        try:
+            adapt(plugin.obj, plugin.spec, dict(self.verification.plugin.options))
+        except PluginError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @model_validator(mode="after")
     def _chat_needs_a_real_tokenizer(self):
+        if self.eval_task().chat_template and self.model.base == "tiny":
+            raise ValueError("evaluation.task.chat_template needs model.base to be a model with a chat template "
+                             "(the tiny character tokenizer has none)")
         if self.task.chat_template and self.model.base == "tiny":
             raise ValueError("task.chat_template needs model.base to be a model with a chat template "
                              "(the tiny character tokenizer has none)")
@@ -94,29 +140,31 @@ class ExperimentConfig(Strict):
 
     @model_validator(mode="after")
     def _objectives(self):
-        if self.model.warm_start is not None and self.model.warm_start.objective != "sft":
-            raise ValueError("model.warm_start trains on reference solutions: objective must be sft")
+        if self.model.warm_start is not None and self.model.warm_start.objective_caps().trains_on != "training_set":
+            raise ValueError("model.warm_start trains on reference solutions (rows): objective must be sft")
         t = self.training
-        if t.grpo is not None and t.objective != "grpo":
-            raise ValueError("training.grpo only applies with training.objective grpo")
+        caps = t.objective_caps()
+        if t.grpo is not None and not caps.online:
+            raise ValueError(f"training.grpo only applies with training.objective grpo (an online objective), "
+                             f"not {t.objective}")
         if self.model.warm_start is not None and self.model.warm_start.grpo is not None:
             raise ValueError("model.warm_start trains with objective sft: model.warm_start.grpo does not apply")
-        if t.objective == "grpo":
+        if caps.online:
             offline = [name for name, used in (
                 ("repair.mode", self.repair.mode != "none"), ("sampling.balance", self.sampling.balance is not None),
                 ("sampling.budget", self.sampling.budget.mode != "uniform"),
                 ("training.verifier", t.verifier is not None),
                 ("task.curriculum", self.task.curriculum is not None)) if used]
             if offline:
-                raise ValueError(f"training.objective grpo generates its rollouts inside training; {offline} "
-                                 "work on offline samples, which a grpo round does not draw")
-            if self.verification.verifier == "judge":
-                raise ValueError("training.objective grpo with the judge verifier is not supported: the judge "
-                                 "would generate inside every training step (use a programmatic verifier or "
-                                 "majority)")
-            if t.launcher.launched():
-                raise ValueError("training.objective grpo runs in the step's process; training.launcher "
-                                 "(accelerate launch) supports sft and dpo")
+                raise ValueError(f"training.objective {t.objective} generates its rollouts inside training; "
+                                 f"{offline} work on offline samples, which a {t.objective} round does not draw")
+            if self.verifier_plugin().caps.generates:
+                raise ValueError(f"training.objective {t.objective} with the {self.verifier_plugin().name} verifier "
+                                 "is not supported: the judge would generate inside every training step (use a "
+                                 "programmatic verifier or majority)")
+        if t.launcher.launched() and not caps.launchable:
+            raise ValueError(f"training.objective {t.objective} runs in the step's process; training.launcher "
+                             f"(accelerate launch) supports {_names_with('launchable', 'objective')}")
         return self
 
     @model_validator(mode="after")
@@ -134,7 +182,7 @@ class ExperimentConfig(Strict):
             raise ValueError(f"a round would generate {size['samples']:,} samples ({size['prompts']:,} prompts x "
                              f"{size['samples_per_prompt']:,}); the limit is {MAX_ROUND_SAMPLES:,}: "
                              + ("use fewer training steps, grpo.prompts_per_step or grpo.num_generations"
-                                if self.training.objective == "grpo" else "use smaller pools"))
+                                if self.training.objective_caps().online else "use smaller pools"))
         if size["steps_last_round"] > MAX_STEPS:
             raise ValueError(f"round {self.max_rounds} would train {size['steps_last_round']:,} steps (max_steps "
                              f"{self.training.max_steps} x steps_growth {self.training.steps_growth:g}^"
@@ -148,15 +196,55 @@ class ExperimentConfig(Strict):
         prompts = sum(t.pool.values()) if t.procedural() else t.pool_size
         per_prompt = max(s.n, s.budget.max_n if s.budget.mode == "solve_rate" else 0)
         new_tokens = s.max_new_tokens
-        evals = sum(t.eval.values()) if t.procedural() else t.eval_size
+        e = self.eval_task()
+        evals = sum(e.eval.values()) if e.procedural() else e.eval_size
         steps_last = self.training.max_steps * self.training.steps_growth ** (self.max_rounds - 1)
-        if self.training.objective == "grpo":  # rollouts: (the last round's) steps x prompts per step x group
+        if self.training.objective_caps().online:  # rollouts: (the last round's) steps x prompts per step x group
             g = self.training.grpo_settings()
             prompts = int(min(steps_last, 2 ** 62)) * g.prompts_per_step
             per_prompt, new_tokens = g.num_generations, g.max_completion_length
         return {"prompts": prompts, "samples_per_prompt": per_prompt, "samples": prompts * per_prompt,
                 "new_tokens": prompts * per_prompt * new_tokens, "steps_first_round": self.training.steps_for(1),
                 "steps_last_round": int(min(steps_last, 2 ** 62)), "eval_prompts": evals}
+
+    # ---- plugins --------------------------------------------------------------------------------
+
+    def verifier_plugin(self) -> Plugin:
+        """The verifier that judges samples: verification.verifier, else the task's own."""
+        return VERIFIERS.get(self.verification.verifier or self.task.plugin().caps.verifier)
+
+    def eval_task(self) -> TaskConfig:
+        """The task whose held-out rows are the evaluation set: evaluation.task, else the task."""
+        return self.evaluation.task or self.task
+
+    def evaluation_verifier(self) -> str:
+        """The verifier held-out accuracy is scored with: evaluation.verifier; else evaluation.task's
+        own; else the one that judges samples when it reads references (the check you chose is the
+        check that measures), else the task's own (a label-free verifier never scores evaluation)."""
+        if self.evaluation.verifier is not None:
+            return self.evaluation.verifier
+        if self.evaluation.task is not None:
+            return self.evaluation.task.plugin().caps.verifier
+        chosen = self.verification.verifier
+        if chosen is not None and VERIFIERS.get(chosen).caps.needs_reference:
+            return chosen
+        return self.task.plugin().caps.verifier
+
+    def frontier_scope(self):
+        """What the headline difficulty is picked from (filters.metrics.frontier_of): the task's
+        frontier and pool; with evaluation.task, its frontier among the evaluated difficulties."""
+        if self.evaluation.task is None:
+            return self.task
+        return FrontierScope(self.evaluation.task.frontier, [], self.evaluation.task.plugin().caps.level_name)
+
+    def plugins(self) -> dict[str, Plugin]:
+        """The task and verifiers this experiment uses: {role: registry entry}."""
+        out = {"task": self.task.plugin(), "verifier": self.verifier_plugin(),
+               "evaluation verifier": VERIFIERS.get(self.evaluation_verifier()),
+               "objective": OBJECTIVES.get(self.training.objective)}
+        if self.evaluation.task is not None:
+            out["evaluation task"] = self.evaluation.task.plugin()
+        return out
 
     def eval_backend(self) -> str:
         if self.evaluation.backend:
@@ -174,8 +262,19 @@ class ExperimentConfig(Strict):
         return hashlib.sha256(f"{sections}:{__version__}".encode()).hexdigest()[:16]
 
     def section_hash(self, *sections: str) -> str:
-        """Hash of the named sections (all when none): what a cached artifact depends on."""
+        """Hash of the named sections (all when none): what a cached artifact depends on. A plugin
+        of user code counts by its identity (name, package version, source sha256), not by where
+        its file lies; a built-in by its name, as before plugins existed."""
         data = drop_defaults(self.model_dump(mode="json"), HASHED_WHEN_SET)  # keys newer than the runs on disk
+        data["task"]["name"] = self.task.plugin().hash_key()
+        if self.verification.verifier is not None:
+            data["verification"]["verifier"] = VERIFIERS.get(self.verification.verifier).hash_key()
+        if self.evaluation.task is not None:
+            data["evaluation"]["task"]["name"] = self.evaluation.task.plugin().hash_key()
+        if self.evaluation.verifier is not None:
+            data["evaluation"]["verifier"] = VERIFIERS.get(self.evaluation.verifier).hash_key()
+        if self.evaluation.lm_eval is not None:  # the task files' contents, not their folder
+            data["evaluation"]["lm_eval"]["include_path"] = self.evaluation.lm_eval.fingerprint()
         picked = {k: data[k] for k in sections} if sections else data
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -201,6 +300,10 @@ HASHED_WHEN_SET = {("sampling", "dtype"): "float32", ("training", "bf16"): None,
                    ("training", "grpo"): None, ("model", "warm_start", "grpo"): None,
                    ("training", "dtype"): "auto", ("model", "warm_start", "dtype"): "auto",
                    ("training", "trl"): {}, ("model", "warm_start", "trl"): {},
+                   ("task", "test_share"): 0.2, ("task", "options"): {},
+                   ("evaluation", "task"): None, ("evaluation", "verifier"): None, ("evaluation", "lm_eval"): None,
+                   ("verification", "plugin"): {"threshold": None, "timeout_seconds": 60.0, "batch_size": 256,
+                                                "isolated": True, "options": {}},
                    ("operations", "tracking"): TrackingConfig().model_dump(mode="json"),
                    ("operations", "price_per_hour"): None,
                    ("operations", "auto_continue", "min_points_per_hour"): None}

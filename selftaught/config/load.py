@@ -9,6 +9,31 @@ from pydantic import BaseModel, ValidationError
 
 from selftaught.config.experiment import ExperimentConfig
 from selftaught.config.limits import ConfigError, Strict
+from selftaught.plugins import anchored
+
+# Keys that may name user code as file.py:attribute: relative to the file that sets them.
+PLUGIN_KEYS = (("task", "name"), ("verification", "verifier"), ("evaluation", "task", "name"),
+               ("evaluation", "verifier"))
+# ... and folders named relative to the config file likewise (lm-eval task YAMLs).
+FOLDER_KEYS = (("evaluation", "lm_eval", "include_path"),)
+
+
+def _anchor_plugin_paths(data: dict, folder: Path) -> dict:
+    """`data` with a relative file.py:attribute under PLUGIN_KEYS made absolute (against `folder`),
+    so the config names the same file wherever it is read from (an --set overlay, the UI)."""
+    for *parents, key in PLUGIN_KEYS:
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(key), str):
+            node[key] = anchored(node[key], folder)
+    for *parents, key in FOLDER_KEYS:
+        node = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(key), str) and not Path(node[key]).is_absolute():
+            node[key] = str((folder / node[key]).resolve())
+    return data
 
 
 def _describe(err: ValidationError, source: str) -> str:
@@ -65,7 +90,7 @@ def _read_yaml(p: Path) -> dict:
         raise ConfigError(f"experiment config {p} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"invalid experiment config {p}: expected a mapping at the top, got {type(data).__name__}")
-    return data
+    return _anchor_plugin_paths(data, p.resolve().parent)
 
 
 def _parent_path(child: Path, name: str) -> Path:
@@ -161,7 +186,7 @@ def with_overrides(path: str | Path, settings: list[str], folder: str | Path) ->
     from selftaught.files import write_text_atomic
 
     load_config(path)  # the file's own errors first, named as the file's
-    over = parse_settings(settings)
+    over = _anchor_plugin_paths(parse_settings(settings), Path.cwd())  # a path typed in the shell
     text = (f"# selftaught --set {' '.join(settings)}\n"
             + yaml.safe_dump({"extends": str(Path(path).resolve()), **over}, sort_keys=False))
     out = Path(folder) / f"{Path(path).stem}.set-{hashlib.sha256(text.encode()).hexdigest()[:10]}.yaml"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from selftaught.config.limits import MAX_PROMPTS, Strict
+from selftaught.plugins import TASKS, Plugin, named
 
 
 def _counts(v: dict[int, int]) -> dict[int, int]:
@@ -43,15 +44,16 @@ class CurriculumConfig(Strict):
                            "above which the next difficulty opens (0: any)")
 
 
-# Procedural tasks asked in words, for real chat models (synth/chat_tasks.py); like arithmetic,
-# their warm_start / pool / eval counts are per difficulty level.
-CHAT_TASKS = ("list_max", "addition", "story")
-
-
 class TaskConfig(Strict):
-    name: Literal["arithmetic", "gsm8k", "math", "humaneval", "mbpp", *CHAT_TASKS] = "arithmetic"
+    name: str = Field("arithmetic", description="a built-in task (selftaught plugins lists them: arithmetic, "
+                      "list_max, addition, story, gsm8k, math, humaneval, mbpp, dataset), an installed package's "
+                      "(entry point group selftaught.tasks), module:attribute, or file.py:attribute beside the config")
     train: SourceConfig | None = Field(None, description="dataset tasks: the pool, few-shot and warm-start rows")
-    test: SourceConfig | None = Field(None, description="dataset tasks: the held-out evaluation rows")
+    test: SourceConfig | None = Field(None, description="dataset tasks: the held-out evaluation rows (task "
+                                      "dataset: optional, else task.test_share of task.train is held out)")
+    test_share: float = Field(0.2, gt=0, lt=1, description="task dataset without task.test: the share of task.train "
+                              "rows held out (picked by a hash of task.seed and the row id)")
+    options: dict[str, Any] = Field({}, description="a user task's own settings (task_config.options)")
     pool_size: int = Field(64, ge=1, le=MAX_PROMPTS, description="dataset tasks: prompts per round")
     eval_size: int = Field(64, ge=1, le=MAX_PROMPTS, description="dataset tasks: held-out prompts")
     warm_start_size: int = Field(0, ge=0, le=MAX_PROMPTS, description="dataset tasks: worked examples for the warm start")
@@ -74,9 +76,19 @@ class TaskConfig(Strict):
 
     _v = field_validator("warm_start", "pool", "eval")(_counts)
 
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        named("task", v)
+        return v
+
+    def plugin(self) -> Plugin:
+        """The task's registry entry: its capabilities and origin (selftaught.plugins)."""
+        return TASKS.get(self.name)
+
     def procedural(self) -> bool:
         """Drawn per difficulty level (arithmetic, the chat tasks), not read from a dataset."""
-        return self.name == "arithmetic" or self.name in CHAT_TASKS
+        return self.plugin().caps.procedural
 
     def frontier_pool(self) -> list[int]:
         """Difficulties the auto frontier picks from: a procedural task's pool; for dataset
@@ -85,19 +97,23 @@ class TaskConfig(Strict):
 
     @model_validator(mode="after")
     def _frontier_evaluated(self):
+        plugin = self.plugin()
+        caps, shown = plugin.caps, plugin.name
         if self.template is not None and "{question}" not in self.template:
             raise ValueError("template must contain {question}")
-        if self.template is not None and self.name == "arithmetic":
-            raise ValueError("task.template does not apply to the arithmetic task (its prompts are fixed)")
-        if self.name == "list_max":
+        if self.template is not None and caps.fixed_prompts:
+            raise ValueError(f"task.template does not apply to the {shown} task (its prompts are fixed)")
+        if caps.procedural and caps.min_level > 1:
             for split in ("warm_start", "pool", "eval"):
-                if short := [d for d in getattr(self, split) if d < 2]:
-                    raise ValueError(f"list_max levels are list lengths: 2 or more (task.{split} has {short}; "
-                                     "its default is the arithmetic task's)")
-        if not self.procedural():
-            missing = [k for k in ("train", "test") if getattr(self, k) is None]
+                if short := [d for d in getattr(self, split) if d < caps.min_level]:
+                    raise ValueError(f"{shown} levels are {caps.level_name}s: {caps.min_level} or more (task.{split} "
+                                     f"has {short}; its default is the arithmetic task's)")
+        if caps.dataset:
+            wanted = ("train", "test") if caps.needs_test else ("train",)
+            missing = [k for k in wanted if getattr(self, k) is None]
             if missing:
-                raise ValueError(f"task {self.name!r} needs {' and '.join(missing)} (a dataset source)")
+                raise ValueError(f"task {shown!r} needs {' and '.join(missing)} (a dataset source)")
+        if not caps.procedural:
             return self
         if self.frontier != "auto" and self.frontier not in self.eval:
             raise ValueError(f"frontier difficulty {self.frontier} has no eval problems (eval: {self.eval})")
@@ -107,6 +123,8 @@ class TaskConfig(Strict):
 
     @model_validator(mode="after")
     def _curriculum_arithmetic(self):
-        if self.curriculum is not None and self.name != "arithmetic":
-            raise ValueError("task.curriculum applies to the arithmetic task only (its pool is per difficulty)")
+        if self.curriculum is not None and not self.plugin().caps.curriculum:
+            able = [p.name for p in TASKS.entries() if p.caps.curriculum]
+            raise ValueError(f"task.curriculum applies to {', '.join(able)} only (a pool drawn per difficulty that "
+                             "can widen one level at a time)")
         return self

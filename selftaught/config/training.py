@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from selftaught.config.limits import MAX_BATCH, MAX_SAMPLES, MAX_STEPS, MAX_TOKENS, Strict
+from selftaught.plugins import OBJECTIVES, named
 
 
 class LoraConfig(Strict):
@@ -31,39 +32,6 @@ class PreferenceConfig(Strict):
         "dataset's worked solution vs the policy's own sample (SPIN)")
 
 
-# The TRL config fields selftaught sets itself, per objective, and the key that sets them;
-# training.trl may name any other field of the objective's TRL config class. GRPO also keeps
-# one generation batch per optimizer step (rollout `step` = the policy version that generated
-# it; resume = drop the rollouts from the checkpoint's step on), so what would change that is
-# refused too.
-_ANY_OBJECTIVE = {
-    "output_dir": "the round's work folder", "max_steps": "training.max_steps",
-    "learning_rate": "training.learning_rate", "seed": "training.seed", "data_seed": "training.seed",
-    "save_strategy": "training.save_every", "save_steps": "training.save_every",
-    "save_total_limit": "training.save_every", "report_to": "operations.tracking.report_to",
-    "run_name": "operations.tracking (<experiment>/<round>)", "project": "operations.tracking.trackio_project",
-    "use_cpu": "the machine (a GPU when there is one)", "bf16": "training.bf16",
-    "disable_tqdm": "selftaught's progress output",
-}
-TRL_OWN_FIELDS: dict[str, dict[str, str]] = {
-    "sft": {**_ANY_OBJECTIVE, "per_device_train_batch_size": "training.batch_size",
-            "warmup_steps": "training.warmup_steps", "weight_decay": "training.weight_decay",
-            "max_length": "training.max_length", "completion_only_loss": "training.completion_only_loss"},
-    "dpo": {**_ANY_OBJECTIVE, "per_device_train_batch_size": "training.batch_size",
-            "max_length": "training.max_length", "beta": "training.dpo.beta",
-            "loss_type": "training.dpo.rpo_alpha", "loss_weights": "training.dpo.rpo_alpha"},
-    "grpo": {**_ANY_OBJECTIVE, "warmup_steps": "training.warmup_steps",
-             **{f: f"training.grpo.{f}" for f in (
-                 "num_generations", "beta", "loss_type", "epsilon", "epsilon_high", "scale_rewards",
-                 "max_completion_length", "temperature", "top_p", "use_vllm", "vllm_mode")},
-             "per_device_train_batch_size": "training.grpo.prompts_per_step x num_generations",
-             **{f: "one generation batch per optimizer step (rollouts are versioned by step)" for f in (
-                 "steps_per_generation", "generation_batch_size", "gradient_accumulation_steps",
-                 "num_iterations")}},
-}
-TRL_CONFIG_CLASS = {"sft": "SFTConfig", "dpo": "DPOConfig", "grpo": "GRPOConfig"}
-
-
 def check_trl_passthrough(objective: str, fields: dict[str, Any], where: str = "training.trl") -> None:
     """A ValueError naming the fields of `fields` that the installed TRL's config class for
     `objective` does not have, or that selftaught sets from its own keys; then the class is
@@ -76,13 +44,15 @@ def check_trl_passthrough(objective: str, fields: dict[str, Any], where: str = "
 
     import trl
 
-    cls = getattr(trl, TRL_CONFIG_CLASS[objective])
+    caps = OBJECTIVES.get(objective).caps  # its TRL config class, and the fields selftaught sets
+    cls = getattr(trl, caps.trl_config)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(fields) - known)
     if unknown:
         raise ValueError(f"{where}: {unknown} are not {cls.__name__} fields of the installed TRL {trl.__version__} "
                          f"(objective {objective})")
-    own = {k: TRL_OWN_FIELDS[objective][k] for k in sorted(fields) if k in TRL_OWN_FIELDS[objective]}
+    owned = dict(caps.own_fields)
+    own = {k: owned[k] for k in sorted(fields) if k in owned}
     if own:
         raise ValueError(f"{where}: selftaught sets " + ", ".join(f"{k} (use {v})" for k, v in own.items()))
     if fields.get("padding_free") and not fields.get("packing"):  # SFTTrainer refuses it once built
@@ -166,9 +136,9 @@ class LauncherConfig(Strict):
 
 
 class TrainingConfig(Strict):
-    objective: Literal["sft", "dpo", "grpo"] = Field("sft", description="sft on kept samples, dpo/rpo on "
-                                                     "(correct, incorrect) pairs, or grpo: online RL on this "
-                                                     "round's prompts with the verifier as reward")
+    objective: str = Field("sft", description="sft on kept samples, dpo/rpo on (correct, incorrect) pairs, or "
+                           "grpo: online RL on this round's prompts with the verifier as reward (the registered "
+                           "objectives: selftaught plugins)")
     dpo: PreferenceConfig = PreferenceConfig()
     grpo: GRPOTrainingConfig | None = Field(None, description="objective grpo's settings (defaults when unset)")
     method: Literal["full", "lora"] = "full"
@@ -198,10 +168,20 @@ class TrainingConfig(Strict):
     verifier: VerifierTrainingConfig | None = Field(None, description="V-STaR: also train a DPO verifier")
     launcher: LauncherConfig = LauncherConfig()
 
+    @field_validator("objective")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        named("objective", v)
+        return v
+
     @model_validator(mode="after")
     def _trl_passthrough(self):
         check_trl_passthrough(self.objective, self.trl)
         return self
+
+    def objective_caps(self):
+        """The objective's capabilities (selftaught.plugins.ObjectiveCaps)."""
+        return OBJECTIVES.get(self.objective).caps
 
     def grpo_settings(self) -> GRPOTrainingConfig:
         return self.grpo or GRPOTrainingConfig()

@@ -1,13 +1,15 @@
-"""verification: which verifier scores samples, the code sandbox's limits and the LLM judge."""
+"""verification: which verifier scores samples, the code sandbox's limits, the LLM judge and
+user verifiers (plugins)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from selftaught.config.limits import MAX_TOKENS, Strict
+from selftaught.config.limits import MAX_BATCH, MAX_TOKENS, Strict
 from selftaught.config.sampling import OpenAIConfig
+from selftaught.plugins import named
 
 
 class SandboxConfig(Strict):
@@ -51,10 +53,28 @@ class JudgeConfig(Strict):
         return self
 
 
+class PluginConfig(Strict):
+    """How user verifiers run (code outside selftaught: an entry point, module:attribute or
+    file.py:attribute). Built-in verifiers ignore this section."""
+
+    threshold: float | None = Field(None, description="a verifier that returns a score: correct at or above it "
+                                    "(default: the plugin's declared threshold, else 1.0)")
+    timeout_seconds: float = Field(60.0, gt=0, le=86_400, description="per batch; a batch that runs longer is "
+                                   "unverifiable (its worker process is killed)")
+    batch_size: int = Field(256, ge=1, le=MAX_BATCH, description="samples per call of a batch verifier (a "
+                            "prompt's samples are never split)")
+    isolated: bool = Field(True, description="run the verifier in a worker process (timeouts, and a crash is "
+                           "unverifiable rows); false calls it in the pipeline's process (for a debugger)")
+    options: dict[str, Any] = Field({}, description="keyword arguments for a verifier class")
+
+
 class VerificationConfig(Strict):
-    verifier: Literal["arithmetic", "numeric", "math", "majority", "sandbox", "judge"] | None = Field(
-        None, description="default: the task's own (arithmetic; numeric for gsm8k; math for math; "
-        "sandbox for humaneval and mbpp)")
+    verifier: str | None = Field(
+        None, description="default: the task's own (arithmetic; numeric for gsm8k and the chat tasks; math for "
+        "math; sandbox for humaneval and mbpp; exact_match for dataset). A built-in (arithmetic, numeric, math, exact_match, "
+        "majority, sandbox, judge), an installed package's (entry point group selftaught.verifiers), "
+        "module:attribute, or file.py:attribute beside the config")
+    plugin: PluginConfig = PluginConfig()
     judge: JudgeConfig = JudgeConfig()
     sandbox: SandboxConfig = SandboxConfig()
     max_unverifiable_share: float = Field(0.2, ge=0, le=1)
@@ -66,3 +86,10 @@ class VerificationConfig(Strict):
     majority_answer: Literal["numeric", "math"] = Field("numeric", description="majority: how answers are extracted")
     majority_min_share: float = Field(0.0, ge=0, le=1, description="majority: below this vote share, unverifiable")
     majority_break_ties: bool = Field(False, description="majority: on a tie take the smallest answer, else unverifiable")
+
+    @field_validator("verifier")
+    @classmethod
+    def _registered(cls, v: str | None) -> str | None:
+        if v is not None:
+            named("verifier", v)
+        return v
