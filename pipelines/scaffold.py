@@ -1,6 +1,6 @@
 """`selftaught new NAME`: a working project for your own task and checker.
 
-It copies pipelines/templates/new_project/ into NAME/: a config that extends a real-model
+It copies pipelines/templates/new_project/ into NAME/ (its `.py.tmpl` files become `.py`): a config that extends a real-model
 preset, a verifier module, 20 example rows (16 train, 4 held out), a test of the verifier
 and a pyproject whose entry point makes the verifier installable. `selftaught run --config
 NAME/config.yaml --rounds 1` works right after, offline.
@@ -49,6 +49,8 @@ def new_project(name: str, parent: str | Path = ".") -> Path:
             if src.is_dir() or "__pycache__" in src.parts:
                 continue
             rel = src.relative_to(TEMPLATE)
+            if rel.suffix == ".tmpl":  # Python files are stored as .py.tmpl: not modules of this package
+                rel = rel.with_suffix("")
             if rel.name == "checks.py":
                 rel = rel.with_name(f"{module}.py")
             out = work / rel
