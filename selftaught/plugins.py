@@ -446,7 +446,9 @@ def _attribute(mod, attr: str, spec: str, kind: str):
     except AttributeError:
         public = sorted(n for n, v in vars(mod).items() if not n.startswith("_") and callable(v)
                         and getattr(v, "__module__", None) == mod.__name__)
-        raise PluginError(f"{kind} {spec!r}: {mod.__name__} has no attribute {attr!r} "
+        # a file is imported under a generated module name: name the file the user wrote instead
+        where = Path(mod.__file__).name if is_file_spec(spec) and getattr(mod, "__file__", None) else mod.__name__
+        raise PluginError(f"{kind} {spec!r}: {where} has no attribute {attr!r} "
                           f"(its functions and classes: {', '.join(public) or 'none'})") from None
 
 
