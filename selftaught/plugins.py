@@ -540,15 +540,7 @@ def adapt(obj: Any, spec: str, options: dict | None = None, make: bool = True) -
             (hasattr(obj, "check_batch") or hasattr(obj, "check")):
         method = getattr(obj, "check_batch", None) or obj.check
         return Adapted("object_batch" if hasattr(obj, "check_batch") else "object", method, None)
-    if not callable(obj):
-        raise PluginError(f"verifier {spec!r} is a {type(obj).__name__}, not a function or a class")
-    try:
-        sig = inspect.signature(obj)
-    except (TypeError, ValueError):
-        raise PluginError(f"verifier {spec!r}: its signature cannot be read") from None
-    params = list(sig.parameters.values())
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    var_args = any(p.kind is p.VAR_POSITIONAL for p in params)
+    sig, positional, var_args = _call_shape(obj, "verifier", spec)
     shown = f"{getattr(obj, '__name__', spec)}{sig}"
     if positional and positional[0].name in BATCH_FIRST:
         return Adapted("batch", obj, _keywords(obj, ()))
@@ -557,6 +549,20 @@ def adapt(obj: Any, spec: str, options: dict | None = None, make: bool = True) -
     raise PluginError(f"verifier {spec!r} takes {shown}; a verifier takes (prompt, completion, reference, **row) "
                       "per sample, or (prompts, completions, **columns) per batch like a TRL reward function, or "
                       "is a class with check() or check_batch()")
+
+
+def _call_shape(obj, kind: str, spec: str):
+    """A user function's signature, its positional parameters and whether it takes *args;
+    a PluginError when it is not callable or its signature cannot be read."""
+    if not callable(obj):
+        raise PluginError(f"{kind} {spec!r} is a {type(obj).__name__}, not a function or a class")
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        raise PluginError(f"{kind} {spec!r}: its signature cannot be read") from None
+    params = list(sig.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return sig, positional, any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
 def check_task_shape(plugin: Plugin) -> None:
@@ -570,14 +576,8 @@ def check_task_shape(plugin: Plugin) -> None:
                               "class has warm_start(), eval_set(exclude) and pool(round_index, exclude), each "
                               "returning a prompts table")
         return
-    if not callable(obj):
-        raise PluginError(f"task {spec!r} is a {type(obj).__name__}, not a function or a class")
-    try:
-        sig = inspect.signature(obj)
-    except (TypeError, ValueError):
-        raise PluginError(f"task {spec!r}: its signature cannot be read") from None
-    positional = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) < 2 and not any(p.kind is p.VAR_POSITIONAL for p in sig.parameters.values()):
+    sig, positional, var_args = _call_shape(obj, "task", spec)
+    if len(positional) < 2 and not var_args:
         raise PluginError(f"task {spec!r} takes {getattr(obj, '__name__', spec)}{sig}; a task is a problem "
                           "generator (rng, level) -> Problem, or a class with warm_start, eval_set and pool")
 
