@@ -22,10 +22,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import time
+from pathlib import Path
 
-QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def quiet_libraries() -> None:
@@ -59,23 +60,54 @@ def _wall_seconds(instance, experiment: str, key: str) -> float:
     return total
 
 
+def _root_error(error):
+    while error.cause is not None:  # Dagster wraps the step's own error: the root cause is at the bottom
+        error = error.cause
+    return error
+
+
 def _failure(result) -> str:
-    """The most useful line about a failed run: a failed blocking check first (it names the
-    cause), else the first step error."""
+    """The one line about a failed run that names its cause. A step that raised is the cause
+    (its root exception, not Dagster's wrapper); a step stopped by a blocking check that
+    failed at ERROR severity names that check. A check that only warned never stands in for
+    an error: it is in the UI with the rest."""
     for event in result.all_events:
-        if event.event_type_value == "ASSET_CHECK_EVALUATION" and not event.event_specific_data.passed:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            if error is not None and _root_error(error).cls_name != "DagsterAssetCheckFailedError":
+                return f"{event.step_key}: {_root_error(error).message.strip()}"
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
             d = event.event_specific_data
-            reasons = d.metadata.get("top_reasons")
-            top = f"; top reasons: {reasons.value}" if reasons is not None else ""
-            return f"blocking check {d.check_name} on {d.asset_key.to_user_string()} failed: {d.description}{top}"
-    for event in result.all_events:
-        if event.is_failure and event.event_specific_data is not None:
-            err = getattr(event.event_specific_data, "error", None)
-            if err is not None:
-                while err.cause is not None:  # Dagster wraps the step's own error: show the root cause
-                    err = err.cause
-                return f"{event.step_key}: {err.message.strip()}"
-    return "the run failed; see the Dagster UI (make ui) for its logs"
+            if not d.passed and d.severity.value == "ERROR":
+                reasons = d.metadata.get("top_reasons")
+                top = f"; top reasons: {reasons.value}" if reasons is not None else ""
+                return f"blocking check {d.check_name} on {d.asset_key.to_user_string()} failed: {d.description}{top}"
+    return "the run failed; see the Dagster UI (selftaught ui) for its logs"
+
+
+def _report_failure(what: str, result, debug: bool, experiment: str) -> None:
+    """Print `<what> failed: <cause>` as the last line of stderr. The tracebacks go to a log
+    file under DAGSTER_HOME/logs (printed above the line only with --debug)."""
+    tracebacks = [f"step {e.step_key}:\n{e.step_failure_data.error.to_string()}" for e in result.all_events
+                  if e.is_step_failure and e.step_failure_data.error is not None
+                  and _root_error(e.step_failure_data.error).cls_name != "DagsterAssetCheckFailedError"]
+    where = ""
+    if tracebacks and not debug:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{experiment}-{what.split()[-1]}-{result.run_id[:8]}")
+        log = Path(os.environ["DAGSTER_HOME"]) / "logs" / f"{name}.log"
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text("\n\n".join(tracebacks))
+            where = f" [traceback: {log}; or rerun with --debug]"
+        except OSError:  # a full disk may be the failure itself: the line must still come out
+            where = " [rerun with --debug for the traceback]"
+    print(f"{what} failed: {_failure(result)}{where}", file=sys.stderr, flush=True)
+
+
+def _run_config(debug: bool) -> dict:
+    """Dagster's console logger prints each failed step's traceback chain at ERROR: only with --debug."""
+    return {"loggers": {"console": {"config": {"log_level": "DEBUG" if debug else "CRITICAL"}}}}
 
 
 def _fail_dead_cli_runs(instance, experiment: str) -> None:
@@ -129,10 +161,11 @@ def cmd_run(args) -> int:
 
     t0 = time.monotonic()
     print("setup: warm-start examples, eval set, base model (cached when unchanged) ...", flush=True)
-    result = defs.resolve_job_def("setup").execute_in_process(instance=instance, run_config=QUIET_RUN,
+    run_config = _run_config(args.debug)
+    result = defs.resolve_job_def("setup").execute_in_process(instance=instance, run_config=run_config,
                                                               raise_on_error=False, tags=tags)
     if not result.success:
-        print(f"setup failed: {_failure(result)}", file=sys.stderr)
+        _report_failure("setup", result, args.debug, cfg.name)
         return 1
     print(f"setup done in {time.monotonic() - t0:.0f}s", flush=True)
 
@@ -151,19 +184,19 @@ def cmd_run(args) -> int:
             resumed = "" if todo == progress.ROUND_ORDER else f" (resuming from {todo[0]})"
             print(f"{key}: running{resumed} ...", flush=True)
             result = round_job.execute_in_process(
-                instance=instance, partition_key=key, run_config=QUIET_RUN, raise_on_error=False, tags=tags,
+                instance=instance, partition_key=key, run_config=run_config, raise_on_error=False, tags=tags,
                 asset_selection=[asset_key(cfg.name, n) for n in todo],
             )
             if not result.success:
-                print(f"{key} failed: {_failure(result)}", file=sys.stderr)
+                _report_failure(key, result, args.debug, cfg.name)
                 return 1
         wall[key] = _wall_seconds(instance, cfg.name, key)
         rows = round_rows(store, keys, wall)
         print(format_table(rows), flush=True)
-    result = defs.resolve_job_def("refresh_summary").execute_in_process(instance=instance, run_config=QUIET_RUN,
+    result = defs.resolve_job_def("refresh_summary").execute_in_process(instance=instance, run_config=run_config,
                                                                 raise_on_error=False, tags=tags)
     if not result.success:
-        print(f"warning: the summary asset failed: {_failure(result)}", file=sys.stderr)
+        _report_failure("warning: the summary asset", result, args.debug, cfg.name)
     summary = experiment_summary(cfg, round_rows(store, keys, wall))
     print(f"\n{target} rounds complete; {time.monotonic() - t0:.0f}s in this invocation. "
           f"Plot: {store.where(store.root / 'summary.png')}; lineage: selftaught lineage {keys[-1]}")
@@ -421,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--rounds", type=_positive_int, default=None,
                            help="rounds to complete, 1 or more (default: max_rounds)")
             p.add_argument("--no-progress", action="store_true", help="plain progress lines even on a terminal")
+            p.add_argument("--debug", action="store_true", help="print Dagster's log with each failed step's "
+                           "traceback (default: one line naming the cause, the traceback in a log file)")
         if name == "validate":
             p.add_argument("--show", action="store_true", help="print the whole resolved config (extends applied, "
                            "defaults filled in)")
