@@ -1,0 +1,120 @@
+"""Every command the docs show exists and starts: its `--help` runs.
+
+The commands are read from README.md, docs/**/*.md (code blocks, and inline code that starts
+with a command) and the Makefile, so a renamed script, subcommand or target fails here
+rather than in a user's terminal. Bench scripts run as the docs run them, as
+`python bench/<name>.py` from the repository root, which puts bench/ first on sys.path: a
+script named like one of our packages would shadow it (bench/train.py once broke five
+scripts with "No module named 'train.artifact'").
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+PACKAGES = ["assets", "data", "filters", "pipelines", "selftaught", "synth", "tests", "train"]
+LIBRARIES = ["dagster", "datasets", "peft", "polars", "pyarrow", "torch", "transformers", "trl", "vllm"]
+
+# Lines in code blocks that start like a command but are output, each with why.
+NOT_COMMANDS = {
+    "selftaught check_many": "a row of bench/verify.py's output table (the pool verifier's name)",
+}
+
+_PROGRAM = re.compile(r"^(?:\$ )?(?:\S*/)?(?P<prog>python3?|selftaught|dagster|make)(?P<rest>(?: \S+)*)")
+
+
+def documented_lines() -> list[tuple[str, str]]:
+    """(command line, where) for each code-block line and inline code span that starts with a command."""
+    found = []
+    for doc in DOCS:
+        text = doc.read_text()
+        spans = [line for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S) for line in block.splitlines()]
+        spans += re.findall(r"`([^`\n]+)`", re.sub(r"```.*?```", "", text, flags=re.S))
+        found += [(span.strip(), doc.relative_to(ROOT).as_posix()) for span in spans]
+    makefile = (ROOT / "Makefile").read_text()
+    found += [(line.strip(), "Makefile") for line in makefile.splitlines() if line.startswith("\t")]
+    return [(line, where) for line, where in found if _PROGRAM.match(line)]
+
+
+def documented_commands() -> dict[tuple[str, str], str]:
+    """(program, script | subcommand | target) -> the first place that shows it."""
+    commands: dict[tuple[str, str], str] = {}
+    for line, where in documented_lines():
+        m = _PROGRAM.match(line)
+        words = m["rest"].split()
+        prog = "python" if m["prog"].startswith("python") else m["prog"]
+        if prog == "python":
+            if words[:1] == ["-m"] and len(words) > 1:
+                what = "-m " + words[1]
+            elif words and words[0].endswith(".py"):
+                what = words[0]
+            else:
+                continue
+        elif prog in ("selftaught", "dagster"):
+            if not words or not re.fullmatch(r"[a-z][a-z_-]*", words[0]):
+                continue
+            what = words[0]
+        else:  # make: the first word that is not an option or a VAR=value
+            targets = [w for w in words if not w.startswith("-") and "=" not in w and not w.startswith("$")]
+            if not targets or not re.fullmatch(r"[a-z][\w-]*", targets[0]):
+                continue
+            what = targets[0]
+        if f"{prog} {what}" not in NOT_COMMANDS:
+            commands.setdefault((prog, what), where)
+    return commands
+
+
+COMMANDS = documented_commands()
+
+
+def _ids(items):
+    return [f"{prog} {what}" for prog, what in items]
+
+
+def test_the_docs_show_the_commands_a_user_needs():
+    """The extraction itself works: these are in README's first screens."""
+    for expected in [("make", "demo"), ("make", "test"), ("selftaught", "run"), ("python", "bench/control.py")]:
+        assert expected in COMMANDS, sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("prog,what", sorted(COMMANDS), ids=_ids(sorted(COMMANDS)))
+def test_documented_command_starts(prog, what):
+    where = COMMANDS[(prog, what)]
+    if prog == "make":
+        out = subprocess.run(["make", "-n", what], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    elif prog == "selftaught":
+        out = subprocess.run([sys.executable, "-m", "pipelines.cli", what, "--help"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+        assert "usage:" in out.stdout, f"`selftaught {what}` ({where}) is not a subcommand:\n{out.stderr[-1500:]}"
+    elif prog == "dagster":
+        out = subprocess.run([str(Path(sys.executable).parent / "dagster"), what, "--help"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=120)
+    elif what.startswith("-m "):
+        module = what[3:]
+        if module == "pytest":
+            return
+        out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=120)
+    else:
+        assert (ROOT / what).is_file(), f"{where} shows `python {what}`: there is no such file"
+        out = subprocess.run([sys.executable, what, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"{where} shows `{prog} {what}`; it fails:\n{out.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "bench").glob("*.py")))
+def test_every_bench_script_has_help_and_shadows_nothing(script):
+    """Also the scripts the docs do not show yet: each runs from the root as `python bench/<script>`."""
+    name = script.removesuffix(".py")
+    assert name not in PACKAGES + LIBRARIES, (
+        f"bench/{script} shadows the package `{name}` for every script in bench/ (it is first on sys.path); "
+        "rename it")
+    out = subprocess.run([sys.executable, f"bench/{script}", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and "usage:" in out.stdout, out.stderr[-2000:]
