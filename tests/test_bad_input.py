@@ -57,6 +57,34 @@ CONFIG_CASES = [
     ("unverifiable bound above 1", {"verification": {"max_unverifiable_share": 2}}, r"max_unverifiable_share"),
     ("unknown verifier", {"verification": {"verifier": "gpt-judge"}}, r"verification.verifier"),
     ("top level is a list", ["name"], r"expected a mapping at the top"),
+    # training.trl passes fields to TRL: finite, bounded, nothing that reaches the network
+    ("pass-through nan", {"training": {"trl": {"max_grad_norm": float("nan")}}}, r"max_grad_norm: nan is not a finite"),
+    ("pass-through nested inf", {"training": {"trl": {"lr_scheduler_kwargs": {"min_lr": float("inf")}}}},
+     r"lr_scheduler_kwargs.min_lr: inf is not a finite"),
+    ("pass-through absurd magnitude", {"training": {"trl": {"neftune_noise_alpha": 1e30}}},
+     r"neftune_noise_alpha: 1e\+30 is outside 0..100"),
+    ("pass-through unlisted float", {"training": {"trl": {"adam_beta2": 0.9, "router_aux_loss_coef": 1e12}}},
+     r"router_aux_loss_coef: 1000000000000.0 is beyond"),
+    ("pass-through uploads", {"training": {"trl": {"push_to_hub": True}}}, r"push_to_hub: not passed through .*export"),
+    ("pass-through hub fields", {"training": {"trl": {"hub_model_id": "me/model"}}}, r"hub_model_id: not passed through"),
+    ("pass-through remote code", {"training": {"trl": {"trust_remote_code": True}}}, r"trust_remote_code: not passed"),
+    ("pass-through unbounded resources", {"training": {"trl": {"dataloader_num_workers": 1000,
+                                                               "gradient_accumulation_steps": 10**9}}},
+     r"dataloader_num_workers: 1000 is outside 0..32; gradient_accumulation_steps: 1000000000 is outside 1..1024"),
+    ("pass-through remote server", {"training": {"objective": "grpo", "trl": {"vllm_server_host": "10.0.0.1"}}},
+     r"vllm_server_host: not passed through"),
+    ("temperature that underflows", {"sampling": {"temperature": 1e-300}}, r"sampling.temperature: .*0.01"),
+    ("eval temperature that underflows", {"evaluation": {"temperature": 1e-300}}, r"evaluation.temperature"),
+    ("grpo temperature that underflows", {"training": {"objective": "grpo", "grpo": {"temperature": 1e-300}}},
+     r"training.grpo.temperature"),
+    ("balance temperature that underflows", {"sampling": {"balance": {"temperatures": [1e-300]}}},
+     r"temperatures must be .* 0.01..100"),
+    ("weight decay unbounded", {"training": {"weight_decay": 1e9}}, r"training.weight_decay"),
+    ("cron minute out of range", {"operations": {"schedule_cron": "99 2 * * *"}}, r"minute field '99' is outside 0-59"),
+    ("cron word", {"operations": {"schedule_cron": "0 2 * * someday"}}, r"weekday field 'someday' is not"),
+    ("cron zero step", {"operations": {"schedule_cron": "*/0 2 * * *"}}, r"step '0'"),
+    ("unknown timezone", {"operations": {"timezone": "Mars/Olympus"}}, r"not an IANA time zone"),
+    ("keys that read the same", {"task": {"pool": {1: 20, "1": 1000}}}, r"task.pool: .*keys 1 and '1' are the same"),
 ]
 
 
@@ -71,13 +99,51 @@ def test_config_errors(data, message):
     (None, r"experiment config not found"),
     (b"name: [unclosed\n", r"is not valid YAML"),
     (b"name: caf\xe9\n", r"is not valid YAML"),  # not UTF-8
-], ids=["missing file", "YAML syntax error", "not UTF-8"])
+    (b"", r"is empty: write at least `extends: demo`"),
+    (b"# only a comment\n", r"is empty"),
+    (("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n"
+                                                      for p, c in zip("abcdefgh", "bcdefghi"))).encode(),
+     r"more than 100,000 values once its aliases"),
+    (b"a: &a [1, *a]\n", r"an alias refers to itself"),
+    (("x: " + "[" * 40 + "]" * 40 + "\n").encode(), r"nested deeper than 32 levels"),
+    (b"name: x\n" + b"#" * (1 << 20) + b"\n", r"larger than 1 MiB"),
+], ids=["missing file", "YAML syntax error", "not UTF-8", "empty file", "only a comment", "alias bomb",
+        "recursive alias", "deep nesting", "huge file"])
 def test_config_file_errors(tmp_path, content, message):
     path = tmp_path / "exp.yaml"
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+def test_pass_through_accepts_sane_values():
+    cfg = parse_config({"training": {"trl": {"gradient_accumulation_steps": 4, "max_grad_norm": 0.5,
+                                             "lr_scheduler_type": "cosine", "push_to_hub": False,
+                                             "lr_scheduler_kwargs": {"num_cycles": 0.5}}},
+                        "operations": {"schedule_cron": "*/15 0-6 1,15 jan-mar mon-fri", "timezone": "Europe/Paris"}})
+    assert cfg.training.trl["gradient_accumulation_steps"] == 4
+
+
+@pytest.mark.parametrize("cron", ["0 2 * * *", "*/15 0-6 1,15 jan-mar mon-fri", "59 23 31 12 7", "0 0 1-7/2 * 0"])
+def test_a_cron_the_config_accepts_dagster_accepts(cron):
+    from dagster._utils.schedules import is_valid_cron_string
+
+    parse_config({"operations": {"schedule_cron": cron}})
+    assert is_valid_cron_string(cron)
+
+
+def test_extends_chain_is_bounded_and_set_cannot_swap_the_parent(tmp_path):
+    from selftaught.config import with_overrides
+
+    for i in range(1, 200):
+        (tmp_path / f"c{i}.yaml").write_text(f"extends: c{i + 1}.yaml\n")
+    (tmp_path / "c200.yaml").write_text("extends: demo\n")
+    with pytest.raises(ConfigError, match=r"c1.yaml: its extends chain is longer than 32 files"):
+        load_config(tmp_path / "c1.yaml")
+    load_config(tmp_path / "c180.yaml")  # 21 files and the demo preset
+    with pytest.raises(ConfigError, match=r"--set extends=grpo: extends is the config's parent"):
+        with_overrides(tmp_path / "c180.yaml", ["extends=grpo"], tmp_path / "sets")
 
 
 # --- datasets ----------------------------------------------------------------------------------------

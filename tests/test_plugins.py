@@ -366,7 +366,9 @@ def test_the_audit_re_checks_user_code_and_catches_a_coin_flip(faults):
     finally:
         v.close()
     assert result.second_opinion == "the same check again, in a fresh process"
-    assert 0.2 < result.numbers["audit_disagreement_share"] < 0.8
+    # A fair coin per process: the audit re-checks a sample of the rows (16 here), so any share
+    # can come out; none at all has odds 2^-16. (0.2..0.8 failed at 0.1875 once: ~1% odds.)
+    assert result.numbers["audit_disagreement_share"] > 0
     steady = _verify(faults, "per_row", ["3000"] * 4)
     assert set(steady["verdict"]) == {"correct"}
 

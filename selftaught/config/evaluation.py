@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from selftaught.config.limits import MAX_BATCH, MAX_SAMPLES, MAX_TOKENS, Strict
+from selftaught.config.limits import MAX_BATCH, MAX_SAMPLES, MAX_TOKENS, MIN_TEMPERATURE, Strict
 from selftaught.config.task import TaskConfig
 from selftaught.plugins import named
 
@@ -44,7 +44,7 @@ class LmEvalConfig(Strict):
 class EvaluationConfig(Strict):
     samples_per_prompt: int = Field(0, ge=0, le=MAX_SAMPLES, description="k > 0 also samples k per held-out prompt: pass@k, "
                                     "maj@k, distinct answers, solve-rate spread")
-    temperature: float = Field(0.8, gt=0, le=100, description="for the k samples")
+    temperature: float = Field(0.8, ge=MIN_TEMPERATURE, le=100, description="for the k samples")
     seed: int = 0
     backend: Literal["hf", "vllm"] | None = Field(None, description="default: sampling.backend when it is "
                                                    "local (hf, vllm), else hf; a remote server cannot serve "

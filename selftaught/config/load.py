@@ -75,6 +75,58 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# A config is a page of settings. These bounds make a hostile or broken file an error before it
+# is read into memory: a 1.4 KB alias bomb expands to billions of nodes.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_NODES = 100_000        # after aliases are expanded
+MAX_DEPTH = 32             # nesting of mappings and lists
+MAX_EXTENDS = 32           # files in one extends chain
+
+
+def _check_size(node, source: str) -> None:
+    """ConfigError when the YAML node graph, aliases expanded, is too big, too deep or recursive."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (nodes, depth), each node counted once per use
+
+    def walk(n, active: frozenset) -> tuple[int, int]:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        if id(n) in active:
+            raise ConfigError(f"experiment config {source}: an alias refers to itself (line {n.start_mark.line + 1})")
+        children = []
+        if isinstance(n, yaml.MappingNode):
+            children = [c for pair in n.value for c in pair]
+        elif isinstance(n, yaml.SequenceNode):
+            children = list(n.value)
+        count, depth = 1, 0
+        for child in children:
+            c, d = walk(child, active | {id(n)})
+            count, depth = count + c, max(depth, d)
+            if count > MAX_NODES:
+                raise ConfigError(f"experiment config {source}: more than {MAX_NODES:,} values once its aliases "
+                                  "(*name) are expanded; a config is a page of settings")
+        sizes[id(n)] = (count, depth + 1)
+        if depth + 1 > MAX_DEPTH:
+            raise ConfigError(f"experiment config {source}: nested deeper than {MAX_DEPTH} levels")
+        return sizes[id(n)]
+
+    walk(node, frozenset())
+
+
+def _load_bounded(text: str, source: str):
+    """yaml.load with _UniqueKeyLoader, after the size checks on the composed node graph."""
+    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"experiment config {source} is larger than {MAX_CONFIG_BYTES >> 20} MiB")
+    loader = _UniqueKeyLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node, source)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 # <root>/selftaught/config/load.py, where <root> (the repository, or site-packages) holds pipelines/
 PRESETS = Path(__file__).resolve().parent.parent.parent / "pipelines" / "presets"
 
@@ -82,12 +134,18 @@ PRESETS = Path(__file__).resolve().parent.parent.parent / "pipelines" / "presets
 def _read_yaml(p: Path) -> dict:
     if not p.is_file():
         raise ConfigError(f"experiment config not found: {p}")
+    if p.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"experiment config {p} is larger than {MAX_CONFIG_BYTES >> 20} MiB")
     try:
-        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+        data = _load_bounded(p.read_text(encoding="utf-8"), str(p))
     except ConfigError as exc:
-        raise ConfigError(f"experiment config {p}: {exc}") from None
+        raise ConfigError(exc.args[0] if str(exc).startswith("experiment config") else
+                          f"experiment config {p}: {exc}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"experiment config {p} is not valid YAML: {exc}") from None
+    if data is None:
+        raise ConfigError(f"experiment config {p} is empty: write at least `extends: demo` (or the settings "
+                          "you mean); an empty file is more likely a mistake than the demo")
     if not isinstance(data, dict):
         raise ConfigError(f"invalid experiment config {p}: expected a mapping at the top, got {type(data).__name__}")
     return _anchor_plugin_paths(data, p.resolve().parent)
@@ -137,13 +195,16 @@ def resolve_yaml(path: str | Path, _seen: tuple = ()) -> dict:
     parent_path = _parent_path(p, parent)
     if parent_path.resolve() in _seen or parent_path.resolve() == p.resolve():
         raise ConfigError(f"experiment config {p}: extends {parent!r} makes a cycle")
+    if len(_seen) + 2 > MAX_EXTENDS:
+        raise ConfigError(f"experiment config {Path(_seen[0]) if _seen else p}: its extends chain is longer than "
+                          f"{MAX_EXTENDS} files")
     return _merge(resolve_yaml(parent_path, (*_seen, p.resolve())), data, ExperimentConfig)
 
 
 def config_files(path: str | Path) -> list[Path]:
     """The file and the files it extends, child first (a cache of the config keys on all of them)."""
     out, p = [], Path(path).resolve()
-    while p not in out:
+    while p not in out and len(out) <= MAX_EXTENDS:
         out.append(p)
         try:
             parent = _read_yaml(p).get("extends")
@@ -169,6 +230,9 @@ def parse_settings(settings: list[str]) -> dict:
         *parents, leaf = [part.strip() for part in key.split(".")]
         if not all(parents) or not leaf:
             raise ConfigError(f"--set {text}: expected key.path=value, e.g. training.max_steps=50")
+        if not parents and leaf == "extends":
+            raise ConfigError(f"--set {text}: extends is the config's parent, not a setting (it would silently "
+                              "swap the experiment for another); pass that file as --config instead")
         node = out
         for part in parents:
             node = node.setdefault(part, {})
@@ -198,6 +262,6 @@ def with_overrides(path: str | Path, settings: list[str], folder: str | Path) ->
 
 def resolve_yaml_text(text: str, parent: Path) -> dict:
     """A --set overlay's mapping on its parent file's (what resolve_yaml gives once written)."""
-    over = yaml.safe_load(text)
+    over = _load_bounded(text, "--set overrides")
     over.pop("extends", None)
     return _merge(resolve_yaml(parent), over, ExperimentConfig)

@@ -9,6 +9,38 @@ from pydantic import Field, field_validator
 from selftaught.config.limits import Strict
 
 
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# (name, lowest, highest, names for 1.. or 0..) of the five cron fields
+CRON_FIELDS = (("minute", 0, 59, ()), ("hour", 0, 23, ()), ("day", 1, 31, ()), ("month", 1, 12, MONTHS),
+               ("weekday", 0, 7, DAYS))
+
+
+def _cron_field_problem(text: str, low: int, high: int, names: tuple[str, ...]) -> str | None:
+    """Why one cron field is not valid (None when it is): *, N, N-M, with /STEP, comma lists."""
+    def value(word: str) -> int | None:
+        if word in names:
+            return names.index(word) + (low if names is MONTHS else 0)
+        return int(word) if word.isdigit() else None
+
+    for part in text.split(","):
+        span, _, step = part.partition("/")
+        if step and (not step.isdigit() or int(step) == 0):
+            return f"has a step {step!r} that is not a whole number of 1 or more"
+        if span == "*":
+            continue
+        ends = span.split("-")
+        numbers = [value(w) for w in ends]
+        if len(ends) > 2 or any(n is None for n in numbers):
+            return f"is not *, a number, a range or a list ({'/'.join(names[:3]) + ' ... ' if names else ''}" \
+                   f"numbers {low}-{high})"
+        if any(not low <= n <= high for n in numbers):
+            return f"is outside {low}-{high}"
+        if len(numbers) == 2 and numbers[0] > numbers[1]:
+            return "is a range that ends before it starts"
+    return None
+
+
 class AutoContinueConfig(Strict):
     min_improvement: float = Field(0.01, ge=0, description="frontier accuracy gain that counts as progress")
     patience: int = Field(2, ge=1, description="stop after this many rounds without progress")
@@ -73,4 +105,20 @@ class OperationsConfig(Strict):
     def _cron(cls, v: str) -> str:
         if len(v.split()) != 5:
             raise ValueError(f"schedule_cron must have 5 fields (minute hour day month weekday), got {v!r}")
+        for text, (name, low, high, names) in zip(v.split(), CRON_FIELDS):
+            problem = _cron_field_problem(text.lower(), low, high, names)
+            if problem:
+                raise ValueError(f"schedule_cron {v!r}: the {name} field {text!r} {problem}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {v!r} is not an IANA time zone name (e.g. UTC, Europe/Paris, "
+                             "America/New_York)") from None
         return v

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from selftaught.config.limits import MAX_BATCH, MAX_PROMPTS, MAX_SAMPLES, MAX_TOKENS, Strict
+from selftaught.config.limits import MAX_BATCH, MAX_PROMPTS, MAX_SAMPLES, MAX_TOKENS, MIN_TEMPERATURE, Strict
 
 
 class OpenAIConfig(Strict):
@@ -50,8 +50,8 @@ class BalanceConfig(Strict):
     @field_validator("temperatures")
     @classmethod
     def _positive(cls, v):
-        if not v or any(t <= 0 for t in v):
-            raise ValueError("temperatures must be a non-empty list of values > 0")
+        if not v or any(not MIN_TEMPERATURE <= t <= 100 for t in v):
+            raise ValueError(f"temperatures must be a non-empty list of values in {MIN_TEMPERATURE}..100")
         return v
 
     @field_validator("thresholds")
@@ -74,7 +74,7 @@ class BudgetConfig(Strict):
 class SamplingConfig(Strict):
     backend: Literal["hf", "vllm", "openai"] = "hf"
     n: int = Field(8, ge=1, le=MAX_SAMPLES)
-    temperature: float = Field(0.8, gt=0, le=100)
+    temperature: float = Field(0.8, ge=MIN_TEMPERATURE, le=100)
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(100, ge=1, le=MAX_TOKENS)
     stop: tuple[str, ...] = Field((), description="cut each completion at the first of these strings")

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from selftaught.config.limits import MAX_BATCH, MAX_SAMPLES, MAX_STEPS, MAX_TOKENS, Strict
+from selftaught.config.limits import MAX_BATCH, MAX_SAMPLES, MAX_STEPS, MAX_TOKENS, MIN_TEMPERATURE, Strict
+from selftaught.config.passthrough import check_policy
 from selftaught.plugins import OBJECTIVES, named
 
 
@@ -55,6 +56,7 @@ def check_trl_passthrough(objective: str, fields: dict[str, Any], where: str = "
     own = {k: owned[k] for k in sorted(fields) if k in owned}
     if own:
         raise ValueError(f"{where}: selftaught sets " + ", ".join(f"{k} (use {v})" for k, v in own.items()))
+    check_policy(fields, where)  # finite, bounded, nothing that reaches the network
     if fields.get("padding_free") and not fields.get("packing"):  # SFTTrainer refuses it once built
         raise ValueError(f"{where}: padding_free without packing leaves training.max_length unenforced, which "
                          f"TRL {trl.__version__} refuses; set packing: true (its default bfd strategy is "
@@ -77,7 +79,7 @@ class GRPOTrainingConfig(Strict):
     num_generations: int = Field(4, ge=2, le=MAX_SAMPLES, description="completions per prompt (one group)")
     prompts_per_step: int = Field(4, ge=1, le=MAX_BATCH, description="groups per optimizer step")
     max_completion_length: int = Field(64, ge=1, le=MAX_TOKENS)
-    temperature: float = Field(1.0, gt=0, le=10)
+    temperature: float = Field(1.0, ge=MIN_TEMPERATURE, le=10)
     top_p: float = Field(1.0, gt=0, le=1)
     loss_type: str = Field("dapo", description="the installed TRL's GRPOConfig.loss_type: grpo, dr_grpo, dapo, "
                            "bnpo, ...")
@@ -151,7 +153,7 @@ class TrainingConfig(Strict):
     learning_rate: float = Field(3e-4, gt=0, le=1.0)
     batch_size: int = Field(16, ge=1, le=MAX_BATCH)
     warmup_steps: int = Field(0, ge=0, le=MAX_STEPS)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, le=10)
     max_length: int = Field(256, ge=8, le=MAX_TOKENS)
     save_every: int = Field(100, ge=0, description="checkpoint interval for resume; 0 disables")
     completion_only_loss: bool = Field(True, description="False also puts loss on the prompt tokens")
