@@ -78,12 +78,20 @@ def summary_table(store: Store) -> pl.DataFrame:
 
 
 def _distinct_answers(store: Store, key: str) -> float | None:
-    """Mean number of distinct extracted answers per prompt: exploration (B-STaR's diversity)."""
-    path = store.table_path("verdicts", key)
-    if not path.is_file():
-        return None
-    return float(per_prompt(read_parquet(path, columns=["prompt_id", "extracted_answer", "verdict"]))
-                 ["distinct_answers"].mean())
+    """Mean number of distinct extracted answers per prompt: exploration (B-STaR's diversity).
+    A GRPO round samples online: its groups are the rollouts of one prompt at one step."""
+    columns = ["prompt_id", "extracted_answer", "verdict"]
+    for table in ("verdicts", "rollouts"):
+        path = store.table_path(table, key)
+        if not path.is_file():
+            continue
+        df = read_parquet(path, columns=columns + (["step"] if table == "rollouts" else []))
+        if table == "rollouts":
+            df = df.with_columns(pl.format("{}/{}", "step", "prompt_id").alias("prompt_id"))
+        mean = per_prompt(df)["distinct_answers"].mean() if df.height else None
+        if mean is not None:
+            return float(mean)
+    return None
 
 
 def rounds_plot(table: pl.DataFrame, title: str) -> bytes:

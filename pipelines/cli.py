@@ -86,7 +86,7 @@ def _failure(result) -> str:
     return "the run failed; see the Dagster UI (selftaught ui) for its logs"
 
 
-def _report_failure(what: str, result, debug: bool, experiment: str) -> None:
+def _report_failure(what: str, result, debug: bool, experiment: str, log_name: str) -> None:
     """Print `<what> failed: <cause>` as the last line of stderr. The tracebacks go to a log
     file under DAGSTER_HOME/logs (printed above the line only with --debug)."""
     tracebacks = [f"step {e.step_key}:\n{e.step_failure_data.error.to_string()}" for e in result.all_events
@@ -94,7 +94,7 @@ def _report_failure(what: str, result, debug: bool, experiment: str) -> None:
                   and _root_error(e.step_failure_data.error).cls_name != "DagsterAssetCheckFailedError"]
     where = ""
     if tracebacks and not debug:
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{experiment}-{what.split()[-1]}-{result.run_id[:8]}")
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{experiment}-{log_name}-{result.run_id[:8]}")
         log = Path(os.environ["DAGSTER_HOME"]) / "logs" / f"{name}.log"
         try:
             log.parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +140,17 @@ def cmd_run(args) -> int:
 
     cfg = experiment_config(args.config)  # parsed once: build_definitions reads the same
     target = args.rounds or cfg.max_rounds
+    from selftaught.config.limits import MAX_STEPS
+
+    try:
+        last_steps = cfg.training.steps_for(target)
+    except OverflowError:
+        last_steps = float("inf")
+    if last_steps > MAX_STEPS:
+        print(f"error: --rounds {target}: round {target} would train more than {MAX_STEPS:,} steps, the limit "
+              f"(training.max_steps {cfg.training.max_steps} x steps_growth {cfg.training.steps_growth:g}^"
+              f"{target - 1})", file=sys.stderr)
+        return 2
     if sys.stderr.isatty() and not args.no_progress:
         from pipelines.progress_bars import show_progress_bars
 
@@ -165,7 +176,7 @@ def cmd_run(args) -> int:
     result = defs.resolve_job_def("setup").execute_in_process(instance=instance, run_config=run_config,
                                                               raise_on_error=False, tags=tags)
     if not result.success:
-        _report_failure("setup", result, args.debug, cfg.name)
+        _report_failure("setup", result, args.debug, cfg.name, "setup")
         return 1
     print(f"setup done in {time.monotonic() - t0:.0f}s", flush=True)
 
@@ -188,7 +199,7 @@ def cmd_run(args) -> int:
                 asset_selection=[asset_key(cfg.name, n) for n in todo],
             )
             if not result.success:
-                _report_failure(key, result, args.debug, cfg.name)
+                _report_failure(key, result, args.debug, cfg.name, key)
                 return 1
         wall[key] = _wall_seconds(instance, cfg.name, key)
         rows = round_rows(store, keys, wall)
@@ -196,7 +207,7 @@ def cmd_run(args) -> int:
     result = defs.resolve_job_def("refresh_summary").execute_in_process(instance=instance, run_config=run_config,
                                                                 raise_on_error=False, tags=tags)
     if not result.success:
-        _report_failure("warning: the summary asset", result, args.debug, cfg.name)
+        _report_failure("warning: the summary asset", result, args.debug, cfg.name, "summary")
     summary = experiment_summary(cfg, round_rows(store, keys, wall))
     print(f"\n{target} rounds complete; {time.monotonic() - t0:.0f}s in this invocation. "
           f"Plot: {store.where(store.root / 'summary.png')}; lineage: selftaught lineage {keys[-1]}")
@@ -397,13 +408,15 @@ def _apply_settings(args) -> None:
     print(f"config with --set overrides: {args.config}", file=sys.stderr, flush=True)
 
 
-def _positive_int(text: str) -> int:
+def _round_count(text: str) -> int:
+    from selftaught.config.limits import MAX_ROUNDS
+
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    if not 1 <= value <= MAX_ROUNDS:
+        raise argparse.ArgumentTypeError(f"must be 1..{MAX_ROUNDS:,}, got {value}")
     return value
 
 
@@ -451,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "export":
             export.add_arguments(p)
         if name == "run":
-            p.add_argument("--rounds", type=_positive_int, default=None,
+            p.add_argument("--rounds", type=_round_count, default=None,
                            help="rounds to complete, 1 or more (default: max_rounds)")
             p.add_argument("--no-progress", action="store_true", help="plain progress lines even on a terminal")
             p.add_argument("--debug", action="store_true", help="print Dagster's log with each failed step's "

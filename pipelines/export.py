@@ -51,7 +51,7 @@ import yaml
 from filters.metrics import accuracy_by_difficulty
 from pipelines.lineage import round_chain
 from selftaught import __version__
-from selftaught.files import file_hash, publish_dir, read_parquet, umask
+from selftaught.files import file_hash, publish_dir, read_parquet, table_problem, umask
 from selftaught.round_keys import is_round_key, parent_key, round_index
 from selftaught.store import Store, model_path
 from train.artifact import adapter_path, verified_weights_hash
@@ -95,11 +95,19 @@ def export_round(cfg, store: Store, round_key: str, to_dir: str | Path, force: b
         raise ExportError(str(exc)) from None
     trained_on = data_table(prov.get("objective", "sft"))
     tables = {name: store.table_path(name, round_key) for name in TABLES}
+    for name, path in tables.items():
+        problem = table_problem(path) if path.exists() else None
+        if problem:
+            raise ExportError(f"the {name} table of round {round_key} ({path}) is damaged ({problem}): "
+                              "`selftaught run` rematerializes it; nothing was exported")
     tables = {n: p for n, p in tables.items() if p.is_file() and _rows(p)}
     facts = _facts(cfg, store, round_key, prov, tables, trained_on, config_path)
 
-    to.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{to.name}.", suffix=".tmp", dir=to.parent))
+    try:
+        to.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{to.name}.", suffix=".tmp", dir=to.parent))
+    except OSError as exc:
+        raise ExportError(f"cannot write to {to}: {exc.strerror or exc} ({exc.filename})") from None
     try:
         os.chmod(work, 0o777 & ~umask())
         config_yaml = _config_yaml(cfg)
@@ -120,6 +128,10 @@ def export_round(cfg, store: Store, round_key: str, to_dir: str | Path, force: b
         (model_dir / "README.md").write_text(_model_card(cfg, store, round_key, prov, facts, has_adapter, repo))
         (model_dir / CONFIG_FILE).write_text(config_yaml)
         publish_dir(work, to)
+    except OSError as exc:  # a full disk, a folder that is not writable: nothing half-written is left
+        shutil.rmtree(work, ignore_errors=True)
+        raise ExportError(f"writing the export to {to} failed: {exc.strerror or exc} ({exc.filename}); "
+                          "nothing was exported") from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -150,6 +162,9 @@ def _complete_round(store: Store, key: str) -> dict:
 def _check_target(to: Path, force: bool, store: Store) -> None:
     if to.exists() and not to.is_dir():
         raise ExportError(f"{to} exists and is not a folder")
+    above = next(p for p in to.parents if p.exists())
+    if not above.is_dir():
+        raise ExportError(f"cannot export to {to}: {above} is a file, not a folder")
     if store.root.resolve().is_relative_to(to):  # --force would remove the experiment
         raise ExportError(f"{to} holds the experiment's storage root {store.root}: export to another folder")
     if to.is_dir() and any(to.iterdir()) and not force:

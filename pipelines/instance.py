@@ -32,6 +32,10 @@ python_logs:
 def dagster_home(explicit: str | None = None) -> Path:
     """Resolve and prepare DAGSTER_HOME: explicit, else $DAGSTER_HOME, else ./data/dagster_home."""
     home = Path(explicit or os.environ.get("DAGSTER_HOME") or DEFAULT_HOME).resolve()
+    if home.exists() and not home.is_dir():
+        from selftaught.config import ConfigError
+
+        raise ConfigError(f"the Dagster home {home} (--dagster-home or $DAGSTER_HOME) is a file, not a folder")
     home.mkdir(parents=True, exist_ok=True)
     yaml_path = home / "dagster.yaml"
     if not yaml_path.exists():

@@ -112,8 +112,23 @@ def write_bytes_atomic(data: bytes, path: Path) -> None:
     _write_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
+def normalize_modes(root: Path) -> None:
+    """Modes as the umask allows, like any file the user writes: libraries write some files
+    through mkstemp (transformers' model.safetensors came out 0600, the rest 0644)."""
+    mask = umask()
+    for folder, dirs, files in os.walk(root):
+        os.chmod(folder, 0o777 & ~mask)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                executable = os.stat(path).st_mode & 0o100
+                os.chmod(path, (0o777 if executable else 0o666) & ~mask)
+
+
 def publish_dir(src: Path, dst: Path) -> None:
-    """Move a finished directory to its final name, replacing an older one."""
+    """Move a finished directory to its final name, replacing an older one; its files get
+    the modes the umask gives (normalize_modes)."""
+    normalize_modes(src)
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists():
         old = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.old")

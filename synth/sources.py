@@ -70,6 +70,8 @@ def _read_file(p: Path) -> pl.DataFrame:
         except UnicodeDecodeError as exc:
             line = raw[: exc.start].count(b"\n") + 1
             raise SourceError(f"{p} is not valid UTF-8 (first bad byte on line {line}, offset {exc.start})") from None
+        if not raw.strip():  # polars says "could not infer data-type", naming neither file nor cause
+            raise SourceError(f"{p} has no rows: it is empty or only whitespace")
         if p.suffix != ".csv" and _SURROGATE_ESCAPE.search(raw):
             _check_json_text(p, raw)  # polars turns a lone surrogate escape into "\x00"
     try:

@@ -162,7 +162,9 @@ def _task(tmp_path, name="gsm8k", rows=None, path=None, suffix=".jsonl", **sourc
 @pytest.mark.parametrize("setup,message", [
     (lambda t: _task(t, path=t / "nope.jsonl"), r"dataset file not found: .*nope.jsonl"),
     (lambda t: _task(t, rows=[{"q": "1+1", "answer": "2"}]), r"column\(s\) not found: question -> 'question'"),
-    (lambda t: _task(t, rows=[]), r"no rows|cannot read"),
+    (lambda t: _task(t, rows=[]), r"rows.jsonl has no rows: it is empty or only whitespace"),
+    (lambda t: _task(t, path=(t.joinpath("blank.csv").write_text("  \n\n \n"), t / "blank.csv")[1]),
+     r"blank.csv has no rows: it is empty or only whitespace"),
     (lambda t: _task(t, rows=[{"question": " ", "answer": "#### 2"}, {"question": "ok", "answer": ""}]),
      r"(?s)2 invalid row\(s\).*empty question: row\(s\) 0.*missing answer: row\(s\) 1"),
     (lambda t: _task(t, rows=[{"question": "a", "answer": "#### 1", "id": "x"},
@@ -171,7 +173,7 @@ def _task(tmp_path, name="gsm8k", rows=None, path=None, suffix=".jsonl", **sourc
     (lambda t: _task(t, name="humaneval", rows=[{"task_id": "a", "prompt": "def f():", "canonical_solution": "x"}]),
      r"column\(s\) \['entry_point', 'test'\] not found"),
     (lambda t: _task(t, path="no-such-org/no-such-dataset"), r"cannot load dataset 'no-such-org/no-such-dataset'"),
-], ids=["missing file", "missing column", "empty dataset", "invalid rows listed", "duplicate ids", "unsupported type",
+], ids=["missing file", "missing column", "empty dataset", "whitespace-only dataset", "invalid rows listed", "duplicate ids", "unsupported type",
         "code rows without tests", "hub dataset offline"])
 def test_dataset_errors(tmp_path, setup, message):
     from synth.sources import SourceError

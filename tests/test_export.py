@@ -169,3 +169,29 @@ def test_push_without_a_token_fails_before_any_network_call(dpo_lora_round, tmp_
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(export.ExportError, match="HF_HUB_OFFLINE"):
         export.push_to_hub(tmp_path / "out", "someone/tiny-r001")
+
+
+def test_files_get_the_umask_modes_and_the_export_keeps_them(dpo_lora_round):
+    """transformers writes model.safetensors through mkstemp (0600); published artifacts and
+    exports get the modes the umask gives, like every other file."""
+    from selftaught.files import umask
+
+    _, store, out = dpo_lora_round
+    want = 0o666 & ~umask()
+    for folder in (store.model_dir("r001"), out):
+        weights = list(folder.rglob("*.safetensors"))
+        assert weights and {oct(w.stat().st_mode & 0o777) for w in weights} == {oct(want)}, folder
+
+
+def test_a_damaged_table_or_an_unwritable_target_is_one_line_and_writes_nothing(dpo_lora_round, tmp_path, capsys):
+    config, store, _ = dpo_lora_round
+    copy = tmp_path / "store"
+    shutil.copytree(store.root, copy)
+    (copy / "tables/verdicts/r001.parquet").write_bytes(b"PAR1 cut")
+    with pytest.raises(export.ExportError, match=r"the verdicts table of round r001 .* is damaged .*nothing was exported"):
+        export.export_round(load_config(config), Store(copy), "r001", tmp_path / "a")
+    (tmp_path / "a_file").write_text("x")
+    assert export.run(_args(config, "r001", tmp_path / "a_file" / "out")) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: cannot export to {tmp_path / 'a_file' / 'out'}: {tmp_path / 'a_file'} is a file, not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "store"]

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 from pydantic import Field, field_validator, model_validator
 
 from selftaught.config.evaluation import EvaluationConfig
-from selftaught.config.limits import MAX_ROUND_SAMPLES, MAX_STEPS, Strict
+from selftaught.config.limits import MAX_ROUND_SAMPLES, MAX_ROUNDS, MAX_STEPS, Strict
 from selftaught.config.model import ModelConfig
 from selftaught.config.operations import OperationsConfig, TrackingConfig
 from selftaught.config.sampling import SamplingConfig
@@ -44,7 +44,7 @@ class ExperimentConfig(Strict):
         "fsspec options for a URL root, e.g. {endpoint_url: ...} for MinIO; credentials come from the "
         "environment (AWS_ACCESS_KEY_ID, ...), not from here"))
     storage_cache: str | None = Field(None, description="local mirror of a URL root (default ~/.cache/selftaught)")
-    max_rounds: int = Field(3, ge=1, le=10_000)
+    max_rounds: int = Field(3, ge=1, le=MAX_ROUNDS)
     # default_factory: a task and an objective are registry entries, looked up when a config is made
     task: TaskConfig = Field(default_factory=TaskConfig)
     model: ModelConfig = ModelConfig()

@@ -12,6 +12,7 @@ MAX_SAMPLES = 4096            # per prompt
 MAX_TOKENS = 131_072          # new tokens per completion, or a training row's length
 MAX_STEPS = 10_000_000        # training steps of one round
 MAX_BATCH = 65_536
+MAX_ROUNDS = 10_000             # rounds of one experiment
 MAX_ROUND_SAMPLES = 100_000_000  # samples one round generates (prompts x n)
 # Lower bound of a sampling temperature: logits / 1e-300 overflow to inf and sampling crashes;
 # below 0.01 sampling is greedy in all but name.
