@@ -365,3 +365,21 @@ def test_cli_names_the_failed_step_not_a_check_that_only_warned(tmp_path):
     debug = _cli("run", "--config", str(cfg), "--rounds", "1", "--debug", home=tmp_path / "home")
     assert debug.returncode == 1 and "Stack Trace" in debug.stderr
     assert debug.stderr.strip().splitlines()[-1].startswith("r001 failed: policy: FileExistsError")
+
+
+def test_cli_usage_errors_are_one_line(tmp_path):
+    """No traceback for a round count past the limit, a Dagster home that is a file, or an
+    empty config file (which used to validate silently as the demo)."""
+    out = _cli("run", "--rounds", "99999999999999999999", home=tmp_path / "home")
+    assert out.returncode == 2 and "--rounds: must be 1..10,000, got 99999999999999999999" in out.stderr
+    (tmp_path / "a_file").write_text("x")
+    out = _cli("status", "--dagster-home", str(tmp_path / "a_file"), home=tmp_path / "home")
+    assert out.returncode == 2 and out.stderr.strip() == (
+        f"error: the Dagster home {tmp_path / 'a_file'} (--dagster-home or $DAGSTER_HOME) is a file, not a folder")
+    (tmp_path / "empty.yaml").write_text("")
+    out = _cli("validate", "--config", str(tmp_path / "empty.yaml"), home=tmp_path / "home")
+    assert out.returncode == 2 and out.stderr.strip().endswith("is empty: write at least `extends: demo` (or the "
+                                                               "settings you mean); an empty file is more likely a "
+                                                               "mistake than the demo")
+    for o in (out,):
+        assert "Traceback" not in o.stderr

@@ -133,19 +133,30 @@ def test_a_grpo_round_keeps_every_rollout_and_trl_saw_the_groups_we_recorded(tmp
 
 
 @pytest.mark.slow
-def test_a_grpo_round_killed_mid_training_resumes_without_duplicate_rollouts(tmp_path):
-    config = _grpo_config(tmp_path)
-    home = tmp_path / "home"
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "pipelines.cli", "run", "--config", str(config), "--rounds", "1"]
-    store = tmp_path / "store"
-    ckpt = store / "work" / "r001" / "checkpoints" / "checkpoint-2"
+def test_a_grpo_round_killed_in_its_third_epoch_resumes_to_identical_rollouts_and_weights(tmp_path):
+    """kill -9 after checkpoint-4 while step 5 rolls out; the rerun resumes. 4 prompts, 2 per
+    step: the kill lands in epoch 3 (a checkpoint past epoch 1 is where the prompt order used
+    to replay epoch 1's). The rollouts file, the weights and the evaluation are byte for byte
+    those of an uninterrupted run."""
+    def config(folder: Path) -> Path:
+        folder.mkdir()
+        return copy_config(_grpo_config(folder), folder / "grpo.yaml", task__pool={1: 4})
+
+    def cli(folder: Path):
+        env = {**os.environ, "DAGSTER_HOME": str(folder / "home"), "PYTHONPATH": str(ROOT)}
+        return [sys.executable, "-m", "pipelines.cli", "run", "--config", str(folder / "grpo.yaml"), "--rounds", "1"], env
+
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    config(killed), config(whole)
+    cmd, env = cli(killed)
+    store = killed / "store"
+    ckpt = store / "work" / "r001" / "checkpoints" / "checkpoint-4"
     shards = store / "work" / "r001-rollouts"
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     end = time.monotonic() + 600
-    while time.monotonic() < end and proc.poll() is None:  # past the checkpoint, rollouts after it written
-        if (ckpt / "trainer_state.json").is_file() and (shards / "step-0000003.parquet").is_file():
+    while time.monotonic() < end and proc.poll() is None:  # past the checkpoint, a rollout after it written
+        if (ckpt / "trainer_state.json").is_file() and (shards / "step-0000004.parquet").is_file():
             os.killpg(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.02)
@@ -160,6 +171,19 @@ def test_a_grpo_round_killed_mid_training_resumes_without_duplicate_rollouts(tmp
     from train.artifact import read_provenance
 
     assert read_provenance(store / "models" / "r001")["metrics"]["resumed"] is True
+
+    cmd, env = cli(whole)
+    once = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert once.returncode == 0, once.stderr[-3000:]
+    for path in ["tables/rollouts/r001.parquet", "models/r001/model/model.safetensors", "tables/evaluation/r001.parquet"]:
+        a, b = (whole / "store" / path).read_bytes(), (store / path).read_bytes()
+        if a != b and path.endswith(".parquet"):
+            left, right = pl.read_parquet(whole / "store" / path), pl.read_parquet(store / path)
+            diff = left.join(right, on=["prompt_id", "sample_idx"], suffix="_resumed").filter(
+                pl.col("completion") != pl.col("completion_resumed"))
+            raise AssertionError(f"{path} differs after the resume: {diff.select('step', 'prompt_id', 'sample_idx')}"
+                                 if "step" in diff.columns else f"{path} differs after the resume: {diff.height} rows")
+        assert a == b, f"{path} differs after the resume"
 
 
 def test_grpo_trains_a_lora_adapter_and_continues_it(tmp_path, tiny_model_dir):

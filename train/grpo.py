@@ -98,9 +98,10 @@ def train_grpo(init_model_dir: str | Path, prompts: pl.DataFrame, reward, out_di
     tok, model = load_for_training(init_model_dir, s.seed, s.dtype)
     model, peft_config = lora_setup(model, s.method, s.lora, adapter_init)
     data = Dataset.from_dict({c: prompts[c].to_list() for c in prompts.columns})
-    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args, train_dataset=data, processing_class=tok,
-                          peft_config=peft_config,
-                          callbacks=[_progress_callback(s.max_steps, "GRPO"), _finite_loss_callback("GRPO"), *callbacks])
+    trainer = _resumable_trainer(GRPOTrainer)(
+        model=model, reward_funcs=[reward], args=args, train_dataset=data, processing_class=tok,
+        peft_config=peft_config, callbacks=[_step_seed_callback(s.seed), _progress_callback(s.max_steps, "GRPO"),
+                                            _finite_loss_callback("GRPO"), *callbacks])
     resume = _last_complete_checkpoint(ckpt_dir) if s.save_every > 0 else None
     from_step = int(resume.name.rsplit("-", 1)[-1]) if resume else 0
     dropped = reward.forget_from(from_step)  # rollouts after the checkpoint are generated again
@@ -123,6 +124,44 @@ def train_grpo(init_model_dir: str | Path, prompts: pl.DataFrame, reward, out_di
         "per_step": [{"step": h["step"], "reward": h["reward"], "frac_reward_zero_std": h["frac_reward_zero_std"]}
                      for h in history if "reward" in h and "frac_reward_zero_std" in h],
     }
+
+
+def _mixed_seed(*parts: int) -> int:
+    import numpy as np
+
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0]) % 2**31
+
+
+def _step_seed_callback(seed: int):
+    """Reseed python, numpy and torch at each optimizer step from (seed, step), before the
+    step generates: a step's rollouts are a function of the seed, the step, the weights and its
+    prompts, never of what earlier steps drew. A run resumed from a checkpoint then samples
+    exactly what the uninterrupted run sampled (the RNG state Trainer restores is only correct
+    for the first step after the checkpoint)."""
+    from accelerate.utils import set_seed
+    from transformers import TrainerCallback
+
+    class StepSeed(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            set_seed(_mixed_seed(seed, state.global_step), device_specific=True)  # ranks still differ
+
+    return StepSeed()
+
+
+def _resumable_trainer(trainer_class):
+    """`trainer_class` with a prompt order per epoch that is a function of (seed, epoch). TRL's
+    RepeatSampler draws each epoch's permutation from one generator seeded once and not
+    checkpointed: a run resumed in epoch 2 replayed epoch 0's order, so its groups differed."""
+    class Resumable(trainer_class):
+        def _get_train_sampler(self, dataset=None):
+            sampler = super()._get_train_sampler(dataset)
+            if getattr(sampler, "shuffle", False) and getattr(sampler, "generator", None) is not None:
+                base = sampler.seed or 0
+                sampler.set_epoch = lambda epoch: sampler.generator.manual_seed(_mixed_seed(base, epoch))
+            return sampler
+
+    Resumable.__name__ = trainer_class.__name__
+    return Resumable
 
 
 # GRPO keeps one generation batch per optimizer step (a rollout's `step` is the policy version

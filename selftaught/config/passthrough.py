@@ -27,6 +27,8 @@ REFUSED = {
     "vllm_server_host": "a remote generation server; grpo.vllm_mode and the loopback default cover a local one",
     "trust_remote_code": "runs Python shipped with the weights; selftaught loads models with the code it has",
     "resume_from_checkpoint": "selftaught resumes a round from its own checkpoints",
+    "save_only_model": "a checkpoint without the optimizer and RNG state cannot resume to identical weights",
+    "ignore_data_skip": "a resumed round would train on other batches than the uninterrupted one",
     "deepspeed": "a config file path; training.launcher.accelerate_config takes it",
     "fsdp_config": "a config file path; training.launcher.accelerate_config takes it",
 }
