@@ -4,15 +4,17 @@ the stages' Dagster metadata per round.
 Every round asset is wrapped in `measured`: it adds `stage_wall_s`, `stage_cpu_s` (user +
 system seconds of the step's process and of the child processes it waited for: generation
 and sandbox subprocesses, `accelerate launch` ranks) and `stage_peak_rss_mb` (the peak
-resident memory of that process so far, or of its largest child: with the CLI's in-process
-runs it is the run's peak, with the multiprocess executor the step's) to its
-materialization. GPU seconds are not measured (no GPU here); on a GPU machine the stage's
+resident memory of the stage: the process's, reset when the stage starts, or a child's that
+set a new high during it) to its materialization. Each stage starts by collecting the
+previous one's garbage (release_memory). GPU seconds are not measured (no GPU here); on a GPU machine the stage's
 wall seconds are its GPU-holding time.
 """
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import gc
 import inspect
 import resource
 import time
@@ -31,8 +33,44 @@ PRODUCED = {"samples": {"generated_tokens": "tokens_generated"},
             "evaluation": {"frontier_delta": "frontier_delta", "frontier_accuracy": "frontier_accuracy"}}
 
 
+def release_memory() -> None:
+    """Free what the previous stage left for the garbage collector (a trainer, a model and
+    their reference cycles wait for a gc generation that may not come before the next stage
+    loads its own), and hand freed heap pages back to the OS (glibc keeps them otherwise)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _reset_peak() -> bool:
+    """Start the process's peak resident memory (VmHWM) over from its current size (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _own_peak_kb() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
 class _Meter:
+    """A stage's cost. Its peak memory is the stage's own: the process's peak is reset when the
+    stage starts (else, with the CLI's in-process runs, every stage reported the run's high-water
+    mark so far, and round 3 could only look bigger than round 1)."""
+
     def __init__(self):
+        release_memory()
+        self.reset = _reset_peak()
+        self.kids_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         self.wall, self.cpu = time.monotonic(), self._cpu()
 
     @staticmethod
@@ -41,8 +79,10 @@ class _Meter:
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
     def read(self) -> dict[str, float]:
-        peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        own = _own_peak_kb() if self.reset else None
+        own = own if own is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child ever: this stage's if it grew
+        peak_kb = max(own, kids if kids > self.kids_peak else 0)
         return {"stage_wall_s": round(time.monotonic() - self.wall, 2), "stage_cpu_s": round(self._cpu() - self.cpu, 2),
                 "stage_peak_rss_mb": round(peak_kb / 1024, 1)}
 
