@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from selftaught.config import ExperimentConfig, config_files, load_config
-from selftaught.lock import ExperimentBusy, ExperimentLock, RootTaken, claim_root
+from selftaught.lock import ExperimentBusy, ExperimentLock, RootTaken, claim_key_prefix, claim_root
 from selftaught.store import Store
 from synth.tasks import Task, UserTurn, make_task, user_turn
 from train.gguf import resolve_base
@@ -104,6 +104,8 @@ class ExperimentResource(dg.ConfigurableResource):
             cfg, store = one.config, one.store
             try:
                 claim_root(store, cfg.name)
+                if context.instance is not None and context.instance.root_directory:
+                    claim_key_prefix(context.instance.root_directory, cfg.name, store.location())
                 ExperimentLock(store.root, cfg.name).acquire(what, context.run_id)
             except (ExperimentBusy, RootTaken) as exc:
                 raise dg.Failure(description=str(exc)) from None

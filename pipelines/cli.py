@@ -128,7 +128,8 @@ def cmd_run(args) -> int:
 
     from assets.resources import CLI_TAG, earlier_active_run
     from pipelines import progress
-    from selftaught.lock import ExperimentLock, claim_root
+    from selftaught.lock import ExperimentLock, claim_key_prefix, claim_root
+    from pipelines.instance import dagster_home
     from selftaught.store import Store
     from pipelines.build import build_definitions
     from pipelines.keys import asset_key
@@ -159,6 +160,7 @@ def cmd_run(args) -> int:
     store = Store.for_config(cfg)
     store.check_writable()
     claim_root(store, cfg.name)
+    claim_key_prefix(dagster_home(args.dagster_home), cfg.name, store.location())
     lock = ExperimentLock(store.root, cfg.name)
     lock.acquire(f"selftaught run --config {args.config}")  # held until this process exits
     instance = get_instance(args.dagster_home)
@@ -216,6 +218,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _experiment_store(cfg):
+    """The store of `cfg` for a command that reads it: RootTaken when the root is another experiment's."""
+    from selftaught.lock import check_root_owner
+    from selftaught.store import Store
+
+    store = Store.for_config(cfg)
+    check_root_owner(store, cfg.name)
+    return store
+
+
 def cmd_status(args) -> int:
     from pipelines.instance import get_instance
     from selftaught.store import Store
@@ -225,7 +237,7 @@ def cmd_status(args) -> int:
     from selftaught.round_keys import is_round_key, round_index
 
     cfg = load_config(args.config)
-    store = Store.for_config(cfg)
+    store = _experiment_store(cfg)
     instance = get_instance(args.dagster_home)
     from assets.parent import latest_materialization
     from pipelines.keys import asset_key
@@ -279,7 +291,7 @@ def cmd_lineage(args) -> int:
     from selftaught.config import load_config
     from selftaught.store import Store
 
-    store = Store.for_config(load_config(args.config))
+    store = _experiment_store(load_config(args.config))
     try:
         lines = row_chain(store, args.target) if "/" in args.target else round_chain(store, args.target)
     except LineageError as exc:
@@ -295,7 +307,7 @@ def cmd_diff(args) -> int:
     from selftaught.round_keys import is_round_key, parent_key
     from selftaught.store import Store
 
-    store = Store.for_config(load_config(args.config))
+    store = _experiment_store(load_config(args.config))
     rounds = [r for r in args.rounds if r != "base"]
     bad = [r for r in rounds if not is_round_key(r)]
     if bad or len(args.rounds) not in (1, 2):
@@ -320,6 +332,7 @@ def cmd_ledger(args) -> int:
     from selftaught.config import load_config
 
     cfg = load_config(args.config)
+    _experiment_store(cfg)
     rounds = experiment_costs(get_instance_for(args), key_prefix(cfg.name), [a.key.path[-1] for a in ROUND_ASSETS])
     if not rounds:
         print(f"experiment {cfg.name}: no evaluated round on this Dagster instance yet")

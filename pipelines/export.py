@@ -412,13 +412,16 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from selftaught.config import load_config
+    from selftaught.lock import check_root_owner
 
     repo = getattr(args, "push_to_hub", None)
     try:
         if repo:
             hub_token(repo)  # fail before the export, not after it
         cfg = load_config(args.config)
-        out = export_round(cfg, Store.for_config(cfg), args.round, args.to, force=getattr(args, "force", False),
+        store = Store.for_config(cfg)
+        check_root_owner(store, cfg.name)
+        out = export_round(cfg, store, args.round, args.to, force=getattr(args, "force", False),
                            config_path=args.config, repo=repo)
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,14 +7,9 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.resources import CLI_TAG, EXPERIMENT_TAG
+from selftaught.round_keys import key_prefix
 
 __all__ = ["CLI_TAG", "EXPERIMENT_TAG", "asset_key", "key_prefix"]
-
-
-def key_prefix(experiment: str) -> str:
-    """Asset keys are prefixed by the experiment, so experiments sharing a Dagster
-    instance never see each other's materializations ('-' is not allowed in keys)."""
-    return experiment.replace("-", "_")
 
 
 def asset_key(experiment: str, name: str) -> dg.AssetKey:

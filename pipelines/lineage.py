@@ -12,6 +12,7 @@ from filters.metrics import accuracy_by_difficulty
 from selftaught.round_keys import parent_key, round_index
 from selftaught.store import Store
 from selftaught.files import file_hash, read_parquet
+from train.artifact import verified_weights_hash
 
 
 class LineageError(ValueError):
@@ -33,7 +34,12 @@ def _model(store: Store, name: str) -> str:
     p = store.provenance(name)
     if p is None:
         return f"{name}: no complete artifact at {where}"
-    bits = [f"weights {p['weights_hash']}"]
+    try:  # the files, not only their record: weights changed after the round wrote them show here
+        verified_weights_hash(store.model_dir(name))
+        bits = [f"weights {p['weights_hash']} (verified on disk)"]
+    except (ValueError, OSError) as exc:
+        bits = [f"weights {p['weights_hash']} — CHANGED ON DISK: {str(exc).split(' (weights_hash')[0]} "
+                f"({str(exc).split(', ')[-1].split(' on disk')[0]} on disk)"]
     if p.get("adapter_hash"):
         bits.append(f"adapter {p['adapter_hash']} on base {p.get('adapter_base_hash')}")
     if name == "base":

@@ -13,6 +13,7 @@ from selftaught.lock import ExperimentLock
 from selftaught.round_keys import round_key
 from selftaught.store import Store, is_complete
 from selftaught.files import table_problem
+from train.artifact import verified_weights_hash
 
 def _round_graph() -> tuple[list[str], dict[str, list[str]]]:
     """The round's stages in dependency order (ties: the order assets/rounds.py defines
@@ -63,8 +64,13 @@ def todo(instance, cfg: ExperimentConfig, key: str, store: Store | None = None, 
 
 def _file_problem(store: Store, name: str, key: str) -> str | None:
     if name == "policy":
-        return None if is_complete(store.model_dir(key)) else f"the model {store.where(store.model_dir(key))} " \
-                                                              "is missing or incomplete"
+        if not is_complete(store.model_dir(key)):
+            return f"the model {store.where(store.model_dir(key))} is missing or incomplete"
+        try:  # a file changed after the round wrote it (the same seeds train the same weights again)
+            verified_weights_hash(store.model_dir(key))
+        except ValueError as exc:
+            return str(exc).split(": they changed")[0]
+        return None
     path = store.table_path(name, key)
     problem = table_problem(path)
     return f"table {store.where(path)} is {problem}" if problem else None

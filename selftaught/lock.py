@@ -132,23 +132,102 @@ class ExperimentLock:
         os.pwrite(fd, data, 0)
 
 
-def claim_root(store, experiment: str) -> None:
-    """Record `experiment` as the owner of the store's root, or raise RootTaken if another
-    experiment owns it. Roots written before this record existed are claimed as they are."""
+def _owner(path: Path) -> str | None:
+    """The experiment recorded in an owner file; None when there is none; "" when it is unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text()).get("experiment") or ""
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def _create_exclusive(path: Path, data: bytes) -> bool:
+    """Write `path` whole if it does not exist, in one atomic step (link of a finished temp
+    file); False when another process made it first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def root_owner(store) -> str | None:
+    """The experiment that owns the store's root, or None (unclaimed or unreadable)."""
     path = store.root / OWNER_FILE
     if store.remote:
         store.remote.pull_file(OWNER_FILE, path)
-    if path.is_file():
-        try:
-            owner = json.loads(path.read_text()).get("experiment")
-        except (OSError, ValueError):
-            owner = None
+    return _owner(path) or None
+
+
+def check_root_owner(store, experiment: str) -> None:
+    """RootTaken when the root belongs to another experiment: commands that only read (status,
+    lineage, diff, ledger, export) must not show its data as this config's."""
+    owner = root_owner(store)
+    if owner is not None and owner != experiment:
+        raise RootTaken(f"storage root {store.location()} belongs to experiment {owner!r}, not {experiment!r} "
+                        "(this config's name): pass that experiment's config, or fix storage_root")
+
+
+def claim_root(store, experiment: str) -> None:
+    """Record `experiment` as the owner of the store's root, or raise RootTaken if another
+    experiment owns it. Roots written before this record existed are claimed as they are.
+    Two experiments claiming a fresh root at once: the owner file is created in one atomic
+    step, so exactly one wins and the other is refused."""
+    path = store.root / OWNER_FILE
+    if store.remote:
+        store.remote.pull_file(OWNER_FILE, path)
+    record = json.dumps({"experiment": experiment,
+                         "claimed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode()
+    while True:
+        owner = _owner(path)
         if owner == experiment:
             return
-        if owner is not None:
+        if owner:
             raise RootTaken(f"storage root {store.location()} belongs to experiment {owner!r} (recorded in "
                             f"{store.where(path)}); experiment {experiment!r} would overwrite its tables and "
                             "models: give it a storage_root of its own")
-    store.write_file(json.dumps({"experiment": experiment, "claimed": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                   time.gmtime())}).encode(),
-                     OWNER_FILE)
+        if owner == "":  # damaged: the experiment that runs here now claims it
+            store.write_file(record, OWNER_FILE)
+            return
+        if _create_exclusive(path, record):
+            if store.remote:
+                store.write_file(record, OWNER_FILE)  # the upload
+            return
+        # another process created it between our read and our create: read whose it is
+
+
+def claim_key_prefix(home: Path, experiment: str, location: str) -> None:
+    """One experiment per asset-key prefix in a Dagster home (<home>/experiments.json): names
+    that differ only by - and _ share a prefix, and one name on two storage roots would share
+    the asset records and runs while writing different files. RootTaken names the clash."""
+    from selftaught.round_keys import key_prefix
+
+    prefix = key_prefix(experiment)
+    registry = Path(home) / "experiments.json"
+    with open(Path(home) / ".experiments.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            known = json.loads(registry.read_text()) if registry.is_file() else {}
+        except (OSError, ValueError):
+            known = {}
+        mine = known.get(prefix)
+        if mine is not None and mine.get("experiment") != experiment:
+            raise RootTaken(f"experiments {mine.get('experiment')!r} and {experiment!r} would share the asset keys "
+                            f"{prefix}/... in the Dagster home {home} (names that differ only by - and _ are one "
+                            "prefix): rename one, or give it its own --dagster-home")
+        if mine is not None and mine.get("root") != location:
+            raise RootTaken(f"experiment {experiment!r} in the Dagster home {home} keeps its data at "
+                            f"{mine.get('root')}; a second {experiment!r} at {location} would share its runs and "
+                            "asset records: rename it, or give it its own --dagster-home (moved the data? edit "
+                            f"{registry})")
+        if mine is None:
+            known[prefix] = {"experiment": experiment, "root": location}
+            tmp = registry.with_name(f".{registry.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
+            os.replace(tmp, registry)

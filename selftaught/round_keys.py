@@ -1,4 +1,5 @@
-"""Round keys: r001, r002, ... (sortable, stable in file names and the UI)."""
+"""Round keys: r001, r002, ... (sortable, stable in file names and the UI), and the
+experiment's asset-key prefix."""
 
 from __future__ import annotations
 
@@ -34,3 +35,10 @@ def parent_key(key: str) -> str | None:
 def next_round(existing: list[str]) -> str:
     done = [round_index(k) for k in existing if _KEY.match(k)]
     return round_key(max(done, default=0) + 1)
+
+
+def key_prefix(experiment: str) -> str:
+    """Asset keys are prefixed by the experiment, so experiments sharing a Dagster
+    instance never see each other's materializations ('-' is not allowed in keys: names
+    that differ only by - and _ share a prefix, which selftaught.lock.claim_key_prefix refuses)."""
+    return experiment.replace("-", "_")
