@@ -52,6 +52,10 @@ class Limits:
     max_output_bytes: int = 1 << 20
     allow_unisolated: bool = False  # no namespaces available (not root, no user namespaces): refuse unless True
     as_user: bool = False  # as root, take the path a non-root user gets (a user namespace): for tests
+    # As root, launch as this uid with this interpreter: a real non-root user (tests; the
+    # venv's python may sit under /root, which another uid cannot read).
+    run_as_uid: int | None = None
+    launch_python: str | None = None
 
 
 def limits_from_config(b) -> Limits:
@@ -131,8 +135,11 @@ def run_tests(program: str, tests, entry_point: str | None, fmt: str = "humaneva
 
 
 def _run(program, tests, entry_point, fmt, limits: Limits, uid: int, want: int) -> SandboxResult:
-    root = os.geteuid() == 0 and not limits.as_user
+    other_uid = limits.run_as_uid if os.geteuid() == 0 else None
+    root = os.geteuid() == 0 and not limits.as_user and other_uid is None
     workdir = None if root else tempfile.mkdtemp(prefix="selftaught-sandbox-")
+    if workdir and other_uid is not None:
+        os.chown(workdir, other_uid, other_uid)
     nonce = secrets.token_hex(16)
     nonce_r, nonce_w = os.pipe()
     os.write(nonce_w, nonce.encode())
@@ -144,9 +151,10 @@ def _run(program, tests, entry_point, fmt, limits: Limits, uid: int, want: int) 
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-I", str(LAUNCHER), json.dumps(settings)], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"}, cwd="/",
-            start_new_session=True, pass_fds=(nonce_r,))
+            [limits.launch_python or sys.executable, "-I", str(LAUNCHER), json.dumps(settings)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"},
+            cwd="/", start_new_session=True, pass_fds=(nonce_r,),
+            **({"user": other_uid, "group": other_uid, "extra_groups": []} if other_uid is not None else {}))
     except OSError as exc:
         os.close(nonce_r)
         return SandboxResult("sandbox_error", f"could not start the sandbox: {exc}")

@@ -34,6 +34,7 @@ import time
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
 CLONE_NEWIPC, CLONE_NEWPID = 0x08000000, 0x20000000
 MNT_DETACH = 2
+INODES_PER_MB = 256  # files the jail's /tmp may hold per MB of disk_mb (64 MB: 16,384 files)
 PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 28, 38
 SECURE_NOROOT = 0b1111  # SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP, and both locked
 DEVICES = ("null", "zero", "full", "random", "urandom")
@@ -103,7 +104,7 @@ def build_jail(libc, s: dict) -> list[str]:
     for writable in ("tmp", "dev/shm"):
         os.makedirs(f"{new}/{writable}", exist_ok=True)
         _mount(libc, "tmpfs", f"{new}/{writable}", "tmpfs", MS_NOSUID | MS_NODEV,
-               f"size={s['disk_mb']}m,mode=1777")
+               f"size={s['disk_mb']}m,nr_inodes={s['disk_mb'] * INODES_PER_MB},mode=1777")
     os.makedirs(f"{new}/proc")
     modes = ["minimal-root"]
     try:
@@ -168,20 +169,40 @@ def isolate(s: dict) -> list[str]:
         _, status = os.waitpid(init, 0)
         code = os.waitstatus_to_exitcode(status)
         if code > 128:  # the harness died by signal code - 128: die the same way, for the verdict
-            signal.signal(code - 128, signal.SIG_DFL)
+            if code - 128 not in (signal.SIGKILL, signal.SIGSTOP):  # these have no handler to reset
+                signal.signal(code - 128, signal.SIG_DFL)
             os.kill(os.getpid(), code - 128)
         os._exit(code if code >= 0 else 128 - code)
+    s["modes"] = modes  # limit() reads whether the user namespace is in effect
     modes += ["netns", "pidns", "ipcns", *build_jail(libc, s)]
     modes.append(f"uid-{s['uid']}" if s["host_root"] else "same-uid")
     return modes + ["split-checker"]
+
+
+# In the user namespace the harness's own processes share the run's uid: the launcher, PID 1
+# of the jail and the checker (which may use 4) count against RLIMIT_NPROC with the program's.
+HARNESS_PROCESSES = 7
+
+
+def _nproc_per_user_namespace() -> bool:
+    """Linux >= 5.14 counts RLIMIT_NPROC per user namespace (ucounts); before, per user across
+    the machine, where a cap of 16 would stop a program of a user who runs 16 other processes."""
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 14)
 
 
 def limit(s: dict, processes: int) -> None:
     cpu = int(s["cpu_seconds"])
     limits = [("RLIMIT_CPU", (cpu, cpu + 1)), ("RLIMIT_AS", (s["memory_mb"] << 20,) * 2),
               ("RLIMIT_FSIZE", (s["disk_mb"] << 20,) * 2), ("RLIMIT_NOFILE", (64, 64)), ("RLIMIT_CORE", (0, 0))]
-    if s["host_root"]:  # NPROC counts every process of the uid: only meaningful on the run's own uid
+    if s["host_root"]:  # NPROC counts every process of the uid: the run's own uid has only these
         limits.append(("RLIMIT_NPROC", (processes,) * 2))
+    elif "userns" in s.get("modes", ()) and _nproc_per_user_namespace():
+        # counted within this user namespace only: the program's processes plus the harness's
+        limits.append(("RLIMIT_NPROC", (s["max_processes"] + HARNESS_PROCESSES,) * 2))
     for name, value in limits:
         resource.setrlimit(getattr(resource, name), value)
 

@@ -306,3 +306,58 @@ def test_expected_values_never_enter_the_programs_process(as_user):
     assert not [name for name, r in zip(looks, results) if r.passed], [(r.status, r.reason) for r in results]
     # And an honest program still passes through the same channel.
     assert run_tests("def f(x):\n    return 987654320 + x\n", tests, "f", limits=limits).passed
+
+
+NOBODY = 65534
+SYSTEM_PYTHON = "/usr/bin/python3"  # readable by any uid (the venv's python links under /root)
+PAST_THE_GUARD = "import sys, importlib, posix, time\nposix = importlib.reload(posix)\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start the run as another, unprivileged uid")
+@pytest.mark.parametrize("attack,contained", [
+    # The guard refuses fork in Python; native code is stopped by the kernel's RLIMIT_NPROC, counted
+    # in the user namespace: the program reads its own limit (16 + the harness's 7)
+    ("limits = open('/proc/self/limits').read()\n"
+     "cap = int(next(l for l in limits.splitlines() if l.startswith('Max processes')).split()[2])\n"
+     "def f(x):\n    return x + 1 if cap == 23 else cap\n", "fork"),
+    # 300,000 files in the jail's /tmp: the tmpfs holds 256 per MB of disk_mb
+    ("import os\nmade = 0\ntry:\n    for i in range(300_000):\n        open(f'/tmp/{i}', 'w').close()\n"
+     "        made += 1\nexcept OSError:\n    pass\ndef f(x):\n    return x + 1 if made < 300_000 else 0\n", "inodes"),
+], ids=["fork cap", "inode cap"])
+def test_limits_hold_for_a_real_non_root_user(attack, contained):
+    """The user-namespace jail as an unprivileged uid (not root pretending): RLIMIT_NPROC is
+    counted per user namespace (Linux >= 5.14), so max_processes holds there too (an outside probe
+    forked 60 of 60 with max_processes 16 before; as uid 65534 in a user namespace with the limit
+    at 16, 14 of 60 forks succeed), and /tmp has an inode cap."""
+    assert os.path.exists(SYSTEM_PYTHON), "the system interpreter the unprivileged run starts with"
+    limits = dataclasses.replace(FAST, wall_seconds=20, run_as_uid=NOBODY, launch_python=SYSTEM_PYTHON)
+    result = run_tests(attack, TESTS, "f", limits=limits)
+    assert result.passed, (contained, result.status, result.reason)
+    assert "userns" in result.modes and "same-uid" in result.modes, result.modes
+
+
+def test_a_checker_killed_by_sigkill_is_not_a_sandbox_error():
+    """The launcher passes on the harness's death by a signal by dying of it; SIGKILL has no
+    handler to reset (signal.signal raised in the launcher, and the verdict said sandbox_error).
+    The checker of a run is killed from outside while the program sleeps."""
+    import time
+
+    from filters.sandbox import CHECKER_UID_OFFSET
+
+    killed = []
+
+    def kill_the_checker():
+        end = time.monotonic() + 10
+        while time.monotonic() < end and not killed:
+            for uid in range(UID_BASE + CHECKER_UID_OFFSET, UID_BASE + CHECKER_UID_OFFSET + 64):
+                for pid in _pids_of_uid(uid):
+                    os.kill(pid, 9)
+                    killed.append(pid)
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=kill_the_checker)
+    thread.start()
+    result = run_tests("import time\ntime.sleep(3)\n" + GOOD, TESTS, "f", limits=dataclasses.replace(FAST, wall_seconds=8))
+    thread.join()
+    assert killed, "the checker was not found"
+    assert result.status != "sandbox_error" and not result.passed, (result.status, result.reason)
