@@ -17,6 +17,7 @@ import functools
 import gc
 import inspect
 import resource
+import threading
 import time
 
 import dagster as dg
@@ -65,44 +66,125 @@ def _own_peak_kb() -> int | None:
 class _Meter:
     """A stage's cost. Its peak memory is the stage's own: the process's peak is reset when the
     stage starts (else, with the CLI's in-process runs, every stage reported the run's high-water
-    mark so far, and round 3 could only look bigger than round 1)."""
+    mark so far, and round 3 could only look bigger than round 1).
 
-    def __init__(self):
+    With `carry` (a file under the round's work folder) every attempt of the stage in this round
+    is counted: killed, failed, or finished but not recorded (a kill between the output and
+    Dagster's record of it), and a later rematerialization. The file holds the seconds of all
+    attempts so far (rewritten when an attempt starts, every CARRY_EVERY seconds and when it
+    ends); an attempt reports the sum with its own. The ledger reads the latest
+    materialization: the compute spent on that stage of the round, redone work included."""
+
+    def __init__(self, carry=None):
         release_memory()
         self.reset = _reset_peak()
         self.kids_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        self.carry = carry
+        self.before = _read_carry(carry)
         self.wall, self.cpu = time.monotonic(), self._cpu()
+        self._stop, self.done = threading.Event(), False
+        if carry is not None:  # at once: an attempt killed in its first seconds still counts
+            _write_carry(carry, self._so_far())
+            threading.Thread(target=self._keep, daemon=True, name="stage-cost-carry").start()
 
     @staticmethod
     def _cpu() -> float:
         own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
+    def _so_far(self) -> dict[str, float]:
+        return {"wall_s": self.before["wall_s"] + time.monotonic() - self.wall,
+                "cpu_s": self.before["cpu_s"] + self._cpu() - self.cpu,
+                "attempts": self.before["attempts"] + 1}
+
+    def _keep(self) -> None:
+        while not self._stop.wait(CARRY_EVERY):
+            _write_carry(self.carry, self._so_far())
+
+    def abandon(self) -> None:
+        """The attempt failed: leave its seconds for the next one."""
+        self._stop.set()
+        if self.carry is not None and not self.done:
+            _write_carry(self.carry, self._so_far())
+
     def read(self) -> dict[str, float]:
+        self._stop.set()
+        self.done = True
         own = _own_peak_kb() if self.reset else None
         own = own if own is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child ever: this stage's if it grew
         peak_kb = max(own, kids if kids > self.kids_peak else 0)
-        return {"stage_wall_s": round(time.monotonic() - self.wall, 2), "stage_cpu_s": round(self._cpu() - self.cpu, 2),
-                "stage_peak_rss_mb": round(peak_kb / 1024, 1)}
+        total = self._so_far()
+        if self.carry is not None:  # kept: a kill before Dagster records this materialization
+            _write_carry(self.carry, total)  # means a rerun, which must count this attempt too
+        return {"stage_wall_s": round(total["wall_s"], 2), "stage_cpu_s": round(total["cpu_s"], 2),
+                "stage_peak_rss_mb": round(peak_kb / 1024, 1),
+                **({"stage_attempts": total["attempts"]} if total["attempts"] > 1 else {})}
+
+
+CARRY_EVERY = 2.0  # seconds: what a kill -9 can take from the ledger
+
+
+def _read_carry(path) -> dict[str, float]:
+    import json
+
+    empty = {"wall_s": 0.0, "cpu_s": 0.0, "attempts": 0}
+    try:
+        data = json.loads(path.read_text()) if path is not None and path.is_file() else empty
+        return {k: float(data.get(k, 0)) for k in empty}
+    except (OSError, ValueError, AttributeError):
+        return empty
+
+
+def _write_carry(path, numbers: dict) -> None:
+    import json
+
+    from selftaught.files import write_text_atomic
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(json.dumps(numbers), path)
+    except OSError:  # the ledger is not worth failing a stage for
+        pass
+
+
+def _carry_file(context, kwargs):
+    """<storage root>/work/<round>/costs/<stage>.json for a partitioned round stage, else None."""
+    experiment = kwargs.get("experiment")
+    if experiment is None or not context.has_partition_key:
+        return None
+    try:
+        store = experiment.of(context).store
+    except Exception:  # noqa: BLE001 - a ledger detail must not stop the stage
+        return None
+    return store.root / "work" / context.partition_key / "costs" / f"{context.asset_key.path[-1]}.json"
 
 
 def measured(fn):
-    """Wrap a round asset's body so its materialization carries the stage's cost (STAGE_COST)."""
+    """Wrap a round asset's body so its materialization carries the stage's cost (STAGE_COST),
+    earlier unfinished attempts included."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def stage(context, *args, **kwargs):
-            meter = _Meter()
-            for event in fn(context, *args, **kwargs):
-                if isinstance(event, dg.Output):  # the work is done once the output is yielded
-                    event = event.with_metadata({**event.metadata, **meter.read()})
-                yield event
+            meter = _Meter(_carry_file(context, kwargs))
+            try:
+                for event in fn(context, *args, **kwargs):
+                    if isinstance(event, dg.Output):  # the work is done once the output is yielded
+                        event = event.with_metadata({**event.metadata, **meter.read()})
+                    yield event
+            except BaseException:
+                meter.abandon()
+                raise
         return stage
 
     @functools.wraps(fn)
     def stage(context, *args, **kwargs):
-        meter = _Meter()
-        result = fn(context, *args, **kwargs)
+        meter = _Meter(_carry_file(context, kwargs))
+        try:
+            result = fn(context, *args, **kwargs)
+        except BaseException:
+            meter.abandon()
+            raise
         if isinstance(result, dg.MaterializeResult):
             return dg.MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **meter.read()},
                                         check_results=result.check_results, data_version=result.data_version,

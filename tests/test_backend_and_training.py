@@ -89,6 +89,8 @@ def test_training_resumes_from_its_last_checkpoint(tiny_model_dir, tmp_path):
     assert (out / "checkpoints" / "checkpoint-4").is_dir() and not (out / "model").exists()
     m = train_sft(tiny_model_dir, _rows(), out, s)
     assert m["resumed"] and m["steps"] == 8 and (out / "model").is_dir()
+    whole = train_sft(tiny_model_dir, _rows(), tmp_path / "whole", s)
+    assert m["trained_tokens"] == whole["trained_tokens"] > 0  # TRL's own count restarted at the resume
 
 
 def test_empty_training_set_is_refused(tiny_model_dir, tmp_path):

@@ -87,3 +87,21 @@ def test_kill_9_at_several_points_then_resume_to_identical_files(tmp_path):
     assert final.returncode == 0, out[-3000:]
     assert "1 rounds complete" in out
     assert _hashes(store) == want, f"killed at {killed}"
+    # The ledger counts the killed attempts: their seconds are carried into the stage that
+    # finished, and the trained tokens are the uninterrupted run's (TRL's count restarted at 0).
+    import dagster as dg
+
+    def stage_meta(home_dir: Path, stage: str) -> dict:
+        with dg.DagsterInstance.from_config(str(home_dir)) as instance:
+            rec = instance.fetch_materializations(dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(["tiny", stage]), asset_partitions=["r001"]), limit=1).records[0]
+            return {k: v.value for k, v in rec.asset_materialization.metadata.items()}
+
+    for point, stage in [("generation", "samples"), ("training", "policy"), ("evaluation", "evaluation")]:
+        if point in killed:
+            assert stage_meta(home, stage).get("stage_attempts", 1) >= 2, (point, stage_meta(home, stage))
+    if "training" in killed:
+        assert stage_meta(home, "policy")["trained_tokens"] == stage_meta(clean_dir / "home", "policy")["trained_tokens"]
+    clean_wall = stage_meta(clean_dir / "home", "policy")["stage_wall_s"]
+    if "training" in killed:  # the killed attempt trained past a checkpoint: more seconds than a clean one
+        assert stage_meta(home, "policy")["stage_wall_s"] > clean_wall * 0.8, (stage_meta(home, "policy"), clean_wall)

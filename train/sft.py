@@ -145,6 +145,11 @@ def trl_config(objective: str, ours: dict, defaults: dict, passthrough, bf16: bo
     defaults = {"activation_checkpointing": False,  # TRL defaults to on: slower, odd numerics on CPU
                 "report_to": "none", "disable_tqdm": True, "dataloader_num_workers": 0,
                 "logging_steps": max(1, ours["max_steps"] // 10), **defaults}
+    if not OBJECTIVES.get(objective).caps.online:
+        # The trained-token count in the Trainer's state, which checkpoints hold: TRL's own
+        # count restarts at 0 on a resume (the ledger undercounted a resumed round). An online
+        # objective's trainer counts in the state itself.
+        defaults.setdefault("include_num_input_tokens_seen", "non_padding")
     if "gradient_checkpointing" in extra:  # the deprecated name of activation_checkpointing
         del defaults["activation_checkpointing"]
     cls = getattr(trl, OBJECTIVES.get(objective).caps.trl_config)
@@ -245,7 +250,7 @@ def train_and_save(trainer, tok, out: Path, method: str, what: str, resume: Path
         save_trained(trainer.model, tok, out, method)
         shutil.rmtree(ckpt_dir, ignore_errors=True)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    tokens = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]  # TRL's count, no padding
+    tokens = [h["num_tokens"] for h in trainer.state.log_history if "num_tokens" in h]  # TRL's, if no state count
     return {
         "train_loss": float(result.training_loss),
         "final_loss": float(losses[-1]) if losses else float("nan"),
@@ -255,7 +260,7 @@ def train_and_save(trainer, tok, out: Path, method: str, what: str, resume: Path
         "resumed": resume is not None,
         "threads": int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())),
         "processes": int(trainer.args.world_size),
-        "trained_tokens": int(max(tokens)) if tokens else None,
+        "trained_tokens": int(trainer.state.num_input_tokens_seen or (max(tokens) if tokens else 0)) or None,
         **({"tracker_runs": runs} if runs else {}),
     }
 
