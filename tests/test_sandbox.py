@@ -361,3 +361,55 @@ def test_a_checker_killed_by_sigkill_is_not_a_sandbox_error():
     thread.join()
     assert killed, "the checker was not found"
     assert result.status != "sandbox_error" and not result.passed, (result.status, result.reason)
+
+
+def _under_the_filter(conn):
+    """In a forked child: install the filter, then try what a checked program never needs."""
+    import ctypes
+    import threading as th
+
+    from filters.sandbox_launch import install_seccomp
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    got = {"installed": install_seccomp(libc)}
+    for name, call in {"unshare(NEWUSER)": lambda: libc.unshare(0x10000000),
+                       "bpf": lambda: libc.syscall(321, 0, 0, 0),
+                       "perf_event_open": lambda: libc.syscall(298, 0, 0, -1, -1, 0),
+                       "keyctl": lambda: libc.syscall(250, 0, 0, 0, 0, 0),
+                       "mount": lambda: libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)}.items():
+        ctypes.set_errno(0)
+        got[name] = (call(), ctypes.get_errno())
+    seen = []
+    t = th.Thread(target=lambda: seen.append(1))  # clone3 answers ENOSYS: libc falls back to clone
+    t.start()
+    t.join()
+    pid = os.fork()  # clone without namespace flags
+    if pid == 0:
+        os._exit(7)
+    got["thread"], got["fork"] = seen == [1], os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    got["status"] = [l for l in open("/proc/self/status").read().splitlines() if l.startswith("Seccomp:")]
+    conn.send(got)
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the filter's table is x86-64's")
+def test_the_seccomp_filter_refuses_the_kernels_wider_surface_and_keeps_threads_and_fork():
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    here, there = ctx.Pipe()
+    child = ctx.Process(target=_under_the_filter, args=(there,))
+    child.start()
+    got = here.recv()
+    child.join(30)
+    assert got.pop("installed") and got.pop("status") == ["Seccomp:\t2"]
+    assert got.pop("thread") is True and got.pop("fork") == 7
+    assert got == {name: (-1, 1) for name in got}, got  # each refused with EPERM
+
+
+def test_checked_programs_run_under_the_seccomp_filter():
+    program = ("status = open('/proc/self/status').read()\n"
+               "filtered = any(l.split() == ['Seccomp:', '2'] for l in status.splitlines())\n"
+               "def f(x):\n    return x + 1 if filtered else 0\n")
+    for limits in (FAST, dataclasses.replace(FAST, as_user=True)):
+        result = run_tests(program, TESTS, "f", limits=limits)
+        assert result.passed and "seccomp" in result.modes, (result.status, result.reason, result.modes)
