@@ -263,6 +263,10 @@ def _verdict(code: int | None, out: bytes, err: bytes, why: str, nonce: str, wan
     tests = tuple(TestResult(_unclean(r[4]), r[2] == "1", float(r[3]), _unclean(r[5])) for r in report[1:])
     keep["modes"] = modes
     killed = _PROGRAM_EXIT.search(stderr)
+    memory = _MEMORY_LIMIT.search(stderr)
+    if memory and (error or not all(t.passed for t in tests)):
+        return SandboxResult("crashed", f"the program's processes held more than {memory[1]} MB together "
+                                        "(memory limit)", tests, **keep)
     if killed and int(killed[1]) < 0 and (error or not all(t.passed for t in tests)):
         sig = -int(killed[1])
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
@@ -280,6 +284,7 @@ def _verdict(code: int | None, out: bytes, err: bytes, why: str, nonce: str, wan
 
 
 _PROGRAM_EXIT = re.compile(r"sandbox-program-exit\t(-?\d+)")
+_MEMORY_LIMIT = re.compile(r"sandbox-memory-limit\t(\d+)")
 
 
 def _unclean(text: str) -> str:

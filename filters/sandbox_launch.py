@@ -29,6 +29,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 import time
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
@@ -334,6 +335,11 @@ def run_pair(python: str, s: dict, job: dict, modes: list[str]) -> None:
         except OSError:
             pass  # that process is already gone: its exit status tells
         os.close(fd)
+    stop = threading.Event()
+    if "pidns" in modes:  # /proc is the jail's: every process listed there is the run's
+        spare = {os.getpid(), checker_pid}
+        threading.Thread(target=watch_memory, daemon=True, args=(s["memory_mb"] << 10, lambda: (
+            int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in spare), stop)).start()
     status, program_done = None, False
     while status is None:
         try:
@@ -358,6 +364,7 @@ def run_pair(python: str, s: dict, job: dict, modes: list[str]) -> None:
                 program_done = True
             else:
                 time.sleep(0.002)
+    stop.set()
     if not program_done:
         try:
             os.kill(program_pid, signal.SIGKILL)
@@ -367,6 +374,32 @@ def run_pair(python: str, s: dict, job: dict, modes: list[str]) -> None:
 
 
 PROGRAM_GRACE_SECONDS = 0.5
+MEMORY_POLL_SECONDS = 0.02
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except (OSError, ValueError, IndexError):
+        return 0  # gone
+
+
+def watch_memory(limit_kb: int, pids, stop, poll: float = MEMORY_POLL_SECONDS) -> bool:
+    """The run's memory cap across processes: RLIMIT_AS bounds each process, so 12 processes
+    could hold 12 x memory_mb. Every `poll` seconds sum the resident memory of `pids()` (the
+    program's processes) and SIGKILL them all once it passes `limit_kb`; True when it did."""
+    while not stop.wait(poll):
+        running = list(pids())
+        if sum(_rss_kb(pid) for pid in running) > limit_kb:
+            print(f"sandbox-memory-limit\t{limit_kb // 1024}", file=sys.stderr, flush=True)
+            for pid in running:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            return True
+    return False
 
 
 def _report_program_exit(code: int) -> None:

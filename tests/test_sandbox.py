@@ -413,3 +413,39 @@ def test_checked_programs_run_under_the_seccomp_filter():
     for limits in (FAST, dataclasses.replace(FAST, as_user=True)):
         result = run_tests(program, TESTS, "f", limits=limits)
         assert result.passed and "seccomp" in result.modes, (result.status, result.reason, result.modes)
+
+
+def _hold(mb, ready):
+    import time
+
+    block = bytearray(mb << 20)
+    for i in range(0, len(block), 4096):  # touch every page: resident, not just reserved
+        block[i] = 1
+    ready.set()
+    time.sleep(60)
+
+
+def test_the_memory_cap_holds_across_processes():
+    """RLIMIT_AS bounds each process; the jail's PID 1 sums the resident memory of the run's
+    processes and kills them all past memory_mb (an outside probe held 12 x 100 MB under
+    memory_mb 256). Here 3 processes of 100 MB each against caps of 256 and 1024 MB."""
+    import multiprocessing
+    import threading as th
+
+    from filters.sandbox_launch import watch_memory
+
+    ctx = multiprocessing.get_context("fork")
+    for cap_mb, killed in ((256, True), (1024, False)):
+        ready = [ctx.Event() for _ in range(3)]
+        procs = [ctx.Process(target=_hold, args=(100, r)) for r in ready]
+        for proc in procs:
+            proc.start()
+        assert all(r.wait(30) for r in ready)
+        stop = th.Event()
+        th.Timer(1.0, stop.set).start()
+        assert watch_memory(cap_mb << 10, lambda: [p.pid for p in procs], stop) is killed
+        for proc in procs:
+            if not killed:
+                proc.kill()
+            proc.join(10)
+        assert all(p.exitcode == -9 for p in procs)
