@@ -2,6 +2,7 @@
 evaluation set, and the base model (built once, cached by its config)."""
 
 
+import logging
 import shutil
 
 import dagster as dg
@@ -43,8 +44,9 @@ def eval_prompts(context: dg.AssetExecutionContext, experiment: ExperimentResour
         meta.update({k: v for k, v in report.items() if not isinstance(v, list)})
         if report["contaminated_eval_rows"]:
             meta["contaminated_eval_ids"] = dg.MetadataValue.json(report["contaminated_eval_ids"])
-            context.log.warning(f"{report['contaminated_eval_rows']} held-out rows share their question with a "
-                                "training row; those training rows are kept out of pools, warm start and few-shot")
+            logging.getLogger("selftaught.setup").warning(
+                f"{report['contaminated_eval_rows']} held-out rows share their question with a training row; "
+                "those training rows are kept out of pools, warm start and few-shot")
     context.add_output_metadata(meta)
     return out
 

@@ -149,7 +149,8 @@ def _write_carry(path, numbers: dict) -> None:
 
 
 def _carry_file(context, kwargs):
-    """<storage root>/work/<round>/costs/<stage>.json for a partitioned round stage, else None."""
+    """<storage root>/work/costs/<round>/<stage>.json for a partitioned round stage, else None
+    (not under work/<round>/: the policy stage publishes that folder as the model)."""
     experiment = kwargs.get("experiment")
     if experiment is None or not context.has_partition_key:
         return None
@@ -157,7 +158,7 @@ def _carry_file(context, kwargs):
         store = experiment.of(context).store
     except Exception:  # noqa: BLE001 - a ledger detail must not stop the stage
         return None
-    return store.root / "work" / context.partition_key / "costs" / f"{context.asset_key.path[-1]}.json"
+    return store.root / "work" / "costs" / context.partition_key / f"{context.asset_key.path[-1]}.json"
 
 
 def measured(fn):

@@ -177,7 +177,7 @@ def isolate(s: dict) -> list[str]:
     s["modes"] = modes  # limit() reads whether the user namespace is in effect
     modes += ["netns", "pidns", "ipcns", *build_jail(libc, s)]
     modes.append(f"uid-{s['uid']}" if s["host_root"] else "same-uid")
-    return modes + ["split-checker"] + (["seccomp"] if _seccomp_program() is not None else [])
+    return modes + ["split-checker"] + (["seccomp"] if _seccomp_works(libc) else [])
 
 
 # In the user namespace the harness's own processes share the run's uid: the launcher, PID 1
@@ -219,6 +219,7 @@ DENIED_SYSCALLS_X86_64 = {
     "name_to_handle_at": 303, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
     "fsmount": 432, "fspick": 433, "mount_setattr": 442, "acct": 163, "swapon": 167, "swapoff": 168,
     "reboot": 169, "syslog": 103, "quotactl": 179, "io_uring_setup": 425, "personality": 135,
+    "pidfd_getfd": 438, "process_madvise": 440,
 }
 CLONE_X86_64, CLONE3_X86_64 = 56, 435
 CLONE_NAMESPACES = 0x7E020000  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
@@ -267,6 +268,17 @@ def install_seccomp(libc) -> bool:
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         return False
     return libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) == 0
+
+
+def _seccomp_works(libc) -> bool:
+    """Whether this kernel takes the filter (a container may refuse seccomp): tried in a child,
+    so a refusal leaves the jail as it is and the mode list says so (no "seccomp")."""
+    if _seccomp_program() is None:
+        return False
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if install_seccomp(libc) else 1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
 def drop_privileges(uid: int) -> None:
@@ -336,7 +348,7 @@ def run_pair(python: str, s: dict, job: dict, modes: list[str]) -> None:
             pass  # that process is already gone: its exit status tells
         os.close(fd)
     stop = threading.Event()
-    if "pidns" in modes:  # /proc is the jail's: every process listed there is the run's
+    if "pidns" in modes and "no-proc" not in modes:  # /proc is the jail's: its processes are the run's
         spare = {os.getpid(), checker_pid}
         threading.Thread(target=watch_memory, daemon=True, args=(s["memory_mb"] << 10, lambda: (
             int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in spare), stop)).start()
@@ -378,6 +390,13 @@ MEMORY_POLL_SECONDS = 0.02
 
 
 def _rss_kb(pid: int) -> int:
+    """The process's proportional share of resident memory (PSS: a page shared by n processes,
+    copy-on-write after fork, counts 1/n each), else its resident size."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        pass
     try:
         with open(f"/proc/{pid}/statm") as f:
             return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
@@ -387,7 +406,7 @@ def _rss_kb(pid: int) -> int:
 
 def watch_memory(limit_kb: int, pids, stop, poll: float = MEMORY_POLL_SECONDS) -> bool:
     """The run's memory cap across processes: RLIMIT_AS bounds each process, so 12 processes
-    could hold 12 x memory_mb. Every `poll` seconds sum the resident memory of `pids()` (the
+    could hold 12 x memory_mb. Every `poll` seconds sum the resident memory (PSS) of `pids()` (the
     program's processes) and SIGKILL them all once it passes `limit_kb`; True when it did."""
     while not stop.wait(poll):
         running = list(pids())

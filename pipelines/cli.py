@@ -332,7 +332,6 @@ def cmd_ledger(args) -> int:
     from selftaught.config import load_config
 
     cfg = load_config(args.config)
-    _experiment_store(cfg)
     rounds = experiment_costs(get_instance_for(args), key_prefix(cfg.name), [a.key.path[-1] for a in ROUND_ASSETS])
     if not rounds:
         print(f"experiment {cfg.name}: no evaluated round on this Dagster instance yet")

@@ -29,17 +29,26 @@ def _objective_label(objective: str) -> str:
         return f"{objective} training"
 
 
+def _weights_on_disk(store: Store, name: str) -> str:
+    """Whether the model's files still have the hash its provenance records (a local store:
+    an object store's lineage reads provenance without downloading weights)."""
+    if store.remote:
+        return ""
+    try:
+        verified_weights_hash(store.model_dir(name))
+        return " (verified on disk)"
+    except ValueError as exc:  # the files changed after the round wrote them
+        return f" CHANGED ON DISK ({str(exc).split('(weights_hash ')[-1].split(')')[0]})"
+    except OSError as exc:
+        return f" (cannot read the weights: {exc.strerror or exc})"
+
+
 def _model(store: Store, name: str) -> str:
     where = store.where(store.root / "models" / name)
     p = store.provenance(name)
     if p is None:
         return f"{name}: no complete artifact at {where}"
-    try:  # the files, not only their record: weights changed after the round wrote them show here
-        verified_weights_hash(store.model_dir(name))
-        bits = [f"weights {p['weights_hash']} (verified on disk)"]
-    except (ValueError, OSError) as exc:
-        bits = [f"weights {p['weights_hash']} — CHANGED ON DISK: {str(exc).split(' (weights_hash')[0]} "
-                f"({str(exc).split(', ')[-1].split(' on disk')[0]} on disk)"]
+    bits = [f"weights {p['weights_hash']}{_weights_on_disk(store, name)}"]
     if p.get("adapter_hash"):
         bits.append(f"adapter {p['adapter_hash']} on base {p.get('adapter_base_hash')}")
     if name == "base":

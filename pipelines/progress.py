@@ -10,9 +10,9 @@ from assets.parent import latest_materialization
 from pipelines.keys import CLI_TAG, EXPERIMENT_TAG, asset_key, key_prefix
 from selftaught.config import ExperimentConfig
 from selftaught.lock import ExperimentLock
-from selftaught.round_keys import round_key
+from selftaught.round_keys import is_round_key, round_index, round_key
 from selftaught.store import Store, is_complete
-from selftaught.files import table_problem
+from selftaught.files import TableError, table_problem
 from train.artifact import verified_weights_hash
 
 def _round_graph() -> tuple[list[str], dict[str, list[str]]]:
@@ -66,10 +66,17 @@ def _file_problem(store: Store, name: str, key: str) -> str | None:
     if name == "policy":
         if not is_complete(store.model_dir(key)):
             return f"the model {store.where(store.model_dir(key))} is missing or incomplete"
-        try:  # a file changed after the round wrote it (the same seeds train the same weights again)
+        if store.remote:  # verified when a step loads it (hashing here would download every round)
+            return None
+        try:
             verified_weights_hash(store.model_dir(key))
-        except ValueError as exc:
-            return str(exc).split(": they changed")[0]
+        except ValueError as exc:  # changed after the round wrote them
+            later = [k for k in store.partitions("prompts") if is_round_key(k) and round_index(k) > round_index(key)]
+            if later:  # rounds built on the old weights: retraining could not give them their parent back
+                raise TableError(f"{exc}. Round {later[0]} was built from them: restore the files (a `selftaught "
+                                 f"export` copy holds them), or remove {store.where(store.model_dir(key))} and the "
+                                 "rounds after it to redo them") from None
+            return str(exc).split(": they changed")[0]  # the last round: retrain it (same seeds)
         return None
     path = store.table_path(name, key)
     problem = table_problem(path)

@@ -149,7 +149,7 @@ def test_one_asset_prefix_and_one_root_per_experiment_name_in_a_dagster_home(tmp
 def test_read_commands_refuse_a_root_that_belongs_to_another_experiment(tmp_path, tiny_config):
     store = Store(Path(load_config(tiny_config).storage_root))
     claim_root(store, "someone-else")
-    for command in (["status"], ["lineage", "r001"], ["diff", "r001"], ["ledger"], ["export", "r001", "--to",
+    for command in (["status"], ["lineage", "r001"], ["diff", "r001"], ["export", "r001", "--to",
                                                                                    str(tmp_path / "out")]):
         res = cli(*command, "--config", str(tiny_config), home=tmp_path / "home")
         assert res.returncode == 2, (command, res.stderr[-2000:])
@@ -242,7 +242,7 @@ def _started(run):
 
 # ---- unclear errors -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, message", [("0", "must be 1 or more, got 0"), ("-1", "must be 1 or more, got -1"),
+@pytest.mark.parametrize("value, message", [("0", "must be 1..10,000, got 0"), ("-1", "must be 1..10,000, got -1"),
                                             ("two", "expected a whole number, got 'two'")])
 def test_round_counts_below_one_are_usage_errors(tmp_path, tiny_config, value, message):
     res = cli("run", "--config", str(tiny_config), "--rounds", value, home=tmp_path / "home", timeout=60)
@@ -309,23 +309,29 @@ def test_damaged_tables_and_changed_weights_are_named_and_redone(tmp_path, tiny_
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"r001: table {verdicts} is unreadable" in again.stdout and "rematerializing from verdicts" in again.stdout
     assert pl.read_parquet(verdicts).equals(whole)  # redone to the same rows
-    # Weights changed after r002 was complete: lineage shows it, run retrains them (same seeds,
-    # same bytes) before it calls the experiment complete.
-    assert cli("run", "--config", str(tiny_config), "--rounds", "2", home=home, timeout=600).returncode == 0
+    # Weights changed after the round wrote them. The last round: run retrains them (same seeds,
+    # same bytes). With a later round built on them: lineage shows it, run refuses in one line.
     weights = store / "models" / "r001" / "model" / "model.safetensors"
     original = weights.read_bytes()
     data = bytearray(original)
     data[-10] ^= 0xFF
     weights.write_bytes(bytes(data))
+    redo = cli("run", "--config", str(tiny_config), "--rounds", "1", home=home, timeout=600)
+    assert redo.returncode == 0, redo.stderr[-3000:]
+    assert "r001: the weights in" in redo.stdout and "rematerializing from policy" in redo.stdout, redo.stdout
+    assert weights.read_bytes() == original
+    assert cli("run", "--config", str(tiny_config), "--rounds", "2", home=home, timeout=600).returncode == 0
+    weights.write_bytes(bytes(data))
     lineage = cli("lineage", "r002", "--config", str(tiny_config), home=home, timeout=120)
     assert lineage.returncode == 0 and "policy r001: weights" in lineage.stdout
-    assert "CHANGED ON DISK: the weights in" in lineage.stdout, lineage.stdout
-    nxt = cli("run", "--config", str(tiny_config), "--rounds", "2", home=home, timeout=600)
-    assert nxt.returncode == 0, nxt.stderr[-3000:]
-    assert "r001: the weights in" in nxt.stdout and "rematerializing from policy" in nxt.stdout, nxt.stdout
-    assert "r002: already complete" in nxt.stdout
-    assert weights.read_bytes() == original
-    assert "(verified on disk)" in cli("lineage", "r002", "--config", str(tiny_config), home=home).stdout
+    assert "CHANGED ON DISK (" in lineage.stdout and "(verified on disk)" in lineage.stdout, lineage.stdout
+    refused = cli("run", "--config", str(tiny_config), "--rounds", "2", home=home, timeout=600)
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].endswith(
+        "Round r002 was built from them: restore the files (a `selftaught export` copy holds them), or remove "
+        f"{store / 'models' / 'r001'} and the rounds after it to redo them"), refused.stderr[-2000:]
+    weights.write_bytes(original)
+    assert "r002: already complete" in cli("run", "--config", str(tiny_config), "--rounds", "2", home=home).stdout
 
 
 # ---- datasets -------------------------------------------------------------------------------

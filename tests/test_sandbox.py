@@ -325,6 +325,10 @@ PAST_THE_GUARD = "import sys, importlib, posix, time\nposix = importlib.reload(p
      "        made += 1\nexcept OSError:\n    pass\ndef f(x):\n    return x + 1 if made < 300_000 else 0\n", "inodes"),
 ], ids=["fork cap", "inode cap"])
 def test_limits_hold_for_a_real_non_root_user(attack, contained):
+    from filters.sandbox_launch import _nproc_per_user_namespace
+
+    if contained == "fork" and not _nproc_per_user_namespace():
+        pytest.skip("Linux < 5.14 counts RLIMIT_NPROC machine-wide: the cap is not set in a user namespace")
     """The user-namespace jail as an unprivileged uid (not root pretending): RLIMIT_NPROC is
     counted per user namespace (Linux >= 5.14), so max_processes holds there too (an outside probe
     forked 60 of 60 with max_processes 16 before; as uid 65534 in a user namespace with the limit
@@ -336,6 +340,7 @@ def test_limits_hold_for_a_real_non_root_user(attack, contained):
     assert "userns" in result.modes and "same-uid" in result.modes, result.modes
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="finds the checker by the uid the root path gives it")
 def test_a_checker_killed_by_sigkill_is_not_a_sandbox_error():
     """The launcher passes on the harness's death by a signal by dying of it; SIGKILL has no
     handler to reset (signal.signal raised in the launcher, and the verdict said sandbox_error).
@@ -372,6 +377,9 @@ def _under_the_filter(conn):
 
     libc = ctypes.CDLL(None, use_errno=True)
     got = {"installed": install_seccomp(libc)}
+    if not got["installed"]:  # unfiltered, these calls would really run (as root: a mount over /tmp)
+        conn.send(got)
+        return
     for name, call in {"unshare(NEWUSER)": lambda: libc.unshare(0x10000000),
                        "bpf": lambda: libc.syscall(321, 0, 0, 0),
                        "perf_event_open": lambda: libc.syscall(298, 0, 0, -1, -1, 0),
@@ -406,6 +414,7 @@ def test_the_seccomp_filter_refuses_the_kernels_wider_surface_and_keeps_threads_
     assert got == {name: (-1, 1) for name in got}, got  # each refused with EPERM
 
 
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the filter's table is x86-64's")
 def test_checked_programs_run_under_the_seccomp_filter():
     program = ("status = open('/proc/self/status').read()\n"
                "filtered = any(l.split() == ['Seccomp:', '2'] for l in status.splitlines())\n"

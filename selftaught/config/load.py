@@ -118,7 +118,10 @@ def _load_bounded(text: str, source: str):
         raise ConfigError(f"experiment config {source} is larger than {MAX_CONFIG_BYTES >> 20} MiB")
     loader = _UniqueKeyLoader(text)
     try:
-        node = loader.get_single_node()
+        try:
+            node = loader.get_single_node()
+        except RecursionError:  # the parser recurses per level before _check_size sees the depth
+            raise ConfigError(f"experiment config {source}: nested deeper than {MAX_DEPTH} levels") from None
         if node is None:
             return None
         _check_size(node, source)
