@@ -66,6 +66,8 @@ def documented_commands() -> dict[tuple[str, str], str]:
             if not targets or not re.fullmatch(r"[a-z][\w-]*", targets[0]):
                 continue
             what = targets[0]
+        if "<" in what:  # a placeholder (`python bench/<script>.py`), not a command
+            continue
         if f"{prog} {what}" not in NOT_COMMANDS:
             commands.setdefault((prog, what), where)
     return commands
