@@ -228,6 +228,6 @@ def claim_key_prefix(home: Path, experiment: str, location: str) -> None:
                             f"{registry})")
         if mine is None:
             known[prefix] = {"experiment": experiment, "root": location}
-            tmp = registry.with_name(f".{registry.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(known, indent=1, sort_keys=True))
-            os.replace(tmp, registry)
+            from selftaught.files import write_text_atomic
+
+            write_text_atomic(json.dumps(known, indent=1, sort_keys=True), registry)
