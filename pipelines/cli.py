@@ -66,16 +66,20 @@ def _root_error(error):
     return error
 
 
+def _step_errors(result) -> list:
+    """(step key, error) of each step that raised; a step stopped by a failed blocking check is not one."""
+    return [(e.step_key, e.step_failure_data.error) for e in result.all_events
+            if e.is_step_failure and e.step_failure_data.error is not None
+            and _root_error(e.step_failure_data.error).cls_name != "DagsterAssetCheckFailedError"]
+
+
 def _failure(result) -> str:
     """The one line about a failed run that names its cause. A step that raised is the cause
     (its root exception, not Dagster's wrapper); a step stopped by a blocking check that
     failed at ERROR severity names that check. A check that only warned never stands in for
     an error: it is in the UI with the rest."""
-    for event in result.all_events:
-        if event.is_step_failure:
-            error = event.step_failure_data.error
-            if error is not None and _root_error(error).cls_name != "DagsterAssetCheckFailedError":
-                return f"{event.step_key}: {_root_error(error).message.strip()}"
+    for step, error in _step_errors(result):
+        return f"{step}: {_root_error(error).message.strip()}"
     for event in result.all_events:
         if event.event_type_value == "ASSET_CHECK_EVALUATION":
             d = event.event_specific_data
@@ -89,9 +93,7 @@ def _failure(result) -> str:
 def _report_failure(what: str, result, debug: bool, experiment: str, log_name: str) -> None:
     """Print `<what> failed: <cause>` as the last line of stderr. The tracebacks go to a log
     file under DAGSTER_HOME/logs (printed above the line only with --debug)."""
-    tracebacks = [f"step {e.step_key}:\n{e.step_failure_data.error.to_string()}" for e in result.all_events
-                  if e.is_step_failure and e.step_failure_data.error is not None
-                  and _root_error(e.step_failure_data.error).cls_name != "DagsterAssetCheckFailedError"]
+    tracebacks = [f"step {step}:\n{error.to_string()}" for step, error in _step_errors(result)]
     where = ""
     if tracebacks and not debug:
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{experiment}-{log_name}-{result.run_id[:8]}")
