@@ -61,6 +61,8 @@ CONFIG_CASES = [
     ("pass-through nan", {"training": {"trl": {"max_grad_norm": float("nan")}}}, r"max_grad_norm: nan is not a finite"),
     ("pass-through nested inf", {"training": {"trl": {"lr_scheduler_kwargs": {"min_lr": float("inf")}}}},
      r"lr_scheduler_kwargs.min_lr: inf is not a finite"),
+    ("pass-through padding to 0 tokens", {"training": {"trl": {"pad_to_multiple_of": 0}}},
+     r"pad_to_multiple_of: 0 is outside 1..4096"),
     ("pass-through absurd magnitude", {"training": {"trl": {"neftune_noise_alpha": 1e30}}},
      r"neftune_noise_alpha: 1e\+30 is outside 0..100"),
     ("pass-through unlisted float", {"training": {"trl": {"adam_beta2": 0.9, "router_aux_loss_coef": 1e12}}},

@@ -59,6 +59,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "top_entropy_quantile": (0, 1), "min_p": (0, 1),
     "repetition_penalty": (0.01, 100), "top_k": (0, 1_000_000),
     "max_tool_calling_iterations": (0, 1000), "num_completions_to_print": (0, 10_000),
+    "pad_to_multiple_of": (1, 4096),            # tokens; 1 pads each batch to its longest row
 }
 
 MAX_FLOAT = 1e6          # any other float: beyond this it is a typo or a ruined run
