@@ -12,9 +12,8 @@ from pathlib import Path
 import polars as pl
 
 from selftaught.plugins import OBJECTIVES
-from train.sft import (ANY_OBJECTIVE_FIELDS, PAD_TO_MULTIPLE_OF, LoraSettings, _finite_loss_callback,
-                       _progress_callback, check_finite_weights, lora_settings, lora_setup, save_trained,
-                       torch_dtype, trl_config)
+from train.sft import (ANY_OBJECTIVE_FIELDS, LoraSettings, _finite_loss_callback, _progress_callback,
+                       check_finite_weights, lora_settings, lora_setup, save_trained, torch_dtype, trl_config)
 from train.tracking import Tracking, training_runs
 
 log = logging.getLogger("selftaught.train")
@@ -74,7 +73,7 @@ def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.D
         "learning_rate": s.learning_rate, "beta": s.beta, "loss_type": losses, "loss_weights": weights,
         "max_length": s.max_length, "seed": s.seed, "data_seed": s.seed, "save_strategy": "no",
         **(tracking.training_args() if tracking else {}),
-    }, {"pad_to_multiple_of": PAD_TO_MULTIPLE_OF}, s.trl, s.bf16)
+    }, {}, s.trl, s.bf16)
     try:
         tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch_dtype(s.dtype))

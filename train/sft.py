@@ -167,14 +167,6 @@ def torch_dtype(name: str):
     return getattr(torch, name)
 
 
-# Batches are padded to a multiple of this many tokens. On a CPU, oneDNN keeps a compiled
-# kernel (and its buffers) per matmul shape, for the life of the process: with every batch
-# padded to its own longest row, each new length added to the cache, so resident memory grew
-# through training and from round to round (bench/training_memory.py: +230-300 MB over a
-# run's steps, flat padded to 16; peak 7-8% lower). training.trl.pad_to_multiple_of overrides it.
-PAD_TO_MULTIPLE_OF = 16
-
-
 def train_sft(
     init_model_dir: str | Path, rows: pl.DataFrame, out_dir: str | Path, s: SFTSettings, callbacks: tuple = (),
     adapter_init: str | Path | None = None, tracking: Tracking | None = None,
@@ -202,7 +194,7 @@ def train_sft(
         "max_length": s.max_length, "completion_only_loss": s.completion_only_loss, "seed": s.seed,
         "data_seed": s.seed, "save_strategy": "steps" if s.save_every else "no", "save_steps": s.save_every or 500,
         "save_total_limit": 1, **(tracking.training_args() if tracking else {}),
-    }, {"lr_scheduler_type": "linear", "pad_to_multiple_of": PAD_TO_MULTIPLE_OF}, s.trl, s.bf16)
+    }, {"lr_scheduler_type": "linear"}, s.trl, s.bf16)
     tok, model = load_for_training(init_model_dir, s.seed, s.dtype)
     model, peft_config = lora_setup(model, s.method, s.lora, adapter_init)
     data = Dataset.from_dict({"prompt": rows["prompt"].to_list(), "completion": rows["completion"].to_list()})
