@@ -93,6 +93,31 @@ def test_training_resumes_from_its_last_checkpoint(tiny_model_dir, tmp_path):
     assert m["trained_tokens"] == whole["trained_tokens"] > 0  # TRL's own count restarted at the resume
 
 
+def test_training_batches_come_in_few_lengths(tiny_model_dir, tmp_path):
+    """Every batch is padded to a multiple of PAD_TO_MULTIPLE_OF tokens: on a CPU each new
+    matmul shape stays in oneDNN's kernel cache, and a batch per length made resident memory
+    grow through training and from round to round (issue 25, class 8)."""
+    import torch
+
+    from train.sft import PAD_TO_MULTIPLE_OF
+
+    lengths = []
+
+    def record(module, args):
+        if isinstance(module, torch.nn.Embedding) and args:
+            lengths.append(args[0].shape[-1])
+
+    rows = pl.DataFrame({"prompt": [f"Q: {'1+' * k}1=? A:" for k in range(1, 41)],
+                         "completion": [f" {k + 1}" for k in range(1, 41)]})  # 40 distinct lengths
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(record)  # every module's forward
+    try:
+        train_sft(tiny_model_dir, rows, tmp_path / "art", SFTSettings(max_steps=10, batch_size=4, max_length=128))
+    finally:
+        hook.remove()
+    assert len(lengths) >= 10
+    assert all(n % PAD_TO_MULTIPLE_OF == 0 for n in lengths), sorted(set(lengths))
+
+
 def test_empty_training_set_is_refused(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="no training rows"):
         train_sft(tiny_model_dir, _rows().head(0), tmp_path, SFTSettings())

@@ -131,6 +131,14 @@ def _device_args(bf16: bool | None = None) -> dict:
     return {"use_cpu": True, "bf16": bool(bf16), **({"ddp_backend": "gloo"} if multi else {})}
 
 
+# Batches are padded to a multiple of this many tokens. On a CPU, oneDNN keeps a compiled
+# kernel (and its buffers) per matmul shape, for the life of the process: with every batch
+# padded to its own longest row, each new length added to the cache, so resident memory grew
+# through training and from round to round (bench/training_memory.py: +230-300 MB over a
+# run's steps, flat padded to 16; peak 7-8% lower). training.trl.pad_to_multiple_of overrides it.
+PAD_TO_MULTIPLE_OF = 16
+
+
 def trl_config(objective: str, ours: dict, defaults: dict, passthrough, bf16: bool | None):
     """The installed TRL's config for `objective`: selftaught's `defaults`, then the user's
     `passthrough` fields (training.trl), then what selftaught sets itself (`ours`, the device)."""
@@ -150,6 +158,7 @@ def trl_config(objective: str, ours: dict, defaults: dict, passthrough, bf16: bo
         # count restarts at 0 on a resume (the ledger undercounted a resumed round). An online
         # objective's trainer counts in the state itself.
         defaults.setdefault("include_num_input_tokens_seen", "non_padding")
+        defaults.setdefault("pad_to_multiple_of", PAD_TO_MULTIPLE_OF)
     if "gradient_checkpointing" in extra:  # the deprecated name of activation_checkpointing
         del defaults["activation_checkpointing"]
     cls = getattr(trl, OBJECTIVES.get(objective).caps.trl_config)
