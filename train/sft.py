@@ -134,8 +134,9 @@ def _device_args(bf16: bool | None = None) -> dict:
 # Batches are padded to a multiple of this many tokens. On a CPU, oneDNN keeps a compiled
 # kernel (and its buffers) per matmul shape, for the life of the process: with every batch
 # padded to its own longest row, each new length added to the cache, so resident memory grew
-# through training and from round to round (bench/training_memory.py: +230-300 MB over a
-# run's steps, flat padded to 16; peak 7-8% lower). training.trl.pad_to_multiple_of overrides it.
+# through training and from round to round (bench/training_memory.py, three rounds in one
+# process: round 3's peak +3.3% over round 1's unpadded, -0.9% padded to 16, 9.5% lower).
+# training.trl.pad_to_multiple_of overrides it.
 PAD_TO_MULTIPLE_OF = 16
 
 
