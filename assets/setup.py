@@ -65,6 +65,8 @@ def _base_key(cfg) -> str:
         wanted["gguf_sha256"] = gguf_source(cfg.model.base).sha256
     if cfg.repair.mode != "none" and cfg.repair.warm_start_share:
         wanted["repair_format"] = [cfg.repair.mode, cfg.repair.warm_start_share, cfg.repair.prompt_template()]
+    if cfg.model.warm_start is not None:  # trained here: a release that trains otherwise retrains it
+        wanted["code_version"] = __version__
     return hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:16]
 
 

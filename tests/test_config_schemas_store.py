@@ -131,15 +131,31 @@ def test_unwritable_root_is_a_clear_error(tmp_path):
 
 
 def test_keys_added_later_leave_earlier_hashes_alone():
-    """sampling.dtype and training.bf16 came after 0.3.0: at their defaults the hashes are those of
-    0.3.0, so rounds already on disk stay fresh; set, they count."""
+    """sampling.dtype and training.bf16 came after 0.3.0: at their defaults the hashes are those the
+    same config had before they existed (the pinned round hash is 0.4.0's: the version counts);
+    set, they count."""
     demo = load_config(DEFAULT_CONFIG)
-    assert (demo.round_hash(), demo.section_hash("model")) == ("e6f24a2d9cada5dd", "20bcd9bf6cb709c5")
+    assert (demo.round_hash(), demo.section_hash("model")) == ("3f2aab1d853e83aa", "20bcd9bf6cb709c5")
     data = demo.model_dump(mode="json")
     data["sampling"]["dtype"] = "bfloat16"
     assert parse_config(data).round_hash() != demo.round_hash()
     data["sampling"]["dtype"], data["training"]["bf16"] = "float32", True
     assert parse_config(data).round_hash() != demo.round_hash()
+
+
+def test_a_trained_base_is_keyed_by_the_code_version(monkeypatch):
+    """The warm start trains the base here, so a release that trains otherwise (0.4.0 pads its
+    batches) must retrain it, not reuse the cached one; a base only copied keeps its key."""
+    import assets.setup as setup
+
+    demo = load_config(DEFAULT_CONFIG)
+    data = demo.model_dump(mode="json")
+    data["model"]["warm_start"] = None
+    copied = parse_config(data)
+    keys = setup._base_key(demo), setup._base_key(copied)
+    monkeypatch.setattr(setup, "__version__", "99.0.0")
+    assert setup._base_key(demo) != keys[0]
+    assert setup._base_key(copied) == keys[1]
 
 
 def test_extends_merges_sections_and_replaces_values(tmp_path):
