@@ -114,7 +114,7 @@ def test_training_batches_come_in_few_lengths(tiny_model_dir, tmp_path):
         train_sft(tiny_model_dir, rows, tmp_path / "art", SFTSettings(max_steps=10, batch_size=4, max_length=128))
     finally:
         hook.remove()
-    assert len(lengths) >= 10
+    assert len(lengths) >= 10 and PAD_TO_MULTIPLE_OF >= 8  # 1 would be TRL's own batch per length
     assert all(n % PAD_TO_MULTIPLE_OF == 0 for n in lengths), sorted(set(lengths))
 
 
