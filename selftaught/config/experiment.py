@@ -38,23 +38,33 @@ def _names_with(capability: str, kind: str = "verifier") -> str:
 
 
 class ExperimentConfig(Strict):
-    name: str = Field("demo", pattern=r"^[A-Za-z0-9_\-]+$")
+    """One experiment: its name, storage, round count and every config section."""
+
+    name: str = Field("demo", pattern=r"^[A-Za-z0-9_\-]+$", description="the experiment's name (letters, digits, "
+                      "_ and -): prefix of its Dagster assets and jobs, default tracker project")
     storage_root: str = Field("data/runs/demo", description="a path, or an object store URL (s3://bucket/prefix)")
     storage_options: dict[str, Any] = Field(default_factory=dict, description=(
         "fsspec options for a URL root, e.g. {endpoint_url: ...} for MinIO; credentials come from the "
         "environment (AWS_ACCESS_KEY_ID, ...), not from here"))
     storage_cache: str | None = Field(None, description="local mirror of a URL root (default ~/.cache/selftaught)")
-    max_rounds: int = Field(3, ge=1, le=MAX_ROUNDS)
+    max_rounds: int = Field(3, ge=1, le=MAX_ROUNDS, description="self-training rounds (what `selftaught run` "
+                            "completes by default); the schedule and auto-continue stop after the last")
     # default_factory: a task and an objective are registry entries, looked up when a config is made
-    task: TaskConfig = Field(default_factory=TaskConfig)
-    model: ModelConfig = ModelConfig()
-    sampling: SamplingConfig = SamplingConfig()
-    verification: VerificationConfig = VerificationConfig()
-    selection: SelectionConfig = SelectionConfig()
-    training: TrainingConfig = Field(default_factory=TrainingConfig)
-    repair: RepairConfig = RepairConfig()
-    evaluation: EvaluationConfig = EvaluationConfig()
-    operations: OperationsConfig = OperationsConfig()
+    task: TaskConfig = Field(default_factory=TaskConfig, description="what the model is asked, and how many prompts")
+    model: ModelConfig = Field(ModelConfig(), description="the base model and its warm start")
+    sampling: SamplingConfig = Field(SamplingConfig(), description="how each round samples the pool: backend, "
+                                     "samples per prompt, B-STaR and budgets")
+    verification: VerificationConfig = Field(VerificationConfig(), description="which verifier scores samples, "
+                                             "and its limits")
+    selection: SelectionConfig = Field(SelectionConfig(), description="which correct samples become training rows")
+    training: TrainingConfig = Field(default_factory=TrainingConfig, description="how each round trains the policy: "
+                                     "objective, optimizer, LoRA, V-STaR verifier, launcher")
+    repair: RepairConfig = Field(RepairConfig(), description="second attempts at what failed (STaR rationalization, "
+                                 "Re-ReST reflection)")
+    evaluation: EvaluationConfig = Field(EvaluationConfig(), description="how the base model and every round's "
+                                         "policy are scored on held-out prompts")
+    operations: OperationsConfig = Field(OperationsConfig(), description="schedule, auto-continue, Dagster executor, "
+                                         "trackers and machine cost (not in the round hash)")
 
     @field_validator("storage_root")
     @classmethod

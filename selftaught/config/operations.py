@@ -42,6 +42,8 @@ def _cron_field_problem(text: str, low: int, high: int, names: tuple[str, ...]) 
 
 
 class AutoContinueConfig(Strict):
+    """When the auto-continue sensor, which starts the next round once one completes, stops."""
+
     min_improvement: float = Field(0.01, ge=0, description="frontier accuracy gain that counts as progress")
     patience: int = Field(2, ge=1, description="stop after this many rounds without progress")
     min_points_per_hour: float | None = Field(None, description="also stop when the last round gained fewer "
@@ -67,8 +69,9 @@ class TrackingConfig(Strict):
     report_to: tuple[Literal["tensorboard", "mlflow", "wandb", "trackio"], ...] = Field(
         (), description="trackers to log to (TRL's report_to); the packages come with "
         "`pip install 'selftaught[tracking]'`")
-    dir: str | None = Field(None, description="local folder for event files, mlflow.db, W&B offline runs and "
-                            "Trackio's database (default: <storage root>/tracking)")
+    dir: str | None = Field(None, description="local folder for TensorBoard event files, mlflow.db and W&B "
+                            "offline runs (default: <storage root>/tracking); Trackio keeps its database in "
+                            "TRACKIO_DIR")
     mlflow_tracking_uri: str | None = Field(None, description="default sqlite:///<dir>/mlflow.db; or an MLflow "
                                             "server's http:// URL")
     wandb_project: str | None = Field(None, description="default: the experiment's name")
@@ -92,11 +95,15 @@ class TrackingConfig(Strict):
 
 
 class OperationsConfig(Strict):
+    """How rounds are started and run: the nightly schedule, auto-continue, the executor, trackers, cost."""
+
     schedule_cron: str = Field("0 2 * * *", description="when the nightly schedule starts the next round")
-    timezone: str = "UTC"
-    auto_continue: AutoContinueConfig = AutoContinueConfig()
-    executor: ExecutorConfig = ExecutorConfig()
-    tracking: TrackingConfig = TrackingConfig()
+    timezone: str = Field("UTC", description="IANA time zone of schedule_cron (e.g. Europe/Paris)")
+    auto_continue: AutoContinueConfig = Field(AutoContinueConfig(), description="when the auto-continue sensor "
+                                              "stops starting rounds")
+    executor: ExecutorConfig = Field(ExecutorConfig(), description="the Dagster executor that runs a run's steps")
+    tracking: TrackingConfig = Field(TrackingConfig(), description="experiment trackers (TensorBoard, MLflow, W&B, "
+                                     "Trackio): each round's training run and the rounds' numbers")
     price_per_hour: float | None = Field(None, ge=0, description="what an hour of the machine costs (any "
                                          "currency): the compute ledger's cost column")
 

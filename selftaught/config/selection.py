@@ -10,8 +10,12 @@ from selftaught.config.limits import MAX_SAMPLES, Strict
 
 
 class SelectionConfig(Strict):
-    max_per_prompt: int = Field(1, ge=1, le=MAX_SAMPLES)
-    require_rationale: bool = False
+    """Which correct samples (and verified repairs) become the round's training rows."""
+
+    max_per_prompt: int = Field(1, ge=1, le=MAX_SAMPLES, description="most kept samples per prompt (after dedup, "
+                                "lowest sample index first)")
+    require_rationale: bool = Field(False, description="keep only samples whose steps check out (needs a verifier "
+                                    "that checks steps)")
     dedup: bool | Literal["none", "exact", "normalized", "reasoning"] = Field(
         "normalized", description="one kept sample per distinct completion: exact text, normalized text "
         "(case and whitespace), or reasoning path (RFT: the sequence of equations); true = normalized")
@@ -33,7 +37,8 @@ class RepairConfig(Strict):
     and its verifier feedback go into a reflection prompt. Both are re-verified; kept ones
     train on the original prompt."""
 
-    mode: Literal["none", "rationalize", "reflect"] = "none"
+    mode: Literal["none", "rationalize", "reflect"] = Field("none", description="none: no second attempts; "
+                                                            "rationalize (STaR) or reflect (Re-ReST)")
     n: int = Field(1, ge=1, le=MAX_SAMPLES, description="attempts per failed prompt (rationalize) or failed sample (reflect)")
     template: str | None = Field(None, description="rationalize: {prompt} {reference}; reflect: {prompt} "
                                  "{completion} {feedback}; default: a short hint / retry prompt")

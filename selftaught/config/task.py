@@ -23,16 +23,22 @@ class SourceConfig(Strict):
     """Where a dataset task's rows come from; columns left empty use the task's defaults."""
 
     path: str = Field(description="hub dataset id, local dataset folder, or .jsonl/.json/.parquet/.csv file")
-    split: str = "train"
-    revision: str | None = None
-    subset: str | None = None
-    question: str | None = None
-    answer: str | None = None
-    solution: str | None = None
-    id: str | None = None
-    difficulty: str | None = None
+    split: str = Field("train", description="split to read from a hub dataset or dataset folder (a file is read "
+                       "whole)")
+    revision: str | None = Field(None, description="hub dataset revision (branch, tag or commit); None: the default "
+                                 "branch")
+    subset: str | None = Field(None, description="hub dataset configuration name (load_dataset's name)")
+    question: str | None = Field(None, description="column holding the question (default: the task's)")
+    answer: str | None = Field(None, description="column holding the reference answer (default: the task's)")
+    solution: str | None = Field(None, description="column with a worked solution, the target of few-shot and "
+                                 "warm-start rows (default: the task's, else the answer column)")
+    id: str | None = Field(None, description="column with a unique row id (default: the task's, else a hash of the "
+                           "question)")
+    difficulty: str | None = Field(None, description="column with a difficulty level, its first integer read "
+                                   "(default: the task's, else every row is 1)")
     label_free: bool = Field(False, description="ignore any reference column (majority-vote pseudo-labels)")
-    on_invalid: Literal["error", "skip"] = "error"
+    on_invalid: Literal["error", "skip"] = Field("error", description="rows with an empty question or answer, or a "
+                                                 "missing or duplicate id: error lists them, skip drops them")
 
 
 class CurriculumConfig(Strict):
@@ -45,6 +51,8 @@ class CurriculumConfig(Strict):
 
 
 class TaskConfig(Strict):
+    """What the model is asked (a procedural task drawn per difficulty, or a dataset task) and how many prompts."""
+
     name: str = Field("arithmetic", description="a built-in task (selftaught plugins lists them: arithmetic, "
                       "list_max, addition, story, gsm8k, math, humaneval, mbpp, dataset), an installed package's "
                       "(entry point group selftaught.tasks), module:attribute, or file.py:attribute beside the config")
@@ -64,10 +72,14 @@ class TaskConfig(Strict):
     chat_template: bool = Field(False, description="dataset and chat tasks (list_max, addition, story): render "
                                 "prompts with the base model's chat template (few-shot exemplars become "
                                 "earlier turns)")
-    warm_start: dict[int, int] = {1: 30, 2: 120, 3: 110, 4: 40}
-    pool: dict[int, int] = {3: 150, 4: 600, 5: 150}
-    eval: dict[int, int] = {1: 30, 2: 100, 3: 100, 4: 200, 5: 100}
-    seed: int = 0
+    warm_start: dict[int, int] = Field({1: 30, 2: 120, 3: 110, 4: 40}, description="procedural tasks: worked "
+                                       "warm-start examples per difficulty ({difficulty: count})")
+    pool: dict[int, int] = Field({3: 150, 4: 600, 5: 150}, description="procedural tasks: prompts per difficulty, "
+                                 "drawn anew each round ({difficulty: count})")
+    eval: dict[int, int] = Field({1: 30, 2: 100, 3: 100, 4: 200, 5: 100}, description="procedural tasks: held-out "
+                                 "prompts per difficulty ({difficulty: count})")
+    seed: int = Field(0, description="seed of the drawn problems (procedural tasks), the dataset pool's order and "
+                      "the held-out split")
     frontier: int | Literal["auto"] = Field(
         "auto", description="difficulty reported as the headline; auto = the hardest pool difficulty "
         "the base model solves at least 10% of (self-training can only lift what it can sample)")

@@ -13,20 +13,25 @@ from selftaught.plugins import OBJECTIVES, named
 
 
 class LoraConfig(Strict):
-    r: int = Field(16, ge=1, le=1024)
-    alpha: int = Field(32, ge=1, le=65_536)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    """method: lora. A low-rank adapter, trained with PEFT on the frozen model's layers."""
+
+    r: int = Field(16, ge=1, le=1024, description="the adapter's rank")
+    alpha: int = Field(32, ge=1, le=65_536, description="scaling: the adapter's update is multiplied by alpha / r")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter's input")
+    target_modules: tuple[str, ...] = Field(
+        ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+        description="names of the modules that get an adapter (default: a Llama-style model's projections)")
 
 
 class PreferenceConfig(Strict):
     """objective: dpo. Pairs are (correct, incorrect) samples of one prompt."""
 
-    beta: float = Field(0.1, gt=0)
+    beta: float = Field(0.1, gt=0, description="DPO's beta: how strongly the policy is held near the reference model")
     rpo_alpha: float = Field(1.0, ge=0, description="weight of the NLL term on the chosen answer (RPO); 0 = DPO")
     reference: Literal["previous", "base"] = Field("previous", description="reference model: the previous "
                                                    "round's policy (iterative RPO) or the base model")
-    max_pairs_per_prompt: int = Field(1, ge=1, le=MAX_SAMPLES)
+    max_pairs_per_prompt: int = Field(1, ge=1, le=MAX_SAMPLES, description="most pairs made from one prompt's "
+                                      "samples")
     pairs: Literal["correct_incorrect", "best_worst", "reference"] = Field(
         "correct_incorrect", description="correct_incorrect: (correct, incorrect) samples of a prompt (RPO); "
         "best_worst: highest vs lowest reward, ties dropped (judge scores, self-rewarding); reference: the "
@@ -78,17 +83,20 @@ class GRPOTrainingConfig(Strict):
 
     num_generations: int = Field(4, ge=2, le=MAX_SAMPLES, description="completions per prompt (one group)")
     prompts_per_step: int = Field(4, ge=1, le=MAX_BATCH, description="groups per optimizer step")
-    max_completion_length: int = Field(64, ge=1, le=MAX_TOKENS)
-    temperature: float = Field(1.0, ge=MIN_TEMPERATURE, le=10)
-    top_p: float = Field(1.0, gt=0, le=1)
+    max_completion_length: int = Field(64, ge=1, le=MAX_TOKENS, description="most new tokens per rollout")
+    temperature: float = Field(1.0, ge=MIN_TEMPERATURE, le=10, description="rollouts' sampling temperature")
+    top_p: float = Field(1.0, gt=0, le=1, description="rollouts' nucleus sampling (1: off)")
     loss_type: str = Field("dapo", description="the installed TRL's GRPOConfig.loss_type: grpo, dr_grpo, dapo, "
                            "bnpo, ...")
     beta: float = Field(0.0, ge=0, description="KL to the initial policy (0: no reference model)")
-    epsilon: float = Field(0.2, gt=0, lt=1)
+    epsilon: float = Field(0.2, gt=0, lt=1, description="clip range of the policy ratio (its upper end too unless "
+                           "epsilon_high)")
     epsilon_high: float | None = Field(None, gt=0, lt=10, description="DAPO's clip-higher bound")
     scale_rewards: Literal["group", "batch", "none"] = Field("group", description="Dr. GRPO: none")
     use_vllm: bool = Field(False, description="generate with vLLM inside TRL (GPU)")
-    vllm_mode: Literal["colocate", "server"] = "colocate"
+    vllm_mode: Literal["colocate", "server"] = Field("colocate", description="use_vllm: colocate runs vLLM in the "
+                                                     "training process (its GPUs); server talks to a `trl vllm-serve` "
+                                                     "process on this machine")
 
     @model_validator(mode="before")
     @classmethod
@@ -117,11 +125,13 @@ class VerifierTrainingConfig(Strict):
     """V-STaR: a verifier trained with DPO on (correct, incorrect) pairs of every round so far,
     next to the policy; evaluation ranks k samples by its score (best-of-k)."""
 
-    max_steps: int = Field(100, ge=1, le=MAX_STEPS)
-    learning_rate: float = Field(5e-5, gt=0, le=1.0)
-    batch_size: int = Field(16, ge=1, le=MAX_BATCH)
-    beta: float = Field(0.1, gt=0)
-    max_pairs_per_prompt: int = Field(2, ge=1, le=MAX_SAMPLES)
+    max_steps: int = Field(100, ge=1, le=MAX_STEPS, description="DPO steps the verifier trains each round (from "
+                           "the base model)")
+    learning_rate: float = Field(5e-5, gt=0, le=1.0, description="the verifier's learning rate")
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="pairs per device in a batch")
+    beta: float = Field(0.1, gt=0, description="the verifier's DPO beta")
+    max_pairs_per_prompt: int = Field(2, ge=1, le=MAX_SAMPLES, description="most pairs made from one prompt's "
+                                      "samples")
 
 
 class LauncherConfig(Strict):
@@ -138,23 +148,31 @@ class LauncherConfig(Strict):
 
 
 class TrainingConfig(Strict):
+    """How a policy is trained: each round's policy step, and model.warm_start's fine-tune."""
+
     objective: str = Field("sft", description="sft on kept samples, dpo/rpo on (correct, incorrect) pairs, or "
                            "grpo: online RL on this round's prompts with the verifier as reward (the registered "
                            "objectives: selftaught plugins)")
-    dpo: PreferenceConfig = PreferenceConfig()
+    dpo: PreferenceConfig = Field(PreferenceConfig(), description="objective dpo's settings")
     grpo: GRPOTrainingConfig | None = Field(None, description="objective grpo's settings (defaults when unset)")
-    method: Literal["full", "lora"] = "full"
+    method: Literal["full", "lora"] = Field("full", description="full: train every weight; lora: train a LoRA "
+                                            "adapter (training.lora)")
     init: Literal["continue", "base"] = Field(
         "continue", description="continue from the previous round's policy, or restart from the base model"
     )
-    max_steps: int = Field(500, ge=1, le=MAX_STEPS)
+    max_steps: int = Field(500, ge=1, le=MAX_STEPS, description="optimizer steps (in round 1; later rounds: "
+                           "steps_growth)")
     steps_growth: float = Field(1.0, ge=1.0, le=10.0, description="round k trains max_steps * steps_growth^(k-1) steps "
                                 "(STaR: 1.2)")
-    learning_rate: float = Field(3e-4, gt=0, le=1.0)
-    batch_size: int = Field(16, ge=1, le=MAX_BATCH)
-    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS)
-    weight_decay: float = Field(0.0, ge=0, le=10)
-    max_length: int = Field(256, ge=8, le=MAX_TOKENS)
+    learning_rate: float = Field(3e-4, gt=0, le=1.0, description="peak learning rate")
+    batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="sft, dpo: rows (dpo: pairs) per device in a "
+                            "batch; grpo sets its own (grpo.num_generations x grpo.prompts_per_step)")
+    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS, description="learning-rate warmup steps (sft, grpo; dpo "
+                              "takes it in training.trl)")
+    weight_decay: float = Field(0.0, ge=0, le=10, description="the optimizer's weight decay (sft; other "
+                                "objectives take it in training.trl)")
+    max_length: int = Field(256, ge=8, le=MAX_TOKENS, description="sft, dpo: longest training row in tokens "
+                            "(prompt and completion); longer ones are truncated")
     save_every: int = Field(100, ge=0, description="checkpoint interval for resume; 0 disables")
     completion_only_loss: bool = Field(True, description="False also puts loss on the prompt tokens")
     bf16: bool | None = Field(None, description="bfloat16 mixed precision (float32 master weights); default: on "
@@ -165,10 +183,11 @@ class TrainingConfig(Strict):
     trl: dict[str, Any] = Field({}, description="more fields of the installed TRL's SFTConfig / DPOConfig / "
                                 "GRPOConfig (by objective), passed through: gradient_accumulation_steps, "
                                 "lr_scheduler_type, optim, max_grad_norm, packing, padding_free, ...")
-    seed: int = 0
-    lora: LoraConfig = LoraConfig()
+    seed: int = Field(0, description="training seed; round k trains with seed + k (the warm start with seed)")
+    lora: LoraConfig = Field(LoraConfig(), description="the adapter's settings (method lora)")
     verifier: VerifierTrainingConfig | None = Field(None, description="V-STaR: also train a DPO verifier")
-    launcher: LauncherConfig = LauncherConfig()
+    launcher: LauncherConfig = Field(LauncherConfig(), description="train in the step's process, or through "
+                                     "`accelerate launch`")
 
     @field_validator("objective")
     @classmethod

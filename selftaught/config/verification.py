@@ -15,12 +15,16 @@ from selftaught.plugins import named
 class SandboxConfig(Strict):
     """Limits for each program the sandbox verifier runs (code tasks)."""
 
-    wall_seconds: float = Field(10.0, gt=0, le=86_400)
-    cpu_seconds: int = Field(5, ge=1, le=86_400)
-    memory_mb: int = Field(1024, ge=64, le=1_048_576)
-    max_processes: int = Field(16, ge=1, le=4096)
-    disk_mb: int = Field(64, ge=1, le=1_048_576)
-    max_output_kb: int = Field(1024, ge=1, le=1_048_576)
+    wall_seconds: float = Field(10.0, gt=0, le=86_400, description="wall-clock limit of one run (program and its "
+                                "tests), in seconds; then every process is killed")
+    cpu_seconds: int = Field(5, ge=1, le=86_400, description="CPU seconds of each program process (RLIMIT_CPU)")
+    memory_mb: int = Field(1024, ge=64, le=1_048_576, description="memory limit, in MB: each process's address "
+                           "space (RLIMIT_AS); in a jail also the program's processes together")
+    max_processes: int = Field(16, ge=1, le=4096, description="processes the program may run at once (RLIMIT_NPROC)")
+    disk_mb: int = Field(64, ge=1, le=1_048_576, description="size of the writable /tmp, and the largest file the "
+                         "program may write, in MB")
+    max_output_kb: int = Field(1024, ge=1, le=1_048_576, description="cap on stdout and on stderr, in KB; more ends "
+                               "the run")
     workers: int | None = Field(None, ge=1, description="programs at once (default: CPU count)")
     allow_unisolated: bool = Field(False, description="run model-written code where no namespace can be made "
                                    "(not root, no user namespaces), with rlimits and the guard only")
@@ -37,11 +41,14 @@ class JudgeConfig(Strict):
                        "(self-rewarding); base: the base model; else a local model directory")
     backend: Literal["hf", "vllm", "openai"] | None = Field(None, description="default: the evaluation backend; "
                                                             "openai uses judge.openai")
-    openai: OpenAIConfig | None = None
+    openai: OpenAIConfig | None = Field(None, description="the judge's OpenAI-compatible server (required with "
+                                        "backend openai)")
     template: str = Field(JUDGE_TEMPLATE, description="placeholders {prompt} and {completion}")
-    max_score: int = Field(5, ge=1, le=1_000_000)
+    max_score: int = Field(5, ge=1, le=1_000_000, description="top of the template's scale; a reply whose first "
+                           "number is not in 0..max_score is unverifiable")
     threshold: float = Field(4, description="score at or above which a sample counts as correct")
-    max_new_tokens: int = Field(8, ge=1, le=MAX_TOKENS)
+    max_new_tokens: int = Field(8, ge=1, le=MAX_TOKENS, description="most tokens the judge writes per sample "
+                                "(greedy)")
 
     @model_validator(mode="after")
     def _check(self):
@@ -69,15 +76,18 @@ class PluginConfig(Strict):
 
 
 class VerificationConfig(Strict):
+    """Which verifier scores each round's samples, and the settings of the built-in and user verifiers."""
+
     verifier: str | None = Field(
         None, description="default: the task's own (arithmetic; numeric for gsm8k and the chat tasks; math for "
         "math; sandbox for humaneval and mbpp; exact_match for dataset). A built-in (arithmetic, numeric, math, exact_match, "
         "majority, sandbox, judge), an installed package's (entry point group selftaught.verifiers), "
         "module:attribute, or file.py:attribute beside the config")
-    plugin: PluginConfig = PluginConfig()
-    judge: JudgeConfig = JudgeConfig()
-    sandbox: SandboxConfig = SandboxConfig()
-    max_unverifiable_share: float = Field(0.2, ge=0, le=1)
+    plugin: PluginConfig = Field(PluginConfig(), description="how a user verifier runs (refused with a built-in one)")
+    judge: JudgeConfig = Field(JudgeConfig(), description="the LLM judge (verifier judge)")
+    sandbox: SandboxConfig = Field(SandboxConfig(), description="limits of each program the sandbox verifier runs")
+    max_unverifiable_share: float = Field(0.2, ge=0, le=1, description="stop the round when more than this share of "
+                                          "its samples (grpo: rollouts) is unverifiable")
     max_audit_disagreement: float | None = Field(None, ge=0, le=1, description="stop the round when the second "
                                                  "check (filters/audit.py) disagrees on more than this share of the "
                                                  "correct samples; default: only warn")
