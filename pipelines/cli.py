@@ -434,14 +434,11 @@ def _round_count(text: str) -> int:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """`selftaught`'s argument parser (every command but `serve`, which has its own:
+    synth.serve.build_parser). The CLI reference in the docs is generated from it."""
     from pipelines.build import DEFAULT_CONFIG
 
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["serve"]:  # its own argument parser: python -m synth.serve --help
-        from synth.serve import main as serve
-
-        return serve(argv[1:])
     parser = argparse.ArgumentParser(prog="selftaught", description="Iterative self-training rounds on Dagster.",
                                      epilog="selftaught serve --model DIR [--port 8000]: an OpenAI-compatible "
                                             "completions server for a local model")
@@ -487,13 +484,23 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--show", action="store_true", help="print the whole resolved config (extends applied, "
                            "defaults filled in)")
         if name == "ui":
-            p.add_argument("--port", type=int, default=3000)
+            p.add_argument("--port", type=int, default=3000, help="port of the UI on 127.0.0.1")
         if name == "diff":
             p.add_argument("rounds", nargs="+", metavar="ROUND", help="B (against the round before it), or A B "
                            "(A may be base)")
         if name == "lineage":
             p.add_argument("target", help="a round key (r002) or a training row id (r002/<prompt_id>/<sample_idx>)")
         p.set_defaults(fn=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # its own argument parser: python -m synth.serve --help
+        from synth.serve import main as serve
+
+        return serve(argv[1:])
+    parser = build_parser()
     args = parser.parse_args(argv)
     quiet_libraries()
     from selftaught.config import ConfigError

@@ -9,8 +9,8 @@ answer (`#### <n>` when the model writes it, else the last number).
     addition  "What is 347 + 85?"                                         difficulty = digits
     story     "Tom has 5 marbles. Tom gets 3 more. ... How many ...?"     difficulty = steps
 
-The levels were picked from measurements of SmolLM2-135M-Instruct (README, "A real
-model: SmolLM2-135M-Instruct"): tasks it solves sometimes greedily and more often in k samples.
+The levels were picked from measurements of SmolLM2-135M-Instruct (docs/real-models.md
+and docs/results.md): tasks it solves sometimes greedily and more often in k samples.
 """
 
 from __future__ import annotations

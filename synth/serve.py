@@ -110,16 +110,21 @@ def _params(req: dict) -> SamplingParams:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """`selftaught serve`'s argument parser (the CLI reference in the docs is generated from it)."""
     ap = argparse.ArgumentParser(prog="selftaught serve", description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="local model directory")
     ap.add_argument("--name", help="model name clients ask for (default: the directory)")
-    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
     ap.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     ap.add_argument("--api-key-env", help="environment variable with the key clients must send")
     ap.add_argument("--fail-first", type=int, default=0, help="answer the first N requests with 429/503")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before answering (timeout tests)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
     import os

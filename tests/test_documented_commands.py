@@ -25,6 +25,7 @@ LIBRARIES = ["dagster", "datasets", "peft", "polars", "pyarrow", "torch", "trans
 # Lines in code blocks that start like a command but are output, each with why.
 NOT_COMMANDS = {
     "selftaught check_many": "a row of bench/verify.py's output table (the pool verifier's name)",
+    "selftaught sets": "an error message: `selftaught sets max_length (use training.max_length)`",
 }
 
 _PROGRAM = re.compile(r"^(?:\$ )?(?:\S*/)?(?P<prog>python3?|selftaught|dagster|make)(?P<rest>(?: \S+)*)")
@@ -120,3 +121,61 @@ def test_every_bench_script_has_help_and_shadows_nothing(script):
     out = subprocess.run([sys.executable, f"bench/{script}", "--help"], cwd=ROOT, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and "usage:" in out.stdout, out.stderr[-2000:]
+
+
+def _flags(rest: str) -> list[str]:
+    """The --flags of a documented command line, up to a comment, a pipe or a next command."""
+    rest = re.split(r"\s#|\s\||&&|;|\)", rest)[0]
+    return sorted({m.split("=")[0] for m in re.findall(r"(?<![\w-])--[a-z][\w-]*(?:=\S*)?", rest)})
+
+
+def documented_flags() -> dict[tuple[str, str], dict[str, str]]:
+    """(program, subcommand | script) -> {flag: the first place that shows it}, for `selftaught`
+    commands and the Python scripts the docs run."""
+    found: dict[tuple[str, str], dict[str, str]] = {}
+    for line, where in documented_lines():
+        m = _PROGRAM.match(line)
+        words = m["rest"].split()
+        if m["prog"] == "selftaught" and words and re.fullmatch(r"[a-z][a-z_-]*", words[0]):
+            key = ("selftaught", words[0])
+        elif m["prog"].startswith("python") and words and words[0].endswith(".py") and "<" not in words[0]:
+            key = ("python", words[0])
+        else:
+            continue
+        for flag in _flags(" ".join(words[1:])):
+            found.setdefault(key, {}).setdefault(flag, where)
+    return found
+
+
+FLAGS = documented_flags()
+
+
+def _known_flags(prog: str, what: str) -> set[str]:
+    if prog == "selftaught":
+        from pipelines.cli import build_parser
+        from synth.serve import build_parser as serve_parser
+
+        if what == "serve":
+            parser = serve_parser()
+        else:
+            sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+            parser = sub.choices[what]
+        return {flag for action in parser._actions for flag in action.option_strings}
+    out = subprocess.run([sys.executable, what, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return set(re.findall(r"(?<![\w-])--[a-z][\w-]*", out.stdout))
+
+
+def test_the_docs_show_flags():
+    """The extraction itself works."""
+    assert "--rounds" in FLAGS[("selftaught", "run")] and "--config" in FLAGS[("selftaught", "run")]
+
+
+@pytest.mark.parametrize("prog,what", sorted(FLAGS), ids=_ids(sorted(FLAGS)))
+def test_documented_flags_exist(prog, what):
+    """Every flag the docs pass to a command is one the command takes (a renamed or invented flag
+    fails here, not in a user's terminal)."""
+    if prog == "python" and not (ROOT / what).is_file():
+        pytest.fail(f"{next(iter(FLAGS[(prog, what)].values()))} shows `python {what}`: there is no such file")
+    known = _known_flags(prog, what)
+    unknown = {flag: where for flag, where in FLAGS[(prog, what)].items() if flag not in known}
+    assert not unknown, f"`{prog} {what}` takes no such flags: " + ", ".join(f"{f} ({w})" for f, w in unknown.items())
