@@ -93,7 +93,7 @@ test: test-deps $(VLLM_VENV)/.installed
 
 # The Dagster UI in headless Chromium (Debian's chromium, driven by Playwright; no
 # browser download) alone; `make test` runs it too. SELFTAUGHT_SCREENSHOTS=docs keeps the
-# screenshots the README shows.
+# screenshots the docs show (docs/*.png).
 test-ui: test-deps
 	$(BIN)/python -m pytest -m ui tests/test_ui_browser.py
 
