@@ -157,7 +157,9 @@ def config_reference(root: type[BaseModel] | None = None) -> str:
         from selftaught.config import ExperimentConfig as root  # noqa: N813
     where = sections(root)
     by_section: dict[str, list[Key]] = {}
-    for key in keys(root):
+    walked = list(keys(root))
+    position = {k.path: i for i, k in enumerate(walked)}
+    for key in walked:
         parent = key.path.rpartition(".")[0]
         by_section.setdefault(parent, []).append(key)
     lines = ["# Configuration keys", "",
@@ -166,7 +168,7 @@ def config_reference(root: type[BaseModel] | None = None) -> str:
              "Unknown keys and out-of-bound values are errors that name the key "
              "([Configuration](../configuration.md) explains the file, `extends` and `--set`; "
              "`selftaught validate --config FILE --show` prints a whole resolved config).", ""]
-    for model, path in sorted(where.items(), key=lambda kv: _order(kv[1], by_section)):
+    for model, path in sorted(where.items(), key=lambda kv: _order(kv[1], position)):
         rows = by_section.get(path, [])
         if not rows:
             continue
@@ -194,10 +196,9 @@ def _nullable(annotation) -> bool:
     return type(None) in get_args(annotation)
 
 
-def _order(path: str, by_section: dict[str, list[Key]]) -> tuple:
-    """Sections in the order their keys are declared (top level first)."""
-    order = {k.path: i for i, k in enumerate(k for ks in by_section.values() for k in ks)}
-    return (0, 0) if not path else (1, order.get(path, len(order)))
+def _order(path: str, position: dict[str, int]) -> tuple:
+    """Sections in the order their keys are walked: a nested section right after its parent's."""
+    return (0, 0) if not path else (1, position.get(path, len(position)))
 
 
 def _shown_default(action: argparse.Action) -> str:
