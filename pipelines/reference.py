@@ -173,7 +173,8 @@ def config_reference(root: type[BaseModel] | None = None) -> str:
         if not rows:
             continue
         title = path or "top level"
-        lines += [f"## `{title}` {{#{path or 'top-level'}}}", ""]
+        level = "###" if "." in path else "##"  # a nested section under its parent in the contents
+        lines += [f"{level} `{title}` {{#{path or 'top-level'}}}", ""]
         if path and _doc(model):
             lines += [_doc(model), ""]
         lines += ["| key | type | default | bounds | description |", "|---|---|---|---|---|"]
