@@ -1,8 +1,10 @@
 """One asset per stage of a round, partitioned by round key (r001, r002, ...).
 
-    prompts -> sampling_plan -> samples -> verdicts -> repairs -> training_set -> policy -> evaluation
-                                   ^ (policy of round k-1,            \-> pairs --------^
-                                      looked up at run time)
+    prompts -> sampling_plan -> samples -> verdicts -> repairs -> training_set -> pairs -> policy
+            -> evaluation -> round_diff
+    (samples and policy look up the policy of round k-1 at run time: it writes this round's samples
+    and is the one policy continues from)
+
 Stages a recipe does not use pass through (an empty repairs table, a uniform plan).
 Each body reads its inputs, calls one function of synth/, filters/ or train/ (through
 assets.recipes where earlier rounds' tables are read), and attaches metadata.

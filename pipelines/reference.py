@@ -250,7 +250,8 @@ def cli_reference() -> str:
     for name, sub, help_ in entries:
         sub.prog = f"selftaught {name}"
         usage = " ".join(sub.format_usage().split())  # one line, whatever the terminal width
-        lines += [f"## `selftaught {name}`", "", help_[:1].upper() + help_[1:] + ".", "", "```text",
+        summary = help_[:1].upper() + help_[1:].rstrip(".") + "."
+        lines += [f"## `selftaught {name}`", "", summary, "", "```text",
                   usage.removeprefix("usage: "), "```", ""]
         lines += _arguments(sub) + [""]
     return "\n".join(lines)

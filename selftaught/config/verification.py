@@ -38,7 +38,8 @@ class JudgeConfig(Strict):
     """verifier: judge. An LLM scores each sample; reward = score / max_score."""
 
     model: str = Field("policy", description="policy: the model that wrote the samples judges them "
-                       "(self-rewarding); base: the base model; else a local model directory")
+                       "(self-rewarding); base: the base model; else a local model directory, a hub id or a "
+                       ".gguf file / package:NAME (converted once, like model.base)")
     backend: Literal["hf", "vllm", "openai"] | None = Field(None, description="default: the evaluation backend; "
                                                             "openai uses judge.openai")
     openai: OpenAIConfig | None = Field(None, description="the judge's OpenAI-compatible server (required with "
