@@ -2,7 +2,7 @@
 
 One channel, the `selftaught.progress` logger, for every front end: each update is a DEBUG
 record carrying (stage, done, total, unit), and about every tenth of the way (and at the end)
-an INFO line such as "r001-samples: 3600/7200 prompts (41.2/s)". A terminal `selftaught run`
+an INFO line such as "r001-samples: 450/900 prompts (5.2/s)". A terminal `selftaught run`
 turns the records into progress bars (pipelines/progress_bars.py) and drops the INFO lines a
 bar replaces (marked `progress_line`; the last one stays); anything else (CI logs, a pipe,
 the Dagster UI) sees the INFO lines only.
