@@ -229,25 +229,28 @@ def _arguments(parser: argparse.ArgumentParser) -> list[str]:
     return rows
 
 
-def cli_reference() -> str:
-    """The command-line reference page (Markdown): each command, its usage and its arguments."""
+def command_parsers() -> dict[str, tuple[argparse.ArgumentParser, str]]:
+    """Every `selftaught` command: its argument parser and its one-line help (`serve` has a
+    parser of its own). The CLI reference and the docs' flag checks read the commands here."""
     from pipelines.cli import build_parser
     from synth.serve import build_parser as serve_parser
 
-    parser = build_parser()
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {c.dest: c.help or "" for c in sub._choices_actions}
+    commands = {name: (parser, helps.get(name, "")) for name, parser in sub.choices.items()}
+    serve = serve_parser()
+    commands["serve"] = (serve, serve.description or "")
+    return commands
+
+
+def cli_reference() -> str:
+    """The command-line reference page (Markdown): each command, its usage and its arguments."""
     lines = ["# Command line", "",
              "Every `selftaught` command and its arguments, generated from the argument parsers "
              "(`pipelines/cli.py`, `synth/serve.py`) when the docs are built. Commands that take `--config` "
              "default to the embedded demo (`pipelines/presets/demo.yaml`); exit status 0 is success, 2 a bad "
              "config or argument, 1 a failed round or a busy experiment.", ""]
-    commands = [(a, p) for a in parser._actions if isinstance(a, argparse._SubParsersAction)
-                for p in a.choices.items()]
-    helps = {c.dest: c.help for a in parser._actions if isinstance(a, argparse._SubParsersAction)
-             for c in a._choices_actions}
-    entries = [(name, sub, helps.get(name, "")) for _, (name, sub) in commands]
-    serve = serve_parser()
-    entries.append(("serve", serve, serve.description or ""))
-    for name, sub, help_ in entries:
+    for name, (sub, help_) in command_parsers().items():
         sub.prog = f"selftaught {name}"
         usage = " ".join(sub.format_usage().split())  # one line, whatever the terminal width
         summary = help_[:1].upper() + help_[1:].rstrip(".") + "."

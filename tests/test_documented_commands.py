@@ -152,14 +152,9 @@ FLAGS = documented_flags()
 
 def _known_flags(prog: str, what: str) -> set[str]:
     if prog == "selftaught":
-        from pipelines.cli import build_parser
-        from synth.serve import build_parser as serve_parser
+        from pipelines.reference import command_parsers
 
-        if what == "serve":
-            parser = serve_parser()
-        else:
-            sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
-            parser = sub.choices[what]
+        parser, _ = command_parsers()[what]
         return {flag for action in parser._actions for flag in action.option_strings}
     out = subprocess.run([sys.executable, what, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     return set(re.findall(r"(?<![\w-])--[a-z][\w-]*", out.stdout))
