@@ -10,6 +10,7 @@ scripts with "No module named 'train.artifact'").
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 import sys
@@ -77,6 +78,13 @@ def documented_commands() -> dict[tuple[str, str], str]:
 COMMANDS = documented_commands()
 
 
+@functools.cache
+def _script_help(script: str) -> subprocess.CompletedProcess:
+    """`python <script> --help` run from the root as the docs run it, once per script (three
+    tests read it: the script starts, it shadows nothing, the flags the docs pass exist)."""
+    return subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
 def _ids(items):
     return [f"{prog} {what}" for prog, what in items]
 
@@ -107,7 +115,7 @@ def test_documented_command_starts(prog, what):
                              timeout=120)
     else:
         assert (ROOT / what).is_file(), f"{where} shows `python {what}`: there is no such file"
-        out = subprocess.run([sys.executable, what, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        out = _script_help(what)
     assert out.returncode == 0, f"{where} shows `{prog} {what}`; it fails:\n{out.stderr[-2000:]}"
 
 
@@ -118,8 +126,7 @@ def test_every_bench_script_has_help_and_shadows_nothing(script):
     assert name not in PACKAGES + LIBRARIES, (
         f"bench/{script} shadows the package `{name}` for every script in bench/ (it is first on sys.path); "
         "rename it")
-    out = subprocess.run([sys.executable, f"bench/{script}", "--help"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=120)
+    out = _script_help(f"bench/{script}")
     assert out.returncode == 0 and "usage:" in out.stdout, out.stderr[-2000:]
 
 
@@ -156,8 +163,7 @@ def _known_flags(prog: str, what: str) -> set[str]:
 
         parser, _ = command_parsers()[what]
         return {flag for action in parser._actions for flag in action.option_strings}
-    out = subprocess.run([sys.executable, what, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    return set(re.findall(r"(?<![\w-])--[a-z][\w-]*", out.stdout))
+    return set(re.findall(r"(?<![\w-])--[a-z][\w-]*", _script_help(what).stdout))
 
 
 def test_the_docs_show_flags():
