@@ -18,7 +18,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: setup test-deps demo test test-vllm test-ui test-cluster ui status clean-runs docs docs-serve
+.PHONY: setup lint format test-deps demo test test-vllm test-ui test-cluster ui status clean-runs docs docs-serve
 
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -87,9 +87,20 @@ test-vllm: $(VLLM_VENV)/.installed
 # with its reason in tests/allowed_skips.py (only tests/test_vllm.py is: vllm is not in
 # .venv, the second step runs it); SELFTAUGHT_STRICT_SKIPS=0 make test turns that off
 # for the first step.
-test: test-deps $(VLLM_VENV)/.installed
+test: lint test-deps $(VLLM_VENV)/.installed
 	SELFTAUGHT_STRICT_SKIPS=$${SELFTAUGHT_STRICT_SKIPS:-1} $(BIN)/python -m pytest
 	$(VLLM_PYTEST)
+
+# Lint, format and types (configured in pyproject.toml), first in make test: ruff's
+# checks, ruff format --check (make format rewrites), mypy on the library packages.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 # The Dagster UI in headless Chromium (Debian's chromium, driven by Playwright; no
 # browser download) alone; `make test` runs it too. SELFTAUGHT_SCREENSHOTS=docs keeps the

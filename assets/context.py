@@ -11,8 +11,8 @@ import polars as pl
 
 from assets.generation import generate
 from assets.parent import Parent, resolve_parent
-from assets.run_log import log_progress
 from assets.resources import ExperimentResource
+from assets.run_log import log_progress
 from filters.verifiers import Verifier, verify
 from selftaught.config import ExperimentConfig
 from selftaught.round_keys import parent_key, round_index
@@ -30,7 +30,7 @@ class RoundContext:
     experiment: ExperimentResource  # already the running asset's experiment (ExperimentResource.of)
 
     @classmethod
-    def of(cls, context: dg.AssetExecutionContext, experiment: ExperimentResource) -> "RoundContext":
+    def of(cls, context: dg.AssetExecutionContext, experiment: ExperimentResource) -> RoundContext:
         return cls(context, experiment.of(context))
 
     # ---- identity ---------------------------------------------------------------------------
@@ -90,8 +90,13 @@ class RoundContext:
     def tracking(self) -> Tracking | None:
         """This round's experiment trackers (operations.tracking); None when off."""
         cfg = self.config
-        return Tracking.from_config(cfg.operations.tracking, cfg.name, self.key, self.store.root,
-                                    {"parent_policy": self.parent.policy_id, "config_hash": cfg.round_hash()})
+        return Tracking.from_config(
+            cfg.operations.tracking,
+            cfg.name,
+            self.key,
+            self.store.root,
+            {"parent_policy": self.parent.policy_id, "config_hash": cfg.round_hash()},
+        )
 
     def check(self, prompts: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
         """The configured (non-generating) verifier's verdicts on `samples` of `prompts`."""
@@ -105,7 +110,18 @@ class RoundContext:
     def sample(self, name: str, prompts: pl.DataFrame, params: SamplingParams) -> pl.DataFrame:
         """`prompts` sampled by the parent policy as generation job `name` (sharded, resumable)."""
         cfg, parent = self.config, self.parent
-        return generate(self.context, cfg, self.store, name=name, prompts=prompts, params=params,
-                        round_key=self.key, policy_id=parent.policy_id, policy_hash=parent.weights_hash,
-                        artifact=parent.artifact, backend=cfg.sampling.backend, batch_size=cfg.sampling.batch_size,
-                        progress=log_progress(self.context, name))
+        return generate(
+            self.context,
+            cfg,
+            self.store,
+            name=name,
+            prompts=prompts,
+            params=params,
+            round_key=self.key,
+            policy_id=parent.policy_id,
+            policy_hash=parent.weights_hash,
+            artifact=parent.artifact,
+            backend=cfg.sampling.backend,
+            batch_size=cfg.sampling.batch_size,
+            progress=log_progress(self.context, name),
+        )

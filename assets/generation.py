@@ -29,9 +29,23 @@ def backend_options(cfg: ExperimentConfig, backend: str, batch_size: int, openai
     return (openai or s.openai).model_dump()
 
 
-def generate(context, cfg: ExperimentConfig, store: Store, *, name: str, prompts: pl.DataFrame, params: SamplingParams,
-             round_key: str, policy_id: str, policy_hash: str, artifact, backend: str, batch_size: int,
-             progress=None, openai=None) -> pl.DataFrame:
+def generate(
+    context,
+    cfg: ExperimentConfig,
+    store: Store,
+    *,
+    name: str,
+    prompts: pl.DataFrame,
+    params: SamplingParams,
+    round_key: str,
+    policy_id: str,
+    policy_hash: str,
+    artifact,
+    backend: str,
+    batch_size: int,
+    progress=None,
+    openai=None,
+) -> pl.DataFrame:
     """Sample `prompts` with the policy in `artifact` (or the configured server), resumably.
 
     `artifact` is a selftaught model artifact or a plain model directory; `openai` overrides
@@ -46,37 +60,62 @@ def generate(context, cfg: ExperimentConfig, store: Store, *, name: str, prompts
         model_dir, adapter = str(artifact), None
     else:
         model_dir, adapter = serving_paths(artifact, store.model_dir("base"), backend)
-    job = GenerationJob(backend=backend, model_dir=model_dir, adapter_dir=adapter, params=params,
-                        out_dir=str(store.work_dir(name)), round=round_key, policy_id=policy_id,
-                        policy_hash=policy_hash, shard_size=cfg.sampling.shard_size,
-                        options=backend_options(cfg, backend, batch_size, openai))
+    job = GenerationJob(
+        backend=backend,
+        model_dir=model_dir,
+        adapter_dir=adapter,
+        params=params,
+        out_dir=str(store.work_dir(name)),
+        round=round_key,
+        policy_id=policy_id,
+        policy_hash=policy_hash,
+        shard_size=cfg.sampling.shard_size,
+        options=backend_options(cfg, backend, batch_size, openai),
+    )
     where = f"{model_dir} + adapter {adapter}" if adapter else (model_dir or openai.base_url)
     isolated = cfg.sampling.isolated()
     context.log.info(f"{name}: {backend} backend on {where}, {'in a subprocess' if isolated else 'in process'}")
     if isolated:
         workers = cfg.sampling.data_parallel if backend in ("hf", "vllm") else 1
-        return run_isolated(job, prompts, context.log.info, workers=workers,
-                            gpus_per_worker=cfg.sampling.vllm.tensor_parallel_size if backend == "vllm" else 1)
+        return run_isolated(
+            job,
+            prompts,
+            context.log.info,
+            workers=workers,
+            gpus_per_worker=cfg.sampling.vllm.tensor_parallel_size if backend == "vllm" else 1,
+        )
     return run(job, prompts, progress)
 
 
-def evaluate_artifact(context, experiment, eval_prompts: pl.DataFrame, policy_id: str,
-                      artifact) -> pl.DataFrame:
+def evaluate_artifact(context, experiment, eval_prompts: pl.DataFrame, policy_id: str, artifact) -> pl.DataFrame:
     """Greedy generation on the eval prompts (sharded, resumable) and the reference verifier."""
     cfg = experiment.config
-    samples = _generate_eval(context, experiment, eval_prompts, policy_id, artifact, "eval",
-                             eval_params(cfg.evaluation.max_new_tokens))
+    samples = _generate_eval(
+        context, experiment, eval_prompts, policy_id, artifact, "eval", eval_params(cfg.evaluation.max_new_tokens)
+    )
     return score(samples, eval_prompts, reference_verifier(cfg))
 
 
-def _generate_eval(context, experiment, eval_prompts: pl.DataFrame, policy_id: str, artifact, label: str,
-                   params: SamplingParams) -> pl.DataFrame:
+def _generate_eval(
+    context, experiment, eval_prompts: pl.DataFrame, policy_id: str, artifact, label: str, params: SamplingParams
+) -> pl.DataFrame:
     """Generation on the held-out prompts with the policy in `artifact` (evaluation backend)."""
     cfg = experiment.config
-    return generate(context, cfg, experiment.store, name=f"{policy_id}-{label}", prompts=eval_prompts, params=params,
-                    round_key=policy_id, policy_id=policy_id, policy_hash=read_provenance(artifact)["weights_hash"],
-                    artifact=artifact, backend=cfg.eval_backend(), batch_size=cfg.evaluation.batch_size,
-                    progress=log_progress(context, f"{policy_id} {label}"))
+    return generate(
+        context,
+        cfg,
+        experiment.store,
+        name=f"{policy_id}-{label}",
+        prompts=eval_prompts,
+        params=params,
+        round_key=policy_id,
+        policy_id=policy_id,
+        policy_hash=read_provenance(artifact)["weights_hash"],
+        artifact=artifact,
+        backend=cfg.eval_backend(),
+        batch_size=cfg.evaluation.batch_size,
+        progress=log_progress(context, f"{policy_id} {label}"),
+    )
 
 
 def sampled_eval_metrics(context, experiment, eval_prompts: pl.DataFrame, policy_id: str, artifact) -> dict:
@@ -87,8 +126,13 @@ def sampled_eval_metrics(context, experiment, eval_prompts: pl.DataFrame, policy
     k = cfg.evaluation.samples_per_prompt
     if not k:
         return {}
-    params = SamplingParams(n=k, temperature=cfg.evaluation.temperature, top_p=cfg.sampling.top_p,
-                            max_new_tokens=cfg.evaluation.max_new_tokens, seed=cfg.evaluation.seed)
+    params = SamplingParams(
+        n=k,
+        temperature=cfg.evaluation.temperature,
+        top_p=cfg.sampling.top_p,
+        max_new_tokens=cfg.evaluation.max_new_tokens,
+        seed=cfg.evaluation.seed,
+    )
     samples = _generate_eval(context, experiment, eval_prompts, policy_id, artifact, f"eval-k{k}", params)
     verdicts = verify(reference_verifier(cfg), eval_prompts, samples)
     df = judged(samples, verdicts)
@@ -102,8 +146,13 @@ def sampled_eval_metrics(context, experiment, eval_prompts: pl.DataFrame, policy
     }
     verifier = model_path(verifier_dir(artifact))
     if verifier.is_dir():
-        scores = dpo_scores(verifier, experiment.store.model_dir("base") / "model", df["prompt"].to_list(),
-                            df["completion"].to_list(), cfg.evaluation.batch_size)
+        scores = dpo_scores(
+            verifier,
+            experiment.store.model_dir("base") / "model",
+            df["prompt"].to_list(),
+            df["completion"].to_list(),
+            cfg.evaluation.batch_size,
+        )
         out[f"eval_best_of@{k}"] = best_of_k(df.with_columns(score=pl.Series(scores)))
     return out
 
@@ -116,12 +165,21 @@ def lm_eval_metrics(context, experiment, policy_id: str, artifact) -> dict:
     le = cfg.evaluation.lm_eval
     if le is None:
         return {}
-    settings = LmEvalSettings(tasks=tuple(le.tasks), include_path=le.include_path,
-                              include_defaults=le.include_defaults, limit=le.limit, num_fewshot=le.num_fewshot,
-                              batch_size=le.batch_size, apply_chat_template=le.apply_chat_template,
-                              seed=cfg.evaluation.seed)
+    settings = LmEvalSettings(
+        tasks=tuple(le.tasks),
+        include_path=le.include_path,
+        include_defaults=le.include_defaults,
+        limit=le.limit,
+        num_fewshot=le.num_fewshot,
+        batch_size=le.batch_size,
+        apply_chat_template=le.apply_chat_template,
+        seed=cfg.evaluation.seed,
+    )
     context.log.info(f"{policy_id}: lm-eval {lm_eval_version()} on {', '.join(le.tasks)}")
     table = run_lm_eval(model_path(artifact), settings, policy_id, policy_id, cfg.sampling.dtype)
     path = experiment.store.write_table(table, "lm_eval", policy_id, schema="lm_eval")
-    return {**lm_eval_metadata(table), "lm_eval_version": lm_eval_version(),
-            "lm_eval_table": experiment.store.where(path)}
+    return {
+        **lm_eval_metadata(table),
+        "lm_eval_version": lm_eval_version(),
+        "lm_eval_table": experiment.store.where(path),
+    }

@@ -35,7 +35,9 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
         if not isinstance(obj, pl.DataFrame):
-            raise TypeError(f"{context.asset_key.to_user_string()} returned {type(obj).__name__}, expected a polars DataFrame")
+            raise TypeError(
+                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}, expected a polars DataFrame"
+            )
         name = context.asset_key.path[-1]
         partition = context.partition_key if context.has_partition_key else None
         experiment = self.experiment.for_key(context.asset_key)
@@ -57,6 +59,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         store = self.experiment.for_key(upstream.asset_key).store
         path = store.table_path(name, partition)
         if not path.is_file():
-            raise dg.Failure(description=f"{name} has no data for {partition or 'the experiment'} at "
-                                         f"{store.where(path)}; materialize it first")
+            raise dg.Failure(
+                description=f"{name} has no data for {partition or 'the experiment'} at "
+                f"{store.where(path)}; materialize it first"
+            )
         return read_parquet(path)

@@ -63,8 +63,10 @@ def resolve_parent(context: dg.AssetExecutionContext, store: Store) -> Parent:
     try:
         weights = verified_weights_hash(artifact)
     except ValueError as exc:
-        raise dg.Failure(description=f"round {key} samples from {what}, but {exc} ({asset}"
-                                     f"{'' if partition is None else f' for {partition}'})") from None
+        raise dg.Failure(
+            description=f"round {key} samples from {what}, but {exc} ({asset}"
+            f"{'' if partition is None else f' for {partition}'})"
+        ) from None
     return Parent(name, artifact, weights, record.run_id, record.asset_key)
 
 

@@ -42,11 +42,13 @@ def previous_judged(rc: RoundContext) -> tuple[pl.DataFrame, pl.DataFrame] | Non
     parent, store = rc.parent_key, rc.store
     if parent is None:
         return None
-    return judged(store.read_table("samples", parent), store.read_table("verdicts", parent)), \
-        store.read_table("prompts", parent)
+    return judged(store.read_table("samples", parent), store.read_table("verdicts", parent)), store.read_table(
+        "prompts", parent
+    )
 
 
 # ---- prompts and sampling plan ----------------------------------------------------------------
+
 
 def curriculum_counts(rc: RoundContext) -> tuple[int, dict[int, int]]:
     """This round's curriculum level and pool sizes (synth.curriculum)."""
@@ -94,6 +96,7 @@ def sample_by_plan(rc: RoundContext, prompts: pl.DataFrame, sampling_plan: pl.Da
 
 # ---- verdicts -----------------------------------------------------------------------------------
 
+
 def verdicts_for(rc: RoundContext, prompts: pl.DataFrame, samples: pl.DataFrame, label: str = "judge") -> pl.DataFrame:
     """The configured verifier's verdicts; a verifier that generates (the LLM judge) scores each
     sample with a model."""
@@ -101,17 +104,31 @@ def verdicts_for(rc: RoundContext, prompts: pl.DataFrame, samples: pl.DataFrame,
         return rc.check(prompts, samples)
     cfg, store = rc.config, rc.store
     j = cfg.verification.judge
-    artifact = {"policy": rc.parent.artifact, "base": store.model_dir("base")}.get(j.model) or \
-        resolve_base(j.model, rc.context.log.info)  # a folder, or a .gguf converted once
+    artifact = {"policy": rc.parent.artifact, "base": store.model_dir("base")}.get(j.model) or resolve_base(
+        j.model, rc.context.log.info
+    )  # a folder, or a .gguf converted once
     backend = j.backend or cfg.eval_backend()
-    judge_id = f"openai:{j.openai.model}" if backend == "openai" else \
-        rc.parent.policy_id if j.model == "policy" else j.model
+    judge_id = (
+        f"openai:{j.openai.model}" if backend == "openai" else rc.parent.policy_id if j.model == "policy" else j.model
+    )
     asks = judge_prompts(samples, j.template, rc.user_turn)
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=j.max_new_tokens)  # greedy: a judge is deterministic
-    out = generate(rc.context, cfg, store, name=f"{rc.key}-{label}", prompts=asks, params=params, round_key=rc.key,
-                   policy_id=judge_id, policy_hash=_hash_of(artifact, backend), artifact=artifact,
-                   backend=backend, batch_size=cfg.evaluation.batch_size, openai=j.openai,
-                   progress=log_progress(rc.context, f"{rc.key} {label}"))
+    out = generate(
+        rc.context,
+        cfg,
+        store,
+        name=f"{rc.key}-{label}",
+        prompts=asks,
+        params=params,
+        round_key=rc.key,
+        policy_id=judge_id,
+        policy_hash=_hash_of(artifact, backend),
+        artifact=artifact,
+        backend=backend,
+        batch_size=cfg.evaluation.batch_size,
+        openai=j.openai,
+        progress=log_progress(rc.context, f"{rc.key} {label}"),
+    )
     return judge_verdicts(samples, out, judge_id, j.max_score, j.threshold)
 
 
@@ -124,32 +141,45 @@ def _hash_of(artifact, backend: str) -> str:
 
 # ---- second attempts ------------------------------------------------------------------------------
 
-def second_attempts(rc: RoundContext, prompts: pl.DataFrame, samples: pl.DataFrame,
-                    verdicts: pl.DataFrame) -> pl.DataFrame:
+
+def second_attempts(
+    rc: RoundContext, prompts: pl.DataFrame, samples: pl.DataFrame, verdicts: pl.DataFrame
+) -> pl.DataFrame:
     """synth.repair.second_attempts, sampled by the parent policy and checked by the verifier."""
     cfg = rc.config
 
     def sample(attempts: pl.DataFrame, n: int) -> pl.DataFrame:
         return rc.sample(f"{rc.key}-repairs", attempts, rc.params(cfg.sampling.temperature, n))
 
-    return repair.second_attempts(cfg.repair, prompts, judged(samples, verdicts), rc.user_turn, sample,
-                                  rc.check, rc.log, feedback_mode=rc.verifier.plugin.caps.feedback)
+    return repair.second_attempts(
+        cfg.repair,
+        prompts,
+        judged(samples, verdicts),
+        rc.user_turn,
+        sample,
+        rc.check,
+        rc.log,
+        feedback_mode=rc.verifier.plugin.caps.feedback,
+    )
 
 
 def repair_format_examples(cfg, warm: pl.DataFrame, turn=None) -> pl.DataFrame:
     """Warm-start rows in the repair format (synth.repair.warm_start_examples)."""
     verifier = selection_verifier(cfg)
-    return repair.warm_start_examples(cfg.repair, warm, turn, partial(verify, verifier),
-                                      feedback_mode=verifier.plugin.caps.feedback)
+    return repair.warm_start_examples(
+        cfg.repair, warm, turn, partial(verify, verifier), feedback_mode=verifier.plugin.caps.feedback
+    )
 
 
 # ---- online RL (training.objective grpo) ---------------------------------------------------------
+
 
 def label_free(cfg) -> bool:
     """Rewards that never read a reference: a label-free verifier (majority vote: TTRL), or
     sources marked label_free."""
     return not cfg.verifier_plugin().caps.needs_reference or any(
-        src is not None and src.label_free for src in (cfg.task.train, cfg.task.test))
+        src is not None and src.label_free for src in (cfg.task.train, cfg.task.test)
+    )
 
 
 def rollout_prompts(cfg, prompts: pl.DataFrame) -> pl.DataFrame:
@@ -157,9 +187,9 @@ def rollout_prompts(cfg, prompts: pl.DataFrame) -> pl.DataFrame:
     and their row's columns (`fields`) for a verifier that reads them (TRL passes every
     dataset column to the reward function)."""
     reads_rows = cfg.verifier_plugin().caps.columns and "fields" in prompts.columns
-    return prompts.select("prompt_id", "prompt", *([] if label_free(cfg) else ["reference"]),
-                          *(["fields"] if reads_rows else [])).with_columns(
-        *([pl.col("fields").fill_null("{}")] if reads_rows else []))
+    return prompts.select(
+        "prompt_id", "prompt", *([] if label_free(cfg) else ["reference"]), *(["fields"] if reads_rows else [])
+    ).with_columns(*([pl.col("fields").fill_null("{}")] if reads_rows else []))
 
 
 def rollout_reward(rc: RoundContext, seed: int) -> VerifierReward:
@@ -167,20 +197,28 @@ def rollout_reward(rc: RoundContext, seed: int) -> VerifierReward:
     (`seed`: the trainer's, recorded with each rollout)."""
     cfg = rc.config
     g = cfg.training.grpo_settings()
-    return VerifierReward(rc.verifier, rc.store.work_dir(f"{rc.key}-rollouts"),
-                          rc.key, policy_id=rc.key, max_unverifiable_share=cfg.verification.max_unverifiable_share,
-                          generation={"temperature": g.temperature, "top_p": g.top_p,
-                                      "max_new_tokens": g.max_completion_length,
-                                      "seed": seed})
+    return VerifierReward(
+        rc.verifier,
+        rc.store.work_dir(f"{rc.key}-rollouts"),
+        rc.key,
+        policy_id=rc.key,
+        max_unverifiable_share=cfg.verification.max_unverifiable_share,
+        generation={
+            "temperature": g.temperature,
+            "top_p": g.top_p,
+            "max_new_tokens": g.max_completion_length,
+            "seed": seed,
+        },
+    )
 
 
 # ---- V-STaR verifier --------------------------------------------------------------------------------
+
 
 def verifier_pairs(store: Store, key: str, max_per_prompt: int) -> pl.DataFrame:
     """(correct, incorrect) pairs of every round up to `key` (V-STaR keeps all of them)."""
     parts = []
     for i in range(1, round_index(key) + 1):
         k = round_key(i)
-        parts.append(correctness_pairs(store.read_table("samples", k), store.read_table("verdicts", k),
-                                       max_per_prompt))
+        parts.append(correctness_pairs(store.read_table("samples", k), store.read_table("verdicts", k), max_per_prompt))
     return pl.concat(parts)

@@ -1,7 +1,6 @@
 """The cross-round summary: one table of every round's counts and metrics, and a
 plot of accuracy, pass rate and diversity per round (shown in the asset's metadata)."""
 
-
 import base64
 
 import dagster as dg
@@ -21,12 +20,14 @@ def summary(context: dg.AssetExecutionContext, experiment: ExperimentResource) -
     table = summary_table(store)
     png = rounds_plot(table, experiment.config.name)
     path = store.write_file(png, "summary.png")
-    context.add_output_metadata({
-        "rounds": dg.MetadataValue.int(max(table.height - 1, 0)),
-        "table": dg.MetadataValue.md(markdown_table(table)),
-        "plot": dg.MetadataValue.md(f"![rounds](data:image/png;base64,{base64.b64encode(png).decode()})"),
-        "plot_path": dg.MetadataValue.path(store.where(path)),
-    })
+    context.add_output_metadata(
+        {
+            "rounds": dg.MetadataValue.int(max(table.height - 1, 0)),
+            "table": dg.MetadataValue.md(markdown_table(table)),
+            "plot": dg.MetadataValue.md(f"![rounds](data:image/png;base64,{base64.b64encode(png).decode()})"),
+            "plot_path": dg.MetadataValue.path(store.where(path)),
+        }
+    )
     return table
 
 
@@ -34,8 +35,8 @@ def summary(context: dg.AssetExecutionContext, experiment: ExperimentResource) -
 def ledger(context: dg.AssetExecutionContext, experiment: ExperimentResource) -> pl.DataFrame:
     """The compute ledger: each round's wall and CPU seconds, peak memory, tokens, samples
     verified, kept rows per 1k samples, held-out points per hour and cost, plus a plot."""
-    from assets.stage_costs import experiment_costs
     from assets.rounds import ROUND_ASSETS
+    from assets.stage_costs import experiment_costs
 
     experiment = experiment.of(context)
     cfg, store = experiment.config, experiment.store
@@ -43,11 +44,14 @@ def ledger(context: dg.AssetExecutionContext, experiment: ExperimentResource) ->
     table = ledger_table(rounds, cfg.operations.price_per_hour)
     png = ledger_plot([s for stages in rounds for s in stages], table, f"{cfg.name}: compute per round")
     path = store.write_file(png, "ledger.png")
-    context.add_output_metadata({
-        "rounds": dg.MetadataValue.int(table.height),
-        "wall_s": float(table["wall_s"].fill_null(0).sum()), "cpu_s": float(table["cpu_s"].fill_null(0).sum()),
-        "table": dg.MetadataValue.md(markdown_table(table)),
-        "plot": dg.MetadataValue.md(f"![ledger](data:image/png;base64,{base64.b64encode(png).decode()})"),
-        "plot_path": dg.MetadataValue.path(store.where(path)),
-    })
+    context.add_output_metadata(
+        {
+            "rounds": dg.MetadataValue.int(table.height),
+            "wall_s": float(table["wall_s"].fill_null(0).sum()),
+            "cpu_s": float(table["cpu_s"].fill_null(0).sum()),
+            "table": dg.MetadataValue.md(markdown_table(table)),
+            "plot": dg.MetadataValue.md(f"![ledger](data:image/png;base64,{base64.b64encode(png).decode()})"),
+            "plot_path": dg.MetadataValue.path(store.where(path)),
+        }
+    )
     return table

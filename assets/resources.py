@@ -13,7 +13,6 @@ from selftaught.store import Store
 from synth.tasks import Task, UserTurn, make_task, user_turn
 from train.gguf import resolve_base
 
-
 EXPERIMENT_TAG = "selftaught/experiment"  # on every run of an experiment's jobs
 CLI_TAG = "selftaught/cli"  # runs that `selftaught run` executes in its own process (under its lock)
 # Runs that may be writing (a queued run writes nothing until the coordinator starts it).
@@ -40,16 +39,19 @@ def earlier_active_run(instance, experiment: str, run_id: str | None) -> str | N
     Runs of `selftaught run` are skipped: the CLI holds the lock for its whole invocation,
     so one whose lock is free (whoever asks holds it now) was killed."""
     mine = instance.get_run_record_by_id(run_id) if run_id else None
-    records = instance.get_run_records(filters=dg.RunsFilter(tags={EXPERIMENT_TAG: experiment},
-                                                             statuses=list(_ACTIVE)), limit=20)
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={EXPERIMENT_TAG: experiment}, statuses=list(_ACTIVE)), limit=20
+    )
     for rec in sorted(records, key=lambda r: r.create_timestamp):
         run = rec.dagster_run
         if run.run_id == run_id or CLI_TAG in run.tags:
             continue
         if mine is None or rec.create_timestamp < mine.create_timestamp:
-            return (f"round {run.tags.get('dagster/partition', '(setup)')} is already running in Dagster run "
-                    f"{run.run_id[:8]} ({run.job_name}, created {rec.create_timestamp:%Y-%m-%d %H:%M}). Rounds "
-                    "never overlap: wait for it, or if it is dead, terminate it in the UI (Runs -> Terminate)")
+            return (
+                f"round {run.tags.get('dagster/partition', '(setup)')} is already running in Dagster run "
+                f"{run.run_id[:8]} ({run.job_name}, created {rec.create_timestamp:%Y-%m-%d %H:%M}). Rounds "
+                "never overlap: wait for it, or if it is dead, terminate it in the UI (Runs -> Terminate)"
+            )
     return None
 
 
@@ -64,22 +66,23 @@ class ExperimentResource(dg.ConfigurableResource):
     storage_root: str = ""
     experiments: dict[str, list[str]] = {}
 
-    def of(self, context) -> "ExperimentResource":
+    def of(self, context) -> ExperimentResource:
         return self.for_key(context.asset_key)
 
-    def for_key(self, asset_key: dg.AssetKey) -> "ExperimentResource":
+    def for_key(self, asset_key: dg.AssetKey) -> ExperimentResource:
         if not self.experiments:
             return self
         prefix = asset_key.path[0]
         if prefix not in self.experiments:
-            raise dg.Failure(description=f"no experiment config for asset prefix {prefix!r} "
-                                         f"(have {sorted(self.experiments)})")
+            raise dg.Failure(
+                description=f"no experiment config for asset prefix {prefix!r} (have {sorted(self.experiments)})"
+            )
         config_path, storage_root = self.experiments[prefix]
         return ExperimentResource(config_path=config_path, storage_root=storage_root)
 
     # ---- one writer per experiment (selftaught.lock) ------------------------------------------
 
-    def _touched(self, context) -> list["ExperimentResource"]:
+    def _touched(self, context) -> list[ExperimentResource]:
         """The experiments a run writes: this one, or in a folder of experiments those whose
         assets the run selects."""
         if not self.experiments:
@@ -97,9 +100,14 @@ class ExperimentResource(dg.ConfigurableResource):
         """Claim the storage root and take the experiment's lock for this step (multiprocess
         executor) or run (in-process); fail at once if another run has the experiment."""
         run = context.dagster_run
-        what = (f"Dagster run {context.run_id[:8]} ({run.job_name}"
-                + (f", round {run.tags['dagster/partition']})" if "dagster/partition" in run.tags else ")")) \
-            if run else "a Dagster run"
+        what = (
+            (
+                f"Dagster run {context.run_id[:8]} ({run.job_name}"
+                + (f", round {run.tags['dagster/partition']})" if "dagster/partition" in run.tags else ")")
+            )
+            if run
+            else "a Dagster run"
+        )
         for one in self._touched(context):
             cfg, store = one.config, one.store
             try:
@@ -109,8 +117,9 @@ class ExperimentResource(dg.ConfigurableResource):
                 ExperimentLock(store.root, cfg.name).acquire(what, context.run_id)
             except (ExperimentBusy, RootTaken) as exc:
                 raise dg.Failure(description=str(exc)) from None
-            if context.instance is not None and (busy := earlier_active_run(context.instance, cfg.name,
-                                                                            context.run_id)):
+            if context.instance is not None and (
+                busy := earlier_active_run(context.instance, cfg.name, context.run_id)
+            ):
                 raise dg.Failure(description=f"experiment {cfg.name}: {busy}")
 
     def teardown_after_execution(self, context) -> None:

@@ -10,27 +10,35 @@ Each body reads its inputs, calls one function of synth/, filters/ or train/ (th
 assets.recipes where earlier rounds' tables are read), and attaches metadata.
 """
 
-
 import time
 
 import dagster as dg
 import polars as pl
 
 from assets.context import RoundContext
-from assets.stage_costs import measured
 from assets.generation import evaluate_artifact, lm_eval_metrics, sampled_eval_metrics
 from assets.parent import parent_metadata
 from assets.placement import on
+from assets.recipes import (
+    balance_search,
+    budget_rates,
+    curriculum_counts,
+    evaluated_accuracy,
+    rollout_prompts,
+    rollout_reward,
+    sample_by_plan,
+    second_attempts,
+    verdicts_for,
+    verifier_pairs,
+)
 from assets.resources import ExperimentResource
-from assets.recipes import (balance_search, budget_rates, curriculum_counts, evaluated_accuracy, rollout_prompts,
-                            rollout_reward, sample_by_plan, second_attempts, verdicts_for, verifier_pairs)
-from filters.metrics import (accuracy_by_difficulty, frontier_of, judge_agreement, pseudo_label_accuracy,
-                             sample_metrics)
-from filters.pairs import make_pairs
+from assets.stage_costs import measured
 from filters.audit import audit
 from filters.diff import diff_rounds
-from filters.summary import markdown_table, round_metrics
+from filters.metrics import accuracy_by_difficulty, frontier_of, judge_agreement, pseudo_label_accuracy, sample_metrics
+from filters.pairs import make_pairs
 from filters.select import accumulate, judged, select_repairs, select_sft, warm_start_rows
+from filters.summary import markdown_table, round_metrics
 from filters.verifiers import verify
 from selftaught import __version__, schemas
 from selftaught.files import file_hash, read_parquet
@@ -72,8 +80,9 @@ def prompts(
 
 @dg.asset(**ROUND, kinds={"polars"}, **on("gpu"))  # B-STaR samples a dev slice
 @measured
-def sampling_plan(context: dg.AssetExecutionContext, experiment: ExperimentResource,
-                  prompts: pl.DataFrame) -> pl.DataFrame:
+def sampling_plan(
+    context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame
+) -> pl.DataFrame:
     """Per prompt: samples to draw, temperature, reward threshold. Uniform by default;
     sampling.balance picks temperature and threshold on a dev slice (B-STaR);
     sampling.budget spends more samples where solve rates are low."""
@@ -98,8 +107,12 @@ def sampling_plan(context: dg.AssetExecutionContext, experiment: ExperimentResou
 
 @dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"))
 @measured
-def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
-            sampling_plan: pl.DataFrame) -> pl.DataFrame:
+def samples(
+    context: dg.AssetExecutionContext,
+    experiment: ExperimentResource,
+    prompts: pl.DataFrame,
+    sampling_plan: pl.DataFrame,
+) -> pl.DataFrame:
     """Completions per prompt (as the plan says) from the parent round's policy (base model for round 1)."""
     rc = RoundContext.of(context, experiment)
     s, objective = rc.config.sampling, rc.config.training.objective
@@ -107,16 +120,24 @@ def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, p
         context.add_output_metadata({"objective": objective, "samples": 0})
         rc.log(f"objective {objective}: the policy step draws this round's rollouts (table rollouts)")
         return schemas.empty("samples")
-    rc.log(f"sampling {prompts.height} prompts, {int(sampling_plan['n'].sum())} samples, "
-           f"with policy {rc.parent.policy_id}")
+    rc.log(
+        f"sampling {prompts.height} prompts, {int(sampling_plan['n'].sum())} samples, with policy {rc.parent.policy_id}"
+    )
     started = time.monotonic()
     df = sample_by_plan(rc, prompts, sampling_plan)
     seconds = time.monotonic() - started
-    context.add_output_metadata({**parent_metadata(rc.parent), "temperature": float(sampling_plan["temperature"][0]),
-                                 "n": s.n, "seed": round_seed(s.seed, rc.index), "backend": s.backend,
-                                 "generation_seconds": round(seconds, 1),
-                                 "samples_per_second": round(df.height / max(seconds, 1e-9), 1),
-                                 "generated_tokens": count_tokens(model_path(rc.parent.artifact), df["completion"])})
+    context.add_output_metadata(
+        {
+            **parent_metadata(rc.parent),
+            "temperature": float(sampling_plan["temperature"][0]),
+            "n": s.n,
+            "seed": round_seed(s.seed, rc.index),
+            "backend": s.backend,
+            "generation_seconds": round(seconds, 1),
+            "samples_per_second": round(df.height / max(seconds, 1e-9), 1),
+            "generated_tokens": count_tokens(model_path(rc.parent.artifact), df["completion"]),
+        }
+    )
     return df
 
 
@@ -124,25 +145,40 @@ def samples(context: dg.AssetExecutionContext, experiment: ExperimentResource, p
     **ROUND,
     **on("cpu"),  # a judge verifier generates: serve it (judge.backend openai) on a cluster
     kinds={"python"},
-    check_specs=[dg.AssetCheckSpec("unverifiable_share", asset="verdicts", blocking=True,
-                                   description="stops the round when too many samples could not be verified"),
-                 dg.AssetCheckSpec("verdict_audit", asset="verdicts", blocking=True,
-                                   description="a second, independent check of the correct samples: warns on any "
-                                               "disagreement, stops the round above "
-                                               "verification.max_audit_disagreement")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "unverifiable_share",
+            asset="verdicts",
+            blocking=True,
+            description="stops the round when too many samples could not be verified",
+        ),
+        dg.AssetCheckSpec(
+            "verdict_audit",
+            asset="verdicts",
+            blocking=True,
+            description="a second, independent check of the correct samples: warns on any "
+            "disagreement, stops the round above "
+            "verification.max_audit_disagreement",
+        ),
+    ],
 )
 @measured
-def verdicts(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
-             samples: pl.DataFrame):
+def verdicts(
+    context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame, samples: pl.DataFrame
+):
     """correct / incorrect / unverifiable per sample, with the extracted answer and a reason."""
     rc = RoundContext.of(context, experiment)
     cfg, objective = rc.config, rc.config.training.objective
     if cfg.training.objective_caps().online:  # rollouts are verified as the reward, in the policy step
         yield dg.Output(schemas.empty("verdicts"), metadata={"objective": objective})
-        yield dg.AssetCheckResult(check_name="unverifiable_share", passed=True,
-                                  description=f"objective {objective}: the reward bounds unverifiable rollouts")
-        yield dg.AssetCheckResult(check_name="verdict_audit", passed=True,
-                                  description=f"objective {objective}: no samples")
+        yield dg.AssetCheckResult(
+            check_name="unverifiable_share",
+            passed=True,
+            description=f"objective {objective}: the reward bounds unverifiable rollouts",
+        )
+        yield dg.AssetCheckResult(
+            check_name="verdict_audit", passed=True, description=f"objective {objective}: no samples"
+        )
         return
     caps = rc.verifier.plugin.caps
     df = verdicts_for(rc, prompts, samples)
@@ -152,8 +188,9 @@ def verdicts(context: dg.AssetExecutionContext, experiment: ExperimentResource, 
     if caps.generates and (prompts["reference"].str.strip_chars() != "").all():
         m.update(judge_agreement(df, verify(reference_verifier(cfg), prompts, samples)))
     checked = audit(rc.verifier, prompts, samples, df)
-    yield dg.Output(df, metadata={**{k: float(v) for k, v in m.items()}, **checked.numbers,
-                                  **verifier_metadata(rc.verifier)})
+    yield dg.Output(
+        df, metadata={**{k: float(v) for k, v in m.items()}, **checked.numbers, **verifier_metadata(rc.verifier)}
+    )
     yield _unverifiable_check(df, m["unverifiable_share"], cfg.verification.max_unverifiable_share)
     yield _audit_check(checked, cfg.verification.max_audit_disagreement)
 
@@ -162,8 +199,11 @@ def verifier_metadata(verifier) -> dict:
     """Which checker judged: name, origin (built-in, package==version, or the file), sha256 of
     its source for user code (also in every verdict's `verifier` column, and the round hash)."""
     who = verifier.plugin.identity()
-    return {"verifier": f"{verifier.name}@{verifier.version}", "verifier_origin": who["origin"],
-            **({"verifier_spec": who["spec"], "verifier_sha256": who["sha256"]} if who["sha256"] else {})}
+    return {
+        "verifier": f"{verifier.name}@{verifier.version}",
+        "verifier_origin": who["origin"],
+        **({"verifier_spec": who["spec"], "verifier_sha256": who["sha256"]} if who["sha256"] else {}),
+    }
 
 
 def _audit_check(checked, bound: float | None) -> dg.AssetCheckResult:
@@ -173,29 +213,43 @@ def _audit_check(checked, bound: float | None) -> dg.AssetCheckResult:
     blocking = bound is not None and share > bound
     what = checked.second_opinion or "no independent check for this verifier"
     return dg.AssetCheckResult(
-        check_name="verdict_audit", passed=share == 0.0,
+        check_name="verdict_audit",
+        passed=share == 0.0,
         severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-        metadata={**checked.numbers, "second_opinion": what, "bound": bound if bound is not None else "none",
-                  "disagreeing_rows": dg.MetadataValue.md(checked.markdown())},
+        metadata={
+            **checked.numbers,
+            "second_opinion": what,
+            "bound": bound if bound is not None else "none",
+            "disagreeing_rows": dg.MetadataValue.md(checked.markdown()),
+        },
         description=f"{what}: disagrees on {share:.1%} of the correct samples"
-                    + (f" (bound {bound:.0%})" if bound is not None else ""),
+        + (f" (bound {bound:.0%})" if bound is not None else ""),
     )
 
 
 def _unverifiable_check(df: pl.DataFrame, share: float, bound: float) -> dg.AssetCheckResult:
     reasons = df.filter(pl.col("verdict") == schemas.UNVERIFIABLE).group_by("reason").len().sort("len", descending=True)
     return dg.AssetCheckResult(
-        check_name="unverifiable_share", passed=share <= bound,
-        metadata={"unverifiable_share": share, "bound": bound,
-                  "top_reasons": dg.MetadataValue.json({r: n for r, n in reasons.head(5).iter_rows()})},
+        check_name="unverifiable_share",
+        passed=share <= bound,
+        metadata={
+            "unverifiable_share": share,
+            "bound": bound,
+            "top_reasons": dg.MetadataValue.json({r: n for r, n in reasons.head(5).iter_rows()}),
+        },
         description=f"{share:.1%} of samples unverifiable (bound {bound:.0%})",
     )
 
 
 @dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"))
 @measured
-def repairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
-            samples: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFrame:
+def repairs(
+    context: dg.AssetExecutionContext,
+    experiment: ExperimentResource,
+    prompts: pl.DataFrame,
+    samples: pl.DataFrame,
+    verdicts: pl.DataFrame,
+) -> pl.DataFrame:
     """Second attempts at what failed (repair.mode): STaR rationalization or Re-ReST
     reflection, re-verified. Empty when repair.mode is none."""
     rc = RoundContext.of(context, experiment)
@@ -205,10 +259,15 @@ def repairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, p
         return schemas.empty("repairs")
     df = second_attempts(rc, prompts, samples, verdicts)
     ok = df.filter(pl.col("verdict") == schemas.CORRECT)
-    context.add_output_metadata({
-        "mode": mode, "attempts": df.height, "verified": ok.height,
-        "prompts_repaired": ok["prompt_id"].n_unique(),
-        "repair_success_rate": ok.height / df.height if df.height else 0.0})
+    context.add_output_metadata(
+        {
+            "mode": mode,
+            "attempts": df.height,
+            "verified": ok.height,
+            "prompts_repaired": ok["prompt_id"].n_unique(),
+            "repair_success_rate": ok.height / df.height if df.height else 0.0,
+        }
+    )
     return df
 
 
@@ -216,13 +275,26 @@ def repairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, p
     **ROUND,
     **on("cpu"),
     kinds={"polars"},
-    check_specs=[dg.AssetCheckSpec("has_new_rows", asset="training_set", blocking=True,
-                                   description="stops the round when fewer than selection.min_new_rows samples were kept")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "has_new_rows",
+            asset="training_set",
+            blocking=True,
+            description="stops the round when fewer than selection.min_new_rows samples were kept",
+        )
+    ],
 )
 @measured
-def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
-                 samples: pl.DataFrame, verdicts: pl.DataFrame, repairs: pl.DataFrame, sampling_plan: pl.DataFrame,
-                 warm_start_prompts: pl.DataFrame):
+def training_set(
+    context: dg.AssetExecutionContext,
+    experiment: ExperimentResource,
+    prompts: pl.DataFrame,
+    samples: pl.DataFrame,
+    verdicts: pl.DataFrame,
+    repairs: pl.DataFrame,
+    sampling_plan: pl.DataFrame,
+    warm_start_prompts: pl.DataFrame,
+):
     """Kept samples (and verified repairs) of this round, plus (by config) earlier rounds'
     rows and the warm start."""
     rc = RoundContext.of(context, experiment)
@@ -232,27 +304,46 @@ def training_set(context: dg.AssetExecutionContext, experiment: ExperimentResour
         yield dg.AssetCheckResult(passed=True, description=f"objective {objective}: trains on its rollouts")
         return
     threshold = sampling_plan["reward_threshold"].drop_nulls()
-    new = select_sft(samples, verdicts, sel.max_per_prompt, sel.require_rationale, sel.dedup, sel.min_chars,
-                     sel.max_chars, min_reward=float(threshold[0]) if threshold.len() else None)
-    fixed = select_repairs(repairs, sel.max_per_prompt, sel.require_rationale, sel.dedup, sel.min_chars,
-                           sel.max_chars)
+    new = select_sft(
+        samples,
+        verdicts,
+        sel.max_per_prompt,
+        sel.require_rationale,
+        sel.dedup,
+        sel.min_chars,
+        sel.max_chars,
+        min_reward=float(threshold[0]) if threshold.len() else None,
+    )
+    fixed = select_repairs(repairs, sel.max_per_prompt, sel.require_rationale, sel.dedup, sel.min_chars, sel.max_chars)
     new = pl.concat([new, fixed]) if fixed.height else new
     rows = warm_start_rows(warm_start_prompts) if sel.include_warm_start else None
     if sel.accumulate and rc.parent_key is not None:
         rows = accumulate(rows, schemas.validate(read_parquet(_parent_rows_path(rc)), "sft_rows"))
     rows = accumulate(rows, new)
-    yield dg.Output(rows, metadata={"new_rows": new.height, "total_rows": rows.height, "repair_rows": fixed.height,
-                                    **_kept_per_difficulty(new, verdicts, prompts)})
+    yield dg.Output(
+        rows,
+        metadata={
+            "new_rows": new.height,
+            "total_rows": rows.height,
+            "repair_rows": fixed.height,
+            **_kept_per_difficulty(new, verdicts, prompts),
+        },
+    )
     used = rc.config.training.objective_caps().trains_on == "training_set"
-    yield dg.AssetCheckResult(passed=new.height >= sel.min_new_rows or not used, metadata={"new_rows": new.height},
-                              description=f"{new.height} new verified rows this round"
-                                          + ("" if used else f" (objective {objective}: not used)"))
+    yield dg.AssetCheckResult(
+        passed=new.height >= sel.min_new_rows or not used,
+        metadata={"new_rows": new.height},
+        description=f"{new.height} new verified rows this round"
+        + ("" if used else f" (objective {objective}: not used)"),
+    )
 
 
 def _kept_per_difficulty(new: pl.DataFrame, verdicts: pl.DataFrame, prompts: pl.DataFrame) -> dict:
-    kept = new.filter(pl.col("origin") == "sample") \
-              .join(verdicts.select("prompt_id", "sample_idx", "rationale_ok"), on=["prompt_id", "sample_idx"]) \
-              .join(prompts.select("prompt_id", "difficulty"), on="prompt_id")
+    kept = (
+        new.filter(pl.col("origin") == "sample")
+        .join(verdicts.select("prompt_id", "sample_idx", "rationale_ok"), on=["prompt_id", "sample_idx"])
+        .join(prompts.select("prompt_id", "difficulty"), on="prompt_id")
+    )
     per_d = kept.group_by("difficulty").agg(n=pl.len(), bad=(pl.col("rationale_ok") == False).sum())  # noqa: E712
     meta = {}
     for d, n, bad in per_d.sort("difficulty").iter_rows():
@@ -265,8 +356,10 @@ def _parent_rows_path(rc: RoundContext):
     parent, store = rc.parent_key, rc.store
     path = store.table_path("training_set", parent)
     if not path.is_file():
-        raise dg.Failure(description=f"accumulating rows needs round {parent}'s training_set at {store.where(path)}; "
-                                     f"materialize round {parent} first")
+        raise dg.Failure(
+            description=f"accumulating rows needs round {parent}'s training_set at {store.where(path)}; "
+            f"materialize round {parent} first"
+        )
     return path
 
 
@@ -274,12 +367,23 @@ def _parent_rows_path(rc: RoundContext):
     **ROUND,
     **on("cpu"),
     kinds={"polars"},
-    check_specs=[dg.AssetCheckSpec("has_pairs", asset="pairs", blocking=True,
-                                   description="with training.objective dpo, stops a round that formed no pair")],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "has_pairs",
+            asset="pairs",
+            blocking=True,
+            description="with training.objective dpo, stops a round that formed no pair",
+        )
+    ],
 )
 @measured
-def pairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
-          samples: pl.DataFrame, verdicts: pl.DataFrame):
+def pairs(
+    context: dg.AssetExecutionContext,
+    experiment: ExperimentResource,
+    prompts: pl.DataFrame,
+    samples: pl.DataFrame,
+    verdicts: pl.DataFrame,
+):
     """Preference pairs (training.dpo.pairs): (correct, incorrect) of a prompt, zero-variance
     prompts dropped; best vs worst reward, ties dropped; or reference vs own sample (SPIN)."""
     rc = RoundContext.of(context, experiment)
@@ -290,19 +394,37 @@ def pairs(context: dg.AssetExecutionContext, experiment: ExperimentResource, pro
         df = make_pairs(source, samples, verdicts, prompts, d.max_pairs_per_prompt)
     except ValueError as exc:
         raise dg.Failure(description=str(exc)) from None
-    per = judged(samples, verdicts).group_by("prompt_id").agg(
-        ok=(pl.col("verdict") == schemas.CORRECT).any(), bad=(pl.col("verdict") == schemas.INCORRECT).any())
+    per = (
+        judged(samples, verdicts)
+        .group_by("prompt_id")
+        .agg(ok=(pl.col("verdict") == schemas.CORRECT).any(), bad=(pl.col("verdict") == schemas.INCORRECT).any())
+    )
     mixed = per.filter(pl.col("ok") & pl.col("bad")).height
-    yield dg.Output(df, metadata={"pairs": df.height, "prompts_with_pairs": df["prompt_id"].n_unique(),
-                                  "zero_variance_prompts": per.height - mixed, "source": source})
-    yield dg.AssetCheckResult(passed=df.height > 0 or not needed, metadata={"pairs": df.height},
-                              description=f"{df.height} pairs" + ("" if needed else f" (objective {objective}: not used)"))
+    yield dg.Output(
+        df,
+        metadata={
+            "pairs": df.height,
+            "prompts_with_pairs": df["prompt_id"].n_unique(),
+            "zero_variance_prompts": per.height - mixed,
+            "source": source,
+        },
+    )
+    yield dg.AssetCheckResult(
+        passed=df.height > 0 or not needed,
+        metadata={"pairs": df.height},
+        description=f"{df.height} pairs" + ("" if needed else f" (objective {objective}: not used)"),
+    )
 
 
 @dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"), deps=["base_model"])
 @measured
-def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource, prompts: pl.DataFrame,
-           training_set: pl.DataFrame, pairs: pl.DataFrame) -> dg.MaterializeResult:
+def policy(
+    context: dg.AssetExecutionContext,
+    experiment: ExperimentResource,
+    prompts: pl.DataFrame,
+    training_set: pl.DataFrame,
+    pairs: pl.DataFrame,
+) -> dg.MaterializeResult:
     """Fine-tune from the parent policy (continue) or the base model (restart): on the kept rows
     (sft), the pairs (dpo), or online on this round's prompts (grpo); save with provenance."""
     rc = RoundContext.of(context, experiment)
@@ -310,8 +432,11 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource, pr
     base, work = store.model_dir("base"), store.work_dir(rc.key)
     plan = plan_round(cfg.training, rc.index, rc.parent_policy, base)
     caps = cfg.training.objective_caps()
-    rows = {"pairs": pairs, "training_set": training_set}.get(caps.trains_on) if not caps.online \
+    rows = (
+        {"pairs": pairs, "training_set": training_set}.get(caps.trains_on)
+        if not caps.online
         else rollout_prompts(cfg, prompts)
+    )
     rc.log(plan.describe(rc.parent_policy, rows.height))
     reward = rollout_reward(rc, plan.settings.seed) if caps.online else None
     try:
@@ -326,15 +451,23 @@ def policy(context: dg.AssetExecutionContext, experiment: ExperimentResource, pr
         metrics.update({f"rollout_{k}": v for k, v in verifier_metadata(reward.verifier).items()})
     verifier = _train_verifier(rc, base, work) if cfg.training.verifier else None
     data_hash = file_hash(store.table_path(plan.data_table, rc.key))[:16]
-    reference = {"policy_id": plan.reference.policy_id, "weights_hash": plan.reference.weights_hash} \
-        if plan.reference else None
+    reference = (
+        {"policy_id": plan.reference.policy_id, "weights_hash": plan.reference.weights_hash} if plan.reference else None
+    )
     prov = write_provenance(
-        work, policy_id=rc.key, parent={"policy_id": parent.policy_id, "weights_hash": parent.weights_hash,
-                                        "run_id": parent.run_id},
-        init=cfg.training.init, method=cfg.training.method, base=str(cfg.model.base),
-        config_hash=cfg.section_hash(), data_hash=data_hash, metrics=metrics,
+        work,
+        policy_id=rc.key,
+        parent={"policy_id": parent.policy_id, "weights_hash": parent.weights_hash, "run_id": parent.run_id},
+        init=cfg.training.init,
+        method=cfg.training.method,
+        base=str(cfg.model.base),
+        config_hash=cfg.section_hash(),
+        data_hash=data_hash,
+        metrics=metrics,
         adapter_base_hash=read_provenance(base)["weights_hash"] if plan.adapter_on_base else None,
-        objective=cfg.training.objective, reference=reference, verifier=verifier,
+        objective=cfg.training.objective,
+        reference=reference,
+        verifier=verifier,
     )
     artifact = store.publish_model(work, rc.key, context.log.info)
     return dg.MaterializeResult(metadata=_policy_metadata(rc, prov, artifact, metrics, reference, verifier))
@@ -346,24 +479,45 @@ def _rollout_metrics(df: pl.DataFrame, prompts: pl.DataFrame) -> dict:
     return {"rollouts": df.height, "rollout_prompts": df["prompt_id"].n_unique(), **m}
 
 
-def _policy_metadata(rc: RoundContext, prov: dict, artifact, metrics: dict, reference: dict | None,
-                     verifier: dict | None) -> dict:
+def _policy_metadata(
+    rc: RoundContext, prov: dict, artifact, metrics: dict, reference: dict | None, verifier: dict | None
+) -> dict:
     cfg = rc.config
     return {
-        **parent_metadata(rc.parent), "weights_hash": prov["weights_hash"], "data_hash": prov["data_hash"],
-        "config_hash": prov["config_hash"], "round_config_hash": cfg.round_hash(),
-        "init": cfg.training.init, "method": cfg.training.method,
+        **parent_metadata(rc.parent),
+        "weights_hash": prov["weights_hash"],
+        "data_hash": prov["data_hash"],
+        "config_hash": prov["config_hash"],
+        "round_config_hash": cfg.round_hash(),
+        "init": cfg.training.init,
+        "method": cfg.training.method,
         **({"adapter_hash": prov["adapter_hash"]} if prov.get("adapter_hash") else {}),
         "artifact": dg.MetadataValue.path(rc.store.where(artifact)),
-        "train_loss": metrics["train_loss"], "final_loss": metrics["final_loss"], "steps": metrics["steps"],
-        "train_seconds": metrics["seconds"], "objective": cfg.training.objective,
-        **({"reference_policy": reference["policy_id"], "reward_margin": metrics["reward_margin"],
-            "reward_accuracy": metrics["reward_accuracy"]} if reference else {}),
-        **({"verifier_pairs": verifier["pairs"], "verifier_reward_accuracy": verifier["reward_accuracy"]}
-           if verifier else {}),
+        "train_loss": metrics["train_loss"],
+        "final_loss": metrics["final_loss"],
+        "steps": metrics["steps"],
+        "train_seconds": metrics["seconds"],
+        "objective": cfg.training.objective,
+        **(
+            {
+                "reference_policy": reference["policy_id"],
+                "reward_margin": metrics["reward_margin"],
+                "reward_accuracy": metrics["reward_accuracy"],
+            }
+            if reference
+            else {}
+        ),
+        **(
+            {"verifier_pairs": verifier["pairs"], "verifier_reward_accuracy": verifier["reward_accuracy"]}
+            if verifier
+            else {}
+        ),
         **{k: v for k, v in metrics.items() if k.startswith("rollout")},
-        **{k: metrics[k] for k in ("first_reward", "final_reward", "generated_tokens", "trained_tokens")
-           if metrics.get(k) is not None},
+        **{
+            k: metrics[k]
+            for k in ("first_reward", "final_reward", "generated_tokens", "trained_tokens")
+            if metrics.get(k) is not None
+        },
         **{f"tracker_run_{name}": run for name, run in metrics.get("tracker_runs", {}).items()},
     }
 
@@ -380,15 +534,17 @@ def _train_verifier(rc: RoundContext, base, work) -> dict:
 
 @dg.asset(**ROUND, kinds={"pytorch"}, **on("gpu"), deps=["policy"])
 @measured
-def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource,
-               eval_prompts: pl.DataFrame) -> pl.DataFrame:
+def evaluation(
+    context: dg.AssetExecutionContext, experiment: ExperimentResource, eval_prompts: pl.DataFrame
+) -> pl.DataFrame:
     """Greedy exact match of this round's policy on the held-out set, per difficulty."""
     rc = RoundContext.of(context, experiment)
     store, key = rc.store, rc.key
     artifact = store.model_dir(key)
     if not is_complete(artifact):
-        raise dg.Failure(description=f"no complete policy artifact for {key} at {store.where(artifact)}; "
-                                     "materialize policy first")
+        raise dg.Failure(
+            description=f"no complete policy artifact for {key} at {store.where(artifact)}; materialize policy first"
+        )
     df = evaluate_artifact(context, rc.experiment, eval_prompts, key, artifact)
     acc = accuracy_by_difficulty(df)
     front = frontier_of(rc.config.frontier_scope(), evaluated_accuracy(store, "base"), measured=acc)
@@ -400,8 +556,14 @@ def evaluation(context: dg.AssetExecutionContext, experiment: ExperimentResource
     meta["frontier_accuracy"] = acc.get(front, 0.0)
     if before is not None:
         meta["frontier_delta"] = acc.get(front, 0.0) - before
-    tracked = log_round(rc.tracking, rc.index, {**round_metrics(store, key), **{
-        k: v for k, v in meta.items() if k.startswith("accuracy_d") or k == "frontier_accuracy"}})
+    tracked = log_round(
+        rc.tracking,
+        rc.index,
+        {
+            **round_metrics(store, key),
+            **{k: v for k, v in meta.items() if k.startswith("accuracy_d") or k == "frontier_accuracy"},
+        },
+    )
     meta.update({f"tracker_rounds_run_{name}": run for name, run in tracked.items()})
     context.add_output_metadata(meta)
     return df
@@ -415,8 +577,9 @@ def round_diff(context: dg.AssetExecutionContext, experiment: ExperimentResource
     answer diversity, easy-sample collapse (filters/diff.py)."""
     rc = RoundContext.of(context, experiment)
     diff = diff_rounds(rc.store, rc.parent_key or "base", rc.key)
-    context.add_output_metadata({**diff.numbers, "against": rc.parent_key or "base",
-                                 "diff": dg.MetadataValue.md(diff.markdown())})
+    context.add_output_metadata(
+        {**diff.numbers, "against": rc.parent_key or "base", "diff": dg.MetadataValue.md(diff.markdown())}
+    )
     return diff.table
 
 

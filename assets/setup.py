@@ -1,7 +1,6 @@
 """Unpartitioned assets every round uses: warm-start examples, the held-out
 evaluation set, and the base model (built once, cached by its config)."""
 
-
 import logging
 import shutil
 
@@ -14,8 +13,8 @@ from assets.recipes import repair_format_examples
 from assets.resources import ExperimentResource
 from filters.metrics import accuracy_by_difficulty, frontier_of
 from selftaught import __version__
-from selftaught.store import is_complete
 from selftaught.config.experiment import BASE_KEY_WHEN_SET, drop_defaults
+from selftaught.store import is_complete
 from synth.tiny import build_tiny_model, spec_from_config
 from train.artifact import copy_model, model_path, read_provenance, write_provenance
 from train.gguf import conversion_record, gguf_source, is_gguf, resolve_base
@@ -31,8 +30,9 @@ def warm_start_prompts(context: dg.AssetExecutionContext, experiment: Experiment
 
 
 @dg.asset(group_name="setup", code_version=__version__, kinds={"polars"}, **on("cpu"))
-def eval_prompts(context: dg.AssetExecutionContext, experiment: ExperimentResource,
-                 warm_start_prompts: pl.DataFrame) -> pl.DataFrame:
+def eval_prompts(
+    context: dg.AssetExecutionContext, experiment: ExperimentResource, warm_start_prompts: pl.DataFrame
+) -> pl.DataFrame:
     """Held-out problems per difficulty, disjoint from the warm start."""
     experiment = experiment.of(context)
     task = experiment.task(context.log.info, evaluation=True)
@@ -46,7 +46,8 @@ def eval_prompts(context: dg.AssetExecutionContext, experiment: ExperimentResour
             meta["contaminated_eval_ids"] = dg.MetadataValue.json(report["contaminated_eval_ids"])
             logging.getLogger("selftaught.setup").warning(
                 f"{report['contaminated_eval_rows']} held-out rows share their question with a training row; "
-                "those training rows are kept out of pools, warm start and few-shot")
+                "those training rows are kept out of pools, warm start and few-shot"
+            )
     context.add_output_metadata(meta)
     return out
 
@@ -89,8 +90,14 @@ def _build_base(context, experiment: ExperimentResource, warm: pl.DataFrame) -> 
     else:
         copy_model(init, model_path(work))
     shutil.rmtree(work / "init", ignore_errors=True)
-    write_provenance(work, policy_id="base", base=str(cfg.model.base), config_hash=_base_key(cfg), metrics=metrics,
-                     **({"gguf": record} if (record := conversion_record(cfg.model.base)) else {}))
+    write_provenance(
+        work,
+        policy_id="base",
+        base=str(cfg.model.base),
+        config_hash=_base_key(cfg),
+        metrics=metrics,
+        **({"gguf": record} if (record := conversion_record(cfg.model.base)) else {}),
+    )
     store.publish_model(work, "base", context.log.info)
     return metrics
 

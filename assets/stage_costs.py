@@ -26,12 +26,17 @@ from assets.parent import latest_materialization
 
 STAGE_COST = ("stage_wall_s", "stage_cpu_s", "stage_peak_rss_mb")
 # what a stage produced, by the metadata key its asset writes
-PRODUCED = {"samples": {"generated_tokens": "tokens_generated"},
-            "verdicts": {"samples": "samples_verified"},
-            "training_set": {"new_rows": "kept_rows"},
-            "policy": {"trained_tokens": "tokens_trained", "generated_tokens": "tokens_generated",
-                       "rollouts": "samples_verified"},
-            "evaluation": {"frontier_delta": "frontier_delta", "frontier_accuracy": "frontier_accuracy"}}
+PRODUCED = {
+    "samples": {"generated_tokens": "tokens_generated"},
+    "verdicts": {"samples": "samples_verified"},
+    "training_set": {"new_rows": "kept_rows"},
+    "policy": {
+        "trained_tokens": "tokens_trained",
+        "generated_tokens": "tokens_generated",
+        "rollouts": "samples_verified",
+    },
+    "evaluation": {"frontier_delta": "frontier_delta", "frontier_accuracy": "frontier_accuracy"},
+}
 
 
 def release_memory() -> None:
@@ -93,9 +98,11 @@ class _Meter:
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
     def _so_far(self) -> dict[str, float]:
-        return {"wall_s": self.before["wall_s"] + time.monotonic() - self.wall,
-                "cpu_s": self.before["cpu_s"] + self._cpu() - self.cpu,
-                "attempts": self.before["attempts"] + 1}
+        return {
+            "wall_s": self.before["wall_s"] + time.monotonic() - self.wall,
+            "cpu_s": self.before["cpu_s"] + self._cpu() - self.cpu,
+            "attempts": self.before["attempts"] + 1,
+        }
 
     def _keep(self) -> None:
         while not self._stop.wait(CARRY_EVERY):
@@ -117,9 +124,12 @@ class _Meter:
         total = self._so_far()
         if self.carry is not None:  # kept: a kill before Dagster records this materialization
             _write_carry(self.carry, total)  # means a rerun, which must count this attempt too
-        return {"stage_wall_s": round(total["wall_s"], 2), "stage_cpu_s": round(total["cpu_s"], 2),
-                "stage_peak_rss_mb": round(peak_kb / 1024, 1),
-                **({"stage_attempts": total["attempts"]} if total["attempts"] > 1 else {})}
+        return {
+            "stage_wall_s": round(total["wall_s"], 2),
+            "stage_cpu_s": round(total["cpu_s"], 2),
+            "stage_peak_rss_mb": round(peak_kb / 1024, 1),
+            **({"stage_attempts": total["attempts"]} if total["attempts"] > 1 else {}),
+        }
 
 
 CARRY_EVERY = 2.0  # seconds: what a kill -9 can take from the ledger
@@ -165,6 +175,7 @@ def measured(fn):
     """Wrap a round asset's body so its materialization carries the stage's cost (STAGE_COST),
     earlier unfinished attempts included."""
     if inspect.isgeneratorfunction(fn):
+
         @functools.wraps(fn)
         def stage(context, *args, **kwargs):
             meter = _Meter(_carry_file(context, kwargs))
@@ -176,6 +187,7 @@ def measured(fn):
             except BaseException:
                 meter.abandon()
                 raise
+
         return stage
 
     @functools.wraps(fn)
@@ -187,11 +199,17 @@ def measured(fn):
             meter.abandon()
             raise
         if isinstance(result, dg.MaterializeResult):
-            return dg.MaterializeResult(asset_key=result.asset_key, metadata={**(result.metadata or {}), **meter.read()},
-                                        check_results=result.check_results, data_version=result.data_version,
-                                        tags=result.tags, value=result.value)
+            return dg.MaterializeResult(
+                asset_key=result.asset_key,
+                metadata={**(result.metadata or {}), **meter.read()},
+                check_results=result.check_results,
+                data_version=result.data_version,
+                tags=result.tags,
+                value=result.value,
+            )
         context.add_output_metadata(meter.read())
         return result
+
     return stage
 
 
@@ -215,6 +233,12 @@ def experiment_costs(instance, prefix: str, stages: list[str]) -> list[list[dict
     """Every evaluated round's stage rows (round_costs), in round order."""
     from selftaught.round_keys import is_round_key, round_index
 
-    keys = sorted((k for k in instance.get_dynamic_partitions("rounds") if is_round_key(k)
-                   and latest_materialization(instance, dg.AssetKey([prefix, "evaluation"]), k)), key=round_index)
+    keys = sorted(
+        (
+            k
+            for k in instance.get_dynamic_partitions("rounds")
+            if is_round_key(k) and latest_materialization(instance, dg.AssetKey([prefix, "evaluation"]), k)
+        ),
+        key=round_index,
+    )
     return [round_costs(instance, prefix, k, stages) for k in keys]

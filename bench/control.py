@@ -19,8 +19,8 @@ import time
 import polars as pl
 
 from filters.evaluate import evaluate_policy
-from pipelines.cli import quiet_libraries
 from filters.metrics import accuracy_by_difficulty
+from pipelines.cli import quiet_libraries
 from selftaught.config import load_config
 from selftaught.round_keys import round_key
 from selftaught.store import Store
@@ -45,8 +45,7 @@ def main() -> None:
     print("round  " + "  ".join(f"{d}d pipe / ctrl" for d in digits))
     print("base   " + "  ".join(f"{base_acc[d]:6.1%} / {base_acc[d]:5.1%}" for d in digits))
     for key, acc, pipe, _ in results:
-        print(f"{key}   " + "  ".join(
-            f"{pipe.get(d, float('nan')):6.1%} / {acc[d]:5.1%}" for d in digits))
+        print(f"{key}   " + "  ".join(f"{pipe.get(d, float('nan')):6.1%} / {acc[d]:5.1%}" for d in digits))
 
 
 def control_curve(cfg, store: Store, rounds: int, log=print) -> list[tuple[str, dict, dict, float]]:
@@ -65,14 +64,17 @@ def control_curve(cfg, store: Store, rounds: int, log=print) -> list[tuple[str, 
         out = store.root / "control" / key
         shutil.rmtree(out, ignore_errors=True)
         t = cfg.training
-        settings = dataclasses.replace(settings_from_config(t, seed_offset=i, max_steps=t.steps_for(i)),
-                                       save_every=0,
-                                       method=t.method if t.objective_caps().trains_on == "training_set" else "full")
+        settings = dataclasses.replace(
+            settings_from_config(t, seed_offset=i, max_steps=t.steps_for(i)),
+            save_every=0,
+            method=t.method if t.objective_caps().trains_on == "training_set" else "full",
+        )
         train_sft(init if t.init == "continue" else model_path(base), rows, out, settings)
         init = model_path(out)
         backend = load_backend("hf", str(init), batch_size=cfg.evaluation.batch_size, dtype=cfg.sampling.dtype)
-        acc = accuracy_by_difficulty(evaluate_policy(backend, evals, verifier, cfg.evaluation.max_new_tokens, key,
-                                                     "control"))
+        acc = accuracy_by_difficulty(
+            evaluate_policy(backend, evals, verifier, cfg.evaluation.max_new_tokens, key, "control")
+        )
         pipe_path = store.table_path("evaluation", key)
         pipe = accuracy_by_difficulty(pl.read_parquet(pipe_path)) if pipe_path.is_file() else {}
         results.append((key, acc, pipe, time.monotonic() - t0))

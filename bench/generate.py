@@ -53,12 +53,14 @@ def main() -> None:
     ap.add_argument("--shard-size", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2, help="generation processes of the last row (1: no row)")
-    ap.add_argument("--model", help="model.base: a folder, .gguf or package:NAME (default: a fresh tiny model "
-                    "like the demo's)")
+    ap.add_argument(
+        "--model", help="model.base: a folder, .gguf or package:NAME (default: a fresh tiny model like the demo's)"
+    )
     ap.add_argument("--dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"])
     ap.add_argument("--batch-sizes", nargs="+", type=int, help="raw rows per batch size (default: --batch-size)")
-    ap.add_argument("--continuous", action="store_true", help="a raw row with transformers' continuous batching "
-                    "(generate_batch)")
+    ap.add_argument(
+        "--continuous", action="store_true", help="a raw row with transformers' continuous batching (generate_batch)"
+    )
     args = ap.parse_args()
     quiet_libraries()
     work = Path(tempfile.mkdtemp(prefix="bench-generate-"))
@@ -70,8 +72,13 @@ def main() -> None:
         from selftaught.config import TaskConfig
         from synth.tasks import make_task
 
-        cfg = TaskConfig(name="list_max", chat_template=True, pool={4: args.prompts // 2, 6: args.prompts // 2},
-                         warm_start={4: 1}, eval={4: 1})
+        cfg = TaskConfig(
+            name="list_max",
+            chat_template=True,
+            pool={4: args.prompts // 2, 6: args.prompts // 2},
+            warm_start={4: 1},
+            eval={4: 1},
+        )
         prompts = make_task(cfg, model).pool(1, set())
     else:
         prompts = make_problems({3: args.prompts // 2, 4: args.prompts - args.prompts // 2}, seed=11)
@@ -90,8 +97,15 @@ def main() -> None:
 
         m = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype)).eval()
         ids = [tok(p, add_special_tokens=False).input_ids for p in prompts["prompt"]]
-        gc = GenerationConfig(do_sample=True, temperature=params.temperature, top_k=0, max_new_tokens=params.max_new_tokens,
-                              num_return_sequences=params.n, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        gc = GenerationConfig(
+            do_sample=True,
+            temperature=params.temperature,
+            top_k=0,
+            max_new_tokens=params.max_new_tokens,
+            num_return_sequences=params.n,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
         torch.manual_seed(params.seed)
         out = m.generate_batch(ids, generation_config=gc)
         return tokens(tok.decode(o.generated_tokens, skip_special_tokens=True) for o in out.values())
@@ -99,23 +113,36 @@ def main() -> None:
     def job(isolated: bool, i: int, workers: int = 1):
         out = work / f"job-{'subp' if isolated else 'inproc'}-{workers}-{i}"
         shutil.rmtree(out, ignore_errors=True)
-        j = GenerationJob(backend="hf", model_dir=model, params=params, out_dir=str(out), round="r001",
-                          policy_id="base", policy_hash="bench", shard_size=args.shard_size,
-                          options={"batch_size": batch, "dtype": dtype})
+        j = GenerationJob(
+            backend="hf",
+            model_dir=model,
+            params=params,
+            out_dir=str(out),
+            round="r001",
+            policy_id="base",
+            policy_hash="bench",
+            shard_size=args.shard_size,
+            options={"batch_size": batch, "dtype": dtype},
+        )
         df = run_isolated(j, prompts, lambda line: None, workers=workers) if isolated else run(j, prompts)
         return tokens(df["completion"])
 
     HFBackend(model, batch_size=1)  # warm the page cache, so the first row does not pay for a cold read
     best = {}
     for i in range(args.repeats):  # interleaved, so drift in machine load hits every row alike
-        modes = [(f"raw {dt} b{bs}", lambda dt=dt, bs=bs: raw(dt, bs))
-                 for dt in args.dtypes for bs in (args.batch_sizes or [args.batch_size])]
+        modes = [
+            (f"raw {dt} b{bs}", lambda dt=dt, bs=bs: raw(dt, bs))
+            for dt in args.dtypes
+            for bs in (args.batch_sizes or [args.batch_size])
+        ]
         if args.continuous:
             modes.append((f"raw {dtype} continuous", continuous))
-        modes += [(f"job {dtype} b{batch}", lambda: job(False, i)),
-                  ("job (subprocess)", lambda: job(True, i))]
+        modes += [
+            (f"job {dtype} b{batch}", lambda: job(False, i)),  # noqa: B023 -- timed in this iteration
+            ("job (subprocess)", lambda: job(True, i)),  # noqa: B023
+        ]
         if args.workers > 1:
-            modes.append((f"job ({args.workers} processes)", lambda: job(True, i, args.workers)))
+            modes.append((f"job ({args.workers} processes)", lambda: job(True, i, args.workers)))  # noqa: B023
         for name, fn in modes:
             seconds, count = timed(fn)
             print(f"  {name}: {seconds:.1f}s", flush=True)
@@ -123,8 +150,10 @@ def main() -> None:
                 best[name] = (seconds, count)
     shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{args.model or 'tiny'}: {args.prompts} prompts x {args.n} samples, max {args.max_new_tokens} new tokens, "
-          f"shards of {args.shard_size} prompts; best of {args.repeats}")
+    print(
+        f"{args.model or 'tiny'}: {args.prompts} prompts x {args.n} samples, max {args.max_new_tokens} new tokens, "
+        f"shards of {args.shard_size} prompts; best of {args.repeats}"
+    )
     print(f"{'mode':<26}{'seconds':>9}{'tokens':>9}{'tokens/s':>10}{'vs fastest raw':>16}")
     fastest = max(c / s for name, (s, c) in best.items() if name.startswith("raw"))
     for name, (seconds, count) in best.items():

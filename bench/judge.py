@@ -39,21 +39,33 @@ def main() -> None:
     prompts = store.read_table("prompts", args.round)
     samples = store.read_table("samples", args.round).head(args.samples)
     truth = verify(reference_verifier(cfg), prompts, samples)["verdict"].to_list()
-    backend = load_backend("hf", str(judge_model / "model" if (judge_model / "model").is_dir() else judge_model),
-                           batch_size=64, dtype=cfg.sampling.dtype)
-    print(f"judge {j.model} on {samples.height} samples of {args.round} ({sum(v == 'correct' for v in truth)} correct "
-          f"by the reference verifier); scale 0..{j.max_score}, threshold {j.threshold:g}")
+    backend = load_backend(
+        "hf",
+        str(judge_model / "model" if (judge_model / "model").is_dir() else judge_model),
+        batch_size=64,
+        dtype=cfg.sampling.dtype,
+    )
+    print(
+        f"judge {j.model} on {samples.height} samples of {args.round} ({sum(v == 'correct' for v in truth)} correct "
+        f"by the reference verifier); scale 0..{j.max_score}, threshold {j.threshold:g}"
+    )
     for i, template in enumerate([j.template, *args.template]):
         t0 = time.monotonic()
         asks = judge_prompts(samples, template, turn)
-        texts = [o[0] for o in backend.generate(asks["prompt"].to_list(),
-                                                SamplingParams(n=1, temperature=0.0, max_new_tokens=args.max_new_tokens))]
+        texts = [
+            o[0]
+            for o in backend.generate(
+                asks["prompt"].to_list(), SamplingParams(n=1, temperature=0.0, max_new_tokens=args.max_new_tokens)
+            )
+        ]
         scores = [parse_score(x, j.max_score) for x in texts]
         scored = [(s, v) for s, v in zip(scores, truth) if s is not None]
         agree = sum((s >= j.threshold) == (v == "correct") for s, v in scored)
-        print(f"template {i} ({'config' if i == 0 else 'extra'}): {len(scored)}/{len(texts)} outputs with a score, "
-              f"{agree}/{len(scored)} agree with the verifier, {time.monotonic() - t0:.0f}s; "
-              f"outputs start {texts[:3]!r}")
+        print(
+            f"template {i} ({'config' if i == 0 else 'extra'}): {len(scored)}/{len(texts)} outputs with a score, "
+            f"{agree}/{len(scored)} agree with the verifier, {time.monotonic() - t0:.0f}s; "
+            f"outputs start {texts[:3]!r}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import polars as pl
 import yaml
-
 from control import control_curve  # bench/control.py (this folder is on sys.path)
+
 from filters.metrics import accuracy_by_difficulty, frontier_of
 from pipelines.cli import quiet_libraries
 from selftaught.config import load_config, resolve_yaml
@@ -41,13 +41,29 @@ ROOT = Path(__file__).resolve().parent.parent
 
 PRESETS = ROOT / "pipelines" / "presets"
 # What makes a recipe a recipe (dotted keys); everything else (task, model, scale) is the host preset's.
-RECIPE_KEYS = ("selection", "repair.mode", "repair.n", "repair.template", "repair.max_failed_per_prompt",
-               "training.objective", "training.dpo", "training.grpo", "training.init", "training.steps_growth",
-               "training.verifier",
-               "verification.verifier", "verification.judge", "verification.majority_answer",
-               "verification.max_unverifiable_share",  # label-free recipes expect unverifiable samples
-               "verification.majority_min_share", "verification.majority_break_ties", "sampling.balance",
-               "sampling.budget", "evaluation.samples_per_prompt", "evaluation.temperature")
+RECIPE_KEYS = (
+    "selection",
+    "repair.mode",
+    "repair.n",
+    "repair.template",
+    "repair.max_failed_per_prompt",
+    "training.objective",
+    "training.dpo",
+    "training.grpo",
+    "training.init",
+    "training.steps_growth",
+    "training.verifier",
+    "verification.verifier",
+    "verification.judge",
+    "verification.majority_answer",
+    "verification.max_unverifiable_share",  # label-free recipes expect unverifiable samples
+    "verification.majority_min_share",
+    "verification.majority_break_ties",
+    "sampling.balance",
+    "sampling.budget",
+    "evaluation.samples_per_prompt",
+    "evaluation.temperature",
+)
 
 
 def _get(data: dict, dotted: str):
@@ -86,8 +102,11 @@ def recipe_on(recipe: str, host: str, out_dir: Path) -> Path:
         hosted = load_config(PRESETS / f"{host}.yaml")
         grpo = data["training"].setdefault("grpo", {})
         per_step = grpo.get("prompts_per_step", 4)
-        grpo.update(num_generations=hosted.sampling.n, temperature=hosted.sampling.temperature,
-                    max_completion_length=hosted.sampling.max_new_tokens)
+        grpo.update(
+            num_generations=hosted.sampling.n,
+            temperature=hosted.sampling.temperature,
+            max_completion_length=hosted.sampling.max_new_tokens,
+        )
         data["training"]["max_steps"] = -(-hosted.round_size()["prompts"] // per_step)
         # A quarter of the host's learning rate: on-policy RL steps on sparse rewards need smaller
         # ones (grpo.yaml's tiny model collapsed at a third of the demo's rate, 1e-4).
@@ -117,8 +136,12 @@ def main() -> None:
     ap.add_argument("--presets", nargs="+", default=["demo", "star", "rest_em", "rft", "bstar", "vstar", "rerest"])
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--dagster-home", default="/tmp/selftaught_bench_home")
-    ap.add_argument("--no-control", action="store_true", help="skip the controls (e.g. when the host preset's "
-                    "control, same steps on the same warm-start rows, was measured already)")
+    ap.add_argument(
+        "--no-control",
+        action="store_true",
+        help="skip the controls (e.g. when the host preset's "
+        "control, same steps on the same warm-start rows, was measured already)",
+    )
     ap.add_argument("--on", help="run each recipe on this preset's task and model (e.g. smollm2_list_max)")
     args = ap.parse_args()
     quiet_libraries()
@@ -133,20 +156,28 @@ def main() -> None:
         front = frontier_of(cfg.task, base)
         hardest = max(base)
         if args.no_control:  # recipe rows only (control columns print nan)
-            control = [(k, {}, accuracy_by_difficulty(pl.read_parquet(store.table_path("evaluation", k))), 0.0)
-                       for k in (f"r{i:03d}" for i in range(1, args.rounds + 1))]
+            control = [
+                (k, {}, accuracy_by_difficulty(pl.read_parquet(store.table_path("evaluation", k))), 0.0)
+                for k in (f"r{i:03d}" for i in range(1, args.rounds + 1))
+            ]
         else:
-            control = control_curve(cfg, store, args.rounds, log=lambda m: print(f"{name}: {m}", flush=True))
+            control = control_curve(cfg, store, args.rounds, log=lambda m: print(f"{name}: {m}", flush=True))  # noqa: B023 -- used in this iteration
         table.append((name, front, hardest, base, control, seconds))
-    print(f"\nheld-out accuracy, recipe / control (same steps on the warm-start rows only), {args.rounds} rounds"
-          + (f", on {args.on}" if args.on else ""))
-    print(f"{'preset':16} {'digits':>6}  {'base':>6}  " + "  ".join(f"{'r%03d' % i:>15}" for i in range(1, args.rounds + 1))
-          + "  recipe time")
+    print(
+        f"\nheld-out accuracy, recipe / control (same steps on the warm-start rows only), {args.rounds} rounds"
+        + (f", on {args.on}" if args.on else "")
+    )
+    print(
+        f"{'preset':16} {'digits':>6}  {'base':>6}  "
+        + "  ".join(f"{f'r{i:03d}':>15}" for i in range(1, args.rounds + 1))
+        + "  recipe time"
+    )
     for name, front, hardest, base, control, seconds in table:
         # the frontier, the hardest level, and with --on every level of the host task; each once
         for d in dict.fromkeys((front, hardest, *(sorted(base) if args.on else ()))):
-            cells = "  ".join(f"{pipe.get(d, float('nan')):6.1%} / {acc.get(d, float('nan')):6.1%}"
-                              for _, acc, pipe, _ in control)
+            cells = "  ".join(
+                f"{pipe.get(d, float('nan')):6.1%} / {acc.get(d, float('nan')):6.1%}" for _, acc, pipe, _ in control
+            )
             label = name if d == front else ""
             print(f"{label:16} {d:>6}  {base[d]:6.1%}  {cells}  " + (f"{seconds:.0f}s" if d == front else ""))
 

@@ -60,11 +60,18 @@ def rows_for(name: str, instance) -> list[dict]:
         tokens = sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]) if texts else 0
         samples, policy = _metadata(instance, cfg.name, "samples", key), _metadata(instance, cfg.name, "policy", key)
         online = rollouts.is_file()
-        out.append({"experiment": name, "round": key, "objective": cfg.training.objective,
-                    "completions": len(texts), "tokens": tokens,
-                    "generate_s": None if online else samples.get("generation_seconds"),
-                    "train_s": policy.get("train_seconds"),
-                    "accuracy": accuracy_by_difficulty(pl.read_parquet(store.evaluation_path(key)))})
+        out.append(
+            {
+                "experiment": name,
+                "round": key,
+                "objective": cfg.training.objective,
+                "completions": len(texts),
+                "tokens": tokens,
+                "generate_s": None if online else samples.get("generation_seconds"),
+                "train_s": policy.get("train_seconds"),
+                "accuracy": accuracy_by_difficulty(pl.read_parquet(store.evaluation_path(key))),
+            }
+        )
     return out
 
 
@@ -82,14 +89,21 @@ def main() -> None:
     with dg.DagsterInstance.get() as instance:
         rows = [r for name in args.experiments for r in rows_for(name, instance)]
     levels = sorted({d for r in rows for d in r["accuracy"]})
-    print(f"{'experiment':34} {'round':5} {'objective':9} {'completions':>11} {'tokens':>9} {'gen s':>10} "
-          f"{'train s':>8}  " + "  ".join(f"{'acc d%d' % d:>8}" for d in levels))
+    print(
+        f"{'experiment':34} {'round':5} {'objective':9} {'completions':>11} {'tokens':>9} {'gen s':>10} "
+        f"{'train s':>8}  " + "  ".join(f"{f'acc d{d}':>8}" for d in levels)
+    )
     for r in rows:
-        gen = "(in train)" if r["generate_s"] is None and OBJECTIVES.get(r["objective"]).caps.online else \
-            f"{r['generate_s'] or float('nan'):.0f}"
-        print(f"{r['experiment']:34} {r['round']:5} {r['objective']:9} {r['completions']:>11,} {r['tokens']:>9,} "
-              f"{gen:>10} {r['train_s'] or float('nan'):>8.0f}  "
-              + "  ".join(f"{r['accuracy'].get(d, float('nan')):>8.1%}" for d in levels))
+        gen = (
+            "(in train)"
+            if r["generate_s"] is None and OBJECTIVES.get(r["objective"]).caps.online
+            else f"{r['generate_s'] or float('nan'):.0f}"
+        )
+        print(
+            f"{r['experiment']:34} {r['round']:5} {r['objective']:9} {r['completions']:>11,} {r['tokens']:>9,} "
+            f"{gen:>10} {r['train_s'] or float('nan'):>8.0f}  "
+            + "  ".join(f"{r['accuracy'].get(d, float('nan')):>8.1%}" for d in levels)
+        )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     rows = [json.loads(line) for line in gzip.open(DATA, "rt")]
-    jobs = [{"program": r["prompt"] + r["canonical_solution"], "tests": r["test"], "entry_point": r["entry_point"]}
-            for r in rows]
+    jobs = [
+        {"program": r["prompt"] + r["canonical_solution"], "tests": r["test"], "entry_point": r["entry_point"]}
+        for r in rows
+    ]
     cpus = os.cpu_count() or 1
     modes = [("one at a time", 1), (f"pool, {cpus} workers", cpus), (f"pool, {2 * cpus} workers", 2 * cpus)]
     best: dict[str, tuple[float, int]] = {}

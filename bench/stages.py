@@ -64,16 +64,20 @@ def main() -> None:
     last = rounds[-1][0]
     samples = pl.read_parquet(store.table_path("samples", last)).height
     rows = pl.read_parquet(store.table_path("training_set", last)).height
-    print(f"\n{last}: {samples} samples ({samples / max(mean.get('samples', 1e-9), 1e-9):.0f}/s sampled, "
-          f"{samples / max(mean.get('verdicts', 1e-9), 1e-9):.0f}/s verified), {rows} training rows")
+    print(
+        f"\n{last}: {samples} samples ({samples / max(mean.get('samples', 1e-9), 1e-9):.0f}/s sampled, "
+        f"{samples / max(mean.get('verdicts', 1e-9), 1e-9):.0f}/s verified), {rows} training rows"
+    )
     print(f"\none round, paper estimate (machine at ${args.usd_per_hour:.2f}/h):")
     print(f"{'data':>6} {'round s':>10} {'round h':>9} {'cost $':>9}   largest stage")
     for scale in (1, 10, 100):
         est = {s: v * (scale if s in GROWS or s == "policy" else 1) for s, v in mean.items()}
         total = sum(est.values())
         top = max(est, key=est.get)
-        print(f"{scale:>5}x {total:10.0f} {total / 3600:9.2f} {total / 3600 * args.usd_per_hour:9.2f}   "
-              f"{top} ({est[top] / total:.0%})")
+        print(
+            f"{scale:>5}x {total:10.0f} {total / 3600:9.2f} {total / 3600 * args.usd_per_hour:9.2f}   "
+            f"{top} ({est[top] / total:.0%})"
+        )
 
 
 if __name__ == "__main__":

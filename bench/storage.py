@@ -62,11 +62,18 @@ def main() -> None:
         fs.mkdir(BUCKET)
         src = ROOT / args.config
         local = variant(src, tmp / "local.yaml", storage_root=str(tmp / "local-root"))
-        remote = variant(src, tmp / "s3.yaml", storage_root=f"s3://{BUCKET}/run", storage_cache=str(tmp / "cache"),
-                         storage_options={"endpoint_url": endpoint})
+        remote = variant(
+            src,
+            tmp / "s3.yaml",
+            storage_root=f"s3://{BUCKET}/run",
+            storage_cache=str(tmp / "cache"),
+            storage_options={"endpoint_url": endpoint},
+        )
         print(f"running setup + {args.rounds} round(s) of {src.name} twice (local, s3) ...", flush=True)
-        seconds = {"local": run(local, args.rounds, tmp / "home-local"),
-                   "s3": run(remote, args.rounds, tmp / "home-s3")}
+        seconds = {
+            "local": run(local, args.rounds, tmp / "home-local"),
+            "s3": run(remote, args.rounds, tmp / "home-s3"),
+        }
         objects = fs.find(f"{BUCKET}/run", detail=True)
         mb = sum(o["size"] for o in objects.values()) / 2**20
         # a second machine: the last round's tables and policy and the base model, into an empty cache
@@ -90,8 +97,10 @@ def main() -> None:
     for name, s in seconds.items():
         print(f"{name + (' (moto, loopback)' if name == 's3' else ''):24}{s:9.1f}{s / seconds['local']:8.2f}")
     print(f"\nbucket: {len(objects)} objects, {mb:.1f} MB")
-    print(f"cold start of {key} on an empty cache: {pulled:.1f} MB in {pull:.2f} s "
-          f"({pulled / pull:.0f} MB/s on loopback); cached check of 2 models {warm * 1000:.0f} ms")
+    print(
+        f"cold start of {key} on an empty cache: {pulled:.1f} MB in {pull:.2f} s "
+        f"({pulled / pull:.0f} MB/s on loopback); cached check of 2 models {warm * 1000:.0f} ms"
+    )
     print(f"(scratch files in {tmp})")
 
 

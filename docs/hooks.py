@@ -21,8 +21,10 @@ def on_files(files, config):
     from pipelines.reference import cli_reference, config_reference
 
     changelog = (ROOT / "CHANGELOG.md").read_text()
-    for uri, content in (("reference/config.md", config_reference()),
-                         ("reference/cli.md", cli_reference()),
-                         ("changelog.md", changelog)):
+    for uri, content in (
+        ("reference/config.md", config_reference()),
+        ("reference/cli.md", cli_reference()),
+        ("changelog.md", changelog),
+    ):
         files.append(File.generated(config, uri, content=content))
     return files

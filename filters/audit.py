@@ -30,9 +30,9 @@ MIN_REASONING_WORDS = 3
 
 @dataclass(frozen=True)
 class Audit:
-    second_opinion: str | None    # what re-checked the correct samples; None: nothing independent here
-    numbers: dict[str, float]     # audited, disagreement share, tell shares
-    disagreeing: pl.DataFrame     # prompt_id, sample_idx, second_verdict, reason, completion
+    second_opinion: str | None  # what re-checked the correct samples; None: nothing independent here
+    numbers: dict[str, float]  # audited, disagreement share, tell shares
+    disagreeing: pl.DataFrame  # prompt_id, sample_idx, second_verdict, reason, completion
 
     def markdown(self, rows: int = 5) -> str:
         if self.disagreeing.height == 0:
@@ -51,14 +51,21 @@ def audit(verifier, prompts: pl.DataFrame, samples: pl.DataFrame, verdicts: pl.D
         from filters.verifiers import get_verifier
 
         verifier = get_verifier(verifier)
-    correct = (verdicts.filter(pl.col("verdict") == CORRECT)
-               .select("prompt_id", "sample_idx", "extracted_answer", "reason", "rationale_ok")
-               .join(samples.select("prompt_id", "sample_idx", "completion"), on=["prompt_id", "sample_idx"])
-               .join(prompts.select("prompt_id", "prompt", "reference",
-                                    *(["fields"] if "fields" in prompts.columns else [])), on="prompt_id"))
+    correct = (
+        verdicts.filter(pl.col("verdict") == CORRECT)
+        .select("prompt_id", "sample_idx", "extracted_answer", "reason", "rationale_ok")
+        .join(samples.select("prompt_id", "sample_idx", "completion"), on=["prompt_id", "sample_idx"])
+        .join(
+            prompts.select("prompt_id", "prompt", "reference", *(["fields"] if "fields" in prompts.columns else [])),
+            on="prompt_id",
+        )
+    )
     what = verifier.plugin.caps.second_opinion if hasattr(verifier, "second_opinion") else None
-    bad = verifier.second_opinion(correct) if what is not None \
+    bad = (
+        verifier.second_opinion(correct)
+        if what is not None
         else correct.head(0).with_columns(pl.lit(None, pl.String).alias("second_verdict"))
+    )
     numbers: dict[str, float] = {"audit_correct_samples": float(correct.height)}
     if what is not None:
         numbers["audit_disagreement_share"] = bad.height / correct.height if correct.height else 0.0
@@ -68,8 +75,9 @@ def audit(verifier, prompts: pl.DataFrame, samples: pl.DataFrame, verdicts: pl.D
         numbers["tell_empty_reasoning"] = sum(_empty_reasoning(r) for r in rows) / len(rows)
         if hasattr(verifier, "tells"):
             numbers.update(verifier.tells(rows))
-    disagreeing = bad.select("prompt_id", "sample_idx", "second_verdict", "reason", "completion") \
-        .sort("prompt_id", "sample_idx")
+    disagreeing = bad.select("prompt_id", "sample_idx", "second_verdict", "reason", "completion").sort(
+        "prompt_id", "sample_idx"
+    )
     return Audit(what, numbers, disagreeing)
 
 
@@ -81,5 +89,5 @@ def _restated(row: dict) -> bool:
 def _empty_reasoning(row: dict) -> bool:
     answer = (row["extracted_answer"] or "").strip()
     completion = row["completion"]
-    before = completion[:completion.rfind(answer)] if answer and answer in completion else completion
+    before = completion[: completion.rfind(answer)] if answer and answer in completion else completion
     return len(_WORD.findall(before)) < MIN_REASONING_WORDS

@@ -25,7 +25,7 @@ from selftaught.store import Store
 
 @dataclass(frozen=True)
 class RoundDiff:
-    table: pl.DataFrame       # schemas.ROUND_DIFF, one row per difficulty
+    table: pl.DataFrame  # schemas.ROUND_DIFF, one row per difficulty
     numbers: dict[str, float]  # the plotted ones; a number with nothing to measure is left out
 
     def markdown(self) -> str:
@@ -33,11 +33,15 @@ class RoundDiff:
         if t.height == 0:
             return "no held-out prompt evaluated in both"
         before, after = t["against"][0], t["round"][0]
-        lines = [f"| difficulty | prompts | solved ({before}) | solved ({after}) | newly solved | newly lost |",
-                 "|---|---|---|---|---|---|"]
+        lines = [
+            f"| difficulty | prompts | solved ({before}) | solved ({after}) | newly solved | newly lost |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in t.iter_rows(named=True):
-            lines.append(f"| {r['difficulty']} | {r['prompts']} | {r['solved_before']} | {r['solved_after']} | "
-                         f"{r['newly_solved']} | {r['newly_lost']} |")
+            lines.append(
+                f"| {r['difficulty']} | {r['prompts']} | {r['solved_before']} | {r['solved_after']} | "
+                f"{r['newly_solved']} | {r['newly_lost']} |"
+            )
         lines += ["", *[f"- {k}: {v:.4g}" for k, v in self.numbers.items()]]
         lost = [i for ids in t["newly_lost_ids"] for i in ids]
         if lost:
@@ -47,14 +51,23 @@ class RoundDiff:
     def text(self) -> str:
         """The same for a terminal."""
         t = self.table
-        header = f"{'difficulty':>10} {'prompts':>7} {'solved before':>13} {'solved after':>12} {'newly solved':>12} " \
-                 f"{'newly lost':>10}"
-        rows = [f"{r['difficulty']:>10} {r['prompts']:>7} {r['solved_before']:>13} {r['solved_after']:>12} "
-                f"{r['newly_solved']:>12} {r['newly_lost']:>10}" for r in t.iter_rows(named=True)]
+        header = (
+            f"{'difficulty':>10} {'prompts':>7} {'solved before':>13} {'solved after':>12} {'newly solved':>12} "
+            f"{'newly lost':>10}"
+        )
+        rows = [
+            f"{r['difficulty']:>10} {r['prompts']:>7} {r['solved_before']:>13} {r['solved_after']:>12} "
+            f"{r['newly_solved']:>12} {r['newly_lost']:>10}"
+            for r in t.iter_rows(named=True)
+        ]
         numbers = [f"{k}: {v:.4g}" for k, v in self.numbers.items()]
-        ids = [f"{what} d{r['difficulty']}: {', '.join(r[f'{what}_ids'][:10])}"
-               + (" ..." if len(r[f"{what}_ids"]) > 10 else "")
-               for r in t.iter_rows(named=True) for what in ("newly_solved", "newly_lost") if r[f"{what}_ids"]]
+        ids = [
+            f"{what} d{r['difficulty']}: {', '.join(r[f'{what}_ids'][:10])}"
+            + (" ..." if len(r[f"{what}_ids"]) > 10 else "")
+            for r in t.iter_rows(named=True)
+            for what in ("newly_solved", "newly_lost")
+            if r[f"{what}_ids"]
+        ]
         return "\n".join([header, "-" * len(header), *rows, "", *numbers, *([""] + ids if ids else [])])
 
 
@@ -64,15 +77,20 @@ def eval_changes(before: pl.DataFrame, after: pl.DataFrame, round_key: str, agai
     b = before.select("prompt_id", "difficulty", (pl.col("verdict") == CORRECT).alias("b"))
     a = after.select("prompt_id", (pl.col("verdict") == CORRECT).alias("a"))
     both = b.join(a, on="prompt_id", how="inner")
-    table = both.group_by("difficulty").agg(
-        pl.len().cast(pl.Int64).alias("prompts"),
-        pl.col("b").sum().cast(pl.Int64).alias("solved_before"),
-        pl.col("a").sum().cast(pl.Int64).alias("solved_after"),
-        (pl.col("a") & ~pl.col("b")).sum().cast(pl.Int64).alias("newly_solved"),
-        (pl.col("b") & ~pl.col("a")).sum().cast(pl.Int64).alias("newly_lost"),
-        pl.col("prompt_id").filter(pl.col("a") & ~pl.col("b")).sort().alias("newly_solved_ids"),
-        pl.col("prompt_id").filter(pl.col("b") & ~pl.col("a")).sort().alias("newly_lost_ids"),
-    ).sort("difficulty").with_columns(pl.lit(round_key).alias("round"), pl.lit(against).alias("against"))
+    table = (
+        both.group_by("difficulty")
+        .agg(
+            pl.len().cast(pl.Int64).alias("prompts"),
+            pl.col("b").sum().cast(pl.Int64).alias("solved_before"),
+            pl.col("a").sum().cast(pl.Int64).alias("solved_after"),
+            (pl.col("a") & ~pl.col("b")).sum().cast(pl.Int64).alias("newly_solved"),
+            (pl.col("b") & ~pl.col("a")).sum().cast(pl.Int64).alias("newly_lost"),
+            pl.col("prompt_id").filter(pl.col("a") & ~pl.col("b")).sort().alias("newly_solved_ids"),
+            pl.col("prompt_id").filter(pl.col("b") & ~pl.col("a")).sort().alias("newly_lost_ids"),
+        )
+        .sort("difficulty")
+        .with_columns(pl.lit(round_key).alias("round"), pl.lit(against).alias("against"))
+    )
     return schemas.validate(table.select(list(schemas.ROUND_DIFF)), "round_diff")
 
 
@@ -87,11 +105,13 @@ def kept_numbers(kept: pl.DataFrame, kept_before: pl.DataFrame | None, verdicts:
             now, then = set(kept["prompt_id"]), set(kept_before["prompt_id"])
             out["kept_overlap"] = len(now & then) / len(now)
             out["kept_answer_length_drift"] = out["kept_answer_length"] - float(
-                kept_before["completion"].str.len_chars().mean())
+                kept_before["completion"].str.len_chars().mean()
+            )
     if verdicts is not None and verdicts.height:
         per_prompt = verdicts.group_by("prompt_id").agg(
             pl.col("extracted_answer").drop_nulls().n_unique().alias("distinct"),
-            (pl.col("verdict") == CORRECT).all().alias("saturated"))
+            (pl.col("verdict") == CORRECT).all().alias("saturated"),
+        )
         out["distinct_answers_per_prompt"] = float(per_prompt["distinct"].mean())
         if kept.height:
             saturated = set(per_prompt.filter(pl.col("saturated"))["prompt_id"])
@@ -113,15 +133,19 @@ def diff_rounds(store: Store, against: str, round_key: str) -> RoundDiff:
     missing = [k for k in (against, round_key) if not store.evaluation_path(k).is_file()]
     if missing:
         raise ValueError(f"no evaluation of {' or '.join(missing)} in {store.location()}: materialize it first")
-    table = eval_changes(read_parquet(store.evaluation_path(against)), read_parquet(store.evaluation_path(round_key)),
-                         round_key, against)
+    table = eval_changes(
+        read_parquet(store.evaluation_path(against)), read_parquet(store.evaluation_path(round_key)), round_key, against
+    )
     numbers = {"newly_solved": float(table["newly_solved"].sum()), "newly_lost": float(table["newly_lost"].sum())}
     for row in table.iter_rows(named=True):
         numbers[f"newly_solved_d{row['difficulty']}"] = float(row["newly_solved"])
         numbers[f"newly_lost_d{row['difficulty']}"] = float(row["newly_lost"])
     verdicts_path = store.table_path("verdicts", round_key)
-    verdicts = read_parquet(verdicts_path, columns=["prompt_id", "verdict", "extracted_answer"]) \
-        if verdicts_path.is_file() else None
+    verdicts = (
+        read_parquet(verdicts_path, columns=["prompt_id", "verdict", "extracted_answer"])
+        if verdicts_path.is_file()
+        else None
+    )
     kept = _kept(store, round_key)
     if kept is not None:
         numbers.update(kept_numbers(kept, _kept(store, against) if against != "base" else None, verdicts))

@@ -31,6 +31,8 @@ def with_feedback(judged: pl.DataFrame, mode: str = "answer") -> pl.DataFrame:
     """`judged` (samples joined with verdicts) plus a `feedback` column."""
     return judged.with_columns(
         pl.struct("verdict", "extracted_answer", "reason")
-        .map_elements(lambda r: feedback(r["verdict"], r["extracted_answer"], r["reason"] or "", mode),
-                      return_dtype=pl.String)
-        .alias("feedback"))
+        .map_elements(
+            lambda r: feedback(r["verdict"], r["extracted_answer"], r["reason"] or "", mode), return_dtype=pl.String
+        )
+        .alias("feedback")
+    )

@@ -29,8 +29,10 @@ class JudgeVerifier:
     name, version = "judge", "1"
 
     def check(self, prompt: str, completion: str, reference: str):
-        raise TypeError("the judge verifier generates its verdicts with a model: the round runs it "
-                        "(assets.recipes.verdicts_for); it has no offline check")
+        raise TypeError(
+            "the judge verifier generates its verdicts with a model: the round runs it "
+            "(assets.recipes.verdicts_for); it has no offline check"
+        )
 
 
 def judge_prompts(samples: pl.DataFrame, template: str, turn=None) -> pl.DataFrame:
@@ -51,8 +53,9 @@ def parse_score(text: str, max_score: int) -> float | None:
     return score if 0 <= score <= max_score else None
 
 
-def judge_verdicts(samples: pl.DataFrame, judged: pl.DataFrame, judge_id: str, max_score: int,
-                   threshold: float) -> pl.DataFrame:
+def judge_verdicts(
+    samples: pl.DataFrame, judged: pl.DataFrame, judge_id: str, max_score: int, threshold: float
+) -> pl.DataFrame:
     """`judged`: the judge's generation rows (prompt_id = `<prompt_id>~<sample_idx>`, prompt, completion)."""
     out = {pid: (p, c) for pid, p, c in zip(judged["prompt_id"], judged["prompt"], judged["completion"])}
     rows = []
@@ -64,8 +67,17 @@ def judge_verdicts(samples: pl.DataFrame, judged: pl.DataFrame, judge_id: str, m
         else:
             verdict = CORRECT if score >= threshold else INCORRECT
             reason = f"judge score {score:g}/{max_score} (threshold {threshold:g})"
-        rows.append({**r, "verdict": verdict, "reward": (score or 0.0) / max_score,
-                     "extracted_answer": None, "parsed_reference": None, "rationale_ok": None,
-                     "reason": reason, "verifier": f"judge:{judge_id}@1",
-                     "details": json.dumps({"judge_prompt": judge_prompt, "judge_output": text, "score": score})})
+        rows.append(
+            {
+                **r,
+                "verdict": verdict,
+                "reward": (score or 0.0) / max_score,
+                "extracted_answer": None,
+                "parsed_reference": None,
+                "rationale_ok": None,
+                "reason": reason,
+                "verifier": f"judge:{judge_id}@1",
+                "details": json.dumps({"judge_prompt": judge_prompt, "judge_output": text, "score": score}),
+            }
+        )
     return schemas.validate(pl.DataFrame(rows, schema=schemas.VERDICTS_TABLE), "verdicts")

@@ -21,6 +21,7 @@ LEDGER_COLUMNS = list(schemas.LEDGER)
 def round_ledger(stages: list[dict], price_per_hour: float | None = None) -> dict:
     """One round's ledger row from its stage rows (round, stage, stage_wall_s, stage_cpu_s,
     stage_peak_rss_mb, and what each produced)."""
+
     def total(key: str) -> float | None:
         values = [s[key] for s in stages if s.get(key) is not None]
         return float(sum(values)) if values else None
@@ -30,9 +31,13 @@ def round_ledger(stages: list[dict], price_per_hour: float | None = None) -> dic
     peaks = [s["stage_peak_rss_mb"] for s in stages if s.get("stage_peak_rss_mb") is not None]
     return {
         "round": stages[0]["round"] if stages else None,
-        "wall_s": wall, "cpu_s": total("stage_cpu_s"), "peak_rss_mb": max(peaks) if peaks else None,
-        "tokens_generated": total("tokens_generated"), "tokens_trained": total("tokens_trained"),
-        "samples_verified": verified, "kept_rows": kept,
+        "wall_s": wall,
+        "cpu_s": total("stage_cpu_s"),
+        "peak_rss_mb": max(peaks) if peaks else None,
+        "tokens_generated": total("tokens_generated"),
+        "tokens_trained": total("tokens_trained"),
+        "samples_verified": verified,
+        "kept_rows": kept,
         "kept_per_1k_samples": 1000 * kept / verified if kept is not None and verified else None,
         "points_per_hour": 100 * delta / (wall / 3600) if delta is not None and wall else None,
         "cost": wall / 3600 * price_per_hour if price_per_hour is not None and wall is not None else None,
@@ -57,7 +62,9 @@ def ledger_plot(stages: list[dict], table: pl.DataFrame, title: str) -> bytes:
     fig, ax = plt.subplots(figsize=(8, 4))
     bottom = [0.0] * len(rounds)
     for name in names:
-        heights = [sum(s["stage_wall_s"] or 0 for s in stages if s["round"] == r and s["stage"] == name) for r in rounds]
+        heights = [
+            sum(s["stage_wall_s"] or 0 for s in stages if s["round"] == r and s["stage"] == name) for r in rounds
+        ]
         if any(heights):
             ax.bar(rounds, heights, bottom=bottom, label=name)
             bottom = [b + h for b, h in zip(bottom, heights)]
@@ -78,13 +85,35 @@ def ledger_plot(stages: list[dict], table: pl.DataFrame, title: str) -> bytes:
 
 def format_ledger(table: pl.DataFrame) -> str:
     """The ledger for a terminal."""
-    heads = ["round", "wall s", "cpu s", "peak MB", "tok gen", "tok trained", "verified", "kept", "kept/1k",
-             "pts/hour", "cost"]
-    fmt = {"wall_s": "{:.0f}", "cpu_s": "{:.0f}", "peak_rss_mb": "{:.0f}", "tokens_generated": "{:,.0f}",
-           "tokens_trained": "{:,.0f}", "samples_verified": "{:,.0f}", "kept_rows": "{:,.0f}",
-           "kept_per_1k_samples": "{:.1f}", "points_per_hour": "{:+.1f}", "cost": "{:.2f}"}
-    lines = [[r["round"], *(("-" if r[c] is None else fmt[c].format(r[c])) for c in LEDGER_COLUMNS[1:])]
-             for r in table.iter_rows(named=True)]
+    heads = [
+        "round",
+        "wall s",
+        "cpu s",
+        "peak MB",
+        "tok gen",
+        "tok trained",
+        "verified",
+        "kept",
+        "kept/1k",
+        "pts/hour",
+        "cost",
+    ]
+    fmt = {
+        "wall_s": "{:.0f}",
+        "cpu_s": "{:.0f}",
+        "peak_rss_mb": "{:.0f}",
+        "tokens_generated": "{:,.0f}",
+        "tokens_trained": "{:,.0f}",
+        "samples_verified": "{:,.0f}",
+        "kept_rows": "{:,.0f}",
+        "kept_per_1k_samples": "{:.1f}",
+        "points_per_hour": "{:+.1f}",
+        "cost": "{:.2f}",
+    }
+    lines = [
+        [r["round"], *(("-" if r[c] is None else fmt[c].format(r[c])) for c in LEDGER_COLUMNS[1:])]
+        for r in table.iter_rows(named=True)
+    ]
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(heads)]
     out = ["  ".join(h.rjust(w) for h, w in zip(heads, widths)), "  ".join("-" * w for w in widths)]
     return "\n".join(out + ["  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines])

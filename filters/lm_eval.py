@@ -43,8 +43,9 @@ def lm_eval_version() -> str:
 
         return version("lm_eval")
     except Exception:  # noqa: BLE001
-        raise LmEvalError("evaluation.lm_eval needs EleutherAI's lm-evaluation-harness: pip install "
-                          "'selftaught[lmeval]' (or lm-eval)") from None
+        raise LmEvalError(
+            "evaluation.lm_eval needs EleutherAI's lm-evaluation-harness: pip install 'selftaught[lmeval]' (or lm-eval)"
+        ) from None
 
 
 def task_manager(s: LmEvalSettings):
@@ -57,8 +58,9 @@ def task_manager(s: LmEvalSettings):
     return TaskManager(verbosity="ERROR", include_path=s.include_path, include_defaults=s.include_defaults)
 
 
-def run_lm_eval(model_dir: str | Path, s: LmEvalSettings, round_key: str, policy_id: str,
-                dtype: str = "float32") -> pl.DataFrame:
+def run_lm_eval(
+    model_dir: str | Path, s: LmEvalSettings, round_key: str, policy_id: str, dtype: str = "float32"
+) -> pl.DataFrame:
     """lm-eval's `simple_evaluate` on the model in `model_dir` (a Hugging Face model folder);
     the `lm_eval` table."""
     manager = task_manager(s)
@@ -66,21 +68,36 @@ def run_lm_eval(model_dir: str | Path, s: LmEvalSettings, round_key: str, policy
     unknown = [t for t in s.tasks if t not in known]
     if unknown:
         shown = ", ".join(sorted(known)[:20]) or "none"
-        raise LmEvalError(f"evaluation.lm_eval.tasks {unknown} are not tasks of lm-eval {lm_eval_version()} under "
-                          f"include_path {s.include_path!r} (found: {shown})")
+        raise LmEvalError(
+            f"evaluation.lm_eval.tasks {unknown} are not tasks of lm-eval {lm_eval_version()} under "
+            f"include_path {s.include_path!r} (found: {shown})"
+        )
     import torch
     from lm_eval import simple_evaluate
 
     try:
-        out = simple_evaluate(model="hf", model_args={"pretrained": str(model_dir), "dtype": dtype},
-                              tasks=list(s.tasks), task_manager=manager, num_fewshot=s.num_fewshot, limit=s.limit,
-                              batch_size=s.batch_size, device="cuda" if torch.cuda.is_available() else "cpu",
-                              apply_chat_template=s.apply_chat_template, log_samples=False, random_seed=s.seed,
-                              numpy_random_seed=s.seed, torch_random_seed=s.seed, fewshot_random_seed=s.seed,
-                              verbosity="ERROR")
-    except Exception as exc:  # noqa: BLE001: lm-eval raises many kinds; the round needs one line
-        raise LmEvalError(f"lm-eval {lm_eval_version()} failed on {list(s.tasks)}: {type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        out = simple_evaluate(
+            model="hf",
+            model_args={"pretrained": str(model_dir), "dtype": dtype},
+            tasks=list(s.tasks),
+            task_manager=manager,
+            num_fewshot=s.num_fewshot,
+            limit=s.limit,
+            batch_size=s.batch_size,
+            device="cuda" if torch.cuda.is_available() else "cpu",
+            apply_chat_template=s.apply_chat_template,
+            log_samples=False,
+            random_seed=s.seed,
+            numpy_random_seed=s.seed,
+            torch_random_seed=s.seed,
+            fewshot_random_seed=s.seed,
+            verbosity="ERROR",
+        )
+    except Exception as exc:  # noqa: BLE001 -- lm-eval raises many kinds; the round needs one line
+        raise LmEvalError(
+            f"lm-eval {lm_eval_version()} failed on {list(s.tasks)}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     return results_table(out, round_key, policy_id)
 
 
@@ -95,10 +112,18 @@ def results_table(out: dict, round_key: str, policy_id: str) -> pl.DataFrame:
                 continue
             metric, _, filt = key.partition(",")
             stderr = metrics.get(f"{metric}_stderr,{filt}")
-            rows.append({"round": round_key, "policy_id": policy_id, "task": task, "metric": metric, "filter": filt,
-                         "value": float(value),
-                         "stderr": float(stderr) if isinstance(stderr, (int, float)) and math.isfinite(stderr) else None,
-                         "samples": int(n) if n is not None else None})
+            rows.append(
+                {
+                    "round": round_key,
+                    "policy_id": policy_id,
+                    "task": task,
+                    "metric": metric,
+                    "filter": filt,
+                    "value": float(value),
+                    "stderr": float(stderr) if isinstance(stderr, (int, float)) and math.isfinite(stderr) else None,
+                    "samples": int(n) if n is not None else None,
+                }
+            )
     return schemas.validate(pl.DataFrame(rows, schema=schemas.LM_EVAL), "lm_eval")
 
 

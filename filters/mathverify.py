@@ -59,8 +59,9 @@ def _check_chunk(items: list[tuple[str, str]], timeout: int) -> list[tuple]:
     return [check_pair(c, r, timeout) for c, r in items]
 
 
-def check_many(pairs: list[tuple[str, str]], workers: int | None = None, timeout: int = 5,
-               chunk_timeout: float | None = None) -> list[tuple]:
+def check_many(
+    pairs: list[tuple[str, str]], workers: int | None = None, timeout: int = 5, chunk_timeout: float | None = None
+) -> list[tuple]:
     """Check (completion, reference) pairs; equal pairs are checked once.
 
     Pairs of one reference go to the same worker (its gold parse is reused). A

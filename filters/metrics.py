@@ -28,9 +28,7 @@ def sample_metrics(samples_judged: pl.DataFrame, difficulty: pl.DataFrame) -> di
         "pass_rate": float(correct.sum()) / n,
         "unverifiable_share": float((df["verdict"] == UNVERIFIABLE).sum()) / n,
     }
-    per_prompt = df.group_by("prompt_id", "difficulty").agg(
-        n=pl.len(), c=(pl.col("verdict") == CORRECT).sum()
-    )
+    per_prompt = df.group_by("prompt_id", "difficulty").agg(n=pl.len(), c=(pl.col("verdict") == CORRECT).sum())
     for d, grp in per_prompt.group_by("difficulty"):
         k = int(grp["n"].min())
         solved = sum(pass_at_k(int(a), int(b), k) for a, b in zip(grp["n"], grp["c"]))
@@ -51,16 +49,26 @@ def per_prompt(samples_judged: pl.DataFrame) -> pl.DataFrame:
         .sort("prompt_id", "votes", "extracted_answer", descending=[False, True, False])
         .group_by("prompt_id", maintain_order=True)
         .first()
-        .select("prompt_id", pl.col("extracted_answer").alias("majority_answer"),
-                pl.col("correct").alias("majority_correct"))
+        .select(
+            "prompt_id",
+            pl.col("extracted_answer").alias("majority_answer"),
+            pl.col("correct").alias("majority_correct"),
+        )
     )
-    stats = samples_judged.group_by("prompt_id").agg(
-        n=pl.len(),
-        correct=(pl.col("verdict") == CORRECT).sum(),
-        distinct_answers=pl.col("extracted_answer").drop_nulls().n_unique(),
-    ).with_columns(solve_rate=pl.col("correct") / pl.col("n"))
-    return stats.join(majority, on="prompt_id", how="left").with_columns(
-        pl.col("majority_correct").fill_null(False)).sort("prompt_id")
+    stats = (
+        samples_judged.group_by("prompt_id")
+        .agg(
+            n=pl.len(),
+            correct=(pl.col("verdict") == CORRECT).sum(),
+            distinct_answers=pl.col("extracted_answer").drop_nulls().n_unique(),
+        )
+        .with_columns(solve_rate=pl.col("correct") / pl.col("n"))
+    )
+    return (
+        stats.join(majority, on="prompt_id", how="left")
+        .with_columns(pl.col("majority_correct").fill_null(False))
+        .sort("prompt_id")
+    )
 
 
 def prompt_metrics(samples_judged: pl.DataFrame) -> dict[str, float]:
@@ -112,8 +120,11 @@ def pseudo_label_accuracy(verdicts: pl.DataFrame, prompts: pl.DataFrame) -> dict
     over prompts that have both. An audit only: the verifier never sees the references."""
     from filters.numeric import to_number
 
-    labels = verdicts.filter(pl.col("parsed_reference").is_not_null()).group_by("prompt_id").agg(
-        pl.col("parsed_reference").first())
+    labels = (
+        verdicts.filter(pl.col("parsed_reference").is_not_null())
+        .group_by("prompt_id")
+        .agg(pl.col("parsed_reference").first())
+    )
     both = labels.join(prompts.select("prompt_id", "reference"), on="prompt_id").filter(pl.col("reference") != "")
     if both.height == 0:
         return {}
@@ -136,15 +147,20 @@ def balance_score(judged: pl.DataFrame, threshold: float, desired: int) -> dict[
     reward keeps few wrong ones)."""
     norm = pl.col("completion").str.strip_chars().str.replace_all(r"\s+", " ")
     df = judged.with_columns(_sel=pl.col("reward") >= threshold, _text=norm)
-    per = df.group_by("prompt_id").agg(
-        selected=pl.col("_sel").sum(),
-        unique=pl.col("_text").filter(pl.col("_sel") & (pl.col("verdict") == CORRECT)).n_unique(),
-        correct=(pl.col("verdict") == CORRECT).sum(),
-        n=pl.len(),
-    ).with_columns(
-        score=pl.when(pl.col("selected") > 0)
-        .then(pl.min_horizontal(pl.col("unique") / desired, pl.lit(1.0)) * pl.col("unique") / pl.col("selected"))
-        .otherwise(0.0))
+    per = (
+        df.group_by("prompt_id")
+        .agg(
+            selected=pl.col("_sel").sum(),
+            unique=pl.col("_text").filter(pl.col("_sel") & (pl.col("verdict") == CORRECT)).n_unique(),
+            correct=(pl.col("verdict") == CORRECT).sum(),
+            n=pl.len(),
+        )
+        .with_columns(
+            score=pl.when(pl.col("selected") > 0)
+            .then(pl.min_horizontal(pl.col("unique") / desired, pl.lit(1.0)) * pl.col("unique") / pl.col("selected"))
+            .otherwise(0.0)
+        )
+    )
     return {
         "balance_score": float(per["score"].mean()),
         "pass_at_n": float((per["correct"] > 0).mean()),
@@ -183,8 +199,11 @@ def allocate_samples(difficulty: list[int], n: int, rates: dict[int, float], min
 def best_of_k(samples_judged: pl.DataFrame) -> float:
     """Share of prompts whose highest-`score` sample is correct (V-STaR's best-of-k;
     ties go to the lowest sample_idx)."""
-    best = samples_judged.sort("prompt_id", "score", "sample_idx", descending=[False, True, False]) \
-        .group_by("prompt_id", maintain_order=True).first()
+    best = (
+        samples_judged.sort("prompt_id", "score", "sample_idx", descending=[False, True, False])
+        .group_by("prompt_id", maintain_order=True)
+        .first()
+    )
     return float((best["verdict"] == CORRECT).mean())
 
 
@@ -192,9 +211,14 @@ def judge_agreement(judge: pl.DataFrame, reference: pl.DataFrame) -> dict[str, f
     """Audit of an LLM judge where references exist (never used for selection): the share of
     scored samples whose judge verdict matches the reference verifier's."""
     keys = ["round", "prompt_id", "sample_idx"]
-    both = judge.filter(pl.col("verdict") != UNVERIFIABLE).select(*keys, "verdict").join(
-        reference.select(*keys, pl.col("verdict").alias("truth")), on=keys)
+    both = (
+        judge.filter(pl.col("verdict") != UNVERIFIABLE)
+        .select(*keys, "verdict")
+        .join(reference.select(*keys, pl.col("verdict").alias("truth")), on=keys)
+    )
     if both.height == 0:
         return {"judge_agreement": 0.0, "judge_scored_share": 0.0}
-    return {"judge_agreement": float((both["verdict"] == both["truth"]).mean()),
-            "judge_scored_share": both.height / judge.height}
+    return {
+        "judge_agreement": float((both["verdict"] == both["truth"]).mean()),
+        "judge_scored_share": both.height / judge.height,
+    }

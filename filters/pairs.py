@@ -21,8 +21,9 @@ from selftaught.schemas import CORRECT, INCORRECT, UNVERIFIABLE
 PAIR_SOURCES = ("correct_incorrect", "best_worst", "reference")
 
 
-def make_pairs(source: str, samples: pl.DataFrame, verdicts: pl.DataFrame, prompts: pl.DataFrame,
-               max_per_prompt: int = 1) -> pl.DataFrame:
+def make_pairs(
+    source: str, samples: pl.DataFrame, verdicts: pl.DataFrame, prompts: pl.DataFrame, max_per_prompt: int = 1
+) -> pl.DataFrame:
     if source == "correct_incorrect":
         return correctness_pairs(samples, verdicts, max_per_prompt)
     if source == "best_worst":
@@ -42,11 +43,19 @@ def correctness_pairs(samples: pl.DataFrame, verdicts: pl.DataFrame, max_per_pro
 
 def best_worst_pairs(samples: pl.DataFrame, verdicts: pl.DataFrame) -> pl.DataFrame:
     df = judged(samples, verdicts).filter(pl.col("verdict") != UNVERIFIABLE)
-    best = df.sort("prompt_id", "reward", "sample_idx", descending=[False, True, False]) \
-             .group_by("prompt_id", maintain_order=True).first()
-    worst = df.sort("prompt_id", "reward", "sample_idx", descending=[False, False, False]) \
-              .group_by("prompt_id", maintain_order=True).first()
-    pairs = best.join(_as_rejected(worst, "prompt_id"), on="prompt_id").filter(pl.col("reward") > pl.col("rejected_reward"))
+    best = (
+        df.sort("prompt_id", "reward", "sample_idx", descending=[False, True, False])
+        .group_by("prompt_id", maintain_order=True)
+        .first()
+    )
+    worst = (
+        df.sort("prompt_id", "reward", "sample_idx", descending=[False, False, False])
+        .group_by("prompt_id", maintain_order=True)
+        .first()
+    )
+    pairs = best.join(_as_rejected(worst, "prompt_id"), on="prompt_id").filter(
+        pl.col("reward") > pl.col("rejected_reward")
+    )
     return _pairs(pairs.sort("prompt_id"))
 
 
@@ -55,28 +64,45 @@ def reference_pairs(samples: pl.DataFrame, prompts: pl.DataFrame, max_per_prompt
     df = samples.join(refs, on="prompt_id", how="left").sort("prompt_id", "sample_idx")
     missing = df.filter(pl.col("ref").fill_null("").str.strip_chars() == "")
     if missing.height:
-        raise ValueError(f"pairs 'reference' (SPIN) needs a worked solution (target) for every prompt; "
-                         f"{missing['prompt_id'].n_unique()} prompts have none, e.g. {missing['prompt_id'][0]}")
+        raise ValueError(
+            f"pairs 'reference' (SPIN) needs a worked solution (target) for every prompt; "
+            f"{missing['prompt_id'].n_unique()} prompts have none, e.g. {missing['prompt_id'][0]}"
+        )
     own = df.filter(pl.col("completion").str.strip_chars() != pl.col("ref").str.strip_chars())
     own = own.filter(pl.int_range(pl.len()).over("prompt_id") < max_per_prompt)
     pairs = own.select(
-        "round", "prompt_id", "policy_id", "prompt", pl.col("ref").alias("completion"),
-        pl.lit(-1, pl.Int32).alias("sample_idx"), pl.lit(1.0).alias("reward"),
-        pl.col("completion").alias("rejected"), pl.col("sample_idx").alias("rejected_sample_idx"),
+        "round",
+        "prompt_id",
+        "policy_id",
+        "prompt",
+        pl.col("ref").alias("completion"),
+        pl.lit(-1, pl.Int32).alias("sample_idx"),
+        pl.lit(1.0).alias("reward"),
+        pl.col("completion").alias("rejected"),
+        pl.col("sample_idx").alias("rejected_sample_idx"),
         pl.lit(None, pl.Float64).alias("rejected_reward"),
     )
     return _pairs(pairs)
 
 
 def _as_rejected(df: pl.DataFrame, *keys: str) -> pl.DataFrame:
-    return df.select(*keys, pl.col("completion").alias("rejected"), pl.col("sample_idx").alias("rejected_sample_idx"),
-                     pl.col("reward").alias("rejected_reward"))
+    return df.select(
+        *keys,
+        pl.col("completion").alias("rejected"),
+        pl.col("sample_idx").alias("rejected_sample_idx"),
+        pl.col("reward").alias("rejected_reward"),
+    )
 
 
 def _pairs(pairs: pl.DataFrame) -> pl.DataFrame:
     out = pairs.select(
-        pl.concat_str("round", "prompt_id", pl.col("sample_idx").cast(pl.String),
-                      pl.col("rejected_sample_idx").cast(pl.String), separator="/").alias("row_id"),
+        pl.concat_str(
+            "round",
+            "prompt_id",
+            pl.col("sample_idx").cast(pl.String),
+            pl.col("rejected_sample_idx").cast(pl.String),
+            separator="/",
+        ).alias("row_id"),
         pl.col("round").alias("source_round"),
         "prompt_id",
         "policy_id",

@@ -44,13 +44,15 @@ DEFAULT_THRESHOLD = 1.0
 
 # ---- calling it ---------------------------------------------------------------------------------------
 
+
 def to_check(value: Any, threshold: float) -> Check:
     """One returned value as a verdict (see the module docstring)."""
     reason = None
     if isinstance(value, Check):
         if value.verdict not in VERDICTS:
-            return Check(UNVERIFIABLE, 0.0, None, f"the verifier returned the verdict {value.verdict!r}, not one of "
-                                                  f"{VERDICTS}")
+            return Check(
+                UNVERIFIABLE, 0.0, None, f"the verifier returned the verdict {value.verdict!r}, not one of {VERDICTS}"
+            )
         return value
     if isinstance(value, tuple) and len(value) == 2 and (value[1] is None or isinstance(value[1], str)):
         value, reason = value
@@ -58,7 +60,9 @@ def to_check(value: Any, threshold: float) -> Check:
         return Check(UNVERIFIABLE, 0.0, None, reason or "the verifier returned None (cannot tell)")
     if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy's too
         ok = bool(value)
-        return Check(CORRECT if ok else INCORRECT, 1.0 if ok else 0.0, None, reason or ("correct" if ok else "incorrect"))
+        return Check(
+            CORRECT if ok else INCORRECT, 1.0 if ok else 0.0, None, reason or ("correct" if ok else "incorrect")
+        )
     if isinstance(value, (int, float)) or type(value).__module__ == "numpy":
         try:
             score = float(value)
@@ -68,10 +72,18 @@ def to_check(value: Any, threshold: float) -> Check:
             if not math.isfinite(score):
                 return Check(UNVERIFIABLE, 0.0, None, f"the verifier returned a non-finite score ({score})")
             ok = score >= threshold
-            return Check(CORRECT if ok else INCORRECT, score, None,
-                         reason or f"score {score:g} ({'>=' if ok else '<'} threshold {threshold:g})")
-    return Check(UNVERIFIABLE, 0.0, None, f"the verifier returned {type(value).__name__}, expected bool, a number, "
-                                          "None, (value, reason) or a Check")
+            return Check(
+                CORRECT if ok else INCORRECT,
+                score,
+                None,
+                reason or f"score {score:g} ({'>=' if ok else '<'} threshold {threshold:g})",
+            )
+    return Check(
+        UNVERIFIABLE,
+        0.0,
+        None,
+        f"the verifier returned {type(value).__name__}, expected bool, a number, None, (value, reason) or a Check",
+    )
 
 
 def _error(exc: BaseException) -> str:
@@ -95,11 +107,14 @@ def run_batch(adapted: Adapted, batch: dict, threshold: float) -> list[Check]:
     if adapted.mode == "row":
         out = []
         for p, c, ref, row in zip(batch["prompts"], batch["completions"], batch["references"], rows):
-            kw = {k: v for k, v in row.items() if k not in SAMPLE_ARGS
-                  and (adapted.keywords is None or k in adapted.keywords)}
+            kw = {
+                k: v
+                for k, v in row.items()
+                if k not in SAMPLE_ARGS and (adapted.keywords is None or k in adapted.keywords)
+            }
             try:
                 out.append(to_check(adapted.call(p, c, ref, **kw), threshold))
-            except Exception as exc:  # noqa: BLE001: one bad row must not sink the round
+            except Exception as exc:  # noqa: BLE001 -- one bad row must not sink the round
                 out.append(Check(UNVERIFIABLE, 0.0, None, _error(exc)))
         return out
     if adapted.mode == "object":
@@ -112,8 +127,9 @@ def run_batch(adapted: Adapted, batch: dict, threshold: float) -> list[Check]:
         return out
     try:
         if adapted.mode == "object_batch":
-            values = adapted.call(list(batch["prompts"]), list(batch["completions"]), list(batch["references"]),
-                                  list(batch["prompt_ids"]))
+            values = adapted.call(
+                list(batch["prompts"]), list(batch["completions"]), list(batch["references"]), list(batch["prompt_ids"])
+            )
         else:
             columns = {"reference": list(batch["references"]), "prompt_id": list(batch["prompt_ids"])}
             for key in sorted({k for row in rows for k in row}):
@@ -122,11 +138,14 @@ def run_batch(adapted: Adapted, batch: dict, threshold: float) -> list[Check]:
             if adapted.keywords is not None:
                 kw = {k: v for k, v in kw.items() if k in adapted.keywords or k in ("prompts", "completions")}
             values = adapted.call(**kw)
-    except Exception as exc:  # noqa: BLE001: a broken batch is unverifiable, row by row
+    except Exception as exc:  # noqa: BLE001 -- a broken batch is unverifiable, row by row
         return [Check(UNVERIFIABLE, 0.0, None, _error(exc))] * n
     if isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-        return [Check(UNVERIFIABLE, 0.0, None, f"the verifier returned {type(values).__name__}, expected a list of "
-                                               f"{n} values")] * n
+        return [
+            Check(
+                UNVERIFIABLE, 0.0, None, f"the verifier returned {type(values).__name__}, expected a list of {n} values"
+            )
+        ] * n
     values = list(values)
     if len(values) != n:
         return [Check(UNVERIFIABLE, 0.0, None, f"the verifier returned {len(values)} values for {n} completions")] * n
@@ -139,12 +158,19 @@ def check_to_json(c: Check) -> list:
 
 def check_from_json(row: list) -> Check:
     verdict, reward, extracted, reason, ok, parsed, details = row
-    return Check(verdict, float(reward), None if extracted is None else str(extracted), str(reason),
-                 None if ok is None else bool(ok), None if parsed is None else str(parsed),
-                 None if details is None else str(details))
+    return Check(
+        verdict,
+        float(reward),
+        None if extracted is None else str(extracted),
+        str(reason),
+        None if ok is None else bool(ok),
+        None if parsed is None else str(parsed),
+        None if details is None else str(details),
+    )
 
 
 # ---- the worker process ------------------------------------------------------------------------------
+
 
 class WorkerDied(RuntimeError):
     pass
@@ -158,9 +184,16 @@ class Worker:
         self.log = tempfile.NamedTemporaryFile("w+", prefix="selftaught-verifier-", suffix=".log", delete=False)
         # the worker imports what this process can: its sys.path, not only the environment's
         path = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-        self.proc = subprocess.Popen([sys.executable, "-m", "filters.plugin_worker"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.log, env=python_env({"PYTHONPATH": path}),
-                                     start_new_session=True, text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "filters.plugin_worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            env=python_env({"PYTHONPATH": path}),
+            start_new_session=True,
+            text=True,
+            bufsize=1,
+        )
         self.buffer = ""
         self.request({"load": plugin.load, "options": options, "threshold": threshold, "spec": plugin.spec}, 120.0)
 
@@ -212,6 +245,7 @@ class Worker:
 
 # ---- the verifier -------------------------------------------------------------------------------------
 
+
 class PluginVerifier:
     """A user verifier with the built-ins' interface (filters.verifiers.Verifier)."""
 
@@ -238,9 +272,13 @@ class PluginVerifier:
         out: list[Check | None] = [None] * n
         done = 0
         for idx in self._chunks(prompt_ids):
-            batch = {"prompts": [prompts[i] for i in idx], "completions": [completions[i] for i in idx],
-                     "references": [references[i] for i in idx], "prompt_ids": [prompt_ids[i] for i in idx],
-                     "rows": [rows[i] for i in idx]}
+            batch = {
+                "prompts": [prompts[i] for i in idx],
+                "completions": [completions[i] for i in idx],
+                "references": [references[i] for i in idx],
+                "prompt_ids": [prompt_ids[i] for i in idx],
+                "rows": [rows[i] for i in idx],
+            }
             for i, c in zip(idx, self._run(batch)):
                 out[i] = c
             done += len(idx)
@@ -272,8 +310,15 @@ class PluginVerifier:
             answer = self._worker.request({"batch": batch}, self.timeout)
         except TimeoutError:
             self.close()
-            return [Check(UNVERIFIABLE, 0.0, None, f"verifier timed out: a batch of {n} took over "
-                                                   f"{self.timeout:g} s (verification.plugin.timeout_seconds)")] * n
+            return [
+                Check(
+                    UNVERIFIABLE,
+                    0.0,
+                    None,
+                    f"verifier timed out: a batch of {n} took over "
+                    f"{self.timeout:g} s (verification.plugin.timeout_seconds)",
+                )
+            ] * n
         except WorkerDied as exc:
             self.close()
             return [Check(UNVERIFIABLE, 0.0, None, str(exc))] * n
@@ -289,14 +334,22 @@ class PluginVerifier:
         again.__dict__.update({**self.__dict__, "_worker": None})
         try:
             rows = correct["fields"].to_list() if "fields" in correct.columns else None
-            out = again.check_batch(correct["prompt"].to_list(), correct["completion"].to_list(),
-                                    correct["reference"].to_list(), correct["prompt_id"].to_list(), rows=rows)
+            out = again.check_batch(
+                correct["prompt"].to_list(),
+                correct["completion"].to_list(),
+                correct["reference"].to_list(),
+                correct["prompt_id"].to_list(),
+                rows=rows,
+            )
         finally:
             again.close()
-        judged = correct.with_columns(pl.Series("second_verdict", [c.verdict for c in out], pl.String),
-                                      pl.Series("second_reason", [c.reason for c in out], pl.String))
+        judged = correct.with_columns(
+            pl.Series("second_verdict", [c.verdict for c in out], pl.String),
+            pl.Series("second_reason", [c.reason for c in out], pl.String),
+        )
         return judged.filter(pl.col("second_verdict") != CORRECT).with_columns(
-            (pl.lit("re-checked: ") + pl.col("second_reason")).alias("reason"))
+            (pl.lit("re-checked: ") + pl.col("second_reason")).alias("reason")
+        )
 
     def close(self) -> None:
         if self._worker is not None:
@@ -306,5 +359,5 @@ class PluginVerifier:
     def __del__(self):
         try:
             self.close()
-        except Exception:  # noqa: BLE001: interpreter shutdown
+        except Exception:  # noqa: BLE001 -- interpreter shutdown
             pass

@@ -39,13 +39,27 @@ class TooManyUnverifiable(RuntimeError):
 
 
 class VerifierReward:
-    def __init__(self, verifier: Verifier, rollouts_dir: str | Path, round_key: str, policy_id: str,
-                 max_unverifiable_share: float = 1.0, generation: dict | None = None, min_rollouts: int = 256):
+    def __init__(
+        self,
+        verifier: Verifier,
+        rollouts_dir: str | Path,
+        round_key: str,
+        policy_id: str,
+        max_unverifiable_share: float = 1.0,
+        generation: dict | None = None,
+        min_rollouts: int = 256,
+    ):
         self.verifier, self.dir = verifier, Path(rollouts_dir)
         self.round_key, self.policy_id = round_key, policy_id
         self.max_unverifiable_share, self.min_rollouts = max_unverifiable_share, min_rollouts
-        self.generation = {"backend": "trl", "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 0, "seed": 0,
-                           **(generation or {})}
+        self.generation = {
+            "backend": "trl",
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "max_new_tokens": 0,
+            "seed": 0,
+            **(generation or {}),
+        }
         self.__name__ = f"{verifier.name}_reward"  # TRL logs rewards under the function's name
         plugin = getattr(verifier, "plugin", None)
         self.graded = bool(plugin is not None and plugin.caps.graded)
@@ -54,9 +68,16 @@ class VerifierReward:
 
     # ---- the reward function ------------------------------------------------------------------
 
-    def __call__(self, prompts: list[str], completions: list[str], prompt_id: list[str],
-                 reference: list[str] | None = None, fields: list[str] | None = None, trainer_state=None,
-                 **_) -> list[float | None]:
+    def __call__(
+        self,
+        prompts: list[str],
+        completions: list[str],
+        prompt_id: list[str],
+        reference: list[str] | None = None,
+        fields: list[str] | None = None,
+        trainer_state=None,
+        **_,
+    ) -> list[float | None]:
         step = int(trainer_state.global_step) if trainer_state is not None else 0
         if completions and not isinstance(completions[0], str):  # conversational: the assistant's text
             completions = [c[-1]["content"] for c in completions]
@@ -64,11 +85,22 @@ class VerifierReward:
         for pid in prompt_id:
             idx.append(self._seen[pid])
             self._seen[pid] += 1
-        samples = pl.DataFrame({"round": [self.round_key] * len(prompts), "prompt_id": prompt_id,
-                                "sample_idx": pl.Series(idx, dtype=pl.Int32), "prompt": prompts,
-                                "completion": completions})
-        refs = pl.DataFrame({"prompt_id": prompt_id, "reference": reference or [""] * len(prompts),
-                             "fields": pl.Series(fields or [None] * len(prompts), dtype=pl.String)}).unique("prompt_id")
+        samples = pl.DataFrame(
+            {
+                "round": [self.round_key] * len(prompts),
+                "prompt_id": prompt_id,
+                "sample_idx": pl.Series(idx, dtype=pl.Int32),
+                "prompt": prompts,
+                "completion": completions,
+            }
+        )
+        refs = pl.DataFrame(
+            {
+                "prompt_id": prompt_id,
+                "reference": reference or [""] * len(prompts),
+                "fields": pl.Series(fields or [None] * len(prompts), dtype=pl.String),
+            }
+        ).unique("prompt_id")
         verdicts = verify(self.verifier, refs, samples)
         self._write(step, samples, verdicts)
         self._verdicts.update(verdicts["verdict"].to_list())
@@ -79,7 +111,8 @@ class VerifierReward:
             raise TooManyUnverifiable(
                 f"step {step}: {share:.0%} of the {total} rollouts so far unverifiable (bound "
                 f"verification.max_unverifiable_share {self.max_unverifiable_share:.0%}); most common reason: "
-                f"{reasons.value_counts(sort=True)['reason'][0]!r}")
+                f"{reasons.value_counts(sort=True)['reason'][0]!r}"
+            )
         if self.graded:
             return [None if v == schemas.UNVERIFIABLE else r for v, r in zip(verdicts["verdict"], verdicts["reward"])]
         return [REWARD.get(v) for v in verdicts["verdict"]]
@@ -97,10 +130,16 @@ class VerifierReward:
     def _write(self, step: int, samples: pl.DataFrame, verdicts: pl.DataFrame) -> None:
         # One generation batch per step (training.grpo.trl may not change that): one shard each.
         rows = samples.join(verdicts.drop("round"), on=["prompt_id", "sample_idx"]).with_columns(
-            reward=(pl.when(pl.col("verdict") != schemas.UNVERIFIABLE).then(pl.col("reward")) if self.graded
-                    else pl.col("verdict").replace_strict(REWARD, default=None, return_dtype=pl.Float64)),  # as given
-            policy_id=pl.lit(self.policy_id), policy_hash=pl.lit(""), step=pl.lit(step, pl.Int64),
-            **{k: pl.lit(v) for k, v in self.generation.items()})
+            reward=(
+                pl.when(pl.col("verdict") != schemas.UNVERIFIABLE).then(pl.col("reward"))
+                if self.graded
+                else pl.col("verdict").replace_strict(REWARD, default=None, return_dtype=pl.Float64)
+            ),  # as given
+            policy_id=pl.lit(self.policy_id),
+            policy_hash=pl.lit(""),
+            step=pl.lit(step, pl.Int64),
+            **{k: pl.lit(v) for k, v in self.generation.items()},
+        )
         rows = schemas.validate(rows.select(list(schemas.ROLLOUTS)), "rollouts")
         write_parquet_atomic(rows, self.dir / f"step-{step:07d}.parquet")
 
@@ -126,5 +165,6 @@ class VerifierReward:
         shards = self._shards()
         if not shards:
             return schemas.empty("rollouts")
-        return schemas.validate(pl.concat([read_parquet(p) for p in shards]), "rollouts") \
-            .sort("step", "prompt_id", "sample_idx")
+        return schemas.validate(pl.concat([read_parquet(p) for p in shards]), "rollouts").sort(
+            "step", "prompt_id", "sample_idx"
+        )

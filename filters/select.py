@@ -65,8 +65,15 @@ def select_sft(
     return _rows(_keep(df, max_per_prompt, require_rationale, dedup, min_chars, max_chars), "sample")
 
 
-def _keep(df: pl.DataFrame, max_per_prompt: int, require_rationale: bool, dedup, min_chars, max_chars,
-          order: str = "sample_idx") -> pl.DataFrame:
+def _keep(
+    df: pl.DataFrame,
+    max_per_prompt: int,
+    require_rationale: bool,
+    dedup,
+    min_chars,
+    max_chars,
+    order: str = "sample_idx",
+) -> pl.DataFrame:
     mode = {True: "normalized", False: "none"}.get(dedup, dedup)
     if mode not in DEDUP_MODES:
         raise ValueError(f"dedup must be one of {DEDUP_MODES}, got {dedup!r}")
@@ -88,8 +95,12 @@ def _rows(df: pl.DataFrame, origin: str) -> pl.DataFrame:
     repair = origin != "sample"
     idx = pl.col("repair_idx") if repair else pl.col("sample_idx")
     rows = df.select(
-        pl.concat_str("round", "prompt_id", pl.lit("repair-") + idx.cast(pl.String) if repair else
-                      idx.cast(pl.String), separator="/").alias("row_id"),
+        pl.concat_str(
+            "round",
+            "prompt_id",
+            pl.lit("repair-") + idx.cast(pl.String) if repair else idx.cast(pl.String),
+            separator="/",
+        ).alias("row_id"),
         pl.col("round").alias("source_round"),
         "prompt_id",
         idx.alias("sample_idx"),
@@ -104,15 +115,19 @@ def _rows(df: pl.DataFrame, origin: str) -> pl.DataFrame:
     return schemas.validate(rows, "sft_rows")
 
 
-def select_repairs(repairs: pl.DataFrame, max_per_prompt: int = 1, require_rationale: bool = False,
-                   dedup: bool | str = "normalized", min_chars: int | None = None,
-                   max_chars: int | None = None) -> pl.DataFrame:
+def select_repairs(
+    repairs: pl.DataFrame,
+    max_per_prompt: int = 1,
+    require_rationale: bool = False,
+    dedup: bool | str = "normalized",
+    min_chars: int | None = None,
+    max_chars: int | None = None,
+) -> pl.DataFrame:
     """Verified second attempts (rationalizations, reflections) as training rows on the
     original prompt; row_id `<round>/<prompt_id>/repair-<k>`, `repaired_sample_idx` links a
     reflection to the failed sample it repairs."""
     df = repairs.filter(pl.col("verdict") == CORRECT)
-    return _rows(_keep(df, max_per_prompt, require_rationale, dedup, min_chars, max_chars, "repair_idx"),
-                 "repair")
+    return _rows(_keep(df, max_per_prompt, require_rationale, dedup, min_chars, max_chars, "repair_idx"), "repair")
 
 
 def accumulate(previous: pl.DataFrame | None, new: pl.DataFrame) -> pl.DataFrame:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import polars as pl
 
 from filters.metrics import accuracy_by_difficulty, per_prompt
+from selftaught.files import read_parquet
 from selftaught.schemas import CORRECT
 from selftaught.store import Store
-from selftaught.files import read_parquet
 
 
 def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = None) -> list[dict]:
@@ -19,8 +19,9 @@ def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = No
     for key in keys:
         row: dict = {"round": key}
         v = store.table_path("verdicts", key)
-        verdicts = read_parquet(v, columns=["prompt_id", "sample_idx", "verdict", "rationale_ok"]) \
-            if v.is_file() else None
+        verdicts = (
+            read_parquet(v, columns=["prompt_id", "sample_idx", "verdict", "rationale_ok"]) if v.is_file() else None
+        )
         r = store.table_path("rollouts", key)
         if (verdicts is None or verdicts.height == 0) and r.is_file():  # an online (grpo) round
             verdicts = read_parquet(r, columns=["prompt_id", "sample_idx", "verdict", "rationale_ok"])
@@ -50,8 +51,13 @@ def round_metrics(store: Store, key: str) -> dict[str, float]:
     """Round `key`'s numbers from its tables so far (experiment trackers plot them per round):
     samples, pass rate, kept rows (new this round), training rows, kept rows with bad steps."""
     row = round_rows(store, [key])[-1]
-    names = {"samples": "samples", "pass_rate": "pass_rate", "new_rows": "kept_rows", "train_rows": "train_rows",
-             "bad_steps": "kept_bad_steps"}
+    names = {
+        "samples": "samples",
+        "pass_rate": "pass_rate",
+        "new_rows": "kept_rows",
+        "train_rows": "train_rows",
+        "bad_steps": "kept_bad_steps",
+    }
     return {names[k]: float(v) for k, v in row.items() if k in names}
 
 
@@ -66,14 +72,26 @@ def summary_table(store: Store) -> pl.DataFrame:
     out = []
     for r in rows:
         key = r["round"]
-        rec = {"round": key, "samples": r.get("samples"), "pass_rate": r.get("pass_rate"),
-               "distinct_answers": _distinct_answers(store, key) if key != "base" else None,
-               "new_rows": r.get("new_rows"), "train_rows": r.get("train_rows")}
+        rec = {
+            "round": key,
+            "samples": r.get("samples"),
+            "pass_rate": r.get("pass_rate"),
+            "distinct_answers": _distinct_answers(store, key) if key != "base" else None,
+            "new_rows": r.get("new_rows"),
+            "train_rows": r.get("train_rows"),
+        }
         for d in levels:
             rec[f"accuracy_d{d}"] = r.get("accuracy", {}).get(d)
         out.append(rec)
-    schema = {"round": pl.String, "samples": pl.Int64, "pass_rate": pl.Float64, "distinct_answers": pl.Float64,
-              "new_rows": pl.Int64, "train_rows": pl.Int64, **{f"accuracy_d{d}": pl.Float64 for d in levels}}
+    schema = {
+        "round": pl.String,
+        "samples": pl.Int64,
+        "pass_rate": pl.Float64,
+        "distinct_answers": pl.Float64,
+        "new_rows": pl.Int64,
+        "train_rows": pl.Int64,
+        **{f"accuracy_d{d}": pl.Float64 for d in levels},
+    }
     return pl.DataFrame(out, schema=schema)
 
 

@@ -20,9 +20,10 @@ from typing import Protocol
 import polars as pl
 
 from filters.numeric import extract_number, to_number
-from selftaught.plugins import VERIFIERS as REGISTRY, Check, Plugin
-from selftaught.progress import Progress
 from selftaught import schemas
+from selftaught.plugins import VERIFIERS as REGISTRY
+from selftaught.plugins import Check, Plugin
+from selftaught.progress import Progress
 from selftaught.schemas import CORRECT, INCORRECT, UNVERIFIABLE
 
 __all__ = ["Check", "Verifier", "get_verifier", "build_verifier", "verify"]
@@ -110,8 +111,10 @@ class NumericVerifier:
         from filters.mathverify import check_many
 
         out = check_many(list(zip(correct["completion"], correct["reference"]))) if correct.height else []
-        judged = correct.with_columns(pl.Series("second_verdict", [o[0] for o in out], pl.String),
-                                      pl.Series("second_reason", [o[3] for o in out], pl.String))
+        judged = correct.with_columns(
+            pl.Series("second_verdict", [o[0] for o in out], pl.String),
+            pl.Series("second_reason", [o[3] for o in out], pl.String),
+        )
         return judged.filter(pl.col("second_verdict") != CORRECT).with_columns(pl.col("second_reason").alias("reason"))
 
     def tells(self, rows: list[dict]) -> dict[str, float]:
@@ -143,7 +146,7 @@ class MathVerifier:
         self.timeout, self.workers = timeout, workers
 
     @classmethod
-    def from_config(cls, v) -> "MathVerifier":
+    def from_config(cls, v) -> MathVerifier:
         return cls(v.timeout_seconds, v.workers)
 
     def check(self, prompt: str, completion: str, reference: str) -> Check:
@@ -153,7 +156,9 @@ class MathVerifier:
         from filters.mathverify import check_many
 
         out = check_many(list(zip(completions, references)), workers=self.workers, timeout=self.timeout)
-        return [Check(v, 1.0 if v == CORRECT else 0.0, ans, reason, parsed_reference=ref) for v, ans, ref, reason in out]
+        return [
+            Check(v, 1.0 if v == CORRECT else 0.0, ans, reason, parsed_reference=ref) for v, ans, ref, reason in out
+        ]
 
 
 @REGISTRY.register("majority", needs_reference=False, groups=True, pseudo_labels=True)
@@ -170,7 +175,7 @@ class MajorityVerifier:
         self.answer, self.min_share, self.break_ties = answer, min_share, break_ties
 
     @classmethod
-    def from_config(cls, v) -> "MajorityVerifier":
+    def from_config(cls, v) -> MajorityVerifier:
         return cls(v.majority_answer, v.majority_min_share, v.majority_break_ties)
 
     def _extract(self, completion: str) -> str | None:
@@ -201,8 +206,9 @@ class MajorityVerifier:
                 elif a == label:
                     out[i] = Check(CORRECT, votes[label] / len(idx), a, why, parsed_reference=label)
                 else:
-                    out[i] = Check(INCORRECT, 0.0, a, why if a is not None else f"no answer; {why}",
-                                   parsed_reference=label)
+                    out[i] = Check(
+                        INCORRECT, 0.0, a, why if a is not None else f"no answer; {why}", parsed_reference=label
+                    )
         return out
 
     def _label(self, votes: Counter, n: int) -> tuple[str | None, str]:
@@ -238,7 +244,7 @@ class SandboxVerifier:
         self.limits, self.workers = limits or Limits(), workers
 
     @classmethod
-    def from_config(cls, v) -> "SandboxVerifier":
+    def from_config(cls, v) -> SandboxVerifier:
         from filters.sandbox import limits_from_config
 
         return cls(limits_from_config(v.sandbox), v.sandbox.workers)
@@ -248,10 +254,17 @@ class SandboxVerifier:
         from filters.code import reordered_tests
 
         refs = [reordered_tests(r) for r in correct["reference"]]
-        out = SandboxVerifier().check_batch(correct["prompt"].to_list(), correct["completion"].to_list(), refs,
-                                            correct["prompt_id"].to_list()) if correct.height else []
-        judged = correct.with_columns(pl.Series("second_verdict", [c.verdict for c in out], pl.String),
-                                      pl.Series("second_reason", [c.reason for c in out], pl.String))
+        out = (
+            SandboxVerifier().check_batch(
+                correct["prompt"].to_list(), correct["completion"].to_list(), refs, correct["prompt_id"].to_list()
+            )
+            if correct.height
+            else []
+        )
+        judged = correct.with_columns(
+            pl.Series("second_verdict", [c.verdict for c in out], pl.String),
+            pl.Series("second_reason", [c.reason for c in out], pl.String),
+        )
         return judged.filter(pl.col("second_verdict") != CORRECT).with_columns(pl.col("second_reason").alias("reason"))
 
     def check(self, prompt: str, completion: str, reference: str) -> Check:
@@ -271,14 +284,32 @@ class SandboxVerifier:
                 out[i] = Check(UNVERIFIABLE, 0.0, None, str(exc))
                 continue
             jobs.append((i, runnable_program(p, c, ref), ref))
-        results = run_many([{"program": prog, "tests": ref["tests"], "entry_point": ref["entry_point"],
-                             "fmt": ref["format"]} for _, prog, ref in jobs], self.workers, self.limits)
+        results = run_many(
+            [
+                {"program": prog, "tests": ref["tests"], "entry_point": ref["entry_point"], "fmt": ref["format"]}
+                for _, prog, ref in jobs
+            ],
+            self.workers,
+            self.limits,
+        )
         for (i, program, ref), res in zip(jobs, results):
-            details = json.dumps({"status": res.status, "seconds": res.seconds, "modes": res.modes,
-                                  "tests": [t.__dict__ for t in res.tests]})
+            details = json.dumps(
+                {
+                    "status": res.status,
+                    "seconds": res.seconds,
+                    "modes": res.modes,
+                    "tests": [t.__dict__ for t in res.tests],
+                }
+            )
             verdict = CORRECT if res.passed else UNVERIFIABLE if res.status == "sandbox_error" else INCORRECT
-            out[i] = Check(verdict, 1.0 if res.passed else 0.0, program[-4000:], f"{res.status}: {res.reason}",
-                           parsed_reference=ref["entry_point"], details=details)
+            out[i] = Check(
+                verdict,
+                1.0 if res.passed else 0.0,
+                program[-4000:],
+                f"{res.status}: {res.reason}",
+                parsed_reference=ref["entry_point"],
+                details=details,
+            )
         return out
 
 
@@ -346,8 +377,11 @@ def verify(verifier: Verifier, prompts: pl.DataFrame, samples: pl.DataFrame) -> 
     missing = set(samples["prompt_id"].unique()) - refs.keys()
     if missing:
         raise ValueError(f"{len(missing)} sample prompt_id(s) have no prompt row, e.g. {sorted(missing)[:3]}")
-    fields = dict(zip(prompts["prompt_id"], prompts["fields"])) \
-        if getattr(verifier, "reads_rows", False) and "fields" in prompts.columns else None
+    fields = (
+        dict(zip(prompts["prompt_id"], prompts["fields"]))
+        if getattr(verifier, "reads_rows", False) and "fields" in prompts.columns
+        else None
+    )
     rows = []
     items = samples.select("round", "prompt_id", "sample_idx", "prompt", "completion").to_dicts()
     stage = f"{items[0]['round']} verify" if items else "verify"
@@ -371,16 +405,30 @@ def verify(verifier: Verifier, prompts: pl.DataFrame, samples: pl.DataFrame) -> 
     return schemas.validate(pl.DataFrame(rows, schema=schemas.VERDICTS_TABLE), "verdicts")
 
 
-def _checks(verifier: Verifier, items: list[dict], refs: dict[str, str], progress: Progress,
-            fields: dict[str, str | None] | None = None) -> list[Check]:
+def _checks(
+    verifier: Verifier,
+    items: list[dict],
+    refs: dict[str, str],
+    progress: Progress,
+    fields: dict[str, str | None] | None = None,
+) -> list[Check]:
     if getattr(verifier, "reads_rows", False):  # user code: its own batching, timeouts and error rows
-        return verifier.check_batch([s["prompt"] for s in items], [s["completion"] for s in items],
-                                    [refs[s["prompt_id"]] for s in items], [s["prompt_id"] for s in items],
-                                    rows=[(fields or {}).get(s["prompt_id"]) for s in items], progress=progress)
+        return verifier.check_batch(
+            [s["prompt"] for s in items],
+            [s["completion"] for s in items],
+            [refs[s["prompt_id"]] for s in items],
+            [s["prompt_id"] for s in items],
+            rows=[(fields or {}).get(s["prompt_id"]) for s in items],
+            progress=progress,
+        )
     if hasattr(verifier, "check_batch"):
         try:
-            return verifier.check_batch([s["prompt"] for s in items], [s["completion"] for s in items],
-                                        [refs[s["prompt_id"]] for s in items], [s["prompt_id"] for s in items])
+            return verifier.check_batch(
+                [s["prompt"] for s in items],
+                [s["completion"] for s in items],
+                [refs[s["prompt_id"]] for s in items],
+                [s["prompt_id"] for s in items],
+            )
         except Exception as exc:  # a broken batch is unverifiable, row by row, never incorrect
             return [Check(UNVERIFIABLE, 0.0, None, f"verifier error: {type(exc).__name__}: {exc}")] * len(items)
         finally:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets import report as report_module
 from assets import rounds as round_module
 from assets import setup as setup_module
-from assets import report as report_module
 from assets.io import ParquetIOManager
 from assets.resources import ExperimentResource, experiment_config
 from assets.rounds import rounds
@@ -27,8 +27,7 @@ def _experiment(cfg, store, job_prefix: str = "") -> tuple[list, list, list, lis
     prefix = key_prefix(cfg.name)
     assets = dg.load_assets_from_modules([setup_module, round_module, report_module], key_prefix=prefix)
     mine = dg.AssetSelection.key_prefixes([prefix])
-    setup_job = dg.define_asset_job(f"{job_prefix}setup", selection=mine & dg.AssetSelection.groups("setup"),
-                                    tags=tags)
+    setup_job = dg.define_asset_job(f"{job_prefix}setup", selection=mine & dg.AssetSelection.groups("setup"), tags=tags)
     round_job = dg.define_asset_job(
         f"{job_prefix}round",
         selection=mine & dg.AssetSelection.groups("round"),
@@ -36,11 +35,14 @@ def _experiment(cfg, store, job_prefix: str = "") -> tuple[list, list, list, lis
         tags=tags,
         executor_def=executor(cfg.operations.executor),
         description="One self-training round: prompts -> sampling_plan -> samples -> verdicts -> repairs -> "
-                    "training_set / pairs -> policy -> evaluation",
+        "training_set / pairs -> policy -> evaluation",
     )
-    summary_job = dg.define_asset_job(f"{job_prefix}refresh_summary", tags=tags,
-                                      selection=mine & dg.AssetSelection.groups("report"),
-                                      description="Refresh the cross-round summary table and plot")
+    summary_job = dg.define_asset_job(
+        f"{job_prefix}refresh_summary",
+        tags=tags,
+        selection=mine & dg.AssetSelection.groups("report"),
+        description="Refresh the cross-round summary table and plot",
+    )
     schedules, sensors = build_automation(cfg, store, round_job)
     return assets, [setup_job, round_job, summary_job], schedules, sensors
 
@@ -73,7 +75,10 @@ def build_definitions(config_path: str | Path = DEFAULT_CONFIG, storage_root: st
     experiment = ExperimentResource(config_path=str(Path(config_path).resolve()), storage_root=root)
     assets, jobs, schedules, sensors = _experiment(cfg, experiment.store)
     return dg.Definitions(
-        assets=assets, jobs=jobs, schedules=schedules, sensors=sensors,
+        assets=assets,
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
         resources={"experiment": experiment, "io_manager": ParquetIOManager(experiment=experiment)},
     )
 
@@ -90,13 +95,17 @@ def build_folder_definitions(folder: str | Path) -> dg.Definitions:
         cfg = experiment_config(path)
         prefix = key_prefix(cfg.name)
         if prefix in experiments:
-            raise ConfigError(f"{path}: experiment name {cfg.name!r} is also used by {experiments[prefix][0]}; "
-                              f"names must differ (after '-' becomes '_')")
+            raise ConfigError(
+                f"{path}: experiment name {cfg.name!r} is also used by {experiments[prefix][0]}; "
+                f"names must differ (after '-' becomes '_')"
+            )
         one = ExperimentResource(config_path=str(path.resolve()), storage_root=resolve_root(cfg.storage_root))
         shared = [p for p, (_, root) in experiments.items() if root == one.storage_root]
         if shared:
-            raise ConfigError(f"{path}: experiment {cfg.name!r} has the storage_root of experiment {shared[0]!r} "
-                              f"({one.storage_root}); each experiment needs its own")
+            raise ConfigError(
+                f"{path}: experiment {cfg.name!r} has the storage_root of experiment {shared[0]!r} "
+                f"({one.storage_root}); each experiment needs its own"
+            )
         experiments[prefix] = [one.config_path, one.storage_root]
         assets, jobs, schedules, sensors = _experiment(cfg, one.store, job_prefix=f"{prefix}_")
         all_assets += assets
@@ -105,6 +114,9 @@ def build_folder_definitions(folder: str | Path) -> dg.Definitions:
         all_sensors += sensors
     experiment = ExperimentResource(experiments=experiments)
     return dg.Definitions(
-        assets=all_assets, jobs=all_jobs, schedules=all_schedules, sensors=all_sensors,
+        assets=all_assets,
+        jobs=all_jobs,
+        schedules=all_schedules,
+        sensors=all_sensors,
         resources={"experiment": experiment, "io_manager": ParquetIOManager(experiment=experiment)},
     )

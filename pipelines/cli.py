@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 
-
 def quiet_libraries() -> None:
     """Progress goes to our loggers; silence library progress bars and warnings."""
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
@@ -48,7 +47,6 @@ def quiet_libraries() -> None:
 def _wall_seconds(instance, experiment: str, key: str) -> float:
     from assets.parent import latest_materialization
     from pipelines.keys import asset_key
-
     from pipelines.progress import ROUND_ORDER
 
     runs = {rec.run_id for n in ROUND_ORDER if (rec := latest_materialization(instance, asset_key(experiment, n), key))}
@@ -68,9 +66,13 @@ def _root_error(error):
 
 def _step_errors(result) -> list:
     """(step key, error) of each step that raised; a step stopped by a failed blocking check is not one."""
-    return [(e.step_key, e.step_failure_data.error) for e in result.all_events
-            if e.is_step_failure and e.step_failure_data.error is not None
-            and _root_error(e.step_failure_data.error).cls_name != "DagsterAssetCheckFailedError"]
+    return [
+        (e.step_key, e.step_failure_data.error)
+        for e in result.all_events
+        if e.is_step_failure
+        and e.step_failure_data.error is not None
+        and _root_error(e.step_failure_data.error).cls_name != "DagsterAssetCheckFailedError"
+    ]
 
 
 def _failure(result) -> str:
@@ -119,8 +121,12 @@ def _fail_dead_cli_runs(instance, experiment: str) -> None:
 
     from pipelines.keys import CLI_TAG, EXPERIMENT_TAG
 
-    for run in instance.get_runs(filters=dg.RunsFilter(tags={EXPERIMENT_TAG: experiment}, statuses=[
-            dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.NOT_STARTED])):
+    for run in instance.get_runs(
+        filters=dg.RunsFilter(
+            tags={EXPERIMENT_TAG: experiment},
+            statuses=[dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.NOT_STARTED],
+        )
+    ):
         if CLI_TAG in run.tags:
             instance.report_run_failed(run, f"the selftaught run process {run.tags[CLI_TAG]} is gone (killed)")
 
@@ -128,18 +134,16 @@ def _fail_dead_cli_runs(instance, experiment: str) -> None:
 def cmd_run(args) -> int:
     import socket
 
-    from assets.resources import CLI_TAG, earlier_active_run
-    from pipelines import progress
-    from selftaught.lock import ExperimentLock, claim_key_prefix, claim_root
-    from pipelines.instance import dagster_home
-    from selftaught.store import Store
-    from pipelines.build import build_definitions
-    from pipelines.keys import asset_key
-    from pipelines.instance import get_instance
+    from assets.resources import CLI_TAG, earlier_active_run, experiment_config
     from filters.summary import round_rows
+    from pipelines import progress
+    from pipelines.build import build_definitions
+    from pipelines.instance import dagster_home, get_instance
+    from pipelines.keys import asset_key
     from pipelines.round_table import experiment_summary, format_table
-    from assets.resources import experiment_config
+    from selftaught.lock import ExperimentLock, claim_key_prefix, claim_root
     from selftaught.round_keys import round_key
+    from selftaught.store import Store
 
     cfg = experiment_config(args.config)  # parsed once: build_definitions reads the same
     target = args.rounds or cfg.max_rounds
@@ -150,9 +154,12 @@ def cmd_run(args) -> int:
     except OverflowError:
         last_steps = float("inf")
     if last_steps > MAX_STEPS:
-        print(f"error: --rounds {target}: round {target} would train more than {MAX_STEPS:,} steps, the limit "
-              f"(training.max_steps {cfg.training.max_steps} x steps_growth {cfg.training.steps_growth:g}^"
-              f"{target - 1})", file=sys.stderr)
+        print(
+            f"error: --rounds {target}: round {target} would train more than {MAX_STEPS:,} steps, the limit "
+            f"(training.max_steps {cfg.training.max_steps} x steps_growth {cfg.training.steps_growth:g}^"
+            f"{target - 1})",
+            file=sys.stderr,
+        )
         return 2
     if sys.stderr.isatty() and not args.no_progress:
         from pipelines.progress_bars import show_progress_bars
@@ -177,8 +184,9 @@ def cmd_run(args) -> int:
     t0 = time.monotonic()
     print("setup: warm-start examples, eval set, base model (cached when unchanged) ...", flush=True)
     run_config = _run_config(args.debug)
-    result = defs.resolve_job_def("setup").execute_in_process(instance=instance, run_config=run_config,
-                                                              raise_on_error=False, tags=tags)
+    result = defs.resolve_job_def("setup").execute_in_process(
+        instance=instance, run_config=run_config, raise_on_error=False, tags=tags
+    )
     if not result.success:
         _report_failure("setup", result, args.debug, cfg.name, "setup")
         return 1
@@ -199,7 +207,11 @@ def cmd_run(args) -> int:
             resumed = "" if todo == progress.ROUND_ORDER else f" (resuming from {todo[0]})"
             print(f"{key}: running{resumed} ...", flush=True)
             result = round_job.execute_in_process(
-                instance=instance, partition_key=key, run_config=run_config, raise_on_error=False, tags=tags,
+                instance=instance,
+                partition_key=key,
+                run_config=run_config,
+                raise_on_error=False,
+                tags=tags,
                 asset_selection=[asset_key(cfg.name, n) for n in todo],
             )
             if not result.success:
@@ -208,13 +220,16 @@ def cmd_run(args) -> int:
         wall[key] = _wall_seconds(instance, cfg.name, key)
         rows = round_rows(store, keys, wall)
         print(format_table(rows), flush=True)
-    result = defs.resolve_job_def("refresh_summary").execute_in_process(instance=instance, run_config=run_config,
-                                                                raise_on_error=False, tags=tags)
+    result = defs.resolve_job_def("refresh_summary").execute_in_process(
+        instance=instance, run_config=run_config, raise_on_error=False, tags=tags
+    )
     if not result.success:
         _report_failure("warning: the summary asset", result, args.debug, cfg.name, "summary")
     summary = experiment_summary(cfg, round_rows(store, keys, wall))
-    print(f"\n{target} rounds complete; {time.monotonic() - t0:.0f}s in this invocation. "
-          f"Plot: {store.where(store.root / 'summary.png')}; lineage: selftaught lineage {keys[-1]}")
+    print(
+        f"\n{target} rounds complete; {time.monotonic() - t0:.0f}s in this invocation. "
+        f"Plot: {store.where(store.root / 'summary.png')}; lineage: selftaught lineage {keys[-1]}"
+    )
     if summary:
         print(summary)
     return 0
@@ -231,9 +246,8 @@ def _experiment_store(cfg):
 
 
 def cmd_status(args) -> int:
-    from pipelines.instance import get_instance
-    from selftaught.store import Store
     from filters.summary import round_rows
+    from pipelines.instance import get_instance
     from pipelines.round_table import experiment_summary, format_table
     from selftaught.config import load_config
     from selftaught.round_keys import is_round_key, round_index
@@ -246,9 +260,14 @@ def cmd_status(args) -> int:
 
     # The rounds partitions are shared by every experiment on this instance: keep this one's.
     # Keys that are not r001, r002, ... (added by hand in the UI) are not rounds: skip them.
-    keys = sorted((k for k in instance.get_dynamic_partitions("rounds")
-                   if is_round_key(k) and latest_materialization(instance, asset_key(cfg.name, "prompts"), k)),
-                  key=round_index)
+    keys = sorted(
+        (
+            k
+            for k in instance.get_dynamic_partitions("rounds")
+            if is_round_key(k) and latest_materialization(instance, asset_key(cfg.name, "prompts"), k)
+        ),
+        key=round_index,
+    )
     wall = {k: _wall_seconds(instance, cfg.name, k) for k in keys}
     rows = round_rows(store, keys, wall)
     print(format_table(rows))
@@ -283,15 +302,16 @@ def cmd_ui(args) -> int:
         print("error: the dagster command is not installed in this environment", file=sys.stderr)
         return 2
     argv = [exe, "dev", "-m", "pipelines.definitions", "-h", "127.0.0.1", "-p", str(args.port)]
-    print(f"Dagster UI for {args.config} on http://127.0.0.1:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})",
-          flush=True)
+    print(
+        f"Dagster UI for {args.config} on http://127.0.0.1:{args.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})",
+        flush=True,
+    )
     os.execv(exe, argv)
 
 
 def cmd_lineage(args) -> int:
     from pipelines.lineage import LineageError, round_chain, row_chain
     from selftaught.config import load_config
-    from selftaught.store import Store
 
     store = _experiment_store(load_config(args.config))
     try:
@@ -307,7 +327,6 @@ def cmd_diff(args) -> int:
     from filters.diff import diff_rounds
     from selftaught.config import load_config
     from selftaught.round_keys import is_round_key, parent_key
-    from selftaught.store import Store
 
     store = _experiment_store(load_config(args.config))
     rounds = [r for r in args.rounds if r != "base"]
@@ -315,7 +334,7 @@ def cmd_diff(args) -> int:
     if bad or len(args.rounds) not in (1, 2):
         print(f"error: expected one or two rounds (r002, or base r003), got {' '.join(args.rounds)}", file=sys.stderr)
         return 2
-    against, key = (args.rounds if len(args.rounds) == 2 else (parent_key(args.rounds[0]) or "base", args.rounds[0]))
+    against, key = args.rounds if len(args.rounds) == 2 else (parent_key(args.rounds[0]) or "base", args.rounds[0])
     try:
         diff = diff_rounds(store, against, key)
     except ValueError as exc:
@@ -350,19 +369,29 @@ def cmd_validate(args) -> int:
         import yaml
 
         def plain(v):  # tuples as lists, for YAML
-            return [plain(x) for x in v] if isinstance(v, (list, tuple)) else \
-                {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else v
+            return (
+                [plain(x) for x in v]
+                if isinstance(v, (list, tuple))
+                else {k: plain(x) for k, x in v.items()}
+                if isinstance(v, dict)
+                else v
+            )
 
         print(yaml.safe_dump(plain(cfg.model_dump()), sort_keys=False, default_flow_style=None, width=110), end="")
         return 0
     size = cfg.round_size()
     print(f"ok: experiment {cfg.name!r}, {cfg.max_rounds} rounds, storage {cfg.storage_root}")
-    print(f"each round: up to {size['prompts']:,} prompts x {size['samples_per_prompt']:,} samples = "
-          f"{size['samples']:,} completions (at most {size['new_tokens']:,} new tokens), "
-          f"{size['steps_first_round']:,} training steps in round 1"
-          + (f" growing to {size['steps_last_round']:,} in round {cfg.max_rounds}"
-             if size["steps_last_round"] != size["steps_first_round"] else "")
-          + f", {size['eval_prompts']:,} held-out prompts evaluated")
+    print(
+        f"each round: up to {size['prompts']:,} prompts x {size['samples_per_prompt']:,} samples = "
+        f"{size['samples']:,} completions (at most {size['new_tokens']:,} new tokens), "
+        f"{size['steps_first_round']:,} training steps in round 1"
+        + (
+            f" growing to {size['steps_last_round']:,} in round {cfg.max_rounds}"
+            if size["steps_last_round"] != size["steps_first_round"]
+            else ""
+        )
+        + f", {size['eval_prompts']:,} held-out prompts evaluated"
+    )
     print("plugins: " + "; ".join(f"{role} {p.name} ({p.origin.short()})" for role, p in cfg.plugins().items()))
     return 0
 
@@ -384,10 +413,14 @@ def cmd_new(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     config = target / "config.yaml"
-    print(f"created {target}/: config.yaml, {target.name.lower().replace('-', '_')}_checks.py (the verifier), "
-          "data/ (16 train rows, 4 held out), tests/, pyproject.toml, README.md")
-    print(f"next:\n  selftaught run --config {config} --rounds 1\n  python -m pytest {target}/tests\n"
-          f"  selftaught plugins --config {config}")
+    print(
+        f"created {target}/: config.yaml, {target.name.lower().replace('-', '_')}_checks.py (the verifier), "
+        "data/ (16 train rows, 4 held out), tests/, pyproject.toml, README.md"
+    )
+    print(
+        f"next:\n  selftaught run --config {config} --rounds 1\n  python -m pytest {target}/tests\n"
+        f"  selftaught plugins --config {config}"
+    )
     return 0
 
 
@@ -439,55 +472,77 @@ def build_parser() -> argparse.ArgumentParser:
     synth.serve.build_parser). The CLI reference in the docs is generated from it."""
     from pipelines.build import DEFAULT_CONFIG
 
-    parser = argparse.ArgumentParser(prog="selftaught", description="Iterative self-training rounds on Dagster.",
-                                     epilog="selftaught serve --model DIR [--port 8000]: an OpenAI-compatible "
-                                            "completions server for a local model")
+    parser = argparse.ArgumentParser(
+        prog="selftaught",
+        description="Iterative self-training rounds on Dagster.",
+        epilog="selftaught serve --model DIR [--port 8000]: an OpenAI-compatible completions server for a local model",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     from pipelines import export
 
-    for name, fn, help_ in [("run", cmd_run, "run rounds until --rounds are complete (resumes)"),
-                            ("status", cmd_status, "print the per-round table"),
-                            ("runs", cmd_runs, "every experiment of the Dagster instance: last round, frontier "
-                                               "accuracy"),
-                            ("ui", cmd_ui, "open the Dagster UI on 127.0.0.1 for this experiment (or a folder of them)"),
-                            ("lineage", cmd_lineage, "the chain behind a round (r002) or a training row id"),
-                            ("diff", cmd_diff, "what a round changed against the one before (or any other)"),
-                            ("ledger", cmd_ledger, "what each round cost (seconds, memory, tokens) and gained"),
-                            ("validate", cmd_validate, "validate an experiment config"),
-                            ("export", export.run, "write a round's tables as a Hugging Face dataset and its policy "
-                                                   "with a model card"),
-                            ("plugins", cmd_plugins, "every task, verifier and training objective: origin and "
-                                                     "capabilities (with --config: the ones it uses)"),
-                            ("new", cmd_new, "create a project folder for your own task and checker")]:
+    for name, fn, help_ in [
+        ("run", cmd_run, "run rounds until --rounds are complete (resumes)"),
+        ("status", cmd_status, "print the per-round table"),
+        ("runs", cmd_runs, "every experiment of the Dagster instance: last round, frontier accuracy"),
+        ("ui", cmd_ui, "open the Dagster UI on 127.0.0.1 for this experiment (or a folder of them)"),
+        ("lineage", cmd_lineage, "the chain behind a round (r002) or a training row id"),
+        ("diff", cmd_diff, "what a round changed against the one before (or any other)"),
+        ("ledger", cmd_ledger, "what each round cost (seconds, memory, tokens) and gained"),
+        ("validate", cmd_validate, "validate an experiment config"),
+        ("export", export.run, "write a round's tables as a Hugging Face dataset and its policy with a model card"),
+        (
+            "plugins",
+            cmd_plugins,
+            "every task, verifier and training objective: origin and capabilities (with --config: the ones it uses)",
+        ),
+        ("new", cmd_new, "create a project folder for your own task and checker"),
+    ]:
         p = sub.add_parser(name, help=help_)
         if name == "new":
             p.add_argument("name", help="the project's name (letters, digits, - and _)")
             p.add_argument("--dir", default=".", help="the folder to create it in (default: here)")
             p.set_defaults(fn=fn)
             continue
-        p.add_argument("--dagster-home", default=None, help="Dagster instance dir (default $DAGSTER_HOME or data/dagster_home)")
+        p.add_argument(
+            "--dagster-home", default=None, help="Dagster instance dir (default $DAGSTER_HOME or data/dagster_home)"
+        )
         if name == "plugins":
             p.add_argument("--config", default=None, help="also list the user code this experiment YAML names")
         elif name != "runs":
             p.add_argument("--config", default=str(DEFAULT_CONFIG), help="experiment YAML (default: the demo)")
-            p.add_argument("--set", action="append", type=_setting, metavar="KEY=VALUE", default=[],
-                           help="override a config key, e.g. --set training.max_steps=50 (YAML value; repeatable)")
+            p.add_argument(
+                "--set",
+                action="append",
+                type=_setting,
+                metavar="KEY=VALUE",
+                default=[],
+                help="override a config key, e.g. --set training.max_steps=50 (YAML value; repeatable)",
+            )
         if name == "export":
             export.add_arguments(p)
         if name == "run":
-            p.add_argument("--rounds", type=_round_count, default=None,
-                           help="rounds to complete, 1 or more (default: max_rounds)")
+            p.add_argument(
+                "--rounds", type=_round_count, default=None, help="rounds to complete, 1 or more (default: max_rounds)"
+            )
             p.add_argument("--no-progress", action="store_true", help="plain progress lines even on a terminal")
-            p.add_argument("--debug", action="store_true", help="print Dagster's log with each failed step's "
-                           "traceback (default: one line naming the cause, the traceback in a log file)")
+            p.add_argument(
+                "--debug",
+                action="store_true",
+                help="print Dagster's log with each failed step's "
+                "traceback (default: one line naming the cause, the traceback in a log file)",
+            )
         if name == "validate":
-            p.add_argument("--show", action="store_true", help="print the whole resolved config (extends applied, "
-                           "defaults filled in)")
+            p.add_argument(
+                "--show",
+                action="store_true",
+                help="print the whole resolved config (extends applied, defaults filled in)",
+            )
         if name == "ui":
             p.add_argument("--port", type=int, default=3000, help="port of the UI on 127.0.0.1")
         if name == "diff":
-            p.add_argument("rounds", nargs="+", metavar="ROUND", help="B (against the round before it), or A B "
-                           "(A may be base)")
+            p.add_argument(
+                "rounds", nargs="+", metavar="ROUND", help="B (against the round before it), or A B (A may be base)"
+            )
         if name == "lineage":
             p.add_argument("target", help="a round key (r002) or a training row id (r002/<prompt_id>/<sample_idx>)")
         p.set_defaults(fn=fn)
@@ -504,8 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet_libraries()
     from selftaught.config import ConfigError
-    from selftaught.lock import ExperimentBusy, RootTaken
     from selftaught.files import TableError
+    from selftaught.lock import ExperimentBusy, RootTaken
 
     try:
         _apply_settings(args)

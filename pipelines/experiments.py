@@ -26,20 +26,27 @@ def experiment_rows(instance) -> list[dict]:
         latest: dict[str, dg.EventLogRecord] = {}
         for rec in instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key), limit=10_000).records:
             partition = rec.asset_materialization.partition
-            if is_round_key(partition or "") and (partition not in latest or rec.timestamp > latest[partition].timestamp):
+            if is_round_key(partition or "") and (
+                partition not in latest or rec.timestamp > latest[partition].timestamp
+            ):
                 latest[partition] = rec
         if not latest:
             continue
         order = sorted(latest, key=round_index)
         last = latest[order[-1]]
         meta = {k: v.value for k, v in last.asset_materialization.metadata.items()}
-        rows.append({
-            "experiment": key.path[0], "rounds": len(order), "last_round": order[-1],
-            "frontier": meta.get("frontier"), "frontier_accuracy": meta.get("frontier_accuracy"),
-            "frontier_delta": meta.get("frontier_delta"),
-            "updated": dt.datetime.fromtimestamp(last.timestamp, dt.timezone.utc),
-            "running": running.get(key.path[0]),
-        })
+        rows.append(
+            {
+                "experiment": key.path[0],
+                "rounds": len(order),
+                "last_round": order[-1],
+                "frontier": meta.get("frontier"),
+                "frontier_accuracy": meta.get("frontier_accuracy"),
+                "frontier_delta": meta.get("frontier_delta"),
+                "updated": dt.datetime.fromtimestamp(last.timestamp, dt.UTC),
+                "running": running.get(key.path[0]),
+            }
+        )
     return sorted(rows, key=lambda r: r["updated"], reverse=True)
 
 
@@ -48,12 +55,19 @@ def experiments_table(instance) -> str:
     if not rows:
         return "no evaluated rounds on this Dagster instance yet (selftaught run --config FILE starts one)"
     header = ["experiment", "rounds", "last", "frontier", "accuracy", "vs prev", "updated (UTC)", "now"]
-    lines = [[r["experiment"], str(r["rounds"]), r["last_round"],
-              f"{r['frontier']}d" if r["frontier"] is not None else "-",
-              f"{100 * r['frontier_accuracy']:.1f}%" if r["frontier_accuracy"] is not None else "-",
-              f"{100 * r['frontier_delta']:+.1f}" if r["frontier_delta"] is not None else "-",
-              r["updated"].strftime("%Y-%m-%d %H:%M"),
-              f"running ({r['running'][:8]})" if r["running"] else "-"] for r in rows]
+    lines = [
+        [
+            r["experiment"],
+            str(r["rounds"]),
+            r["last_round"],
+            f"{r['frontier']}d" if r["frontier"] is not None else "-",
+            f"{100 * r['frontier_accuracy']:.1f}%" if r["frontier_accuracy"] is not None else "-",
+            f"{100 * r['frontier_delta']:+.1f}" if r["frontier_delta"] is not None else "-",
+            r["updated"].strftime("%Y-%m-%d %H:%M"),
+            f"running ({r['running'][:8]})" if r["running"] else "-",
+        ]
+        for r in rows
+    ]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.ljust(w) for c, w in zip(line, widths)) for line in lines]

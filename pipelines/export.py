@@ -61,27 +61,37 @@ from train.plan import data_table, round_settings
 # exported tables, in card order, and what each holds
 TABLES = {
     "training_set": "the round's training rows (what objective sft trains on): kept verified samples and repairs, "
-                    "plus earlier rounds' rows and the warm start where the config carries them; `row_id` is "
-                    "<source_round>/<prompt_id>/<sample_idx>",
+    "plus earlier rounds' rows and the warm start where the config carries them; `row_id` is "
+    "<source_round>/<prompt_id>/<sample_idx>",
     "pairs": "preference pairs (chosen, rejected) from the round's samples (what objective dpo trains on)",
     "samples": "every completion the parent policy wrote for the round's prompts, with its sampling settings",
     "verdicts": "the verifier's verdict on each sample (join on prompt_id, sample_idx): correct / incorrect / "
-                "unverifiable, extracted answer, reason",
+    "unverifiable, extracted answer, reason",
     "rollouts": "completions generated while GRPO trained, with their verdicts and rewards (what objective grpo "
-                "trains on); `step` is the training step that generated each",
+    "trains on); `step` is the training step that generated each",
 }
 CONFIG_FILE = "selftaught.yaml"
-LICENSE_NOTE = ("selftaught is MIT licensed; these weights are a fine-tune of the base model named above and its "
-                "license applies to them. The data was written by the models named in the lineage, so the base model's "
-                "terms on generated output apply to it too.")
+LICENSE_NOTE = (
+    "selftaught is MIT licensed; these weights are a fine-tune of the base model named above and its "
+    "license applies to them. The data was written by the models named in the lineage, so the base model's "
+    "terms on generated output apply to it too."
+)
 
 
 class ExportError(ValueError):
     """The round cannot be exported as asked (unknown or incomplete round, target not empty, no hub token)."""
 
 
-def export_round(cfg, store: Store, round_key: str, to_dir: str | Path, force: bool = False, *,
-                 config_path: str | Path | None = None, repo: str | None = None) -> dict:
+def export_round(
+    cfg,
+    store: Store,
+    round_key: str,
+    to_dir: str | Path,
+    force: bool = False,
+    *,
+    config_path: str | Path | None = None,
+    repo: str | None = None,
+) -> dict:
     """Write round `round_key` of experiment `cfg` (its `store`) to `to_dir`: dataset/ and model/
     with their cards. `config_path`: the config file named in the card's command line (default the
     exported selftaught.yaml); `repo`: the hub repo the cards link to. Returns what was written."""
@@ -98,8 +108,10 @@ def export_round(cfg, store: Store, round_key: str, to_dir: str | Path, force: b
     for name, path in tables.items():
         problem = table_problem(path) if path.exists() else None
         if problem:
-            raise ExportError(f"the {name} table of round {round_key} ({path}) is damaged ({problem}): "
-                              "`selftaught run` rematerializes it; nothing was exported")
+            raise ExportError(
+                f"the {name} table of round {round_key} ({path}) is damaged ({problem}): "
+                "`selftaught run` rematerializes it; nothing was exported"
+            )
     tables = {n: p for n, p in tables.items() if p.is_file() and _rows(p)}
     facts = _facts(cfg, store, round_key, prov, tables, trained_on, config_path)
 
@@ -130,32 +142,46 @@ def export_round(cfg, store: Store, round_key: str, to_dir: str | Path, force: b
         publish_dir(work, to)
     except OSError as exc:  # a full disk, a folder that is not writable: nothing half-written is left
         shutil.rmtree(work, ignore_errors=True)
-        raise ExportError(f"writing the export to {to} failed: {exc.strerror or exc} ({exc.filename}); "
-                          "nothing was exported") from None
+        raise ExportError(
+            f"writing the export to {to} failed: {exc.strerror or exc} ({exc.filename}); nothing was exported"
+        ) from None
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return {"round": round_key, "to": str(to),
-            "dataset": {"path": str(to / "dataset"), "tables": facts["rows"], "default": default},
-            "model": {"path": str(to / "model"), "weights_hash": prov["weights_hash"], "adapter": has_adapter},
-            "warnings": facts["warnings"]}
+    return {
+        "round": round_key,
+        "to": str(to),
+        "dataset": {"path": str(to / "dataset"), "tables": facts["rows"], "default": default},
+        "model": {"path": str(to / "model"), "weights_hash": prov["weights_hash"], "adapter": has_adapter},
+        "warnings": facts["warnings"],
+    }
 
 
 def _complete_round(store: Store, key: str) -> dict:
     """The round's provenance, or ExportError naming the rounds that can be exported."""
     started = store.partitions("prompts")
     complete = [k for k in store.partitions("evaluation") if k in started and store.provenance(k) is not None]
-    listed = f"complete rounds: {', '.join(complete) or 'none'}" + \
-        (f"; started, not complete: {', '.join(k for k in started if k not in complete)}"
-         if set(started) - set(complete) else "")
+    listed = f"complete rounds: {', '.join(complete) or 'none'}" + (
+        f"; started, not complete: {', '.join(k for k in started if k not in complete)}"
+        if set(started) - set(complete)
+        else ""
+    )
     if not is_round_key(key) or key not in started:
         raise ExportError(f"round {key!r} does not exist in {store.location()} ({listed})")
     prov = store.provenance(key)
-    missing = [what for what, ok in (("policy artifact", prov is not None),
-                                     ("evaluation", store.table_path("evaluation", key).is_file())) if not ok]
+    missing = [
+        what
+        for what, ok in (
+            ("policy artifact", prov is not None),
+            ("evaluation", store.table_path("evaluation", key).is_file()),
+        )
+        if not ok
+    ]
     if missing:
-        raise ExportError(f"round {key} is not complete in {store.location()}: no {' or '.join(missing)} yet; "
-                          f"finish it with selftaught run --rounds {round_index(key)} ({listed})")
+        raise ExportError(
+            f"round {key} is not complete in {store.location()}: no {' or '.join(missing)} yet; "
+            f"finish it with selftaught run --rounds {round_index(key)} ({listed})"
+        )
     return prov
 
 
@@ -171,8 +197,7 @@ def _check_target(to: Path, force: bool, store: Store) -> None:
         raise ExportError(f"{to} exists and is not empty: pass --force to replace it, or name another folder")
 
 
-def _facts(cfg, store: Store, key: str, prov: dict, tables: dict[str, Path], trained_on: str,
-           config_path) -> dict:
+def _facts(cfg, store: Store, key: str, prov: dict, tables: dict[str, Path], trained_on: str, config_path) -> dict:
     """What both cards state: lineage, hashes, counts, the command that made the round."""
     verifiers = set()
     for name in ("verdicts", "rollouts"):
@@ -181,21 +206,28 @@ def _facts(cfg, store: Store, key: str, prov: dict, tables: dict[str, Path], tra
     rows = {name: _rows(path) for name, path in tables.items()}
     warnings = []
     if prov.get("config_hash") != cfg.section_hash():
-        warnings.append(f"the config given to export (hash {cfg.section_hash()}) is not the one round {key} was "
-                        f"trained with (hash {prov.get('config_hash')}): the command and {CONFIG_FILE} may not "
-                        "reproduce it")
+        warnings.append(
+            f"the config given to export (hash {cfg.section_hash()}) is not the one round {key} was "
+            f"trained with (hash {prov.get('config_hash')}): the command and {CONFIG_FILE} may not "
+            "reproduce it"
+        )
     data = store.table_path(trained_on, key)
     if data.is_file() and file_hash(data)[:16] != prov.get("data_hash"):
-        warnings.append(f"tables/{trained_on}/{key}.parquet changed after the policy trained on it "
-                        f"(data_hash {prov.get('data_hash')}, now {file_hash(data)[:16]})")
+        warnings.append(
+            f"tables/{trained_on}/{key}.parquet changed after the policy trained on it "
+            f"(data_hash {prov.get('data_hash')}, now {file_hash(data)[:16]})"
+        )
     parent = prov.get("parent", {})
     return {
         "parent": f"{parent.get('policy_id')} (weights {parent.get('weights_hash')})",
         "verifier": ", ".join(sorted(verifiers)) or (cfg.verification.verifier or "-"),
-        "config_hash": prov.get("config_hash"), "round_hash": cfg.round_hash(),
+        "config_hash": prov.get("config_hash"),
+        "round_hash": cfg.round_hash(),
         "command": f"selftaught run --config {config_path or CONFIG_FILE} --rounds {round_index(key)}",
-        "rows": rows, "sha256": {n: file_hash(p)[:16] for n, p in tables.items()},
-        "trained_on": trained_on, "warnings": warnings,
+        "rows": rows,
+        "sha256": {n: file_hash(p)[:16] for n, p in tables.items()},
+        "trained_on": trained_on,
+        "warnings": warnings,
         "chain": [re.sub(r"  \[(?!sha256 )[^]]*\]$", "", line) for line in round_chain(store, key)],
     }
 
@@ -204,7 +236,8 @@ def _lineage(facts: dict) -> str:
     """The lineage section, the same in both cards."""
     counts = ", ".join(f"{n} {name}" for name, n in facts["rows"].items()) or "none"
     lines = [
-        "## Lineage", "",
+        "## Lineage",
+        "",
         f"- parent policy: {facts['parent']}",
         f"- verifier: {facts['verifier']}",
         f"- config hash: {facts['config_hash']} (round hash {facts['round_hash']})",
@@ -212,8 +245,13 @@ def _lineage(facts: dict) -> str:
         f"- selftaught version: {__version__}",
         f"- made by: `{facts['command']}`",
         *[f"- warning: {w}" for w in facts["warnings"]],
-        "", "The chain, base model to evaluation (`selftaught lineage`; sha256 of the files exported here):", "",
-        "```", *facts["chain"], "```", "",
+        "",
+        "The chain, base model to evaluation (`selftaught lineage`; sha256 of the files exported here):",
+        "",
+        "```",
+        *facts["chain"],
+        "```",
+        "",
     ]
     return "\n".join(lines)
 
@@ -223,24 +261,50 @@ def _front_matter(meta: dict) -> str:
 
 
 def _dataset_card(cfg, key: str, facts: dict, tables: dict[str, Path], default: str | None, repo: str | None) -> str:
-    configs = [{"config_name": name, "data_files": [{"split": "train", "path": f"data/{name}.parquet"}],
-                **({"default": True} if name == default else {})} for name in tables]
-    head = _front_matter({"pretty_name": f"selftaught {cfg.name} round {key}",
-                          "tags": ["selftaught", "self-training", "synthetic"], "configs": configs})
+    configs = [
+        {
+            "config_name": name,
+            "data_files": [{"split": "train", "path": f"data/{name}.parquet"}],
+            **({"default": True} if name == default else {}),
+        }
+        for name in tables
+    ]
+    head = _front_matter(
+        {
+            "pretty_name": f"selftaught {cfg.name} round {key}",
+            "tags": ["selftaught", "self-training", "synthetic"],
+            "configs": configs,
+        }
+    )
     where = repo or "path/to/dataset"
-    body = [f"# {cfg.name}, round {key}: data", "",
-            f"One round of iterative self-training (selftaught {__version__}): "
-            + (f"GRPO trained policy {key} online from its parent, on completions it generated for the round's "
-               "prompts and the verifier rewarded (`rollouts`)." if facts["trained_on"] == "rollouts" else
-               f"the parent policy sampled the round's prompts, the verifier judged each completion, and policy "
-               f"{key} trained on `{facts['trained_on']}`."), "",
-            "| config | rows | sha256 | what |", "|---|---|---|---|",
-            *[f"| `{name}` | {facts['rows'][name]} | {facts['sha256'][name]} | {TABLES[name]} |" for name in tables],
-            "", "Columns:", "",
-            *[f"- `{name}`: {', '.join(pl.read_parquet_schema(path))}" for name, path in tables.items()],
-            "", "```python", "from datasets import load_dataset", "",
-            f"ds = load_dataset({where!r}, {default!r})  # split \"train\"", "```", "",
-            _lineage(facts)]
+    body = [
+        f"# {cfg.name}, round {key}: data",
+        "",
+        f"One round of iterative self-training (selftaught {__version__}): "
+        + (
+            f"GRPO trained policy {key} online from its parent, on completions it generated for the round's "
+            "prompts and the verifier rewarded (`rollouts`)."
+            if facts["trained_on"] == "rollouts"
+            else f"the parent policy sampled the round's prompts, the verifier judged each completion, and policy "
+            f"{key} trained on `{facts['trained_on']}`."
+        ),
+        "",
+        "| config | rows | sha256 | what |",
+        "|---|---|---|---|",
+        *[f"| `{name}` | {facts['rows'][name]} | {facts['sha256'][name]} | {TABLES[name]} |" for name in tables],
+        "",
+        "Columns:",
+        "",
+        *[f"- `{name}`: {', '.join(pl.read_parquet_schema(path))}" for name, path in tables.items()],
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        f'ds = load_dataset({where!r}, {default!r})  # split "train"',
+        "```",
+        "",
+        _lineage(facts),
+    ]
     return head + "\n".join(body)
 
 
@@ -268,40 +332,72 @@ def _model_card(cfg, store: Store, key: str, prov: dict, facts: dict, has_adapte
     unit = f"{level}s" if level == "digit" else "level"
     where = repo or "path/to/model"
     body = [
-        f"# {cfg.name}, round {key}: policy", "",
+        f"# {cfg.name}, round {key}: policy",
+        "",
         f"The policy of round {key} of iterative self-training (selftaught {__version__}) "
-        f"on the {cfg.task.plugin().name} task.", "",
-        f"- base model: `{base}`" + (" (built offline by selftaught: a randomly initialised tiny model)"
-                                    if base == "tiny" else "")
+        f"on the {cfg.task.plugin().name} task.",
+        "",
+        f"- base model: `{base}`"
+        + (" (built offline by selftaught: a randomly initialised tiny model)" if base == "tiny" else "")
         + (", warm-started on worked examples" if warm else "")
         + f"; base weights {base_prov.get('weights_hash')}",
         f"- parent policy: {facts['parent']}",
         f"- objective: {prov.get('objective', 'sft')}, method {prov.get('method')}, init {prov.get('init')}"
-        + (f", reference {prov['reference']['policy_id']} ({prov['reference']['weights_hash']})"
-           if prov.get("reference") else ""),
+        + (
+            f", reference {prov['reference']['policy_id']} ({prov['reference']['weights_hash']})"
+            if prov.get("reference")
+            else ""
+        ),
         f"- trained on: `{facts['trained_on']}` ({facts['rows'].get(facts['trained_on'], 0)} rows, data hash "
         f"{prov.get('data_hash')})",
-        f"- weights: {prov['weights_hash']}" + (f"; adapter {prov.get('adapter_hash')} on base weights "
-                                               f"{prov.get('adapter_base_hash')}" if has_adapter else ""),
-        "", "## Training settings", "",
+        f"- weights: {prov['weights_hash']}"
+        + (
+            f"; adapter {prov.get('adapter_hash')} on base weights {prov.get('adapter_base_hash')}"
+            if has_adapter
+            else ""
+        ),
+        "",
+        "## Training settings",
+        "",
         *[f"- {k}: {_plain(v)}" for k, v in settings.items()],
-        "", "Training metrics: " + (", ".join(f"{k} {_plain(v)}" for k, v in metrics.items()) or "none"),
-        "", "## Held-out accuracy", "",
-        f"Greedy exact match on the held-out set, per difficulty ({unit}; the round's evaluation table):", "",
+        "",
+        "Training metrics: " + (", ".join(f"{k} {_plain(v)}" for k, v in metrics.items()) or "none"),
+        "",
+        "## Held-out accuracy",
+        "",
+        f"Greedy exact match on the held-out set, per difficulty ({unit}; the round's evaluation table):",
+        "",
         "| policy | " + " | ".join(f"{unit} {d}" for d in levels) + " |",
         "|---|" + "---|" * len(levels),
-        *[f"| {pid} | " + " | ".join(f"{acc[d]:.1%}" if d in acc else "-" for d in levels) + " |"
-          for pid, acc in accuracy.items()],
-        "", "## Use", "", "```python", "from transformers import AutoModelForCausalLM, AutoTokenizer", "",
+        *[
+            f"| {pid} | " + " | ".join(f"{acc[d]:.1%}" if d in acc else "-" for d in levels) + " |"
+            for pid, acc in accuracy.items()
+        ],
+        "",
+        "## Use",
+        "",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "",
         f"model = AutoModelForCausalLM.from_pretrained({where!r})",
-        f"tokenizer = AutoTokenizer.from_pretrained({where!r})", "```", "",
+        f"tokenizer = AutoTokenizer.from_pretrained({where!r})",
+        "```",
+        "",
     ]
     if has_adapter:
-        body += [f"`adapter/` holds the LoRA adapter; the weights above are it merged into the base. It applies "
-                 f"to the experiment's base model (weights {prov.get('adapter_base_hash')}"
-                 + (", after its warm start" if warm else "") + "):", "",
-                 "```python", "from peft import PeftModel", "",
-                 f"policy = PeftModel.from_pretrained(base, {where!r}, subfolder=\"adapter\")", "```", ""]
+        body += [
+            f"`adapter/` holds the LoRA adapter; the weights above are it merged into the base. It applies "
+            f"to the experiment's base model (weights {prov.get('adapter_base_hash')}"
+            + (", after its warm start" if warm else "")
+            + "):",
+            "",
+            "```python",
+            "from peft import PeftModel",
+            "",
+            f'policy = PeftModel.from_pretrained(base, {where!r}, subfolder="adapter")',
+            "```",
+            "",
+        ]
     body += ["## License", "", LICENSE_NOTE, "", _lineage(facts)]
     return _front_matter(meta) + "\n".join(body)
 
@@ -329,8 +425,12 @@ def _plain(v) -> str:
 
 def _hub_id(base: str) -> bool:
     """model.base names a hub repo (not tiny, a local folder, a .gguf or package:...)."""
-    return base != "tiny" and not is_gguf(base) and not Path(base).expanduser().exists() \
+    return (
+        base != "tiny"
+        and not is_gguf(base)
+        and not Path(base).expanduser().exists()
         and re.fullmatch(r"[\w.-]+/[\w.-]+|[\w.-]+", base) is not None
+    )
 
 
 def _point_adapter_at_base(adapter: Path, cfg) -> None:
@@ -348,8 +448,10 @@ def _config_yaml(cfg) -> str:
     data["storage_root"] = f"data/runs/{cfg.name}"
     data.pop("storage_options", None)
     data.pop("storage_cache", None)
-    return ("# The experiment config, resolved (extends applied, defaults filled in), as exported by "
-            f"selftaught {__version__}\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110))
+    return (
+        "# The experiment config, resolved (extends applied, defaults filled in), as exported by "
+        f"selftaught {__version__}\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)
+    )
 
 
 # --- the hub -----------------------------------------------------------------------------
@@ -369,8 +471,9 @@ def hub_token(repo: str) -> str:
         raise ExportError(f"--push-to-hub {repo!r}: name the namespace too (user/name or org/name)")
     token = get_token()
     if not token:
-        raise ExportError("--push-to-hub needs a Hugging Face token with write access: set HF_TOKEN or run "
-                          "`hf auth login`")
+        raise ExportError(
+            "--push-to-hub needs a Hugging Face token with write access: set HF_TOKEN or run `hf auth login`"
+        )
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
@@ -387,8 +490,12 @@ def push_to_hub(to_dir: str | Path, repo: str, private: bool = False) -> dict:
     urls = {}
     for kind, folder in (("model", "model"), ("dataset", "dataset")):
         api.create_repo(repo, repo_type=kind, private=private, exist_ok=True)
-        info = api.upload_folder(folder_path=str(Path(to_dir) / folder), repo_id=repo, repo_type=kind,
-                                 commit_message=f"selftaught export ({kind})")
+        info = api.upload_folder(
+            folder_path=str(Path(to_dir) / folder),
+            repo_id=repo,
+            repo_type=kind,
+            commit_message=f"selftaught export ({kind})",
+        )
         urls[kind] = str(getattr(info, "repo_url", None) or info)
     return urls
 
@@ -405,8 +512,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("round", help="the round to export (r002)")
     parser.add_argument("--to", required=True, metavar="DIR", help="folder to write (dataset/ and model/)")
     parser.add_argument("--force", action="store_true", help="replace DIR when it exists and is not empty")
-    parser.add_argument("--push-to-hub", default=None, metavar="REPO",
-                        help="then upload: the model repo REPO and the dataset repo REPO (needs HF_TOKEN)")
+    parser.add_argument(
+        "--push-to-hub",
+        default=None,
+        metavar="REPO",
+        help="then upload: the model repo REPO and the dataset repo REPO (needs HF_TOKEN)",
+    )
     parser.add_argument("--private", action="store_true", help="with --push-to-hub: create the repos private")
 
 
@@ -421,8 +532,9 @@ def run(args) -> int:
         cfg = load_config(args.config)
         store = Store.for_config(cfg)
         check_root_owner(store, cfg.name)
-        out = export_round(cfg, store, args.round, args.to, force=getattr(args, "force", False),
-                           config_path=args.config, repo=repo)
+        out = export_round(
+            cfg, store, args.round, args.to, force=getattr(args, "force", False), config_path=args.config, repo=repo
+        )
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -431,8 +543,9 @@ def run(args) -> int:
     d, m = out["dataset"], out["model"]
     print(f"round {out['round']} exported to {out['to']}")
     print(f"  dataset {d['path']}: " + ", ".join(f"{name} {n} rows" for name, n in d["tables"].items()))
-    print(f"  model   {m['path']}: weights {m['weights_hash']}"
-          + (", LoRA adapter in adapter/" if m["adapter"] else ""))
+    print(
+        f"  model   {m['path']}: weights {m['weights_hash']}" + (", LoRA adapter in adapter/" if m["adapter"] else "")
+    )
     if repo:
         urls = push_to_hub(out["to"], repo, private=getattr(args, "private", False))
         print("  pushed: " + ", ".join(f"{kind} {url}" for kind, url in urls.items()))

@@ -9,9 +9,9 @@ from __future__ import annotations
 import polars as pl
 
 from filters.metrics import accuracy_by_difficulty
+from selftaught.files import file_hash, read_parquet
 from selftaught.round_keys import parent_key, round_index
 from selftaught.store import Store
-from selftaught.files import file_hash, read_parquet
 from train.artifact import verified_weights_hash
 
 
@@ -56,9 +56,13 @@ def _model(store: Store, name: str) -> str:
     else:
         parent = p.get("parent", {})
         how = _objective_label(p.get("objective") or "sft")
-        bits += [f"{p.get('method')} {how} (init {p.get('init')}) of {parent.get('policy_id')} "
-                 f"({parent.get('weights_hash')})", f"training data {p.get('data_hash')}",
-                 f"config {p.get('config_hash')}", f"dagster run of parent {parent.get('run_id')}"]
+        bits += [
+            f"{p.get('method')} {how} (init {p.get('init')}) of {parent.get('policy_id')} "
+            f"({parent.get('weights_hash')})",
+            f"training data {p.get('data_hash')}",
+            f"config {p.get('config_hash')}",
+            f"dagster run of parent {parent.get('run_id')}",
+        ]
     return f"policy {name}: " + ", ".join(bits) + f"  [{where}]"
 
 
@@ -89,29 +93,39 @@ def round_chain(store: Store, key: str) -> list[str]:
     s = _table(store, "samples", key)
     if s.height:  # none in an online (grpo) round: its rollouts follow below
         first = s.row(0, named=True)
-        lines.append(f"-> samples {key}: {s.height} rows = {s['prompt_id'].n_unique()} prompts x "
-                     f"{s['sample_idx'].n_unique()}; written by {first['policy_id']} ({first['policy_hash'] or '-'}); "
-                     f"{first['backend']}, temperature {first['temperature']}, top_p {first['top_p']}, "
-                     f"max_new_tokens {first['max_new_tokens']}, seed {first['seed']}  "
-                     f"[sha256 {_sha(store, 'samples', key)}]")
+        lines.append(
+            f"-> samples {key}: {s.height} rows = {s['prompt_id'].n_unique()} prompts x "
+            f"{s['sample_idx'].n_unique()}; written by {first['policy_id']} ({first['policy_hash'] or '-'}); "
+            f"{first['backend']}, temperature {first['temperature']}, top_p {first['top_p']}, "
+            f"max_new_tokens {first['max_new_tokens']}, seed {first['seed']}  "
+            f"[sha256 {_sha(store, 'samples', key)}]"
+        )
     if store.table_path("verdicts", key).is_file() and (v := _table(store, "verdicts", key)).height:
         counts = ", ".join(f"{n} {verdict}" for verdict, n in v.group_by("verdict").len().sort("verdict").iter_rows())
-        lines.append(f"-> verdicts {key}: {', '.join(sorted(set(v['verifier'])))}: {counts}  "
-                     f"[sha256 {_sha(store, 'verdicts', key)}]")
+        lines.append(
+            f"-> verdicts {key}: {', '.join(sorted(set(v['verifier'])))}: {counts}  "
+            f"[sha256 {_sha(store, 'verdicts', key)}]"
+        )
     if store.table_path("repairs", key).is_file() and (r := _table(store, "repairs", key)).height:
         ok = (r["verdict"] == "correct").sum()
-        lines.append(f"-> repairs {key}: {r.height} {r['mode'][0]} attempts, {ok} verified  "
-                     f"[sha256 {_sha(store, 'repairs', key)}]")
+        lines.append(
+            f"-> repairs {key}: {r.height} {r['mode'][0]} attempts, {ok} verified  "
+            f"[sha256 {_sha(store, 'repairs', key)}]"
+        )
     if store.table_path("training_set", key).is_file() and (t := _table(store, "training_set", key)).height:
         by = ", ".join(f"{src} {n}" for src, n in t.group_by("source_round").len().sort("source_round").iter_rows())
-        lines.append(f"-> training_set {key}: {(t['source_round'] == key).sum()} new rows, {t.height} in all "
-                     f"({by})  [sha256 {_sha(store, 'training_set', key)}]")
+        lines.append(
+            f"-> training_set {key}: {(t['source_round'] == key).sum()} new rows, {t.height} in all "
+            f"({by})  [sha256 {_sha(store, 'training_set', key)}]"
+        )
     if store.table_path("rollouts", key).is_file():
         r = _table(store, "rollouts", key)
         counts = ", ".join(f"{n} {verdict}" for verdict, n in r.group_by("verdict").len().sort("verdict").iter_rows())
-        lines.append(f"-> rollouts {key}: {r.height} rows generated while training (objective grpo), "
-                     f"{r['prompt_id'].n_unique()} prompts, steps {r['step'].min()}..{r['step'].max()}; "
-                     f"{', '.join(sorted(set(r['verifier'])))}: {counts}  [sha256 {_sha(store, 'rollouts', key)}]")
+        lines.append(
+            f"-> rollouts {key}: {r.height} rows generated while training (objective grpo), "
+            f"{r['prompt_id'].n_unique()} prompts, steps {r['step'].min()}..{r['step'].max()}; "
+            f"{', '.join(sorted(set(r['verifier'])))}: {counts}  [sha256 {_sha(store, 'rollouts', key)}]"
+        )
     if store.provenance(key) is not None:
         lines.append("-> " + _model(store, key))
     if store.table_path("evaluation", key).is_file():
@@ -129,13 +143,18 @@ def row_chain(store: Store, row_id: str) -> list[str]:
     repair = idx.startswith("repair-") and idx[7:].isdigit()
     if not pid or not (idx.isdigit() or repair):
         raise LineageError(f"not a training row id: {row_id!r} (expected <round>/<prompt_id>/<sample_idx>)")
-    used = [k for k in store.partitions("training_set")
-            if read_parquet(store.table_path("training_set", k), columns=["row_id"])["row_id"].is_in([row_id]).any()]
+    used = [
+        k
+        for k in store.partitions("training_set")
+        if read_parquet(store.table_path("training_set", k), columns=["row_id"])["row_id"].is_in([row_id]).any()
+    ]
     if source == "warm_start":
         if not used:
             raise LineageError(f"training row {row_id} is in no training set of {store.location()}")
-        return [f"row {row_id}: a warm-start reference example (not model-written); "
-                f"in the training sets of {', '.join(used)}"]
+        return [
+            f"row {row_id}: a warm-start reference example (not model-written); "
+            f"in the training sets of {', '.join(used)}"
+        ]
     if repair:
         return _repair_chain(store, row_id, source, pid, int(idx[7:]), used)
     if store.table_path("rollouts", source).is_file():
@@ -146,11 +165,13 @@ def row_chain(store: Store, row_id: str) -> list[str]:
     v = _table(store, "verdicts", source).filter((pl.col("prompt_id") == pid) & (pl.col("sample_idx") == int(idx)))
     sample = s.row(0, named=True)
     verdict = v.row(0, named=True) if v.height else {"verdict": "?", "reason": "no verdict", "verifier": "?"}
-    head = [f"row {row_id}: sample {idx} of prompt {pid}, written in round {source} by policy "
-            f"{sample['policy_id']} ({sample['policy_hash'] or '-'})",
-            f"  verdict {verdict['verdict']} by {verdict['verifier']}: {verdict['reason']}",
-            f"  completion: {sample['completion'][:120]!r}",
-            f"  in the training sets of {', '.join(used) or 'no round'}; trained into the policies of those rounds"]
+    head = [
+        f"row {row_id}: sample {idx} of prompt {pid}, written in round {source} by policy "
+        f"{sample['policy_id']} ({sample['policy_hash'] or '-'})",
+        f"  verdict {verdict['verdict']} by {verdict['verifier']}: {verdict['reason']}",
+        f"  completion: {sample['completion'][:120]!r}",
+        f"  in the training sets of {', '.join(used) or 'no round'}; trained into the policies of those rounds",
+    ]
     return head + ["", f"round {source}:"] + round_chain(store, source)
 
 
@@ -159,14 +180,18 @@ def _repair_chain(store: Store, row_id: str, source: str, pid: str, k: int, used
     if r.height == 0:
         raise LineageError(f"round {source} has no repair {k} of prompt {pid}")
     row = r.row(0, named=True)
-    lines = [f"row {row_id}: {row['mode']} attempt {k} of prompt {pid}, written in round {source} by policy "
-             f"{row['policy_id']} ({row['policy_hash'] or '-'})",
-             f"  verdict {row['verdict']}: {row['reason']}",
-             f"  the policy saw: {row['attempt_prompt'][:160]!r}",
-             f"  completion: {row['completion'][:120]!r} (trained on the original prompt)"]
+    lines = [
+        f"row {row_id}: {row['mode']} attempt {k} of prompt {pid}, written in round {source} by policy "
+        f"{row['policy_id']} ({row['policy_hash'] or '-'})",
+        f"  verdict {row['verdict']}: {row['reason']}",
+        f"  the policy saw: {row['attempt_prompt'][:160]!r}",
+        f"  completion: {row['completion'][:120]!r} (trained on the original prompt)",
+    ]
     if row["failed_sample_idx"] is not None:
-        lines.append(f"  repairs sample {row['failed_sample_idx']} ({source}/{pid}/{row['failed_sample_idx']}), "
-                     f"feedback: {row['feedback']!r}")
+        lines.append(
+            f"  repairs sample {row['failed_sample_idx']} ({source}/{pid}/{row['failed_sample_idx']}), "
+            f"feedback: {row['feedback']!r}"
+        )
     lines.append(f"  in the training sets of {', '.join(used) or 'no round'}")
     return lines + ["", f"round {source}:"] + round_chain(store, source)
 
@@ -178,8 +203,14 @@ def _rollout_chain(store: Store, row_id: str, source: str, pid: str, k: int) -> 
         raise LineageError(f"round {source} has no rollout {k} of prompt {pid}")
     row = r.row(0, named=True)
     reward = "none (unverifiable)" if row["reward"] is None else f"{row['reward']:g}"
-    return [f"row {row_id}: rollout {k} of prompt {pid}, generated at training step {row['step']} of round "
+    return (
+        [
+            f"row {row_id}: rollout {k} of prompt {pid}, generated at training step {row['step']} of round "
             f"{source}'s GRPO (the policy being trained, started from the parent below)",
             f"  verdict {row['verdict']} by {row['verifier']}: {row['reason']}; reward {reward}",
             f"  completion: {row['completion'][:120]!r}",
-            f"  trained into the policy of round {source}"] + ["", f"round {source}:"] + round_chain(store, source)
+            f"  trained into the policy of round {source}",
+        ]
+        + ["", f"round {source}:"]
+        + round_chain(store, source)
+    )

@@ -8,8 +8,10 @@ from selftaught.plugins import OBJECTIVES, TASKS, VERIFIERS, Plugin
 
 
 def _rows(entries: list[Plugin], extra: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
-    return [(p.name, p.origin.short(), p.caps.describe() + (f"; {extra[p.name]}" if extra and p.name in extra
-                                                               else "")) for p in entries]
+    return [
+        (p.name, p.origin.short(), p.caps.describe() + (f"; {extra[p.name]}" if extra and p.name in extra else ""))
+        for p in entries
+    ]
 
 
 def _table(title: str, rows: list[tuple[str, str, str]]) -> list[str]:
@@ -31,16 +33,27 @@ def plugin_listing(cfg=None) -> str:
         used = cfg.plugins()
         for role, kind_entries in (("task", tasks), ("verifier", verifiers), ("evaluation verifier", verifiers)):
             plugin = used[role]
-            if plugin.name not in {p.name for p in kind_entries} or not plugin.builtin and \
-                    all(p.origin != plugin.origin for p in kind_entries):
+            if (
+                plugin.name not in {p.name for p in kind_entries}
+                or not plugin.builtin
+                and all(p.origin != plugin.origin for p in kind_entries)
+            ):
                 kind_entries.append(plugin)
-    lines = _table("tasks", _rows(tasks)) + [""] + _table("verifiers", _rows(verifiers, notes)) + [""] \
+    lines = (
+        _table("tasks", _rows(tasks))
+        + [""]
+        + _table("verifiers", _rows(verifiers, notes))
+        + [""]
         + _table("training objectives", _rows(OBJECTIVES.entries()))
+    )
     if cfg is not None:
         lines += ["", f"experiment {cfg.name} uses:"]
         for role, plugin in cfg.plugins().items():
             where = f" ({plugin.spec})" if not plugin.builtin and plugin.spec != plugin.name else ""
             lines.append(f"  {role + ':':<21} {plugin.name} [{plugin.origin.describe()}]{where}")
-    lines += ["", "User code: task.name / verification.verifier as module:attribute, file.py:attribute (beside the "
-              "config), or an installed package's entry point (groups selftaught.tasks, selftaught.verifiers)."]
+    lines += [
+        "",
+        "User code: task.name / verification.verifier as module:attribute, file.py:attribute (beside the "
+        "config), or an installed package's entry point (groups selftaught.tasks, selftaught.verifiers).",
+    ]
     return "\n".join(lines)

@@ -9,11 +9,12 @@ import dagster as dg
 from assets.parent import latest_materialization
 from pipelines.keys import CLI_TAG, EXPERIMENT_TAG, asset_key, key_prefix
 from selftaught.config import ExperimentConfig
+from selftaught.files import TableError, table_problem
 from selftaught.lock import ExperimentLock
 from selftaught.round_keys import is_round_key, round_index, round_key
 from selftaught.store import Store, is_complete
-from selftaught.files import TableError, table_problem
 from train.artifact import verified_weights_hash
+
 
 def _round_graph() -> tuple[list[str], dict[str, list[str]]]:
     """The round's stages in dependency order (ties: the order assets/rounds.py defines
@@ -38,8 +39,12 @@ def _round_graph() -> tuple[list[str], dict[str, list[str]]]:
 
 # Derived once from the asset graph (adding a stage to assets/rounds.py is the only edit).
 ROUND_ORDER, UPSTREAM = _round_graph()
-IN_PROGRESS = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-               dg.DagsterRunStatus.STARTED]
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def todo(instance, cfg: ExperimentConfig, key: str, store: Store | None = None, log=None) -> list[str]:
@@ -50,8 +55,7 @@ def todo(instance, cfg: ExperimentConfig, key: str, store: Store | None = None, 
     want, seen = cfg.round_hash(), {}
     for i, name in enumerate(ROUND_ORDER):
         rec = latest_materialization(instance, asset_key(cfg.name, name), key)
-        if rec is None or _config_hash(rec) not in (None, want) or \
-                any(rec.timestamp < seen[u] for u in UPSTREAM[name]):
+        if rec is None or _config_hash(rec) not in (None, want) or any(rec.timestamp < seen[u] for u in UPSTREAM[name]):
             return ROUND_ORDER[i:]
         problem = _file_problem(store, name, key) if store is not None else None
         if problem:
@@ -73,9 +77,11 @@ def _file_problem(store: Store, name: str, key: str) -> str | None:
         except ValueError as exc:  # changed after the round wrote them
             later = [k for k in store.partitions("prompts") if is_round_key(k) and round_index(k) > round_index(key)]
             if later:  # rounds built on the old weights: retraining could not give them their parent back
-                raise TableError(f"{exc}. Round {later[0]} was built from them: restore the files (a `selftaught "
-                                 f"export` copy holds them), or remove {store.where(store.model_dir(key))} and the "
-                                 "rounds after it to redo them") from None
+                raise TableError(
+                    f"{exc}. Round {later[0]} was built from them: restore the files (a `selftaught "
+                    f"export` copy holds them), or remove {store.where(store.model_dir(key))} and the "
+                    "rounds after it to redo them"
+                ) from None
             return str(exc).split(": they changed")[0]  # the last round: retrain it (same seeds)
         return None
     path = store.table_path(name, key)
@@ -103,8 +109,11 @@ def running(instance, cfg: ExperimentConfig, store: Store | None = None) -> list
     """Runs of the experiment that are queued or in progress. With `store`, a run of a
     `selftaught run` that was killed (its lock is free) does not count."""
     runs = instance.get_runs(filters=dg.RunsFilter(tags={EXPERIMENT_TAG: cfg.name}, statuses=IN_PROGRESS), limit=5)
-    if store is not None and any(CLI_TAG in r.tags for r in runs) and \
-            ExperimentLock(store.root, cfg.name).holder() is None:
+    if (
+        store is not None
+        and any(CLI_TAG in r.tags for r in runs)
+        and ExperimentLock(store.root, cfg.name).holder() is None
+    ):
         runs = [r for r in runs if CLI_TAG not in r.tags]
     return [r.run_id for r in runs]
 
@@ -139,8 +148,10 @@ def too_slow(instance, cfg: ExperimentConfig, min_points_per_hour: float | None)
     gain = last["points_per_hour"]
     if gain is None or gain >= min_points_per_hour:
         return None
-    return (f"too slow: {last['round']} gained {gain:+.1f} held-out points per hour ({last['wall_s']:.0f} s), "
-            f"below min_points_per_hour {min_points_per_hour:g}")
+    return (
+        f"too slow: {last['round']} gained {gain:+.1f} held-out points per hour ({last['wall_s']:.0f} s), "
+        f"below min_points_per_hour {min_points_per_hour:g}"
+    )
 
 
 def plateau(history: list[tuple[str, float]], min_improvement: float, patience: int) -> str | None:
@@ -152,6 +163,8 @@ def plateau(history: list[tuple[str, float]], min_improvement: float, patience: 
     best = max(a for _, a in recent)
     if best <= before or best - before < min_improvement:
         shown = ", ".join(f"{k} {a:.1%}" for k, a in recent)
-        return (f"plateau: the last {patience} rounds ({shown}) did not beat the earlier best {before:.1%} "
-                f"by {min_improvement:.1%}")
+        return (
+            f"plateau: the last {patience} rounds ({shown}) did not beat the earlier best {before:.1%} "
+            f"by {min_improvement:.1%}"
+        )
     return None

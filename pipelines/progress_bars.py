@@ -25,8 +25,9 @@ class ProgressBars(logging.Handler):
         stage, done, total = fields["stage"], fields["done"], fields["total"]
         bar = self.bars.get(stage)
         if bar is None:
-            bar = self.bars[stage] = tqdm(total=total or None, desc=stage, unit=f" {fields['unit']}", leave=False,
-                                          dynamic_ncols=True)
+            bar = self.bars[stage] = tqdm(
+                total=total or None, desc=stage, unit=f" {fields['unit']}", leave=False, dynamic_ncols=True
+            )
         if total and bar.total != total:
             bar.total = total
         extra = {k: v for k, v in fields.items() if k not in ("stage", "done", "total", "unit")}

@@ -10,12 +10,12 @@ import json
 import types
 import typing
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -101,9 +101,9 @@ def type_name(annotation, where: dict[type[BaseModel], str] | None = None) -> st
         return f"map of {type_name(k, where)} to {type_name(v, where)}"
     if origin is typing.Annotated:
         return type_name(args[0], where)
-    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(annotation,
-                                                                                getattr(annotation, "__name__",
-                                                                                        str(annotation)))
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}.get(
+        annotation, getattr(annotation, "__name__", str(annotation))
+    )
 
 
 def default_of(field) -> str:
@@ -113,8 +113,11 @@ def default_of(field) -> str:
     value = field.get_default(call_default_factory=True)
     if isinstance(value, BaseModel):
         changed = {k: v for k, v in value.model_dump(mode="json", exclude_defaults=True).items()}
-        return "a section with " + ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in changed.items()) \
-            if changed else "(the section's defaults)"
+        return (
+            "a section with " + ", ".join(f"`{k}: {json.dumps(v)}`" for k, v in changed.items())
+            if changed
+            else "(the section's defaults)"
+        )
     if value is None:
         return "`null`"
     if isinstance(value, tuple):
@@ -129,12 +132,19 @@ def bounds_of(field) -> str:
     """The field's numeric bounds and pattern, e.g. `>= 1, <= 4096`."""
     out = []
     for meta in field.metadata:
-        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"),
-                           ("min_length", "length >="), ("max_length", "length <=")):
+        for attr, sign in (
+            ("ge", ">="),
+            ("gt", ">"),
+            ("le", "<="),
+            ("lt", "<"),
+            ("min_length", "length >="),
+            ("max_length", "length <="),
+        ):
             value = getattr(meta, attr, None)
             if value is not None:
-                out.append(f"{sign} {value:,}" if isinstance(value, int) and not isinstance(value, bool)
-                           else f"{sign} {value}")
+                out.append(
+                    f"{sign} {value:,}" if isinstance(value, int) and not isinstance(value, bool) else f"{sign} {value}"
+                )
         if getattr(meta, "pattern", None):
             out.append(f"matches `{meta.pattern}`")
     return ", ".join(out)
@@ -162,12 +172,16 @@ def config_reference(root: type[BaseModel] | None = None) -> str:
     for key in walked:
         parent = key.path.rpartition(".")[0]
         by_section.setdefault(parent, []).append(key)
-    lines = ["# Configuration keys", "",
-             "Every key of an experiment config, generated from the pydantic models in `selftaught/config/` "
-             "when the docs are built. A config is one YAML file; any key left out takes the default shown. "
-             "Unknown keys and out-of-bound values are errors that name the key "
-             "([Configuration](../configuration.md) explains the file, `extends` and `--set`; "
-             "`selftaught validate --config FILE --show` prints a whole resolved config).", ""]
+    lines = [
+        "# Configuration keys",
+        "",
+        "Every key of an experiment config, generated from the pydantic models in `selftaught/config/` "
+        "when the docs are built. A config is one YAML file; any key left out takes the default shown. "
+        "Unknown keys and out-of-bound values are errors that name the key "
+        "([Configuration](../configuration.md) explains the file, `extends` and `--set`; "
+        "`selftaught validate --config FILE --show` prints a whole resolved config).",
+        "",
+    ]
     for model, path in sorted(where.items(), key=lambda kv: _order(kv[1], position)):
         rows = by_section.get(path, [])
         if not rows:
@@ -182,13 +196,18 @@ def config_reference(root: type[BaseModel] | None = None) -> str:
             name = key.path.rpartition(".")[2]
             if key.section is not None:
                 canonical = where[key.section]
-                kind = (f"[section](#{canonical})" if canonical == key.path else
-                        f"section: the keys of [`{canonical}`](#{canonical})")
+                kind = (
+                    f"[section](#{canonical})"
+                    if canonical == key.path
+                    else f"section: the keys of [`{canonical}`](#{canonical})"
+                )
                 kind += " \\| null" if _nullable(key.field.annotation) else ""
             else:
                 kind = type_name(key.field.annotation, where)
-            lines.append(f"| `{name}` | {kind} | {_cell(default_of(key.field))} | {_cell(bounds_of(key.field))} "
-                         f"| {_cell(key.field.description or '')} |")
+            lines.append(
+                f"| `{name}` | {kind} | {_cell(default_of(key.field))} | {_cell(bounds_of(key.field))} "
+                f"| {_cell(key.field.description or '')} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -207,7 +226,7 @@ def _shown_default(action: argparse.Action) -> str:
     if value in (None, False, [], argparse.SUPPRESS) or action.required:
         return ""
     if isinstance(value, str) and value.startswith(str(REPO) + "/"):
-        value = value[len(str(REPO)) + 1:]  # the checkout's path is not part of the interface
+        value = value[len(str(REPO)) + 1 :]  # the checkout's path is not part of the interface
     return f"`{value}`"
 
 
@@ -245,16 +264,19 @@ def command_parsers() -> dict[str, tuple[argparse.ArgumentParser, str]]:
 
 def cli_reference() -> str:
     """The command-line reference page (Markdown): each command, its usage and its arguments."""
-    lines = ["# Command line", "",
-             "Every `selftaught` command and its arguments, generated from the argument parsers "
-             "(`pipelines/cli.py`, `synth/serve.py`) when the docs are built. Commands that take `--config` "
-             "default to the embedded demo (`pipelines/presets/demo.yaml`); exit status 0 is success, 2 a bad "
-             "config or argument, 1 a failed round or a busy experiment.", ""]
+    lines = [
+        "# Command line",
+        "",
+        "Every `selftaught` command and its arguments, generated from the argument parsers "
+        "(`pipelines/cli.py`, `synth/serve.py`) when the docs are built. Commands that take `--config` "
+        "default to the embedded demo (`pipelines/presets/demo.yaml`); exit status 0 is success, 2 a bad "
+        "config or argument, 1 a failed round or a busy experiment.",
+        "",
+    ]
     for name, (sub, help_) in command_parsers().items():
         sub.prog = f"selftaught {name}"
         usage = " ".join(sub.format_usage().split())  # one line, whatever the terminal width
         summary = help_[:1].upper() + help_[1:].rstrip(".") + "."
-        lines += [f"## `selftaught {name}`", "", summary, "", "```text",
-                  usage.removeprefix("usage: "), "```", ""]
+        lines += [f"## `selftaught {name}`", "", summary, "", "```text", usage.removeprefix("usage: "), "```", ""]
         lines += _arguments(sub) + [""]
     return "\n".join(lines)

@@ -7,21 +7,26 @@ from filters.metrics import frontier_candidates, pick_frontier
 
 def format_table(rows: list[dict]) -> str:
     digits = sorted({d for r in rows for d in r.get("accuracy", {})})
-    head = ["round", "samples", "pass", "kept", "kept w/ bad steps", "train rows"] + \
-        [f"acc {d}d" for d in digits] + ["wall s"]
+    head = (
+        ["round", "samples", "pass", "kept", "kept w/ bad steps", "train rows"]
+        + [f"acc {d}d" for d in digits]
+        + ["wall s"]
+    )
     lines = [head]
     for r in rows:
         acc = r.get("accuracy", {})
-        lines.append([
-            r["round"],
-            str(r.get("samples", "-")),
-            f"{r['pass_rate']:.1%}" if "pass_rate" in r else "-",
-            str(r.get("new_rows", "-")),
-            f"{r['bad_steps']:.1%}" if "bad_steps" in r else "-",
-            str(r.get("train_rows", "-")),
-            *[f"{acc[d]:.1%}" if d in acc else "-" for d in digits],
-            f"{r['wall_s']:.0f}" if "wall_s" in r else "-",
-        ])
+        lines.append(
+            [
+                r["round"],
+                str(r.get("samples", "-")),
+                f"{r['pass_rate']:.1%}" if "pass_rate" in r else "-",
+                str(r.get("new_rows", "-")),
+                f"{r['bad_steps']:.1%}" if "bad_steps" in r else "-",
+                str(r.get("train_rows", "-")),
+                *[f"{acc[d]:.1%}" if d in acc else "-" for d in digits],
+                f"{r['wall_s']:.0f}" if "wall_s" in r else "-",
+            ]
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = ["  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))

@@ -32,8 +32,10 @@ def new_project(name: str, parent: str | Path = ".") -> Path:
     """Create `parent/name` from the template; returns its path. Written to a temporary
     folder first and renamed into place, so a failure leaves nothing half made."""
     if not NAME.match(name):
-        raise ScaffoldError(f"project name {name!r}: use letters, digits, '-' and '_', starting with a letter "
-                            "(it names the experiment and the package)")
+        raise ScaffoldError(
+            f"project name {name!r}: use letters, digits, '-' and '_', starting with a letter "
+            "(it names the experiment and the package)"
+        )
     parent = Path(parent)
     target = parent / name
     if target.exists():
@@ -41,8 +43,11 @@ def new_project(name: str, parent: str | Path = ".") -> Path:
     if not parent.is_dir():
         raise ScaffoldError(f"{parent} is not a folder")
     module = module_name(name)
-    values = {"name": name, "module": module,
-              "data": Path(os.path.relpath((target / "data").resolve(), Path.cwd())).as_posix()}
+    values = {
+        "name": name,
+        "module": module,
+        "data": Path(os.path.relpath((target / "data").resolve(), Path.cwd())).as_posix(),
+    }
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=parent))
     try:
         for src in sorted(TEMPLATE.rglob("*")):
@@ -56,8 +61,9 @@ def new_project(name: str, parent: str | Path = ".") -> Path:
             out = work / rel
             out.parent.mkdir(parents=True, exist_ok=True)
             text = src.read_text(encoding="utf-8")
-            out.write_text(text if src.suffix == ".jsonl" else string.Template(text).substitute(values),
-                           encoding="utf-8")
+            out.write_text(
+                text if src.suffix == ".jsonl" else string.Template(text).substitute(values), encoding="utf-8"
+            )
         os.rename(work, target)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

@@ -67,8 +67,10 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> pl.DataFrame:
     except FileNotFoundError:
         raise
     except Exception as exc:  # polars' ComputeError / OSError say "position ..." and name no file
-        raise TableError(f"table {path} is damaged ({table_problem(path) or str(exc).splitlines()[0]}); "
-                         "`selftaught run` rematerializes it") from None
+        raise TableError(
+            f"table {path} is damaged ({table_problem(path) or str(exc).splitlines()[0]}); "
+            "`selftaught run` rematerializes it"
+        ) from None
 
 
 def _write_failed(path: Path, exc: BaseException) -> OSError:
@@ -80,8 +82,10 @@ def _write_failed(path: Path, exc: BaseException) -> OSError:
             free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free"
         except OSError:
             free = "free space unknown"
-        return OSError(errno.ENOSPC, f"no space left on device writing {path} ({free}); free some space and "
-                                     "run again: finished stages are kept")
+        return OSError(
+            errno.ENOSPC,
+            f"no space left on device writing {path} ({free}); free some space and run again: finished stages are kept",
+        )
     return OSError(getattr(exc, "errno", None) or errno.EIO, f"cannot write {path}: {text}")
 
 
@@ -116,7 +120,7 @@ def normalize_modes(root: Path) -> None:
     """Modes as the umask allows, like any file the user writes: libraries write some files
     through mkstemp (transformers' model.safetensors came out 0600, the rest 0644)."""
     mask = umask()
-    for folder, dirs, files in os.walk(root):
+    for folder, _dirs, files in os.walk(root):
         os.chmod(folder, 0o777 & ~mask)
         for name in files:
             path = os.path.join(folder, name)

@@ -71,7 +71,8 @@ class ExperimentLock:
                     return False
                 raise ExperimentBusy(
                     f"experiment {self.experiment} is already running: {_describe(info)}. Rounds never overlap: "
-                    "wait for it to finish (or stop it), then run again") from None
+                    "wait for it to finish (or stop it), then run again"
+                ) from None
             _held[key] = [fd, 1]
             self._write(fd, what, run_id)
             return True
@@ -126,8 +127,9 @@ class ExperimentLock:
 
     @staticmethod
     def _write(fd: int, what: str, run_id: str | None = None) -> None:
-        data = json.dumps({"what": what, "pid": os.getpid(), "host": socket.gethostname(),
-                           "since": time.time(), "run_id": run_id}).encode()
+        data = json.dumps(
+            {"what": what, "pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "run_id": run_id}
+        ).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)
 
@@ -170,8 +172,10 @@ def check_root_owner(store, experiment: str) -> None:
     lineage, diff, ledger, export) must not show its data as this config's."""
     owner = root_owner(store)
     if owner is not None and owner != experiment:
-        raise RootTaken(f"storage root {store.location()} belongs to experiment {owner!r}, not {experiment!r} "
-                        "(this config's name): pass that experiment's config, or fix storage_root")
+        raise RootTaken(
+            f"storage root {store.location()} belongs to experiment {owner!r}, not {experiment!r} "
+            "(this config's name): pass that experiment's config, or fix storage_root"
+        )
 
 
 def claim_root(store, experiment: str) -> None:
@@ -182,16 +186,19 @@ def claim_root(store, experiment: str) -> None:
     path = store.root / OWNER_FILE
     if store.remote:
         store.remote.pull_file(OWNER_FILE, path)
-    record = json.dumps({"experiment": experiment,
-                         "claimed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode()
+    record = json.dumps(
+        {"experiment": experiment, "claimed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    ).encode()
     while True:
         owner = _owner(path)
         if owner == experiment:
             return
         if owner:
-            raise RootTaken(f"storage root {store.location()} belongs to experiment {owner!r} (recorded in "
-                            f"{store.where(path)}); experiment {experiment!r} would overwrite its tables and "
-                            "models: give it a storage_root of its own")
+            raise RootTaken(
+                f"storage root {store.location()} belongs to experiment {owner!r} (recorded in "
+                f"{store.where(path)}); experiment {experiment!r} would overwrite its tables and "
+                "models: give it a storage_root of its own"
+            )
         if owner == "":  # damaged: the experiment that runs here now claims it
             store.write_file(record, OWNER_FILE)
             return
@@ -218,14 +225,18 @@ def claim_key_prefix(home: Path, experiment: str, location: str) -> None:
             known = {}
         mine = known.get(prefix)
         if mine is not None and mine.get("experiment") != experiment:
-            raise RootTaken(f"experiments {mine.get('experiment')!r} and {experiment!r} would share the asset keys "
-                            f"{prefix}/... in the Dagster home {home} (names that differ only by - and _ are one "
-                            "prefix): rename one, or give it its own --dagster-home")
+            raise RootTaken(
+                f"experiments {mine.get('experiment')!r} and {experiment!r} would share the asset keys "
+                f"{prefix}/... in the Dagster home {home} (names that differ only by - and _ are one "
+                "prefix): rename one, or give it its own --dagster-home"
+            )
         if mine is not None and mine.get("root") != location:
-            raise RootTaken(f"experiment {experiment!r} in the Dagster home {home} keeps its data at "
-                            f"{mine.get('root')}; a second {experiment!r} at {location} would share its runs and "
-                            "asset records: rename it, or give it its own --dagster-home (moved the data? edit "
-                            f"{registry})")
+            raise RootTaken(
+                f"experiment {experiment!r} in the Dagster home {home} keeps its data at "
+                f"{mine.get('root')}; a second {experiment!r} at {location} would share its runs and "
+                "asset records: rename it, or give it its own --dagster-home (moved the data? edit "
+                f"{registry})"
+            )
         if mine is None:
             known[prefix] = {"experiment": experiment, "root": location}
             from selftaught.files import write_text_atomic

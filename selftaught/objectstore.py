@@ -46,8 +46,13 @@ def check_protocol(url: str) -> None:
     except ValueError:
         raise ValueError(f"storage_root {url!r}: unknown protocol {protocol!r}") from None
     except ImportError as exc:
-        hint = {"s3": "pip install 'selftaught[s3]' (s3fs)", "gs": "pip install gcsfs",
-                "gcs": "pip install gcsfs", "az": "pip install adlfs", "abfs": "pip install adlfs"}
+        hint = {
+            "s3": "pip install 'selftaught[s3]' (s3fs)",
+            "gs": "pip install gcsfs",
+            "gcs": "pip install gcsfs",
+            "az": "pip install adlfs",
+            "abfs": "pip install adlfs",
+        }
         raise ValueError(f"storage_root {url!r} needs {hint.get(protocol, str(exc))}") from None
 
 
@@ -76,7 +81,7 @@ class ObjectStore:
         return self._fs
 
     def key(self, rel: str) -> str:
-        self.fs
+        _ = self.fs  # connects, which sets self._base
         return f"{self._base}/{rel}" if rel else self._base
 
     def info(self, rel: str) -> dict | None:
@@ -163,8 +168,10 @@ class ObjectStore:
                 (tmp / name).parent.mkdir(parents=True, exist_ok=True)
                 self.fs.get_file(self.key(f"{rel}/{attempt}/{name}"), str(tmp / name))
                 if (tmp / name).stat().st_size != size:
-                    raise OSError(f"{self.url}/{rel}/{attempt}/{name}: {(tmp / name).stat().st_size} bytes, "
-                                  f"COMPLETE.json says {size}")
+                    raise OSError(
+                        f"{self.url}/{rel}/{attempt}/{name}: {(tmp / name).stat().st_size} bytes, "
+                        f"COMPLETE.json says {size}"
+                    )
             publish_dir(tmp, local)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

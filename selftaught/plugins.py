@@ -29,12 +29,16 @@ import importlib.util
 import inspect
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-ENTRY_POINT_GROUPS = {"task": "selftaught.tasks", "verifier": "selftaught.verifiers",
-                      "objective": "selftaught.objectives"}
+ENTRY_POINT_GROUPS = {
+    "task": "selftaught.tasks",
+    "verifier": "selftaught.verifiers",
+    "objective": "selftaught.objectives",
+}
 
 
 class PluginError(ValueError):
@@ -42,6 +46,7 @@ class PluginError(ValueError):
 
 
 # ---- what user code returns ------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Check:
@@ -69,27 +74,37 @@ class Problem:
 
 # ---- capabilities ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class VerifierCaps:
     """What a verifier can do; the code asks these, never its name."""
 
-    needs_reference: bool = True   # False: label-free, never reads a reference (majority vote, a judge)
-    checks_steps: bool = False     # fills rationale_ok (selection.require_rationale keeps samples whose steps check out)
-    feedback: str = "answer"       # a reflection prompt is told "answer": that the answer is wrong or missing;
-                                   # "reason": the verdict's reason verbatim (which test failed, and how)
+    needs_reference: bool = True  # False: label-free, never reads a reference (majority vote, a judge)
+    checks_steps: bool = False  # fills rationale_ok (selection.require_rationale keeps samples whose steps check out)
+    feedback: str = "answer"  # a reflection prompt is told "answer": that the answer is wrong or missing;
+    # "reason": the verdict's reason verbatim (which test failed, and how)
     second_opinion: str | None = None  # the independent re-check of correct samples in the audit (its name)
-    groups: bool = False           # judges all samples of a prompt together (majority vote)
-    generates: bool = False        # a model writes the verdicts (the LLM judge): no GRPO reward
-    pseudo_labels: bool = False    # parsed_reference is a pseudo-label: its accuracy against references is reported
-    graded: bool = False           # the reward is a score: GRPO is rewarded with it, not with 1 / 0
+    groups: bool = False  # judges all samples of a prompt together (majority vote)
+    generates: bool = False  # a model writes the verdicts (the LLM judge): no GRPO reward
+    pseudo_labels: bool = False  # parsed_reference is a pseudo-label: its accuracy against references is reported
+    graded: bool = False  # the reward is a score: GRPO is rewarded with it, not with 1 / 0
     threshold: float | None = None  # plugins that return a score: correct at or above it (default 1.0)
-    columns: bool = False          # receives every column of the task's row (structured references)
+    columns: bool = False  # receives every column of the task's row (structured references)
 
     def describe(self) -> str:
         bits = ["reference" if self.needs_reference else "label-free"]
-        bits += [name for name, on in (("checks steps", self.checks_steps), ("per prompt group", self.groups),
-                                       ("model judge", self.generates), ("pseudo-labels", self.pseudo_labels),
-                                       ("graded reward", self.graded), ("row columns", self.columns)) if on]
+        bits += [
+            name
+            for name, on in (
+                ("checks steps", self.checks_steps),
+                ("per prompt group", self.groups),
+                ("model judge", self.generates),
+                ("pseudo-labels", self.pseudo_labels),
+                ("graded reward", self.graded),
+                ("row columns", self.columns),
+            )
+            if on
+        ]
         if self.feedback == "reason":
             bits.append("feedback: its reason")
         if self.second_opinion:
@@ -103,15 +118,15 @@ class VerifierCaps:
 class TaskCaps:
     """What a task is; the config's rules and the tables ask these, never its name."""
 
-    verifier: str = "exact_match"        # the verifier its references are checked with unless the config names one
-    procedural: bool = False       # drawn per difficulty level (task.warm_start / pool / eval counts), not
-                                   # read from a dataset (task.pool_size / eval_size)
-    dataset: bool = False          # reads task.train (and task.test): a dataset source
-    needs_test: bool = True        # a dataset task without task.test is an error (else: split task.train)
-    fixed_prompts: bool = False    # task.template does not apply
-    min_level: int = 1             # the lowest difficulty level it can draw
-    curriculum: bool = False       # task.curriculum can widen its pool one level at a time
-    level_name: str = "level"      # what a difficulty is called in tables ("digits" for arithmetic)
+    verifier: str = "exact_match"  # the verifier its references are checked with unless the config names one
+    procedural: bool = False  # drawn per difficulty level (task.warm_start / pool / eval counts), not
+    # read from a dataset (task.pool_size / eval_size)
+    dataset: bool = False  # reads task.train (and task.test): a dataset source
+    needs_test: bool = True  # a dataset task without task.test is an error (else: split task.train)
+    fixed_prompts: bool = False  # task.template does not apply
+    min_level: int = 1  # the lowest difficulty level it can draw
+    curriculum: bool = False  # task.curriculum can widen its pool one level at a time
+    level_name: str = "level"  # what a difficulty is called in tables ("digits" for arithmetic)
     contamination_check: bool = False  # held-out questions also in train rows are reported and kept out
 
     def describe(self) -> str:
@@ -119,8 +134,15 @@ class TaskCaps:
         bits = [kind, f"verifier {self.verifier}"]
         if self.dataset and not self.needs_test:
             bits.append("splits task.train when task.test is unset")
-        bits += [name for name, on in (("fixed prompts", self.fixed_prompts), ("curriculum", self.curriculum),
-                                       ("contamination check", self.contamination_check)) if on]
+        bits += [
+            name
+            for name, on in (
+                ("fixed prompts", self.fixed_prompts),
+                ("curriculum", self.curriculum),
+                ("contamination check", self.contamination_check),
+            )
+            if on
+        ]
         if self.min_level != 1:
             bits.append(f"levels from {self.min_level}")
         return ", ".join(bits)
@@ -131,17 +153,24 @@ class ObjectiveCaps:
     """What a training objective needs and produces."""
 
     trains_on: str = "training_set"  # the round table it trains on: training_set | pairs | rollouts
-    online: bool = False             # generates its own rollouts while training (no offline samples)
-    launchable: bool = True          # can train under `accelerate launch` (training.launcher)
-    reference_model: bool = False    # trains against a fixed reference policy (training.dpo.reference)
-    trl_config: str = ""             # TRL's config class
+    online: bool = False  # generates its own rollouts while training (no offline samples)
+    launchable: bool = True  # can train under `accelerate launch` (training.launcher)
+    reference_model: bool = False  # trains against a fixed reference policy (training.dpo.reference)
+    trl_config: str = ""  # TRL's config class
     own_fields: tuple[tuple[str, str], ...] = ()  # TRL config fields selftaught sets, and the key that sets them
-    label: str = "fine-tune"         # how lineage names its training
+    label: str = "fine-tune"  # how lineage names its training
 
     def describe(self) -> str:
         bits = [f"trains on {self.trains_on}", f"TRL {self.trl_config}"]
-        bits += [name for name, on in (("online", self.online), ("reference model", self.reference_model),
-                                       ("accelerate launch", self.launchable)) if on]
+        bits += [
+            name
+            for name, on in (
+                ("online", self.online),
+                ("reference model", self.reference_model),
+                ("accelerate launch", self.launchable),
+            )
+            if on
+        ]
         return ", ".join(bits)
 
 
@@ -149,18 +178,20 @@ CAPS = {"task": TaskCaps, "verifier": VerifierCaps, "objective": ObjectiveCaps}
 # User code differs from the built-ins' defaults: it gets every column of the row, a
 # reflection prompt repeats the reason it returns (never put the reference in it), and the
 # audit runs the same check again in a fresh process (a non-deterministic check shows).
-USER_DEFAULTS = {"verifier": {"columns": True, "feedback": "reason",
-                              "second_opinion": "the same check again, in a fresh process"}}
+USER_DEFAULTS = {
+    "verifier": {"columns": True, "feedback": "reason", "second_opinion": "the same check again, in a fresh process"}
+}
 
 
 # ---- origin and identity -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Origin:
     """Where a plugin's code comes from."""
 
-    kind: str                  # built-in | package | module | file
-    source: str                # selftaught | the distribution | the module | the file's absolute path
+    kind: str  # built-in | package | module | file
+    source: str  # selftaught | the distribution | the module | the file's absolute path
     version: str | None = None  # the distribution's version
     sha256: str | None = None  # the defining source file's, for anything but a built-in
 
@@ -173,8 +204,11 @@ class Origin:
 
     def short(self) -> str:
         """describe() with a file's name for its path (tables)."""
-        return f"file {Path(self.source).name} sha256:{(self.sha256 or '')[:12]}" if self.kind == "file" \
+        return (
+            f"file {Path(self.source).name} sha256:{(self.sha256 or '')[:12]}"
+            if self.kind == "file"
             else self.describe()
+        )
 
     def tag(self) -> str:
         """Short, for a verdict's `verifier` column: package==version, else sha256:<12 hex>."""
@@ -187,12 +221,12 @@ class Origin:
 class Plugin:
     """A registry entry: the object, its capabilities, its origin and how to load it again."""
 
-    kind: str                  # task | verifier | objective
-    name: str                  # the registered or entry-point name, else the attribute's
+    kind: str  # task | verifier | objective
+    name: str  # the registered or entry-point name, else the attribute's
     obj: Any
     caps: Any
     origin: Origin
-    spec: str                  # as the config names it (a file spec made absolute)
+    spec: str  # as the config names it (a file spec made absolute)
     load: dict = field(default_factory=dict)  # how another process loads it (plugin_worker)
 
     @property
@@ -201,8 +235,13 @@ class Plugin:
 
     def identity(self) -> dict:
         """name, origin, version, sha256: what the verdicts' metadata and provenance record."""
-        return {"name": self.name, "spec": self.spec, "origin": self.origin.describe(),
-                "version": self.origin.version, "sha256": self.origin.sha256}
+        return {
+            "name": self.name,
+            "spec": self.spec,
+            "origin": self.origin.describe(),
+            "version": self.origin.version,
+            "sha256": self.origin.sha256,
+        }
 
     def hash_key(self) -> str:
         """What the round hash sees: a built-in's name (unchanged since before plugins); for user
@@ -213,6 +252,7 @@ class Plugin:
 
 
 # ---- registries ----------------------------------------------------------------------------------
+
 
 class Registry:
     """The plugins of one kind: built-ins registered by their modules, and user code found
@@ -231,10 +271,12 @@ class Registry:
     def register(self, name: str, obj: Any = None, **caps):
         """Register `obj` (or, as a decorator, the decorated object) under `name` with its
         capabilities. Built-ins call this where they are defined."""
+
         def add(target):
             origin = Origin("built-in", "selftaught", _selftaught_version())
-            self._entries[name] = Plugin(self.kind, name, target, CAPS[self.kind](**caps), origin, name,
-                                         {"kind": "registered", "name": name})
+            self._entries[name] = Plugin(
+                self.kind, name, target, CAPS[self.kind](**caps), origin, name, {"kind": "registered", "name": name}
+            )
             return target
 
         return add if obj is None else add(obj)
@@ -272,9 +314,11 @@ class Registry:
         if ":" not in spec:
             ep = self.entry_points().get(spec)
             if ep is None:
-                raise PluginError(f"unknown {self.kind} {spec!r} (available: {', '.join(self.names())}; or user code "
-                                  f"as module:attribute or file.py:attribute, or an installed package's entry "
-                                  f"point in group {self.group})")
+                raise PluginError(
+                    f"unknown {self.kind} {spec!r} (available: {', '.join(self.names())}; or user code "
+                    f"as module:attribute or file.py:attribute, or an installed package's entry "
+                    f"point in group {self.group})"
+                )
             return self._from_entry_point(ep)
         where, _, attr = spec.rpartition(":")
         if not where or not attr.isidentifier():
@@ -292,15 +336,19 @@ class Registry:
             if key not in self._resolved:
                 try:
                     obj = ep.load()
-                except Exception as exc:  # noqa: BLE001: whatever the import raised, named
-                    raise PluginError(f"{self.kind} {ep.name!r} (entry point {ep.value} of "
-                                      f"{ep.dist.name if ep.dist else 'an unknown package'}): cannot import it: "
-                                      f"{type(exc).__name__}: {exc}") from None
+                except Exception as exc:  # noqa: BLE001 -- whatever the import raised, named
+                    raise PluginError(
+                        f"{self.kind} {ep.name!r} (entry point {ep.value} of "
+                        f"{ep.dist.name if ep.dist else 'an unknown package'}): cannot import it: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from None
                 dist = ep.dist
-                origin = Origin("package", dist.name if dist else ep.module, dist.version if dist else None,
-                                _source_sha(obj))
-                self._resolved[key] = self._plugin(ep.name, obj, origin, ep.name,
-                                                   {"kind": "entry_point", "group": self.group, "name": ep.name})
+                origin = Origin(
+                    "package", dist.name if dist else ep.module, dist.version if dist else None, _source_sha(obj)
+                )
+                self._resolved[key] = self._plugin(
+                    ep.name, obj, origin, ep.name, {"kind": "entry_point", "group": self.group, "name": ep.name}
+                )
             return self._resolved[key]
 
     def _from_module(self, spec: str, module: str, attr: str) -> Plugin:
@@ -308,16 +356,18 @@ class Registry:
             try:
                 mod = importlib.import_module(module)
             except Exception as exc:  # noqa: BLE001
-                raise PluginError(f"{self.kind} {spec!r}: cannot import {module}: {type(exc).__name__}: {exc}") \
-                    from None
+                raise PluginError(
+                    f"{self.kind} {spec!r}: cannot import {module}: {type(exc).__name__}: {exc}"
+                ) from None
             sha = _file_sha(getattr(mod, "__file__", None))
             key = ("module", spec, sha)
             if key not in self._resolved:
                 obj = _attribute(mod, attr, spec, self.kind)
                 dist = _distribution_of(module)
                 origin = Origin("package", dist[0], dist[1], sha) if dist else Origin("module", module, None, sha)
-                self._resolved[key] = self._plugin(attr, obj, origin, spec,
-                                                   {"kind": "module", "module": module, "attr": attr})
+                self._resolved[key] = self._plugin(
+                    attr, obj, origin, spec, {"kind": "module", "module": module, "attr": attr}
+                )
             return self._resolved[key]
 
     def _from_file(self, spec: str, path: Path, attr: str) -> Plugin:
@@ -329,8 +379,13 @@ class Registry:
             if key not in self._resolved:
                 mod = import_file(path, sha, f"{self.kind} {spec!r}")
                 obj = _attribute(mod, attr, spec, self.kind)
-                self._resolved[key] = self._plugin(attr, obj, Origin("file", str(path), None, sha), f"{path}:{attr}",
-                                                   {"kind": "file", "path": str(path), "attr": attr})
+                self._resolved[key] = self._plugin(
+                    attr,
+                    obj,
+                    Origin("file", str(path), None, sha),
+                    f"{path}:{attr}",
+                    {"kind": "file", "path": str(path), "attr": attr},
+                )
             return self._resolved[key]
 
     def _plugin(self, name: str, obj: Any, origin: Origin, spec: str, load: dict) -> Plugin:
@@ -444,12 +499,17 @@ def _attribute(mod, attr: str, spec: str, kind: str):
     try:
         return getattr(mod, attr)
     except AttributeError:
-        public = sorted(n for n, v in vars(mod).items() if not n.startswith("_") and callable(v)
-                        and getattr(v, "__module__", None) == mod.__name__)
+        public = sorted(
+            n
+            for n, v in vars(mod).items()
+            if not n.startswith("_") and callable(v) and getattr(v, "__module__", None) == mod.__name__
+        )
         # a file is imported under a generated module name: name the file the user wrote instead
         where = Path(mod.__file__).name if is_file_spec(spec) and getattr(mod, "__file__", None) else mod.__name__
-        raise PluginError(f"{kind} {spec!r}: {where} has no attribute {attr!r} "
-                          f"(its functions and classes: {', '.join(public) or 'none'})") from None
+        raise PluginError(
+            f"{kind} {spec!r}: {where} has no attribute {attr!r} "
+            f"(its functions and classes: {', '.join(public) or 'none'})"
+        ) from None
 
 
 def _file_sha(path) -> str | None:
@@ -513,8 +573,9 @@ def _keywords(fn: Callable, skip: tuple[str, ...]) -> frozenset | None:
     params = inspect.signature(fn).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
-    return frozenset(p.name for p in params if p.name not in skip
-                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    return frozenset(
+        p.name for p in params if p.name not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    )
 
 
 def adapt(obj: Any, spec: str, options: dict | None = None, make: bool = True) -> Adapted | None:
@@ -523,21 +584,30 @@ def adapt(obj: Any, spec: str, options: dict | None = None, make: bool = True) -
     options = options or {}
     if inspect.isclass(obj):
         if not (callable(getattr(obj, "check_batch", None)) or callable(getattr(obj, "check", None))):
-            raise PluginError(f"verifier {spec!r}: the class {obj.__name__} has no check() or check_batch() method "
-                              "(check(prompt, completion, reference), or check_batch(prompts, completions, "
-                              "references, prompt_ids))")
+            raise PluginError(
+                f"verifier {spec!r}: the class {obj.__name__} has no check() or check_batch() method "
+                "(check(prompt, completion, reference), or check_batch(prompts, completions, "
+                "references, prompt_ids))"
+            )
         if not make:
             return None
         try:
             obj = obj(**options)
         except Exception as exc:  # noqa: BLE001
-            raise PluginError(f"verifier {spec!r}: cannot make the class with verification.plugin.options "
-                              f"{options}: {type(exc).__name__}: {exc}") from None
+            raise PluginError(
+                f"verifier {spec!r}: cannot make the class with verification.plugin.options "
+                f"{options}: {type(exc).__name__}: {exc}"
+            ) from None
     elif options:
-        raise PluginError(f"verifier {spec!r}: verification.plugin.options are for a verifier class; this is a "
-                          "function (give it keyword defaults instead)")
-    if not inspect.isfunction(obj) and not inspect.ismethod(obj) and \
-            (hasattr(obj, "check_batch") or hasattr(obj, "check")):
+        raise PluginError(
+            f"verifier {spec!r}: verification.plugin.options are for a verifier class; this is a "
+            "function (give it keyword defaults instead)"
+        )
+    if (
+        not inspect.isfunction(obj)
+        and not inspect.ismethod(obj)
+        and (hasattr(obj, "check_batch") or hasattr(obj, "check"))
+    ):
         method = getattr(obj, "check_batch", None) or obj.check
         return Adapted("object_batch" if hasattr(obj, "check_batch") else "object", method, None)
     sig, positional, var_args = _call_shape(obj, "verifier", spec)
@@ -546,9 +616,11 @@ def adapt(obj: Any, spec: str, options: dict | None = None, make: bool = True) -
         return Adapted("batch", obj, _keywords(obj, ()))
     if len(positional) >= 3 or var_args:
         return Adapted("row", obj, _keywords(obj, SAMPLE_ARGS))
-    raise PluginError(f"verifier {spec!r} takes {shown}; a verifier takes (prompt, completion, reference, **row) "
-                      "per sample, or (prompts, completions, **columns) per batch like a TRL reward function, or "
-                      "is a class with check() or check_batch()")
+    raise PluginError(
+        f"verifier {spec!r} takes {shown}; a verifier takes (prompt, completion, reference, **row) "
+        "per sample, or (prompts, completions, **columns) per batch like a TRL reward function, or "
+        "is a class with check() or check_batch()"
+    )
 
 
 def _call_shape(obj, kind: str, spec: str):
@@ -572,17 +644,22 @@ def check_task_shape(plugin: Plugin) -> None:
     if inspect.isclass(obj):
         missing = [m for m in ("warm_start", "eval_set", "pool") if not callable(getattr(obj, m, None))]
         if missing:
-            raise PluginError(f"task {spec!r}: the class {obj.__name__} has no {', '.join(missing)} method(s); a task "
-                              "class has warm_start(), eval_set(exclude) and pool(round_index, exclude), each "
-                              "returning a prompts table")
+            raise PluginError(
+                f"task {spec!r}: the class {obj.__name__} has no {', '.join(missing)} method(s); a task "
+                "class has warm_start(), eval_set(exclude) and pool(round_index, exclude), each "
+                "returning a prompts table"
+            )
         return
     sig, positional, var_args = _call_shape(obj, "task", spec)
     if len(positional) < 2 and not var_args:
-        raise PluginError(f"task {spec!r} takes {getattr(obj, '__name__', spec)}{sig}; a task is a problem "
-                          "generator (rng, level) -> Problem, or a class with warm_start, eval_set and pool")
+        raise PluginError(
+            f"task {spec!r} takes {getattr(obj, '__name__', spec)}{sig}; a task is a problem "
+            "generator (rng, level) -> Problem, or a class with warm_start, eval_set and pool"
+        )
 
 
 # ---- the public API for user code ----------------------------------------------------------------
+
 
 def _declare(kind: str, obj=None, **caps):
     names = {f.name for f in fields(CAPS[kind])}

@@ -145,8 +145,21 @@ ROUND_DIFF = {
 # The compute ledger (filters/ledger.py), one row per round: cost, what it produced, derived figures.
 LEDGER = {
     "round": pl.String,
-    **{c: pl.Float64 for c in ("wall_s", "cpu_s", "peak_rss_mb", "tokens_generated", "tokens_trained",
-                               "samples_verified", "kept_rows", "kept_per_1k_samples", "points_per_hour", "cost")},
+    **{
+        c: pl.Float64
+        for c in (
+            "wall_s",
+            "cpu_s",
+            "peak_rss_mb",
+            "tokens_generated",
+            "tokens_trained",
+            "samples_verified",
+            "kept_rows",
+            "kept_per_1k_samples",
+            "points_per_hour",
+            "cost",
+        )
+    },
 }
 
 # lm-evaluation-harness on a policy (evaluation.lm_eval; filters/lm_eval.py): one row per
@@ -199,10 +212,7 @@ def validate(df: pl.DataFrame, table: str) -> pl.DataFrame:
         df = df.with_columns([pl.lit(None, schema[c]).alias(c) for c in absent])
     missing = [c for c in schema if c not in df.columns]
     if missing:
-        raise SchemaError(
-            f"table '{table}' is missing column(s) {missing}; "
-            f"got {df.columns}, expected {list(schema)}"
-        )
+        raise SchemaError(f"table '{table}' is missing column(s) {missing}; got {df.columns}, expected {list(schema)}")
     extra = [c for c in df.columns if c not in schema]
     if extra:
         raise SchemaError(f"table '{table}' has undeclared column(s) {extra}")
@@ -214,7 +224,6 @@ def validate(df: pl.DataFrame, table: str) -> pl.DataFrame:
         bad = out.filter(~pl.col("verdict").is_in(VERDICTS))
         if bad.height:
             raise SchemaError(
-                f"table '{table}': verdict must be one of {VERDICTS}, "
-                f"got {bad['verdict'].unique().to_list()[:5]}"
+                f"table '{table}': verdict must be one of {VERDICTS}, got {bad['verdict'].unique().to_list()[:5]}"
             )
     return out

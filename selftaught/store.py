@@ -24,7 +24,6 @@ from selftaught import schemas
 from selftaught.files import publish_dir, read_parquet, write_bytes_atomic, write_parquet_atomic
 from selftaught.objectstore import ObjectStore, default_cache, is_url
 
-
 PROVENANCE = "provenance.json"
 
 
@@ -49,7 +48,7 @@ class Store:
             self.root = Path(root)
 
     @classmethod
-    def for_config(cls, cfg, root: str | None = None) -> "Store":
+    def for_config(cls, cfg, root: str | None = None) -> Store:
         """The store of an ExperimentConfig (`root` overrides its storage_root)."""
         return cls(resolve_root(root or cfg.storage_root), cache=cfg.storage_cache, options=cfg.storage_options)
 
@@ -105,8 +104,9 @@ class Store:
             names = [p.name for p in (self.root / "tables" / table).glob("*.parquet")]
         return sorted(n.removesuffix(".parquet") for n in names if n.startswith("r") and n.endswith(".parquet"))
 
-    def write_table(self, df: pl.DataFrame, table: str, partition: str | None = None,
-                    schema: str | None = None) -> Path:
+    def write_table(
+        self, df: pl.DataFrame, table: str, partition: str | None = None, schema: str | None = None
+    ) -> Path:
         """Validate against `schema` (default: the table's own, if declared) and write."""
         schema = schema or (table if table in schemas.TABLES else None)
         if schema:

@@ -14,8 +14,9 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 log = logging.getLogger("selftaught.synth")
 
@@ -85,8 +86,9 @@ class HFBackend:
             self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
             self.model = self.model.to(self.device).eval()
         except (OSError, ValueError) as exc:  # transformers raises both for "not a model"
-            raise BackendError(f"hf backend: {model_dir} is not a loadable model directory or hub id "
-                               f"({str(exc).splitlines()[0]})") from None
+            raise BackendError(
+                f"hf backend: {model_dir} is not a loadable model directory or hub id ({str(exc).splitlines()[0]})"
+            ) from None
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.batch_size = batch_size
@@ -124,8 +126,14 @@ class HFBackend:
             if progress:
                 progress(len(out), len(prompts))
         elapsed = time.monotonic() - started
-        log.info("hf: %d prompts x %d samples, %d tokens in %.1fs (%.0f tok/s)",
-                 len(prompts), params.n, tokens, elapsed, tokens / max(elapsed, 1e-9))
+        log.info(
+            "hf: %d prompts x %d samples, %d tokens in %.1fs (%.0f tok/s)",
+            len(prompts),
+            params.n,
+            tokens,
+            elapsed,
+            tokens / max(elapsed, 1e-9),
+        )
         return out
 
 
@@ -135,17 +143,34 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, model_dir: str, adapter_dir: str | None = None, tensor_parallel_size: int = 1,
-                 gpu_memory_utilization: float = 0.85, max_lora_rank: int = 64, max_model_len: int | None = None,
-                 dtype: str = "auto", enforce_eager: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        model_dir: str,
+        adapter_dir: str | None = None,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.85,
+        max_lora_rank: int = 64,
+        max_model_len: int | None = None,
+        dtype: str = "auto",
+        enforce_eager: bool = False,
+        seed: int = 0,
+    ):
         try:
             from vllm import LLM
             from vllm.lora.request import LoRARequest
         except ImportError as exc:
-            raise BackendError(f"sampling.backend 'vllm' needs vLLM installed: pip install 'selftaught[vllm]' "
-                               f"on a GPU machine, or `make test-vllm` for the CPU build ({exc})") from None
-        kwargs = dict(model=model_dir, tensor_parallel_size=tensor_parallel_size, dtype=dtype, seed=seed,
-                      enforce_eager=enforce_eager, max_model_len=max_model_len)
+            raise BackendError(
+                f"sampling.backend 'vllm' needs vLLM installed: pip install 'selftaught[vllm]' "
+                f"on a GPU machine, or `make test-vllm` for the CPU build ({exc})"
+            ) from None
+        kwargs = dict(
+            model=model_dir,
+            tensor_parallel_size=tensor_parallel_size,
+            dtype=dtype,
+            seed=seed,
+            enforce_eager=enforce_eager,
+            max_model_len=max_model_len,
+        )
         if _has_cuda():
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
         if adapter_dir:
@@ -166,9 +191,14 @@ class VLLMBackend:
 
         sample = params.temperature > 0
         per_prompt = [
-            VSP(n=params.n, temperature=params.temperature if sample else 0.0, top_p=params.top_p if sample else 1.0,
-                max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
-                seed=derive_seed(params.seed, i) if sample else None)
+            VSP(
+                n=params.n,
+                temperature=params.temperature if sample else 0.0,
+                top_p=params.top_p if sample else 1.0,
+                max_tokens=params.max_new_tokens,
+                stop=list(params.stop) or None,
+                seed=derive_seed(params.seed, i) if sample else None,
+            )
             for i in range(len(prompts))
         ]
         started = time.monotonic()
@@ -176,8 +206,14 @@ class VLLMBackend:
         texts = [[c.text for c in sorted(o.outputs, key=lambda c: c.index)] for o in outs]
         tokens = sum(len(c.token_ids) for o in outs for c in o.outputs)
         elapsed = time.monotonic() - started
-        log.info("vllm: %d prompts x %d samples, %d tokens in %.1fs (%.0f tok/s)",
-                 len(prompts), params.n, tokens, elapsed, tokens / max(elapsed, 1e-9))
+        log.info(
+            "vllm: %d prompts x %d samples, %d tokens in %.1fs (%.0f tok/s)",
+            len(prompts),
+            params.n,
+            tokens,
+            elapsed,
+            tokens / max(elapsed, 1e-9),
+        )
         if progress:
             progress(len(prompts), len(prompts))
         return texts
@@ -206,15 +242,24 @@ class OpenAIBackend:
 
     name = "openai"
 
-    def __init__(self, base_url: str, model: str, api_key_env: str | None = None, max_concurrency: int = 8,
-                 timeout_seconds: float = 120.0, max_retries: int = 5, backoff_seconds: float = 1.0):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = None,
+        max_concurrency: int = 8,
+        timeout_seconds: float = 120.0,
+        max_retries: int = 5,
+        backoff_seconds: float = 1.0,
+    ):
         self.base_url, self.model = base_url.rstrip("/"), model
         self.headers = {}
         if api_key_env:
             key = os.environ.get(api_key_env)
             if not key:
-                raise BackendError(f"sampling.openai.api_key_env names {api_key_env}, which is not set "
-                                   f"in the environment")
+                raise BackendError(
+                    f"sampling.openai.api_key_env names {api_key_env}, which is not set in the environment"
+                )
             self.headers["Authorization"] = f"Bearer {key}"
         self.max_concurrency, self.timeout = max_concurrency, timeout_seconds
         self.max_retries, self.backoff = max_retries, backoff_seconds
@@ -232,8 +277,9 @@ class OpenAIBackend:
         gate = asyncio.Semaphore(self.max_concurrency)
         limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
         started = time.monotonic()
-        async with httpx.AsyncClient(base_url=self.base_url, headers=self.headers, timeout=self.timeout,
-                                     limits=limits) as client:
+        async with httpx.AsyncClient(
+            base_url=self.base_url, headers=self.headers, timeout=self.timeout, limits=limits
+        ) as client:
 
             async def one(i: int) -> None:
                 nonlocal done
@@ -249,15 +295,28 @@ class OpenAIBackend:
                         group.create_task(one(i))
             except ExceptionGroup as group_error:
                 raise group_error.exceptions[0] from None
-        log.info("openai: %d prompts x %d samples from %s in %.1fs (%d retries)", len(prompts), params.n,
-                 self.model, time.monotonic() - started, self.retries)
+        log.info(
+            "openai: %d prompts x %d samples from %s in %.1fs (%d retries)",
+            len(prompts),
+            params.n,
+            self.model,
+            time.monotonic() - started,
+            self.retries,
+        )
         return out
 
     async def _complete(self, client, prompt: str, params: SamplingParams, seed: int) -> list[str]:
         import httpx
 
-        body = {"model": self.model, "prompt": prompt, "n": params.n, "max_tokens": params.max_new_tokens,
-                "temperature": params.temperature, "top_p": params.top_p, "seed": seed}
+        body = {
+            "model": self.model,
+            "prompt": prompt,
+            "n": params.n,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": seed,
+        }
         if params.stop:
             body["stop"] = list(params.stop)
         for attempt in range(self.max_retries + 1):
@@ -266,16 +325,16 @@ class OpenAIBackend:
                 resp = await client.post("/completions", json=body)
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 if last:
-                    raise BackendError(f"{self.base_url}: {type(exc).__name__} after {attempt + 1} attempts "
-                                       f"(timeout {self.timeout}s)") from None
+                    raise BackendError(
+                        f"{self.base_url}: {type(exc).__name__} after {attempt + 1} attempts (timeout {self.timeout}s)"
+                    ) from None
                 await self._wait(attempt, None)
                 continue
             if resp.status_code == 200:
                 return self._texts(resp, params)
             if resp.status_code not in RETRY_STATUS or last:
                 hint = " (check sampling.openai.api_key_env)" if resp.status_code in (401, 403) else ""
-                raise BackendError(f"{self.base_url}/completions answered {resp.status_code}{hint}: "
-                                   f"{resp.text[:300]}")
+                raise BackendError(f"{self.base_url}/completions answered {resp.status_code}{hint}: {resp.text[:300]}")
             await self._wait(attempt, resp.headers.get("retry-after"))
         raise AssertionError("unreachable")
 

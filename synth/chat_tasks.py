@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import polars as pl
 
@@ -39,8 +40,11 @@ def list_max(rng: random.Random, length: int) -> Problem:
             best = x
         else:
             steps.append(f"{x} is smaller.")
-    return Problem(f"What is the largest number in this list: {', '.join(map(str, xs))}?", best,
-                   " ".join(steps) + f" The largest number is {best}.\n#### {best}")
+    return Problem(
+        f"What is the largest number in this list: {', '.join(map(str, xs))}?",
+        best,
+        " ".join(steps) + f" The largest number is {best}.\n#### {best}",
+    )
 
 
 def addition(rng: random.Random, digits: int) -> Problem:
@@ -52,8 +56,12 @@ def addition(rng: random.Random, digits: int) -> Problem:
         x = int(da[i]) if i < len(da) else 0
         y = int(db[i]) if i < len(db) else 0
         s = x + y + carry
-        steps.append(f"{x} + {y}" + (f" + {carry}" if carry else "") + f" = {s}, write {s % 10}"
-                     + (", carry 1." if s >= 10 else "."))
+        steps.append(
+            f"{x} + {y}"
+            + (f" + {carry}" if carry else "")
+            + f" = {s}, write {s % 10}"
+            + (", carry 1." if s >= 10 else ".")
+        )
         carry = s // 10
     if carry:
         steps.append("Write the last carry 1.")
@@ -84,11 +92,21 @@ def story(rng: random.Random, steps: int) -> Problem:
 
 
 GENERATORS: dict[str, Callable[[random.Random, int], Problem]] = {
-    "list_max": list_max, "addition": addition, "story": story}
+    "list_max": list_max,
+    "addition": addition,
+    "story": story,
+}
 
 
-def make_problems(task: str, counts: dict[int, int], seed: int, render: Callable[[str], str],
-                  exclude: set[str] = frozenset(), split: str = "pool", round_key: str = "") -> pl.DataFrame:
+def make_problems(
+    task: str,
+    counts: dict[int, int],
+    seed: int,
+    render: Callable[[str], str],
+    exclude: set[str] = frozenset(),
+    split: str = "pool",
+    round_key: str = "",
+) -> pl.DataFrame:
     """`counts[d]` distinct problems of difficulty d of a built-in chat task (ids from the
     question text), none in `exclude`; `render` turns the question into the model's prompt."""
     return draw_problems(task, GENERATORS[task], counts, seed, render, ANSWER_FORMAT, exclude, split, round_key)
@@ -100,12 +118,16 @@ def as_problem(value: Any, task: str) -> Problem:
     if isinstance(value, dict):
         unknown = sorted(set(value) - {"question", "answer", "solution", "fields"})
         if unknown or "question" not in value or "answer" not in value:
-            raise ValueError(f"task {task}: a problem is a dict with question, answer (and solution, fields); got "
-                             f"the keys {sorted(value)}")
+            raise ValueError(
+                f"task {task}: a problem is a dict with question, answer (and solution, fields); got "
+                f"the keys {sorted(value)}"
+            )
         value = Problem(value["question"], value["answer"], value.get("solution") or "", value.get("fields") or {})
     if not isinstance(value, Problem):
-        raise ValueError(f"task {task}: the generator returned {type(value).__name__}, expected a "
-                         "selftaught.plugins.Problem or a dict")
+        raise ValueError(
+            f"task {task}: the generator returned {type(value).__name__}, expected a "
+            "selftaught.plugins.Problem or a dict"
+        )
     if not isinstance(value.question, str) or not value.question.strip():
         raise ValueError(f"task {task}: a problem's question must be non-empty text, got {value.question!r}")
     if value.answer is None:
@@ -124,9 +146,18 @@ def reference_text(answer: Any) -> str:
     return str(answer)
 
 
-def draw_problems(task: str, generate: Callable[[random.Random, int], Any], counts: dict[int, int], seed: int,
-                  render: Callable[[str], str], suffix: str = "", exclude: set[str] = frozenset(),
-                  split: str = "pool", round_key: str = "", with_fields: bool = False) -> pl.DataFrame:
+def draw_problems(
+    task: str,
+    generate: Callable[[random.Random, int], Any],
+    counts: dict[int, int],
+    seed: int,
+    render: Callable[[str], str],
+    suffix: str = "",
+    exclude: set[str] = frozenset(),
+    split: str = "pool",
+    round_key: str = "",
+    with_fields: bool = False,
+) -> pl.DataFrame:
     """`counts[d]` distinct problems of difficulty d from `generate(rng, d)` (ids from the question
     text), none in `exclude`; the prompt is `render(question + suffix)`. `with_fields` keeps each
     problem's question, answer and fields as JSON (what a user verifier reads)."""
@@ -143,11 +174,19 @@ def draw_problems(task: str, generate: Callable[[random.Random, int], Any], coun
             if pid in seen:
                 continue
             seen.add(pid)
-            row = {"prompt_id": pid, "split": split, "round": round_key, "prompt": render(p.question + suffix),
-                   "reference": reference_text(p.answer), "target": p.solution, "difficulty": level}
+            row = {
+                "prompt_id": pid,
+                "split": split,
+                "round": round_key,
+                "prompt": render(p.question + suffix),
+                "reference": reference_text(p.answer),
+                "target": p.solution,
+                "difficulty": level,
+            }
             if with_fields:
-                row["fields"] = json.dumps({"question": p.question, "answer": p.answer, **p.fields}, sort_keys=True,
-                                           default=str)
+                row["fields"] = json.dumps(
+                    {"question": p.question, "answer": p.answer, **p.fields}, sort_keys=True, default=str
+                )
             rows.append(row)
             made += 1
     return schemas.validate(pl.DataFrame(rows, schema=schemas.PROMPTS), "prompts")

@@ -26,15 +26,15 @@ import signal
 import subprocess
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
 from selftaught import schemas
-from selftaught.procs import python_env
 from selftaught.files import write_parquet_atomic, write_text_atomic
+from selftaught.procs import python_env
 from synth.backends import Backend, BackendError, Progress, SamplingParams, derive_seed, load_backend
 from synth.sampling import to_samples
 
@@ -61,7 +61,7 @@ class GenerationJob:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "GenerationJob":
+    def from_json(cls, text: str) -> GenerationJob:
         data = json.loads(text)
         data["params"] = SamplingParams(**{**data["params"], "stop": tuple(data["params"]["stop"])})
         return cls(**data)
@@ -116,22 +116,31 @@ def pending_shards(job: GenerationJob, n_shards: int) -> list[int]:
     return [i for i in range(n_shards) if not shard_path(Path(job.out_dir), i).is_file()]
 
 
-def run(job: GenerationJob, prompts: pl.DataFrame, progress: Progress | None = None,
-        backend: Backend | None = None) -> pl.DataFrame:
+def run(
+    job: GenerationJob, prompts: pl.DataFrame, progress: Progress | None = None, backend: Backend | None = None
+) -> pl.DataFrame:
     """Generate every missing shard in this process, then return all rows in prompt order."""
     n_shards = prepare(job, prompts)
     generate_pending(job, prompts, n_shards, progress, backend)
     return collect(job, n_shards)
 
 
-def generate_pending(job: GenerationJob, prompts: pl.DataFrame, n_shards: int, progress: Progress | None = None,
-                     backend: Backend | None = None, rank: int = 0, workers: int = 1) -> None:
+def generate_pending(
+    job: GenerationJob,
+    prompts: pl.DataFrame,
+    n_shards: int,
+    progress: Progress | None = None,
+    backend: Backend | None = None,
+    rank: int = 0,
+    workers: int = 1,
+) -> None:
     """The missing shards (this worker's share of them: every `workers`-th, from `rank`)."""
     pending = pending_shards(job, n_shards)
     todo = pending[rank::workers]
     if len(pending) < n_shards and rank == 0:
-        log.info("generation: %d of %d shards already done in %s; resuming", n_shards - len(pending), n_shards,
-                 job.out_dir)
+        log.info(
+            "generation: %d of %d shards already done in %s; resuming", n_shards - len(pending), n_shards, job.out_dir
+        )
     owned = bool(todo) and backend is None
     if owned:
         backend = make_backend(job)
@@ -171,8 +180,14 @@ def make_backend(job: GenerationJob) -> Backend:
     return load_backend(job.backend, job.model_dir, **options)
 
 
-def run_isolated(job: GenerationJob, prompts: pl.DataFrame, log_line: Callable[[str], None] = print,
-                 env: dict | None = None, workers: int = 1, gpus_per_worker: int = 1) -> pl.DataFrame:
+def run_isolated(
+    job: GenerationJob,
+    prompts: pl.DataFrame,
+    log_line: Callable[[str], None] = print,
+    env: dict | None = None,
+    workers: int = 1,
+    gpus_per_worker: int = 1,
+) -> pl.DataFrame:
     """Run the job in fresh Python processes (`workers` of them, each on its own
     `gpus_per_worker` GPUs where there are GPUs); their memory is gone when this returns."""
     n_shards = prepare(job, prompts)
@@ -181,9 +196,14 @@ def run_isolated(job: GenerationJob, prompts: pl.DataFrame, log_line: Callable[[
         workers = min(workers, len(pending))
         envs = worker_envs(workers, gpus_per_worker, env)
         if workers > 1:
-            log_line(f"generation: {len(pending)} shards over {workers} processes"
-                     + (f" (GPUs {', '.join(e['CUDA_VISIBLE_DEVICES'] for e in envs)})"
-                        if "CUDA_VISIBLE_DEVICES" in envs[0] else ""))
+            log_line(
+                f"generation: {len(pending)} shards over {workers} processes"
+                + (
+                    f" (GPUs {', '.join(e['CUDA_VISIBLE_DEVICES'] for e in envs)})"
+                    if "CUDA_VISIBLE_DEVICES" in envs[0]
+                    else ""
+                )
+            )
         _run_workers(job, workers, envs, log_line)
     return collect(job, n_shards)
 
@@ -198,10 +218,14 @@ def worker_envs(workers: int, gpus_per_worker: int, env: dict | None = None) -> 
         threads = str(max(1, (os.cpu_count() or 1) // workers))
         return [{**base, "OMP_NUM_THREADS": threads} for _ in range(workers)]
     if len(gpus) < workers * gpus_per_worker:
-        raise RuntimeError(f"{workers} generation processes x {gpus_per_worker} GPUs need "
-                           f"{workers * gpus_per_worker} GPUs; {len(gpus)} are visible ({','.join(gpus)})")
-    return [{**base, "CUDA_VISIBLE_DEVICES": ",".join(gpus[r * gpus_per_worker:(r + 1) * gpus_per_worker])}
-            for r in range(workers)]
+        raise RuntimeError(
+            f"{workers} generation processes x {gpus_per_worker} GPUs need "
+            f"{workers * gpus_per_worker} GPUs; {len(gpus)} are visible ({','.join(gpus)})"
+        )
+    return [
+        {**base, "CUDA_VISIBLE_DEVICES": ",".join(gpus[r * gpus_per_worker : (r + 1) * gpus_per_worker])}
+        for r in range(workers)
+    ]
 
 
 def visible_gpus() -> list[str]:
@@ -237,8 +261,10 @@ def _run_workers(job: GenerationJob, workers: int, envs: list[dict], log_line: C
     codes = [p.wait() for p in procs]
     if any(codes):
         errors = [line for line in tail if line.startswith("generation: error:")]
-        raise RuntimeError(f"generation subprocess exited with {', '.join(str(c) for c in codes if c)}: "
-                           + ("\n".join(errors) if errors else "last output:\n" + "\n".join(tail)))
+        raise RuntimeError(
+            f"generation subprocess exited with {', '.join(str(c) for c in codes if c)}: "
+            + ("\n".join(errors) if errors else "last output:\n" + "\n".join(tail))
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,20 +16,27 @@ def round_seed(seed: int, index: int) -> int:
 
 def round_params(s, index: int, temperature: float, n: int) -> SamplingParams:
     """A round's sampling parameters from a `SamplingConfig` at `temperature`, `n` per prompt."""
-    return SamplingParams(n=n, temperature=temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens,
-                          seed=round_seed(s.seed, index), stop=s.stop)
+    return SamplingParams(
+        n=n,
+        temperature=temperature,
+        top_p=s.top_p,
+        max_new_tokens=s.max_new_tokens,
+        seed=round_seed(s.seed, index),
+        stop=s.stop,
+    )
 
 
-def plan(prompts: pl.DataFrame, s, temperature: float, threshold: float | None,
-         rates: dict[int, float]) -> pl.DataFrame:
+def plan(
+    prompts: pl.DataFrame, s, temperature: float, threshold: float | None, rates: dict[int, float]
+) -> pl.DataFrame:
     """The sampling_plan table: per prompt, samples to draw (`s.n`, or by solve rate with
     `s.budget.mode` solve_rate: `rates` per difficulty), the temperature and reward threshold."""
     b = s.budget
     diffs = prompts["difficulty"].to_list()
     n = allocate_samples(diffs, s.n, rates, b.min_n, b.max_n) if b.mode == "solve_rate" else [s.n] * len(diffs)
     df = prompts.select("prompt_id", "difficulty").with_columns(
-        n=pl.Series(n, dtype=pl.Int32), temperature=pl.lit(temperature),
-        reward_threshold=pl.lit(threshold, pl.Float64))
+        n=pl.Series(n, dtype=pl.Int32), temperature=pl.lit(temperature), reward_threshold=pl.lit(threshold, pl.Float64)
+    )
     return schemas.validate(df, "sampling_plan")
 
 

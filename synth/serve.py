@@ -51,8 +51,9 @@ def make_handler(state: State):
             self.wfile.write(body)
 
         def _error(self, status: int, message: str, headers: dict | None = None) -> None:
-            self._send(status, {"error": {"message": message, "type": "invalid_request_error", "code": status}},
-                       headers)
+            self._send(
+                status, {"error": {"message": message, "type": "invalid_request_error", "code": status}}, headers
+            )
 
         def _authorized(self) -> bool:
             if state.api_key is None or self.headers.get("Authorization") == f"Bearer {state.api_key}":
@@ -93,10 +94,21 @@ def make_handler(state: State):
                 time.sleep(state.delay)
             with state.lock:
                 texts = state.backend.generate(prompts, params)
-            choices = [{"index": i * params.n + j, "text": t, "finish_reason": "stop", "logprobs": None}
-                       for i, outs in enumerate(texts) for j, t in enumerate(outs)]
-            self._send(200, {"id": f"cmpl-{state.requests}", "object": "text_completion", "created": int(time.time()),
-                             "model": state.model_name, "choices": choices})
+            choices = [
+                {"index": i * params.n + j, "text": t, "finish_reason": "stop", "logprobs": None}
+                for i, outs in enumerate(texts)
+                for j, t in enumerate(outs)
+            ]
+            self._send(
+                200,
+                {
+                    "id": f"cmpl-{state.requests}",
+                    "object": "text_completion",
+                    "created": int(time.time()),
+                    "model": state.model_name,
+                    "choices": choices,
+                },
+            )
 
     return Handler
 
@@ -104,8 +116,11 @@ def make_handler(state: State):
 def _params(req: dict) -> SamplingParams:
     stop = req.get("stop") or ()
     return SamplingParams(
-        n=int(req.get("n", 1)), temperature=float(req.get("temperature", 1.0)), top_p=float(req.get("top_p", 1.0)),
-        max_new_tokens=int(req.get("max_tokens", 16)), seed=int(req.get("seed") or 0),
+        n=int(req.get("n", 1)),
+        temperature=float(req.get("temperature", 1.0)),
+        top_p=float(req.get("top_p", 1.0)),
+        max_new_tokens=int(req.get("max_tokens", 16)),
+        seed=int(req.get("seed") or 0),
         stop=(stop,) if isinstance(stop, str) else tuple(stop),
     )
 
@@ -124,14 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
     import os
 
     key = os.environ.get(args.api_key_env) if args.api_key_env else None
     if args.api_key_env and not key:
-        ap.error(f"--api-key-env {args.api_key_env}: variable not set")
+        parser.error(f"--api-key-env {args.api_key_env}: variable not set")
     state = State(HFBackend(args.model, batch_size=64), args.name or args.model, key, args.fail_first, args.delay)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(state))
     print(f"serving {state.model_name} on http://{args.host}:{server.server_address[1]}/v1", flush=True)

@@ -38,8 +38,9 @@ class Loaded:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
-def read_source(path: str | list[dict], split: str = "train", revision: str | None = None,
-                name: str | None = None) -> pl.DataFrame:
+def read_source(
+    path: str | list[dict], split: str = "train", revision: str | None = None, name: str | None = None
+) -> pl.DataFrame:
     """Raw rows from a list, a .jsonl/.json/.parquet/.csv file, a local dataset folder or a hub id."""
     if isinstance(path, list):
         return pl.DataFrame(path) if path else pl.DataFrame()
@@ -63,7 +64,7 @@ def _read_file(p: Path) -> pl.DataFrame:
     if p.suffix in {".jsonl", ".json", ".csv"}:  # text formats: check the encoding before parsing
         raw = p.read_bytes()
         if raw.startswith(BOM):  # Windows tools write one; it is not part of the first key
-            raw = raw[len(BOM):]
+            raw = raw[len(BOM) :]
             source = io.BytesIO(raw)
         try:
             raw.decode("utf-8")
@@ -87,7 +88,9 @@ def _read_file(p: Path) -> pl.DataFrame:
         if p.suffix in {".jsonl", ".json"}:
             _check_json_text(p, raw)  # names the line, when it is one
         raise SourceError(f"cannot read {p}: {str(exc).splitlines()[0]}") from None
-    raise SourceError(f"unsupported dataset file type {p.suffix!r} ({p}); use .jsonl, .jsonl.gz, .json, .parquet or .csv")
+    raise SourceError(
+        f"unsupported dataset file type {p.suffix!r} ({p}); use .jsonl, .jsonl.gz, .json, .parquet or .csv"
+    )
 
 
 BOM = b"\xef\xbb\xbf"
@@ -112,8 +115,10 @@ def _check_json_text(p: Path, raw: bytes) -> None:
         try:
             json.dumps(value, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
-            raise SourceError(f"{p}: {where} holds a lone surrogate escape (like \\ud800): not valid Unicode "
-                              "text; fix or drop that row") from None
+            raise SourceError(
+                f"{p}: {where} holds a lone surrogate escape (like \\ud800): not valid Unicode "
+                "text; fix or drop that row"
+            ) from None
 
 
 def _read_hf(path: str, split: str, revision: str | None, name: str | None) -> pl.DataFrame:
@@ -122,8 +127,10 @@ def _read_hf(path: str, split: str, revision: str | None, name: str | None) -> p
     try:
         ds = datasets.load_dataset(path, name=name, split=split, revision=revision)
     except Exception as exc:  # the hub client raises many types; the message is what matters
-        raise SourceError(f"cannot load dataset {path!r} (split {split!r}, revision {revision!r}): "
-                          f"{type(exc).__name__}: {str(exc)[:300]}") from None
+        raise SourceError(
+            f"cannot load dataset {path!r} (split {split!r}, revision {revision!r}): "
+            f"{type(exc).__name__}: {str(exc)[:300]}"
+        ) from None
     return pl.from_arrow(ds.data.table)
 
 
@@ -136,8 +143,13 @@ def row_json(raw: pl.DataFrame) -> pl.Series:
 
 def load_rows(raw: pl.DataFrame, columns: Columns, on_invalid: str = "error", source: str = "dataset") -> Loaded:
     """Map columns, then validate; errors list the offending rows."""
-    wanted = {"question": columns.question, "answer": columns.answer, "id": columns.id,
-              "difficulty": columns.difficulty, "solution": columns.solution}
+    wanted = {
+        "question": columns.question,
+        "answer": columns.answer,
+        "id": columns.id,
+        "difficulty": columns.difficulty,
+        "solution": columns.solution,
+    }
     missing = [f"{role} -> {col!r}" for role, col in wanted.items() if col and col not in raw.columns]
     if missing:
         raise SourceError(f"{source}: column(s) not found: {', '.join(missing)}; available: {raw.columns}")
@@ -145,19 +157,29 @@ def load_rows(raw: pl.DataFrame, columns: Columns, on_invalid: str = "error", so
         raise SourceError(f"{source}: no rows")
     for role, col in wanted.items():
         if col and isinstance(raw[col].dtype, (pl.List, pl.Array, pl.Struct, pl.Object)):
-            raise SourceError(f"{source}: column {col!r} ({role}) holds {raw[col].dtype} values, not text; "
-                              f"map {role} to a text column")
-    df = pl.DataFrame({
-        "question": raw[columns.question].cast(pl.String),
-        "answer": raw[columns.answer].cast(pl.String) if columns.answer else pl.Series([""] * raw.height),
-        "difficulty": raw[columns.difficulty].cast(pl.String).str.extract(r"(\d+)").cast(pl.Int32)
-        if columns.difficulty else pl.Series([1] * raw.height, dtype=pl.Int32),
-        "solution": raw[columns.solution or columns.answer or columns.question].cast(pl.String),
-    }).with_row_index("row")
+            raise SourceError(
+                f"{source}: column {col!r} ({role}) holds {raw[col].dtype} values, not text; "
+                f"map {role} to a text column"
+            )
+    df = pl.DataFrame(
+        {
+            "question": raw[columns.question].cast(pl.String),
+            "answer": raw[columns.answer].cast(pl.String) if columns.answer else pl.Series([""] * raw.height),
+            "difficulty": raw[columns.difficulty].cast(pl.String).str.extract(r"(\d+)").cast(pl.Int32)
+            if columns.difficulty
+            else pl.Series([1] * raw.height, dtype=pl.Int32),
+            "solution": raw[columns.solution or columns.answer or columns.question].cast(pl.String),
+        }
+    ).with_row_index("row")
     if columns.keep_fields:
         df = df.with_columns(fields=row_json(raw))
-    ids = raw[columns.id].cast(pl.String) if columns.id else df["question"].map_elements(
-        lambda q: "q-" + hashlib.sha1((q or "").encode()).hexdigest()[:12], return_dtype=pl.String)
+    ids = (
+        raw[columns.id].cast(pl.String)
+        if columns.id
+        else df["question"].map_elements(
+            lambda q: "q-" + hashlib.sha1((q or "").encode()).hexdigest()[:12], return_dtype=pl.String
+        )
+    )
     df = df.with_columns(id=ids)
     problems = {
         "empty question": df.filter(pl.col("question").is_null() | (pl.col("question").str.strip_chars() == "")),
@@ -168,8 +190,7 @@ def load_rows(raw: pl.DataFrame, columns: Columns, on_invalid: str = "error", so
         problems["missing answer"] = df.filter(pl.col("answer").is_null() | (pl.col("answer").str.strip_chars() == ""))
     bad = {reason: rows for reason, rows in problems.items() if rows.height}
     if bad and on_invalid != "skip":
-        lines = [f"{source}: {sum(r.height for r in bad.values())} invalid row(s) "
-                 f"(set on_invalid: skip to drop them):"]
+        lines = [f"{source}: {sum(r.height for r in bad.values())} invalid row(s) (set on_invalid: skip to drop them):"]
         for reason, rows in bad.items():
             shown = ", ".join(str(i) for i in rows["row"].head(10).to_list())
             more = f" and {rows.height - 10} more" if rows.height > 10 else ""

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import polars as pl
 
+from filters.code import code_reference
 from filters.mathverify import boxed_answer
 from filters.numeric import gsm8k_reference
 from filters.verifiers import Verifier, get_verifier
@@ -24,7 +25,6 @@ from selftaught.config import ExperimentConfig, TaskConfig
 from selftaught.plugins import TASKS, Plugin
 from selftaught.round_keys import round_key
 from synth import arithmetic, chat_tasks
-from filters.code import code_reference
 from synth.sources import Columns, SourceError, load_rows, read_source
 
 
@@ -36,8 +36,9 @@ class Task(Protocol):
     def pool(self, round_index: int, exclude: set[str]) -> pl.DataFrame: ...
 
 
-@TASKS.register("arithmetic", verifier="arithmetic", procedural=True, fixed_prompts=True, curriculum=True,
-                level_name="digit")
+@TASKS.register(
+    "arithmetic", verifier="arithmetic", procedural=True, fixed_prompts=True, curriculum=True, level_name="digit"
+)
 class ArithmeticTask:
     """Procedural addition; splits are drawn with separate seeds and kept disjoint."""
 
@@ -53,8 +54,11 @@ class ArithmeticTask:
     def pool(self, round_index: int, exclude: set[str], counts: dict[int, int] | None = None) -> pl.DataFrame:
         """`counts` (a curriculum's) replaces the configured pool sizes."""
         return arithmetic.make_problems(
-            counts or self.cfg.pool, seed=self.cfg.seed * 7919 + 1000 + round_index, exclude=exclude,
-            split="pool", round_key=round_key(round_index),
+            counts or self.cfg.pool,
+            seed=self.cfg.seed * 7919 + 1000 + round_index,
+            exclude=exclude,
+            split="pool",
+            round_key=round_key(round_index),
         )
 
 
@@ -76,12 +80,14 @@ class GeneratorTask:
         text = (self.cfg.template or "{question}").format(question=question)
         if self.chat is None:
             return text
-        return self.chat.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                             add_generation_prompt=True)
+        return self.chat.apply_chat_template(
+            [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+        )
 
     def _draw(self, counts: dict[int, int], seed: int, exclude: set[str] = frozenset(), **where) -> pl.DataFrame:
-        df = chat_tasks.draw_problems(self.name, self.generate, counts, seed, self._render, self.suffix, exclude,
-                                      with_fields=self.fields, **where)
+        df = chat_tasks.draw_problems(
+            self.name, self.generate, counts, seed, self._render, self.suffix, exclude, with_fields=self.fields, **where
+        )
         # The assistant turn starts on its own line; plain text needs a space before the answer.
         return df if self.chat else df.with_columns((pl.lit(" ") + pl.col("target")).alias("target"))
 
@@ -92,8 +98,13 @@ class GeneratorTask:
         return self._draw(self.cfg.eval, self.cfg.seed * 7919 + 2, exclude, split="eval")
 
     def pool(self, round_index: int, exclude: set[str]) -> pl.DataFrame:
-        return self._draw(self.cfg.pool, self.cfg.seed * 7919 + 1000 + round_index, exclude, split="pool",
-                          round_key=round_key(round_index))
+        return self._draw(
+            self.cfg.pool,
+            self.cfg.seed * 7919 + 1000 + round_index,
+            exclude,
+            split="pool",
+            round_key=round_key(round_index),
+        )
 
 
 class ChatTask(GeneratorTask):
@@ -107,8 +118,14 @@ class ChatTask(GeneratorTask):
         super().__init__(cfg, tokenizer, cfg.name, chat_tasks.GENERATORS[cfg.name])
 
 
-TASKS.register("list_max", ChatTask, verifier="numeric", procedural=True, min_level=2,  # a list needs two numbers
-               level_name="list length")
+TASKS.register(
+    "list_max",
+    ChatTask,
+    verifier="numeric",
+    procedural=True,
+    min_level=2,  # a list needs two numbers
+    level_name="list length",
+)
 TASKS.register("addition", ChatTask, verifier="numeric", procedural=True)
 TASKS.register("story", ChatTask, verifier="numeric", procedural=True)
 
@@ -145,11 +162,18 @@ class DatasetTask:
         difficulty = src.difficulty or (d.get("difficulty") if d.get("difficulty") in raw.columns else None)
         solution = src.solution or (d["solution"] if d["solution"] in raw.columns else None)
         row_id = src.id or (d.get("id") if "id" not in self.optional or d.get("id") in raw.columns else None)
-        cols = Columns(question=src.question or d["question"], answer=answer_col, id=row_id,
-                       difficulty=difficulty, solution=solution, keep_fields=self.keep_fields)
+        cols = Columns(
+            question=src.question or d["question"],
+            answer=answer_col,
+            id=row_id,
+            difficulty=difficulty,
+            solution=solution,
+            keep_fields=self.keep_fields,
+        )
         df = load_rows(raw, cols, src.on_invalid, source=f"task {self.cfg.name} {which} ({src.path})").rows
-        refs = [self.reference(a or "", s or "") if not src.label_free else ""
-                for a, s in zip(df["answer"], df["solution"])]
+        refs = [
+            self.reference(a or "", s or "") if not src.label_free else "" for a, s in zip(df["answer"], df["solution"])
+        ]
         return df.with_columns(reference=pl.Series(refs, dtype=pl.String))
 
     def _rows(self, which: str) -> pl.DataFrame:
@@ -256,8 +280,9 @@ class CodeTask(DatasetTask):
             return raw
         missing = [c for c in self.needs if c not in raw.columns]
         if missing:
-            raise SourceError(f"task {self.cfg.name} {which} ({src.path}): column(s) {missing} not found; "
-                              f"available: {raw.columns}")
+            raise SourceError(
+                f"task {self.cfg.name} {which} ({src.path}): column(s) {missing} not found; available: {raw.columns}"
+            )
         return self.with_references(raw)
 
     def with_references(self, raw: pl.DataFrame) -> pl.DataFrame:
@@ -283,8 +308,10 @@ class MBPPTask(CodeTask):
 
     def with_references(self, raw: pl.DataFrame) -> pl.DataFrame:
         rows = raw.to_dicts()
-        refs = [code_reference("mbpp", _mbpp_entry(r), list(r["test_list"] or []), r.get("test_setup_code") or "")
-                for r in rows]
+        refs = [
+            code_reference("mbpp", _mbpp_entry(r), list(r["test_list"] or []), r.get("test_setup_code") or "")
+            for r in rows
+        ]
         # MBPP prompts show the first test, which names the function and its signature.
         raw = raw.with_columns(pl.Series("text", [f"{r['text']}\n{(r['test_list'] or [''])[0]}" for r in rows]))
         return raw.with_columns(pl.Series("reference_json", refs, dtype=pl.String))
@@ -347,16 +374,21 @@ class UserTurn:
     _MARK = "\x00selftaught-question\x00"
 
     def __init__(self, chat_tokenizer):
-        rendered = chat_tokenizer.apply_chat_template([{"role": "user", "content": self._MARK}], tokenize=False,
-                                                      add_generation_prompt=True)
+        rendered = chat_tokenizer.apply_chat_template(
+            [{"role": "user", "content": self._MARK}], tokenize=False, add_generation_prompt=True
+        )
         if rendered.count(self._MARK) != 1:
             raise ValueError("the chat template does not render a user message verbatim")
         self.prefix, self.suffix = rendered.split(self._MARK)
 
     def unwrap(self, prompt: str) -> str:
         """The user message of a rendered prompt (the prompt itself if it is not one)."""
-        if prompt.startswith(self.prefix) and prompt.endswith(self.suffix) and len(prompt) >= len(self.prefix) + len(self.suffix):
-            return prompt[len(self.prefix):len(prompt) - len(self.suffix)]
+        if (
+            prompt.startswith(self.prefix)
+            and prompt.endswith(self.suffix)
+            and len(prompt) >= len(self.prefix) + len(self.suffix)
+        ):
+            return prompt[len(self.prefix) : len(prompt) - len(self.suffix)]
         return prompt
 
     def wrap(self, text: str) -> str:
@@ -378,8 +410,13 @@ class TableTask(DatasetTask):
     reported (`contamination()`, the eval_prompts metadata) and kept out of the pools, the warm
     start and the few-shot exemplars."""
 
-    defaults = {"question": "question", "answer": "answer", "solution": "solution", "id": "id",
-                "difficulty": "difficulty"}
+    defaults = {
+        "question": "question",
+        "answer": "answer",
+        "solution": "solution",
+        "id": "id",
+        "difficulty": "difficulty",
+    }
     optional = ("id", "solution", "difficulty")
     default_template = "{question}"
     keep_fields = True
@@ -401,8 +438,10 @@ class TableTask(DatasetTask):
     def _contaminated(self) -> list[str]:
         """Normalized questions that are both training and held-out rows."""
         train, test = self._sides
-        return sorted(set(train.select(_normalized(pl.col("question")))["question"])
-                      & set(test.select(_normalized(pl.col("question")))["question"]))
+        return sorted(
+            set(train.select(_normalized(pl.col("question")))["question"])
+            & set(test.select(_normalized(pl.col("question")))["question"])
+        )
 
     def _rows(self, which: str) -> pl.DataFrame:
         train, test = self._sides
@@ -414,15 +453,20 @@ class TableTask(DatasetTask):
         """Held-out rows whose normalized question is also a training row's (kept out of training)."""
         test = self._rows("test")
         hit = test.filter(_normalized(pl.col("question")).is_in(self._contaminated))
-        return {"contaminated_eval_rows": hit.height, "contaminated_eval_share": hit.height / max(test.height, 1),
-                "contaminated_eval_ids": hit["id"].head(20).to_list()}
+        return {
+            "contaminated_eval_rows": hit.height,
+            "contaminated_eval_share": hit.height / max(test.height, 1),
+            "contaminated_eval_ids": hit["id"].head(20).to_list(),
+        }
 
     def eval_set(self, exclude: set[str]) -> pl.DataFrame:
         rows = self._rows("test")
         if rows.height == 0:
-            raise ValueError(f"task {self.cfg.name}: no held-out rows (task.test_share {self.cfg.test_share:g} of "
-                             f"{sum(side.height for side in self._sides)} rows); raise task.test_share or give "
-                             "task.test")
+            raise ValueError(
+                f"task {self.cfg.name}: no held-out rows (task.test_share {self.cfg.test_share:g} of "
+                f"{sum(side.height for side in self._sides)} rows); raise task.test_share or give "
+                "task.test"
+            )
         return super().eval_set(exclude)
 
 
@@ -443,13 +487,16 @@ class CheckedTask:
         if isinstance(out, list):
             out = pl.DataFrame(out, schema=schemas.PROMPTS) if out else schemas.empty("prompts")
         if not isinstance(out, pl.DataFrame):
-            raise ValueError(f"task {self.name}: {method}() returned {type(out).__name__}, expected a polars "
-                             "DataFrame (or a list of dicts) with the prompts columns")
+            raise ValueError(
+                f"task {self.name}: {method}() returned {type(out).__name__}, expected a polars "
+                "DataFrame (or a list of dicts) with the prompts columns"
+            )
         try:
             return schemas.validate(out, "prompts")
         except schemas.SchemaError as exc:
-            raise ValueError(f"task {self.name}: {method}() returned a table that is not a prompts table: {exc}") \
-                from None
+            raise ValueError(
+                f"task {self.name}: {method}() returned a table that is not a prompts table: {exc}"
+            ) from None
 
     def warm_start(self) -> pl.DataFrame:
         return self._checked("warm_start")
@@ -471,8 +518,11 @@ def make_task(cfg: TaskConfig, tokenizer: str | None = None) -> Task:
     if plugin.builtin:
         return obj(cfg, tokenizer)
     if inspect.isclass(obj):
-        takes = [p for p in inspect.signature(obj).parameters.values() if p.kind in (p.POSITIONAL_ONLY,
-                                                                                     p.POSITIONAL_OR_KEYWORD)]
+        takes = [
+            p
+            for p in inspect.signature(obj).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
         made = obj(cfg, tokenizer) if len(takes) >= 2 else obj(cfg)
         return CheckedTask(made, plugin.name)
     return GeneratorTask(cfg, tokenizer, plugin.name, obj)

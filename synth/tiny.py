@@ -29,8 +29,9 @@ class TinySpec:
 
 def spec_from_config(t) -> TinySpec:
     """TinySpec from a `selftaught.config.TinyModelConfig` (the config validates, this is what builds)."""
-    return TinySpec(t.hidden_size, t.num_layers, t.num_heads, t.intermediate_size, t.max_positions, t.seed,
-                    t.code_chars)
+    return TinySpec(
+        t.hidden_size, t.num_layers, t.num_heads, t.intermediate_size, t.max_positions, t.seed, t.code_chars
+    )
 
 
 def char_tokenizer(code_chars: bool = False):

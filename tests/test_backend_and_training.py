@@ -3,11 +3,11 @@ import json
 import polars as pl
 import pytest
 
+from selftaught.store import is_complete
 from synth.arithmetic import make_problems
 from synth.backends import HFBackend, SamplingParams, cut_at_stop, load_backend
 from synth.sampling import sample
 from synth.tiny import char_tokenizer
-from selftaught.store import is_complete
 from train.artifact import read_provenance, weights_hash, write_provenance
 from train.sft import SFTSettings, train_sft
 
@@ -55,7 +55,9 @@ def _rows(n=32):
 
 
 def test_full_fine_tune_learns_and_writes_a_loadable_model(tiny_model_dir, tmp_path):
-    m = train_sft(tiny_model_dir, _rows(), tmp_path / "art", SFTSettings(max_steps=30, learning_rate=3e-3, batch_size=8))
+    m = train_sft(
+        tiny_model_dir, _rows(), tmp_path / "art", SFTSettings(max_steps=30, learning_rate=3e-3, batch_size=8)
+    )
     assert m["steps"] == 30 and m["final_loss"] < m["train_loss"]
     out = HFBackend(str(tmp_path / "art" / "model")).generate(["Q: 1+2=? A:"], SamplingParams(max_new_tokens=30))
     assert isinstance(out[0][0], str)
@@ -107,8 +109,9 @@ def test_training_batches_come_in_few_lengths(tiny_model_dir, tmp_path):
         if isinstance(module, torch.nn.Embedding) and args:
             lengths.append(args[0].shape[-1])
 
-    rows = pl.DataFrame({"prompt": [f"Q: {'1+' * k}1=? A:" for k in range(1, 41)],
-                         "completion": [f" {k + 1}" for k in range(1, 41)]})  # 40 distinct lengths
+    rows = pl.DataFrame(
+        {"prompt": [f"Q: {'1+' * k}1=? A:" for k in range(1, 41)], "completion": [f" {k + 1}" for k in range(1, 41)]}
+    )  # 40 distinct lengths
     hook = torch.nn.modules.module.register_module_forward_pre_hook(record)  # every module's forward
     try:
         train_sft(tiny_model_dir, rows, tmp_path / "art", SFTSettings(max_steps=10, batch_size=4, max_length=128))

@@ -31,56 +31,112 @@ CONFIG_CASES = [
     ("frontier without eval problems", {"task": {"frontier": 7}}, r"frontier difficulty 7 has no eval problems"),
     ("empty pool", {"task": {"pool": {3: 0}}}, r"pool is empty"),
     ("dataset task without sources", {"task": {"name": "gsm8k"}}, r"task 'gsm8k' needs train and test"),
-    ("template without {question}", {"task": {"name": "gsm8k", "train": {"path": GSM}, "test": {"path": GSM},
-                                               "template": "Q:"}}, r"template must contain \{question\}"),
-    ("chat template on the tiny model", {"task": {"name": "gsm8k", "train": {"path": GSM}, "test": {"path": GSM},
-                                                   "chat_template": True}}, r"chat_template needs model.base"),
-    ("chat task on the tiny model", {"task": {"name": "list_max", "chat_template": True, "pool": {4: 8},
-                                              "eval": {4: 8}, "warm_start": {4: 2}}}, r"chat_template needs model.base"),
-    ("chat task frontier not evaluated", {"task": {"name": "story", "pool": {2: 8}, "eval": {2: 8},
-                                                   "frontier": 3}}, r"frontier difficulty 3 has no eval problems"),
-    ("steps required without a step check", {"task": {"name": "story", "pool": {2: 8}, "eval": {2: 8}},
-                                             "selection": {"require_rationale": True}}, r"require_rationale"),
+    (
+        "template without {question}",
+        {"task": {"name": "gsm8k", "train": {"path": GSM}, "test": {"path": GSM}, "template": "Q:"}},
+        r"template must contain \{question\}",
+    ),
+    (
+        "chat template on the tiny model",
+        {"task": {"name": "gsm8k", "train": {"path": GSM}, "test": {"path": GSM}, "chat_template": True}},
+        r"chat_template needs model.base",
+    ),
+    (
+        "chat task on the tiny model",
+        {"task": {"name": "list_max", "chat_template": True, "pool": {4: 8}, "eval": {4: 8}, "warm_start": {4: 2}}},
+        r"chat_template needs model.base",
+    ),
+    (
+        "chat task frontier not evaluated",
+        {"task": {"name": "story", "pool": {2: 8}, "eval": {2: 8}, "frontier": 3}},
+        r"frontier difficulty 3 has no eval problems",
+    ),
+    (
+        "steps required without a step check",
+        {"task": {"name": "story", "pool": {2: 8}, "eval": {2: 8}}, "selection": {"require_rationale": True}},
+        r"require_rationale",
+    ),
     ("template on the arithmetic task", {"task": {"template": "{question}?"}}, r"does not apply to the arithmetic"),
-    ("list_max with one-number lists", {"task": {"name": "list_max", "pool": {4: 8}, "eval": {4: 8}}},
-     r"list_max levels are list lengths: 2 or more \(task.warm_start has \[1\]"),
+    (
+        "list_max with one-number lists",
+        {"task": {"name": "list_max", "pool": {4: 8}, "eval": {4: 8}}},
+        r"list_max levels are list lengths: 2 or more \(task.warm_start has \[1\]",
+    ),
     ("bad sampling dtype", {"sampling": {"dtype": "float16"}}, r"sampling.dtype: .*'float32' or 'bfloat16'"),
     ("openai backend without settings", {"sampling": {"backend": "openai"}}, r"needs an openai: section"),
-    ("server url without scheme", {"sampling": {"backend": "openai", "openai": {"base_url": "localhost:8000",
-                                                                                  "model": "m"}}}, r"http://"),
-    ("api key in the config", {"sampling": {"backend": "openai", "openai": {"base_url": "http://h/v1", "model": "m",
-                                                                              "api_key": "sk-1"}}},
-     r"openai.api_key: unknown key"),
-    ("LoRA rank above vLLM's limit", {"sampling": {"backend": "vllm", "vllm": {"max_lora_rank": 8}},
-                                      "training": {"method": "lora", "lora": {"r": 32}}}, r"max_lora_rank"),
+    (
+        "server url without scheme",
+        {"sampling": {"backend": "openai", "openai": {"base_url": "localhost:8000", "model": "m"}}},
+        r"http://",
+    ),
+    (
+        "api key in the config",
+        {"sampling": {"backend": "openai", "openai": {"base_url": "http://h/v1", "model": "m", "api_key": "sk-1"}}},
+        r"openai.api_key: unknown key",
+    ),
+    (
+        "LoRA rank above vLLM's limit",
+        {
+            "sampling": {"backend": "vllm", "vllm": {"max_lora_rank": 8}},
+            "training": {"method": "lora", "lora": {"r": 32}},
+        },
+        r"max_lora_rank",
+    ),
     ("cron with 3 fields", {"operations": {"schedule_cron": "0 2 *"}}, r"schedule_cron must have 5 fields"),
     ("unverifiable bound above 1", {"verification": {"max_unverifiable_share": 2}}, r"max_unverifiable_share"),
     ("unknown verifier", {"verification": {"verifier": "gpt-judge"}}, r"verification.verifier"),
     ("top level is a list", ["name"], r"expected a mapping at the top"),
     # training.trl passes fields to TRL: finite, bounded, nothing that reaches the network
     ("pass-through nan", {"training": {"trl": {"max_grad_norm": float("nan")}}}, r"max_grad_norm: nan is not a finite"),
-    ("pass-through nested inf", {"training": {"trl": {"lr_scheduler_kwargs": {"min_lr": float("inf")}}}},
-     r"lr_scheduler_kwargs.min_lr: inf is not a finite"),
-    ("pass-through padding to 0 tokens", {"training": {"trl": {"pad_to_multiple_of": 0}}},
-     r"pad_to_multiple_of: 0 is outside 1..4096"),
-    ("pass-through absurd magnitude", {"training": {"trl": {"neftune_noise_alpha": 1e30}}},
-     r"neftune_noise_alpha: 1e\+30 is outside 0..100"),
-    ("pass-through unlisted float", {"training": {"trl": {"adam_beta2": 0.9, "router_aux_loss_coef": 1e12}}},
-     r"router_aux_loss_coef: 1000000000000.0 is beyond"),
+    (
+        "pass-through nested inf",
+        {"training": {"trl": {"lr_scheduler_kwargs": {"min_lr": float("inf")}}}},
+        r"lr_scheduler_kwargs.min_lr: inf is not a finite",
+    ),
+    (
+        "pass-through padding to 0 tokens",
+        {"training": {"trl": {"pad_to_multiple_of": 0}}},
+        r"pad_to_multiple_of: 0 is outside 1..4096",
+    ),
+    (
+        "pass-through absurd magnitude",
+        {"training": {"trl": {"neftune_noise_alpha": 1e30}}},
+        r"neftune_noise_alpha: 1e\+30 is outside 0..100",
+    ),
+    (
+        "pass-through unlisted float",
+        {"training": {"trl": {"adam_beta2": 0.9, "router_aux_loss_coef": 1e12}}},
+        r"router_aux_loss_coef: 1000000000000.0 is beyond",
+    ),
     ("pass-through uploads", {"training": {"trl": {"push_to_hub": True}}}, r"push_to_hub: not passed through .*export"),
-    ("pass-through hub fields", {"training": {"trl": {"hub_model_id": "me/model"}}}, r"hub_model_id: not passed through"),
+    (
+        "pass-through hub fields",
+        {"training": {"trl": {"hub_model_id": "me/model"}}},
+        r"hub_model_id: not passed through",
+    ),
     ("pass-through remote code", {"training": {"trl": {"trust_remote_code": True}}}, r"trust_remote_code: not passed"),
-    ("pass-through unbounded resources", {"training": {"trl": {"dataloader_num_workers": 1000,
-                                                               "gradient_accumulation_steps": 10**9}}},
-     r"dataloader_num_workers: 1000 is outside 0..32; gradient_accumulation_steps: 1000000000 is outside 1..1024"),
-    ("pass-through remote server", {"training": {"objective": "grpo", "trl": {"vllm_server_host": "10.0.0.1"}}},
-     r"vllm_server_host: not passed through"),
+    (
+        "pass-through unbounded resources",
+        {"training": {"trl": {"dataloader_num_workers": 1000, "gradient_accumulation_steps": 10**9}}},
+        r"dataloader_num_workers: 1000 is outside 0..32; gradient_accumulation_steps: 1000000000 is outside 1..1024",
+    ),
+    (
+        "pass-through remote server",
+        {"training": {"objective": "grpo", "trl": {"vllm_server_host": "10.0.0.1"}}},
+        r"vllm_server_host: not passed through",
+    ),
     ("temperature that underflows", {"sampling": {"temperature": 1e-300}}, r"sampling.temperature: .*0.01"),
     ("eval temperature that underflows", {"evaluation": {"temperature": 1e-300}}, r"evaluation.temperature"),
-    ("grpo temperature that underflows", {"training": {"objective": "grpo", "grpo": {"temperature": 1e-300}}},
-     r"training.grpo.temperature"),
-    ("balance temperature that underflows", {"sampling": {"balance": {"temperatures": [1e-300]}}},
-     r"temperatures must be .* 0.01..100"),
+    (
+        "grpo temperature that underflows",
+        {"training": {"objective": "grpo", "grpo": {"temperature": 1e-300}}},
+        r"training.grpo.temperature",
+    ),
+    (
+        "balance temperature that underflows",
+        {"sampling": {"balance": {"temperatures": [1e-300]}}},
+        r"temperatures must be .* 0.01..100",
+    ),
     ("weight decay unbounded", {"training": {"weight_decay": 1e9}}, r"training.weight_decay"),
     ("cron minute out of range", {"operations": {"schedule_cron": "99 2 * * *"}}, r"minute field '99' is outside 0-59"),
     ("cron word", {"operations": {"schedule_cron": "0 2 * * someday"}}, r"weekday field 'someday' is not"),
@@ -97,20 +153,37 @@ def test_config_errors(data, message):
     assert str(err.value).startswith("invalid experiment config bad.yaml")
 
 
-@pytest.mark.parametrize("content,message", [
-    (None, r"experiment config not found"),
-    (b"name: [unclosed\n", r"is not valid YAML"),
-    (b"name: caf\xe9\n", r"is not valid YAML"),  # not UTF-8
-    (b"", r"is empty: write at least `extends: demo`"),
-    (b"# only a comment\n", r"is empty"),
-    (("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n"
-                                                      for p, c in zip("abcdefgh", "bcdefghi"))).encode(),
-     r"more than 100,000 values once its aliases"),
-    (b"a: &a [1, *a]\n", r"an alias refers to itself"),
-    (("x: " + "[" * 40 + "]" * 40 + "\n").encode(), r"nested deeper than 32 levels"),
-    (b"name: x\n" + b"#" * (1 << 20) + b"\n", r"larger than 1 MiB"),
-], ids=["missing file", "YAML syntax error", "not UTF-8", "empty file", "only a comment", "alias bomb",
-        "recursive alias", "deep nesting", "huge file"])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (None, r"experiment config not found"),
+        (b"name: [unclosed\n", r"is not valid YAML"),
+        (b"name: caf\xe9\n", r"is not valid YAML"),  # not UTF-8
+        (b"", r"is empty: write at least `extends: demo`"),
+        (b"# only a comment\n", r"is empty"),
+        (
+            (
+                "a: &a [x, x, x, x, x, x, x, x, x]\n"
+                + "".join(f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+            ).encode(),
+            r"more than 100,000 values once its aliases",
+        ),
+        (b"a: &a [1, *a]\n", r"an alias refers to itself"),
+        (("x: " + "[" * 40 + "]" * 40 + "\n").encode(), r"nested deeper than 32 levels"),
+        (b"name: x\n" + b"#" * (1 << 20) + b"\n", r"larger than 1 MiB"),
+    ],
+    ids=[
+        "missing file",
+        "YAML syntax error",
+        "not UTF-8",
+        "empty file",
+        "only a comment",
+        "alias bomb",
+        "recursive alias",
+        "deep nesting",
+        "huge file",
+    ],
+)
 def test_config_file_errors(tmp_path, content, message):
     path = tmp_path / "exp.yaml"
     if content is not None:
@@ -120,10 +193,20 @@ def test_config_file_errors(tmp_path, content, message):
 
 
 def test_pass_through_accepts_sane_values():
-    cfg = parse_config({"training": {"trl": {"gradient_accumulation_steps": 4, "max_grad_norm": 0.5,
-                                             "lr_scheduler_type": "cosine", "push_to_hub": False,
-                                             "lr_scheduler_kwargs": {"num_cycles": 0.5}}},
-                        "operations": {"schedule_cron": "*/15 0-6 1,15 jan-mar mon-fri", "timezone": "Europe/Paris"}})
+    cfg = parse_config(
+        {
+            "training": {
+                "trl": {
+                    "gradient_accumulation_steps": 4,
+                    "max_grad_norm": 0.5,
+                    "lr_scheduler_type": "cosine",
+                    "push_to_hub": False,
+                    "lr_scheduler_kwargs": {"num_cycles": 0.5},
+                }
+            },
+            "operations": {"schedule_cron": "*/15 0-6 1,15 jan-mar mon-fri", "timezone": "Europe/Paris"},
+        }
+    )
     assert cfg.training.trl["gradient_accumulation_steps"] == 4
 
 
@@ -150,6 +233,7 @@ def test_extends_chain_is_bounded_and_set_cannot_swap_the_parent(tmp_path):
 
 # --- datasets ----------------------------------------------------------------------------------------
 
+
 def _task(tmp_path, name="gsm8k", rows=None, path=None, suffix=".jsonl", **source):
     from selftaught.config import TaskConfig
     from synth.tasks import make_task
@@ -161,22 +245,52 @@ def _task(tmp_path, name="gsm8k", rows=None, path=None, suffix=".jsonl", **sourc
     return make_task(TaskConfig(name=name, train=src, test=src))
 
 
-@pytest.mark.parametrize("setup,message", [
-    (lambda t: _task(t, path=t / "nope.jsonl"), r"dataset file not found: .*nope.jsonl"),
-    (lambda t: _task(t, rows=[{"q": "1+1", "answer": "2"}]), r"column\(s\) not found: question -> 'question'"),
-    (lambda t: _task(t, rows=[]), r"rows.jsonl has no rows: it is empty or only whitespace"),
-    (lambda t: _task(t, path=(t.joinpath("blank.csv").write_text("  \n\n \n"), t / "blank.csv")[1]),
-     r"blank.csv has no rows: it is empty or only whitespace"),
-    (lambda t: _task(t, rows=[{"question": " ", "answer": "#### 2"}, {"question": "ok", "answer": ""}]),
-     r"(?s)2 invalid row\(s\).*empty question: row\(s\) 0.*missing answer: row\(s\) 1"),
-    (lambda t: _task(t, rows=[{"question": "a", "answer": "#### 1", "id": "x"},
-                              {"question": "b", "answer": "#### 2", "id": "x"}], id="id"), r"duplicate id: row\(s\) 1"),
-    (lambda t: _task(t, path=t / "rows.txt"), r"unsupported dataset file type '.txt'"),
-    (lambda t: _task(t, name="humaneval", rows=[{"task_id": "a", "prompt": "def f():", "canonical_solution": "x"}]),
-     r"column\(s\) \['entry_point', 'test'\] not found"),
-    (lambda t: _task(t, path="no-such-org/no-such-dataset"), r"cannot load dataset 'no-such-org/no-such-dataset'"),
-], ids=["missing file", "missing column", "empty dataset", "whitespace-only dataset", "invalid rows listed", "duplicate ids", "unsupported type",
-        "code rows without tests", "hub dataset offline"])
+@pytest.mark.parametrize(
+    "setup,message",
+    [
+        (lambda t: _task(t, path=t / "nope.jsonl"), r"dataset file not found: .*nope.jsonl"),
+        (lambda t: _task(t, rows=[{"q": "1+1", "answer": "2"}]), r"column\(s\) not found: question -> 'question'"),
+        (lambda t: _task(t, rows=[]), r"rows.jsonl has no rows: it is empty or only whitespace"),
+        (
+            lambda t: _task(t, path=(t.joinpath("blank.csv").write_text("  \n\n \n"), t / "blank.csv")[1]),
+            r"blank.csv has no rows: it is empty or only whitespace",
+        ),
+        (
+            lambda t: _task(t, rows=[{"question": " ", "answer": "#### 2"}, {"question": "ok", "answer": ""}]),
+            r"(?s)2 invalid row\(s\).*empty question: row\(s\) 0.*missing answer: row\(s\) 1",
+        ),
+        (
+            lambda t: _task(
+                t,
+                rows=[
+                    {"question": "a", "answer": "#### 1", "id": "x"},
+                    {"question": "b", "answer": "#### 2", "id": "x"},
+                ],
+                id="id",
+            ),
+            r"duplicate id: row\(s\) 1",
+        ),
+        (lambda t: _task(t, path=t / "rows.txt"), r"unsupported dataset file type '.txt'"),
+        (
+            lambda t: _task(
+                t, name="humaneval", rows=[{"task_id": "a", "prompt": "def f():", "canonical_solution": "x"}]
+            ),
+            r"column\(s\) \['entry_point', 'test'\] not found",
+        ),
+        (lambda t: _task(t, path="no-such-org/no-such-dataset"), r"cannot load dataset 'no-such-org/no-such-dataset'"),
+    ],
+    ids=[
+        "missing file",
+        "missing column",
+        "empty dataset",
+        "whitespace-only dataset",
+        "invalid rows listed",
+        "duplicate ids",
+        "unsupported type",
+        "code rows without tests",
+        "hub dataset offline",
+    ],
+)
 def test_dataset_errors(tmp_path, setup, message):
     from synth.sources import SourceError
 
@@ -195,6 +309,7 @@ def test_dataset_that_is_not_utf8(tmp_path):
 
 
 # --- models, storage, round keys -----------------------------------------------------------------
+
 
 def test_base_model_path_that_is_not_a_model(tmp_path):
     from synth.backends import BackendError, HFBackend
@@ -215,8 +330,9 @@ def test_training_on_no_rows_or_from_a_non_model(tmp_path, tiny_model_dir):
         train_sft(tiny_model_dir, pl.DataFrame({"prompt": [], "completion": []}), tmp_path / "a", SFTSettings())
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="is not a loadable model directory"):
-        train_sft(tmp_path / "empty", pl.DataFrame({"prompt": ["a"], "completion": ["b"]}), tmp_path / "b",
-                  SFTSettings())
+        train_sft(
+            tmp_path / "empty", pl.DataFrame({"prompt": ["a"], "completion": ["b"]}), tmp_path / "b", SFTSettings()
+        )
 
 
 def test_storage_root_that_is_not_writable(tmp_path):
@@ -249,6 +365,7 @@ def test_incomplete_checkpoint_is_skipped_not_loaded(tmp_path):
 
 # --- tables and model outputs -------------------------------------------------------------------
 
+
 def test_tables_are_validated_at_the_edges():
     from selftaught import schemas
     from synth.backends import SamplingParams
@@ -256,9 +373,21 @@ def test_tables_are_validated_at_the_edges():
 
     with pytest.raises(schemas.SchemaError, match=r"missing column\(s\) \['prompt_id'"):
         schemas.validate(pl.DataFrame({"round": ["r001"]}), "samples")
-    prompts = schemas.empty("prompts").vstack(pl.DataFrame(
-        {"prompt_id": ["p"], "split": ["pool"], "round": ["r001"], "prompt": ["1+1"], "reference": ["2"],
-         "target": [""], "difficulty": [1], "fields": [None]}, schema=schemas.PROMPTS))
+    prompts = schemas.empty("prompts").vstack(
+        pl.DataFrame(
+            {
+                "prompt_id": ["p"],
+                "split": ["pool"],
+                "round": ["r001"],
+                "prompt": ["1+1"],
+                "reference": ["2"],
+                "target": [""],
+                "difficulty": [1],
+                "fields": [None],
+            },
+            schema=schemas.PROMPTS,
+        )
+    )
     with pytest.raises(RuntimeError, match="returned 1 samples for p, expected 2"):
         to_samples(prompts, [["only one"]], SamplingParams(n=2, temperature=1.0), "r001", "base", "", "hf")
     with pytest.raises(RuntimeError, match="answered 0 prompts, expected 1"):
@@ -276,11 +405,25 @@ def test_a_verifier_that_raises_on_every_row_gives_unverifiable_rows():
             raise KeyError("the verifier's own bug")
 
     prompts = pl.DataFrame({"prompt_id": ["a", "b"], "reference": ["1", "2"]})
-    samples = schemas.empty("samples").vstack(pl.DataFrame(
-        {"round": ["r001"] * 2, "prompt_id": ["a", "b"], "sample_idx": [0, 0], "policy_id": ["base"] * 2,
-         "policy_hash": [""] * 2, "prompt": ["x"] * 2, "completion": ["y"] * 2, "backend": ["hf"] * 2,
-         "temperature": [1.0] * 2, "top_p": [1.0] * 2, "max_new_tokens": [5] * 2, "seed": [0] * 2},
-        schema=schemas.SAMPLES))
+    samples = schemas.empty("samples").vstack(
+        pl.DataFrame(
+            {
+                "round": ["r001"] * 2,
+                "prompt_id": ["a", "b"],
+                "sample_idx": [0, 0],
+                "policy_id": ["base"] * 2,
+                "policy_hash": [""] * 2,
+                "prompt": ["x"] * 2,
+                "completion": ["y"] * 2,
+                "backend": ["hf"] * 2,
+                "temperature": [1.0] * 2,
+                "top_p": [1.0] * 2,
+                "max_new_tokens": [5] * 2,
+                "seed": [0] * 2,
+            },
+            schema=schemas.SAMPLES,
+        )
+    )
     v = verify(Broken(), prompts, samples)
     assert v["verdict"].to_list() == ["unverifiable"] * 2
     assert all("verifier error: KeyError" in r for r in v["reason"])
@@ -290,10 +433,12 @@ def test_a_verifier_that_raises_on_every_row_gives_unverifiable_rows():
 
 # --- through the CLI: a clear message, exit 2 or 1, nothing written -------------------------------
 
+
 def _cli(*args, home, cwd=None):
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=600, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True, timeout=600, cwd=cwd
+    )
 
 
 def test_cli_bad_config_writes_nothing(tmp_path):
@@ -331,8 +476,10 @@ def test_cli_step_failure_names_the_root_cause_in_one_line(tmp_path):
     out = _cli("run", "--config", str(cfg), "--rounds", "1", home=tmp_path / "home")
     assert out.returncode == 1
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"setup failed: base_model: train.gguf.BaseModelError: model.base '{fake}': {fake} is not "
-                           f"a GGUF file (it starts with b'not ', not b'GGUF') [traceback: "), out.stderr[-2000:]
+    assert last.startswith(
+        f"setup failed: base_model: train.gguf.BaseModelError: model.base '{fake}': {fake} is not "
+        f"a GGUF file (it starts with b'not ', not b'GGUF') [traceback: "
+    ), out.stderr[-2000:]
     assert "Traceback" not in out.stderr and "Stack Trace" not in out.stderr
     log = Path(last.split("[traceback: ")[1].split(";")[0])
     assert "BaseModelError" in log.read_text() and "Stack Trace" in log.read_text()
@@ -348,20 +495,28 @@ def test_cli_names_the_failed_step_not_a_check_that_only_warned(tmp_path):
     from tests.conftest import copy_config, make_tiny_config
 
     (tmp_path / "not_a_folder").write_text("a file")
-    cfg = copy_config(make_tiny_config(tmp_path), tmp_path / "tracking.yaml",
-                      operations__tracking__report_to=["tensorboard"],
-                      operations__tracking__dir=str(tmp_path / "not_a_folder"))
+    cfg = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "tracking.yaml",
+        operations__tracking__report_to=["tensorboard"],
+        operations__tracking__dir=str(tmp_path / "not_a_folder"),
+    )
     out = _cli("run", "--config", str(cfg), "--rounds", "1", home=tmp_path / "home")
     assert out.returncode == 1
     last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"r001 failed: policy: FileExistsError: [Errno 17] File exists: "
-                           f"'{tmp_path / 'not_a_folder'}' [traceback: "), out.stderr[-3000:]
+    assert last.startswith(
+        f"r001 failed: policy: FileExistsError: [Errno 17] File exists: '{tmp_path / 'not_a_folder'}' [traceback: "
+    ), out.stderr[-3000:]
     assert "Traceback" not in out.stderr and "Stack Trace" not in out.stderr and len(out.stderr.splitlines()) < 40
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(tmp_path / "home")) as instance:  # the check did warn
-        checks = [r.event_log_entry.dagster_event.event_specific_data for r in instance.get_records_for_run(
-            instance.get_runs(limit=1)[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records]
+        checks = [
+            r.event_log_entry.dagster_event.event_specific_data
+            for r in instance.get_records_for_run(
+                instance.get_runs(limit=1)[0].run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            ).records
+        ]
     assert any(not c.passed and c.severity == dg.AssetCheckSeverity.WARN for c in checks), checks
 
     debug = _cli("run", "--config", str(cfg), "--rounds", "1", "--debug", home=tmp_path / "home")
@@ -377,11 +532,14 @@ def test_cli_usage_errors_are_one_line(tmp_path):
     (tmp_path / "a_file").write_text("x")
     out = _cli("status", "--dagster-home", str(tmp_path / "a_file"), home=tmp_path / "home")
     assert out.returncode == 2 and out.stderr.strip() == (
-        f"error: the Dagster home {tmp_path / 'a_file'} (--dagster-home or $DAGSTER_HOME) is a file, not a folder")
+        f"error: the Dagster home {tmp_path / 'a_file'} (--dagster-home or $DAGSTER_HOME) is a file, not a folder"
+    )
     (tmp_path / "empty.yaml").write_text("")
     out = _cli("validate", "--config", str(tmp_path / "empty.yaml"), home=tmp_path / "home")
-    assert out.returncode == 2 and out.stderr.strip().endswith("is empty: write at least `extends: demo` (or the "
-                                                               "settings you mean); an empty file is more likely a "
-                                                               "mistake than the demo")
+    assert out.returncode == 2 and out.stderr.strip().endswith(
+        "is empty: write at least `extends: demo` (or the "
+        "settings you mean); an empty file is more likely a "
+        "mistake than the demo"
+    )
     for o in (out,):
         assert "Traceback" not in o.stderr

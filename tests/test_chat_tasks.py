@@ -49,5 +49,6 @@ def test_every_generated_task_is_registered_as_a_procedural_chat_task():
     from synth.tasks import ChatTask
 
     assert {p.name for p in TASKS.entries() if p.obj is ChatTask} == set(chat_tasks.GENERATORS)
-    assert all(TaskConfig(name=t, warm_start={2: 1}, pool={2: 1}, eval={2: 1}).procedural()
-               for t in chat_tasks.GENERATORS)
+    assert all(
+        TaskConfig(name=t, warm_start={2: 1}, pool={2: 1}, eval={2: 1}).procedural() for t in chat_tasks.GENERATORS
+    )

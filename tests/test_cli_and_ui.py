@@ -18,8 +18,9 @@ pytestmark = pytest.mark.slow
 
 def selftaught(*args, home, timeout=600):
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,15 @@ def test_lineage_of_a_round_and_of_a_training_row(cli_run):
     out = selftaught("lineage", "r002", "--config", str(config), home=home)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    order = ["policy base:", "-> policy r001:", "-> samples r002:", "-> verdicts r002:", "-> training_set r002:",
-             "-> policy r002:", "-> evaluation r002:"]
+    order = [
+        "policy base:",
+        "-> policy r001:",
+        "-> samples r002:",
+        "-> verdicts r002:",
+        "-> training_set r002:",
+        "-> policy r002:",
+        "-> evaluation r002:",
+    ]
     assert [next(i for i, line in enumerate(lines) if line.startswith(o)) for o in order] == list(range(len(order)))
     assert "written by r001" in lines[2] and "arithmetic@1" in lines[3]
     data_hash = lines[5].split("training data ")[1].split(",")[0]
@@ -95,7 +103,10 @@ def test_rerun_is_idempotent_and_a_partial_round_resumes(cli_run):
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("rounds", ["r003"])
         part = defs.resolve_job_def("round").execute_in_process(
-            instance=instance, partition_key="r003", asset_selection=[asset_key("tiny", n) for n in ("prompts", "sampling_plan", "samples")])
+            instance=instance,
+            partition_key="r003",
+            asset_selection=[asset_key("tiny", n) for n in ("prompts", "sampling_plan", "samples")],
+        )
         assert part.success
     resumed = selftaught("run", "--config", str(config), "--rounds", "3", home=home)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -112,8 +123,11 @@ def test_bad_config_is_one_clear_error(tmp_path, tiny_config):
 
 
 def _graphql(port, query):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
 
@@ -130,7 +144,9 @@ def test_dagster_dev_serves_the_rounds_on_loopback(cli_run):
     try:
         nodes = _graphql(port, "{ assetNodes { assetKey { path } } }")["data"]["assetNodes"]
         paths = {tuple(n["assetKey"]["path"]) for n in nodes}
-        assert {("tiny", a) for a in ("base_model", "samples", "verdicts", "training_set", "policy", "evaluation")} <= paths
+        assert {
+            ("tiny", a) for a in ("base_model", "samples", "verdicts", "training_set", "policy", "evaluation")
+        } <= paths
         q = '{ assetNodeOrError(assetKey: {path: ["tiny", "evaluation"]}) { ... on AssetNode { partitionKeys } } }'
         keys = _graphql(port, q)["data"]["assetNodeOrError"]["partitionKeys"]
         assert {"r001", "r002"} <= set(keys)
@@ -164,12 +180,15 @@ def test_a_backfill_of_two_rounds_never_runs_them_at_once(tmp_path):
     proc, url = start_ui(config, {**os.environ, "DAGSTER_HOME": str(home)})
     port = int(url.rsplit(":", 1)[1])
     try:
-        launched = _graphql(port, """mutation { launchPartitionBackfill(backfillParams: {
+        launched = _graphql(
+            port,
+            """mutation { launchPartitionBackfill(backfillParams: {
             selector: {partitionSetName: "round_partition_set",
                        repositorySelector: {repositoryName: "__repository__",
                                             repositoryLocationName: "pipelines.definitions"}},
             partitionNames: ["r001", "r002"], fromFailure: false}) {
-              __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""")
+              __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
+        )
         assert launched["data"]["launchPartitionBackfill"]["__typename"] == "LaunchBackfillSuccess", launched
         deadline = time.monotonic() + 420
         with dg.DagsterInstance.get() as instance:
@@ -183,8 +202,9 @@ def test_a_backfill_of_two_rounds_never_runs_them_at_once(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
-    spans = sorted((r.start_time, r.end_time, r.dagster_run.tags.get("dagster/partition"), r.dagster_run.status)
-                   for r in finished)
+    spans = sorted(
+        (r.start_time, r.end_time, r.dagster_run.tags.get("dagster/partition"), r.dagster_run.status) for r in finished
+    )
     assert spans[0][1] <= spans[1][0], f"the two rounds overlapped: {spans}"
     by_key = {key: status for _, _, key, status in spans}
     assert by_key["r001"] == dg.DagsterRunStatus.SUCCESS

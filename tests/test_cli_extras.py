@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import TINY_CONFIG, copy_config, fresh_dagster_home
 
 from pipelines.cli import main
@@ -28,8 +27,20 @@ def test_set_overrides_are_validated_like_the_file(tmp_path, capsys):
     config = _config(tmp_path)
     home = tmp_path / "home"
     args = ["validate", "--config", str(config), "--dagster-home", str(home), "--show"]
-    assert main([*args, "--set", "training.max_steps=7", "--set", "training.trl={lr_scheduler_type: cosine}",
-                 "--set", "name=tiny-b"]) == 0
+    assert (
+        main(
+            [
+                *args,
+                "--set",
+                "training.max_steps=7",
+                "--set",
+                "training.trl={lr_scheduler_type: cosine}",
+                "--set",
+                "name=tiny-b",
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
     shown = yaml.safe_load(out)
     assert shown["training"]["max_steps"] == 7 and shown["training"]["trl"] == {"lr_scheduler_type": "cosine"}
@@ -81,8 +92,21 @@ def test_a_terminal_run_shows_progress_bars_then_runs_lists_it_and_export_writes
     config = _config(tmp_path)
     home = tmp_path / "dagster_home"  # fresh_dagster_home(tmp_path) opens it again below
     env = {**os.environ, "DAGSTER_HOME": str(home), "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
-    out = _run_in_terminal([sys.executable, "-m", "pipelines.cli", "run", "--config", str(config), "--rounds", "1",
-                            "--set", "training.max_steps=12"], env)
+    out = _run_in_terminal(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "run",
+            "--config",
+            str(config),
+            "--rounds",
+            "1",
+            "--set",
+            "training.max_steps=12",
+        ],
+        env,
+    )
     # tqdm redraws each bar in place with \r: a stage's bar appears several times with a count and a rate
     for stage in ("r001-samples", "r001 verify", "fine-tuning", "r001 eval"):
         assert re.search(re.escape(stage) + r":\s+\d+%\|.*\| \d+/\d+ \[", out), (stage, out[-3000:])
@@ -91,8 +115,13 @@ def test_a_terminal_run_shows_progress_bars_then_runs_lists_it_and_export_writes
     assert "1 rounds complete" in out
 
     # not a terminal: the same command prints plain lines, no bar
-    plain = subprocess.run([sys.executable, "-m", "pipelines.cli", "status", "--config", str(config)],
-                           env=env, capture_output=True, text=True, timeout=300)
+    plain = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "status", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert plain.returncode == 0 and "r001" in plain.stdout and "\r" not in plain.stdout
 
     # selftaught runs: the experiment with its last round and frontier accuracy (from the evaluation)
@@ -102,8 +131,9 @@ def test_a_terminal_run_shows_progress_bars_then_runs_lists_it_and_export_writes
     import dagster as dg
 
     with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
-        rec = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey(["tiny", "evaluation"])),
-                                              limit=1).records[0]
+        rec = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(["tiny", "evaluation"])), limit=1
+        ).records[0]
     accuracy = rec.asset_materialization.metadata["frontier_accuracy"].value
     assert line.split()[1:4] == ["1", "r001", "1d"] and f"{100 * accuracy:.1f}%" in line
 

@@ -21,16 +21,29 @@ HE_REF = {"format": "humaneval", "entry_point": "add"}
 PROMPT = 'from typing import List\n\n\ndef add(a: int, b: int) -> int:\n    """Add."""\n'
 
 
-@pytest.mark.parametrize("completion,expected", [
-    ("    return a + b\n", PROMPT + "    return a + b\n"),  # continuation of the prompt
-    ("    return a + b\n\nif __name__ == '__main__':\n    print(add(1, 2))\n", PROMPT + "    return a + b\n"),
-    ("Here you go:\n```python\ndef add(a, b):\n    return a + b\n```\nDone.",
-     "from typing import List\ndef add(a, b):\n    return a + b\n"),
-    ("```py\ndef helper():\n    pass\n```\n```python\ndef add(a, b):\n    return b + a\n```\n```python\nprint(1)\n```",
-     "from typing import List\ndef add(a, b):\n    return b + a\n"),
-    ("```python\ndef add(a, b):\n    return a - b", "from typing import List\ndef add(a, b):\n    return a - b"),  # cut off
-    ("def add(a, b):\n    return a * b\nassert add(2, 2) == 4\n", "from typing import List\ndef add(a, b):\n    return a * b"),
-])
+@pytest.mark.parametrize(
+    "completion,expected",
+    [
+        ("    return a + b\n", PROMPT + "    return a + b\n"),  # continuation of the prompt
+        ("    return a + b\n\nif __name__ == '__main__':\n    print(add(1, 2))\n", PROMPT + "    return a + b\n"),
+        (
+            "Here you go:\n```python\ndef add(a, b):\n    return a + b\n```\nDone.",
+            "from typing import List\ndef add(a, b):\n    return a + b\n",
+        ),
+        (
+            "```py\ndef helper():\n    pass\n```\n```python\ndef add(a, b):\n    return b + a\n```\n```python\nprint(1)\n```",
+            "from typing import List\ndef add(a, b):\n    return b + a\n",
+        ),
+        (
+            "```python\ndef add(a, b):\n    return a - b",
+            "from typing import List\ndef add(a, b):\n    return a - b",
+        ),  # cut off
+        (
+            "def add(a, b):\n    return a * b\nassert add(2, 2) == 4\n",
+            "from typing import List\ndef add(a, b):\n    return a * b",
+        ),
+    ],
+)
 def test_extract_program(completion, expected):
     assert extract_program(PROMPT, completion, HE_REF) == expected
 
@@ -62,10 +75,21 @@ def test_humaneval_rows_verify_with_their_canonical_solutions():
 
 
 def _samples(prompts: pl.DataFrame, completions: list[str]) -> pl.DataFrame:
-    return schemas.validate(prompts.select("prompt_id", "prompt").with_columns(
-        pl.Series("completion", completions), round=pl.lit("r001"), sample_idx=pl.lit(0, pl.Int32),
-        policy_id=pl.lit("base"), policy_hash=pl.lit(""), backend=pl.lit("test"), temperature=pl.lit(1.0),
-        top_p=pl.lit(1.0), max_new_tokens=pl.lit(10, pl.Int32), seed=pl.lit(0, pl.Int64)), "samples")
+    return schemas.validate(
+        prompts.select("prompt_id", "prompt").with_columns(
+            pl.Series("completion", completions),
+            round=pl.lit("r001"),
+            sample_idx=pl.lit(0, pl.Int32),
+            policy_id=pl.lit("base"),
+            policy_hash=pl.lit(""),
+            backend=pl.lit("test"),
+            temperature=pl.lit(1.0),
+            top_p=pl.lit(1.0),
+            max_new_tokens=pl.lit(10, pl.Int32),
+            seed=pl.lit(0, pl.Int64),
+        ),
+        "samples",
+    )
 
 
 def test_mbpp_rows_setup_code_and_entry_points():
@@ -91,8 +115,12 @@ def test_code_source_errors_are_clear(tmp_path):
 
 
 def test_code_config_defaults():
-    cfg = parse_config({"task": {"name": "mbpp", "train": {"path": MBPP}, "test": {"path": MBPP}},
-                        "verification": {"sandbox": {"wall_seconds": 3}}})
+    cfg = parse_config(
+        {
+            "task": {"name": "mbpp", "train": {"path": MBPP}, "test": {"path": MBPP}},
+            "verification": {"sandbox": {"wall_seconds": 3}},
+        }
+    )
     assert cfg.verification.sandbox.wall_seconds == 3
     from synth.tasks import default_verifier
 

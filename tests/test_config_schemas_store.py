@@ -4,12 +4,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from pipelines.build import DEFAULT_CONFIG
 from selftaught import schemas
 from selftaught.config import ConfigError, load_config, parse_config
+from selftaught.files import dir_hash, publish_dir, write_parquet_atomic
 from selftaught.round_keys import next_round, parent_key, round_index, round_key
 from selftaught.store import Store, ensure_writable
-from selftaught.files import dir_hash, publish_dir, write_parquet_atomic
-from pipelines.build import DEFAULT_CONFIG
 
 
 def test_demo_preset_is_valid_and_matches_the_defaults():
@@ -66,11 +66,24 @@ def test_round_keys():
 def test_validate_reports_missing_columns_and_bad_verdicts():
     with pytest.raises(schemas.SchemaError, match="missing column"):
         schemas.validate(pl.DataFrame({"round": ["r001"]}), "samples")
-    v = schemas.empty("verdicts").vstack(pl.DataFrame(
-        {"round": ["r"], "prompt_id": ["p"], "sample_idx": [0], "verdict": ["maybe"], "reward": [0.0],
-         "extracted_answer": [None], "parsed_reference": [None], "rationale_ok": [None], "reason": [""],
-         "verifier": ["v"], "details": [None]},
-        schema=schemas.VERDICTS_TABLE))
+    v = schemas.empty("verdicts").vstack(
+        pl.DataFrame(
+            {
+                "round": ["r"],
+                "prompt_id": ["p"],
+                "sample_idx": [0],
+                "verdict": ["maybe"],
+                "reward": [0.0],
+                "extracted_answer": [None],
+                "parsed_reference": [None],
+                "rationale_ok": [None],
+                "reason": [""],
+                "verifier": ["v"],
+                "details": [None],
+            },
+            schema=schemas.VERDICTS_TABLE,
+        )
+    )
     with pytest.raises(schemas.SchemaError, match="verdict must be one of"):
         schemas.validate(v, "verdicts")
     with pytest.raises(schemas.SchemaError, match="undeclared"):
@@ -102,8 +115,18 @@ def test_store_validates_on_write_and_read(tmp_path):
 
 def test_every_policy_evaluation_is_one_table_and_a_03_base_evaluation_is_still_read(tmp_path):
     store = Store(tmp_path)
-    rows = pl.DataFrame({"prompt_id": ["p"], "difficulty": [1], "prompt": ["q"], "reference": ["1"],
-                         "completion": ["1"], "extracted_answer": ["1"], "verdict": ["correct"], "policy_id": ["base"]})
+    rows = pl.DataFrame(
+        {
+            "prompt_id": ["p"],
+            "difficulty": [1],
+            "prompt": ["q"],
+            "reference": ["1"],
+            "completion": ["1"],
+            "extracted_answer": ["1"],
+            "verdict": ["correct"],
+            "policy_id": ["base"],
+        }
+    )
     assert store.evaluation_path("base") == store.table_path("evaluation", "base")
     legacy = tmp_path / "tables" / "eval_results" / "base.parquet"
     write_parquet_atomic(rows, legacy)  # an experiment that selftaught 0.3 wrote
@@ -115,10 +138,13 @@ def test_every_policy_evaluation_is_one_table_and_a_03_base_evaluation_is_still_
 
 def test_publish_dir_replaces_and_dir_hash_tracks_content(tmp_path):
     a, dst = tmp_path / "a", tmp_path / "out"
-    a.mkdir(); (a / "f").write_text("1")
+    a.mkdir()
+    (a / "f").write_text("1")
     publish_dir(a, dst)
     h1 = dir_hash(dst)
-    b = tmp_path / "b"; b.mkdir(); (b / "f").write_text("2")
+    b = tmp_path / "b"
+    b.mkdir()
+    (b / "f").write_text("2")
     publish_dir(b, dst)
     assert (dst / "f").read_text() == "2" and dir_hash(dst) != h1 and not a.exists() and not b.exists()
 
@@ -162,9 +188,11 @@ def test_extends_merges_sections_and_replaces_values(tmp_path):
     """`extends:` lays a config over its parent: sections merge key by key; count tables,
     lists and null replace the parent's value whole; a file beside the child wins."""
     (tmp_path / "parent.yaml").write_text(
-        "name: parent\ntask: {pool: {3: 10, 4: 20}, seed: 5}\nsampling: {n: 4, temperature: 0.5, stop: ['x']}\n")
+        "name: parent\ntask: {pool: {3: 10, 4: 20}, seed: 5}\nsampling: {n: 4, temperature: 0.5, stop: ['x']}\n"
+    )
     (tmp_path / "child.yaml").write_text(
-        "extends: parent\nname: child\ntask: {pool: {6: 1}}\nsampling: {n: 2, stop: []}\nmodel: {warm_start: null}\n")
+        "extends: parent\nname: child\ntask: {pool: {6: 1}}\nsampling: {n: 2, stop: []}\nmodel: {warm_start: null}\n"
+    )
     cfg = load_config(tmp_path / "child.yaml")
     assert cfg.name == "child" and cfg.task.pool == {6: 1} and cfg.task.seed == 5
     assert (cfg.sampling.n, cfg.sampling.temperature, cfg.sampling.stop) == (2, 0.5, ())
@@ -184,8 +212,12 @@ def test_validate_show_prints_a_config_that_loads_back_the_same(tmp_path):
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "validate", "--config", "pipelines/presets/bstar.yaml",
-                          "--show"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "validate", "--config", "pipelines/presets/bstar.yaml", "--show"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     (tmp_path / "whole.yaml").write_text(out)
     assert load_config(tmp_path / "whole.yaml") == load_config(Path("pipelines/presets/bstar.yaml"))
 

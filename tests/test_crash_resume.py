@@ -19,18 +19,26 @@ TABLES = ["prompts", "samples", "verdicts", "training_set", "evaluation"]
 
 
 def _config(folder: Path) -> Path:
-    return copy_config(make_tiny_config(folder), folder / "crash.yaml", max_rounds=1,
-                       sampling={"n": 4, "temperature": 0.7, "max_new_tokens": 40, "batch_size": 16, "shard_size": 4},
-                       training={"method": "full", "max_steps": 12, "learning_rate": 1e-3, "batch_size": 8,
-                                 "save_every": 3},
-                       evaluation={"max_new_tokens": 40, "batch_size": 4})
+    return copy_config(
+        make_tiny_config(folder),
+        folder / "crash.yaml",
+        max_rounds=1,
+        sampling={"n": 4, "temperature": 0.7, "max_new_tokens": 40, "batch_size": 16, "shard_size": 4},
+        training={"method": "full", "max_steps": 12, "learning_rate": 1e-3, "batch_size": 8, "save_every": 3},
+        evaluation={"max_new_tokens": 40, "batch_size": 4},
+    )
 
 
 def _start(config: Path, home: Path) -> subprocess.Popen:
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--config", str(config), "--rounds", "1"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "run", "--config", str(config), "--rounds", "1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> bool:
@@ -72,7 +80,9 @@ def test_kill_9_at_several_points_then_resume_to_identical_files(tmp_path):
     work = store / "work"
     points = {
         "generation": lambda: len(list((work / "r001-samples").glob("shard-*.parquet"))) >= 2,
-        "after sampling (verification / dataset build)": lambda: (store / "tables" / "samples" / "r001.parquet").exists(),
+        "after sampling (verification / dataset build)": lambda: (
+            store / "tables" / "samples" / "r001.parquet"
+        ).exists(),
         "training": lambda: any((work / "r001" / "checkpoints").glob("checkpoint-*")),
         "evaluation": lambda: any((work / "r001-eval").glob("shard-*.parquet")),
     }
@@ -93,15 +103,18 @@ def test_kill_9_at_several_points_then_resume_to_identical_files(tmp_path):
 
     def stage_meta(home_dir: Path, stage: str) -> dict:
         with dg.DagsterInstance.from_config(str(home_dir)) as instance:
-            rec = instance.fetch_materializations(dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey(["tiny", stage]), asset_partitions=["r001"]), limit=1).records[0]
+            rec = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(["tiny", stage]), asset_partitions=["r001"]), limit=1
+            ).records[0]
             return {k: v.value for k, v in rec.asset_materialization.metadata.items()}
 
     for point, stage in [("generation", "samples"), ("training", "policy"), ("evaluation", "evaluation")]:
         if point in killed:
             assert stage_meta(home, stage).get("stage_attempts", 1) >= 2, (point, stage_meta(home, stage))
     if "training" in killed:
-        assert stage_meta(home, "policy")["trained_tokens"] == stage_meta(clean_dir / "home", "policy")["trained_tokens"]
+        assert (
+            stage_meta(home, "policy")["trained_tokens"] == stage_meta(clean_dir / "home", "policy")["trained_tokens"]
+        )
     clean_wall = stage_meta(clean_dir / "home", "policy")["stage_wall_s"]
     if "training" in killed:  # the killed attempt trained past a checkpoint: more seconds than a clean one
         assert stage_meta(home, "policy")["stage_wall_s"] > clean_wall * 0.8, (stage_meta(home, "policy"), clean_wall)

@@ -33,9 +33,13 @@ def _round(config, tmp_path):
             assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
             instance.add_dynamic_partitions("rounds", ["r001"])
             result = defs.resolve_job_def("round").execute_in_process(
-                instance=instance, partition_key="r001", raise_on_error=False)
-            checks = {e.event_specific_data.check_name: e.event_specific_data.passed
-                      for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+                instance=instance, partition_key="r001", raise_on_error=False
+            )
+            checks = {
+                e.event_specific_data.check_name: e.event_specific_data.passed
+                for e in result.all_events
+                if e.event_type_value == "ASSET_CHECK_EVALUATION"
+            }
     return defs.resources["experiment"].store, result, checks
 
 

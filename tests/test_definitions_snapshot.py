@@ -29,8 +29,10 @@ def graph_of(config: Path) -> dict:
         return text.replace(prefix, "<experiment>", 1)
 
     return {
-        "assets": {name(key.to_user_string()): sorted(name(d.to_user_string()) for d in graph.get(key).parent_keys)
-                   for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())},
+        "assets": {
+            name(key.to_user_string()): sorted(name(d.to_user_string()) for d in graph.get(key).parent_keys)
+            for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())
+        },
         "jobs": sorted(j.name for j in defs.resolve_all_job_defs()),
         "schedules": sorted(name(s.name) for s in defs.schedules or []),
         "sensors": sorted(name(s.name) for s in defs.sensors or []),
@@ -43,8 +45,9 @@ def snapshot() -> dict:
     out = {"graph": graphs["demo"], "presets": sorted(n for n, g in graphs.items() if g == graphs["demo"])}
     out.update({f"graph of {n}": g for n, g in graphs.items() if g != graphs["demo"]})
     # What each preset computes (its resolved config, `extends` applied): a change shows here too.
-    out["round_hash"] = {p.stem: load_config(p).round_hash()
-                         for p in sorted((ROOT / "pipelines" / "presets").glob("*.yaml"))}
+    out["round_hash"] = {
+        p.stem: load_config(p).round_hash() for p in sorted((ROOT / "pipelines" / "presets").glob("*.yaml"))
+    }
     return out
 
 
@@ -52,12 +55,23 @@ def test_every_presets_graph_matches_the_snapshot():
     current = snapshot()
     if os.environ.get("SELFTAUGHT_UPDATE_SNAPSHOTS") == "1" or not SNAPSHOT.is_file():
         SNAPSHOT.write_text(json.dumps(current, indent=1, sort_keys=True) + "\n")
-    assert current == json.loads(SNAPSHOT.read_text()), \
+    assert current == json.loads(SNAPSHOT.read_text()), (
         "the Dagster graph changed: review it, then SELFTAUGHT_UPDATE_SNAPSHOTS=1 to record it"
+    )
 
 
 def test_the_round_order_is_the_asset_graph():
-    assert ROUND_ORDER == ["prompts", "sampling_plan", "samples", "verdicts", "repairs", "training_set", "pairs",
-                           "policy", "evaluation", "round_diff"]
+    assert ROUND_ORDER == [
+        "prompts",
+        "sampling_plan",
+        "samples",
+        "verdicts",
+        "repairs",
+        "training_set",
+        "pairs",
+        "policy",
+        "evaluation",
+        "round_diff",
+    ]
     assert UPSTREAM["training_set"] == ["prompts", "repairs", "samples", "sampling_plan", "verdicts"]
     assert UPSTREAM["policy"] == ["pairs", "prompts", "training_set"] and UPSTREAM["prompts"] == []

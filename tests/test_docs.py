@@ -41,8 +41,14 @@ def test_the_site_builds_strict(tmp_path):
     """No warning at all: a broken link or anchor, a page missing from the nav, a nav entry
     without a page (mkdocs.yml sets strict and turns each of these into a warning)."""
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    out = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                         cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert out.returncode == 0, f"mkdocs build --strict failed:\n{out.stderr[-4000:]}"
     site = tmp_path / "site"
     for page in ("index.html", "reference/config/index.html", "reference/cli/index.html", "changelog/index.html"):
@@ -85,7 +91,7 @@ def _yaml_blocks() -> list[tuple[str, int, str]]:
     for page in PAGES:
         text = page.read_text()
         for m in re.finditer(r"^```ya?ml[^\n]*\n(.*?)^```", text, re.S | re.M):
-            blocks.append((page.relative_to(ROOT).as_posix(), text[:m.start()].count("\n") + 1, m.group(1)))
+            blocks.append((page.relative_to(ROOT).as_posix(), text[: m.start()].count("\n") + 1, m.group(1)))
     return blocks
 
 
@@ -127,8 +133,10 @@ def test_a_config_snippet_validates(where, text, tmp_path):
             return
         except ConfigError as exc:
             errors.append(str(exc))
-    pytest.fail(f"the config snippet at {where} does not validate, alone:\n{errors[0]}\n"
-                f"nor over the worked example's config:\n{errors[1]}")
+    pytest.fail(
+        f"the config snippet at {where} does not validate, alone:\n{errors[0]}\n"
+        f"nor over the worked example's config:\n{errors[1]}"
+    )
 
 
 def test_readme_is_a_front_page():
@@ -136,14 +144,27 @@ def test_readme_is_a_front_page():
     assert len(readme.splitlines()) <= 250, "README.md: at most 250 lines; the rest belongs on a docs page"
     for preset in sorted((ROOT / "pipelines" / "presets").glob("*.yaml")):
         assert re.search(rf"^\| `{preset.stem}` \|", readme, re.M), (
-            f"README's presets table has no row for {preset.name}")
+            f"README's presets table has no row for {preset.name}"
+        )
 
 
-@pytest.mark.parametrize("phrase", [r"\bthis session\b", r"\bin this session\b", r"\bthe issue asked\b",
-                                    r"\bthe issue's (?:target|goal)\b", r"\bFixed on the way\b"])
+@pytest.mark.parametrize(
+    "phrase",
+    [
+        r"\bthis session\b",
+        r"\bin this session\b",
+        r"\bthe issue asked\b",
+        r"\bthe issue's (?:target|goal)\b",
+        r"\bFixed on the way\b",
+    ],
+)
 def test_the_docs_speak_about_the_product_not_its_history(phrase):
-    hits = [f"{p.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}"
-            for p in PAGES for text in [p.read_text()] for m in re.finditer(phrase, text, re.I)]
+    hits = [
+        f"{p.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}"
+        for p in PAGES
+        for text in [p.read_text()]
+        for m in re.finditer(phrase, text, re.I)
+    ]
     assert not hits, f"history in the docs ({phrase}): {hits}; CHANGELOG.md holds what changed"
 
 

@@ -101,18 +101,29 @@ def test_documented_command_starts(prog, what):
     if prog == "make":
         out = subprocess.run(["make", "-n", what], cwd=ROOT, capture_output=True, text=True, timeout=60)
     elif prog == "selftaught":
-        out = subprocess.run([sys.executable, "-m", "pipelines.cli", what, "--help"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", what, "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert "usage:" in out.stdout, f"`selftaught {what}` ({where}) is not a subcommand:\n{out.stderr[-1500:]}"
     elif prog == "dagster":
-        out = subprocess.run([str(Path(sys.executable).parent / "dagster"), what, "--help"], cwd=ROOT,
-                             capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [str(Path(sys.executable).parent / "dagster"), what, "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     elif what.startswith("-m "):
         module = what[3:]
         if module == "pytest":
             return
-        out = subprocess.run([sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
     else:
         assert (ROOT / what).is_file(), f"{where} shows `python {what}`: there is no such file"
         out = _script_help(what)
@@ -124,8 +135,8 @@ def test_every_bench_script_has_help_and_shadows_nothing(script):
     """Also the scripts the docs do not show yet: each runs from the root as `python bench/<script>`."""
     name = script.removesuffix(".py")
     assert name not in PACKAGES + LIBRARIES, (
-        f"bench/{script} shadows the package `{name}` for every script in bench/ (it is first on sys.path); "
-        "rename it")
+        f"bench/{script} shadows the package `{name}` for every script in bench/ (it is first on sys.path); rename it"
+    )
     out = _script_help(f"bench/{script}")
     assert out.returncode == 0 and "usage:" in out.stdout, out.stderr[-2000:]
 

@@ -21,7 +21,8 @@ def _benchmark(folder: Path) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tasks = folder / "lm_tasks"
     tasks.mkdir()
-    (tasks / "sums.yaml").write_text(textwrap.dedent(f"""
+    (tasks / "sums.yaml").write_text(
+        textwrap.dedent(f"""
         task: tiny_sums
         dataset_path: json
         dataset_kwargs:
@@ -39,21 +40,29 @@ def _benchmark(folder: Path) -> Path:
           - metric: exact_match
             aggregation: mean
             higher_is_better: true
-    """))
+    """)
+    )
     return path
 
 
 def _config(folder: Path, **evaluation) -> Path:
-    return copy_config(make_tiny_config(folder), folder / "bench.yaml", max_rounds=1,
-                       evaluation={"max_new_tokens": 40, "batch_size": 64, **evaluation})
+    return copy_config(
+        make_tiny_config(folder),
+        folder / "bench.yaml",
+        max_rounds=1,
+        evaluation={"max_new_tokens": 40, "batch_size": 64, **evaluation},
+    )
 
 
 @pytest.mark.slow
 def test_a_dataset_file_is_the_held_out_set_and_lm_eval_runs_on_every_policy(tmp_path):
     bench = _benchmark(tmp_path)
-    config = _config(tmp_path, task={"name": "dataset", "train": {"path": str(bench)}, "test": {"path": str(bench)},
-                                     "eval_size": 100},
-                     verifier="arithmetic", lm_eval={"tasks": ["tiny_sums"], "include_path": "lm_tasks"})
+    config = _config(
+        tmp_path,
+        task={"name": "dataset", "train": {"path": str(bench)}, "test": {"path": str(bench)}, "eval_size": 100},
+        verifier="arithmetic",
+        lm_eval={"tasks": ["tiny_sums"], "include_path": "lm_tasks"},
+    )
     cfg = load_config(config)
     assert cfg.evaluation_verifier() == "arithmetic" and cfg.verifier_plugin().name == "arithmetic"
     store, meta, _ = run_rounds(config, tmp_path, 1)

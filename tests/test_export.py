@@ -15,8 +15,8 @@ from selftaught import __version__
 from selftaught.config import load_config
 from selftaught.files import file_hash
 from selftaught.store import Store
-from train.artifact import read_provenance
 from tests.conftest import dpo_lora_config, run_rounds
+from train.artifact import read_provenance
 
 pytestmark = pytest.mark.slow
 
@@ -125,8 +125,11 @@ def test_unknown_or_incomplete_rounds_name_the_rounds_there_are(dpo_lora_round, 
     shutil.copytree(store.root, copy)
     shutil.copyfile(copy / "tables/prompts/r001.parquet", copy / "tables/prompts/r002.parquet")
     cfg = load_config(config)
-    with pytest.raises(export.ExportError, match=r"round r002 is not complete .*no policy artifact or evaluation"
-                                                 r".*complete rounds: r001; started, not complete: r002"):
+    with pytest.raises(
+        export.ExportError,
+        match=r"round r002 is not complete .*no policy artifact or evaluation"
+        r".*complete rounds: r001; started, not complete: r002",
+    ):
         export.export_round(cfg, Store(copy), "r002", tmp_path / "b")
     with pytest.raises(export.ExportError, match=r"'r2' does not exist .*complete rounds: r001"):
         export.export_round(cfg, Store(copy), "r2", tmp_path / "b")
@@ -188,10 +191,15 @@ def test_a_damaged_table_or_an_unwritable_target_is_one_line_and_writes_nothing(
     copy = tmp_path / "store"
     shutil.copytree(store.root, copy)
     (copy / "tables/verdicts/r001.parquet").write_bytes(b"PAR1 cut")
-    with pytest.raises(export.ExportError, match=r"the verdicts table of round r001 .* is damaged .*nothing was exported"):
+    with pytest.raises(
+        export.ExportError, match=r"the verdicts table of round r001 .* is damaged .*nothing was exported"
+    ):
         export.export_round(load_config(config), Store(copy), "r001", tmp_path / "a")
     (tmp_path / "a_file").write_text("x")
     assert export.run(_args(config, "r001", tmp_path / "a_file" / "out")) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"error: cannot export to {tmp_path / 'a_file' / 'out'}: {tmp_path / 'a_file'} is a file, not a folder"
+    assert (
+        err.strip()
+        == f"error: cannot export to {tmp_path / 'a_file' / 'out'}: {tmp_path / 'a_file'} is a file, not a folder"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "store"]

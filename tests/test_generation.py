@@ -26,17 +26,27 @@ def _prompts(count: int) -> pl.DataFrame:
 
 
 def _job(model_dir, out_dir, shard_size=4, params=PARAMS, backend="hf", options=None) -> GenerationJob:
-    return GenerationJob(backend=backend, model_dir=str(model_dir), params=params, out_dir=str(out_dir),
-                         round="r001", policy_id="base", policy_hash="abc", shard_size=shard_size,
-                         options=options if options is not None else {"batch_size": 16})
+    return GenerationJob(
+        backend=backend,
+        model_dir=str(model_dir),
+        params=params,
+        out_dir=str(out_dir),
+        round="r001",
+        policy_id="base",
+        policy_hash="abc",
+        shard_size=shard_size,
+        options=options if options is not None else {"batch_size": 16},
+    )
 
 
 def test_rerun_reuses_finished_shards_and_changed_job_discards_them(tiny_model_dir, tmp_path):
     prompts = _prompts(10)
     job = _job(tiny_model_dir, tmp_path / "gen")
     first = run(job, prompts)
-    assert first.height == 10 * PARAMS.n and first["prompt_id"].unique(maintain_order=True).to_list() == \
-        prompts["prompt_id"].to_list()
+    assert (
+        first.height == 10 * PARAMS.n
+        and first["prompt_id"].unique(maintain_order=True).to_list() == prompts["prompt_id"].to_list()
+    )
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "gen").glob("shard-*.parquet")}
     assert len(stamps) == 3  # 4 + 4 + 2 prompts
     again = run(job, prompts)
@@ -75,8 +85,12 @@ def test_killed_generation_subprocess_resumes_to_the_same_rows(tiny_model_dir, t
     n_shards = prepare(job, prompts)
     assert n_shards == 12
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "synth.generate", str(tmp_path / "killed" / JOB_FILE)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synth.generate", str(tmp_path / "killed" / JOB_FILE)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     done = lambda: len(list((tmp_path / "killed").glob("shard-*.parquet")))  # noqa: E731
     try:
         assert _wait_for(lambda: done() >= 2), "generation subprocess wrote no shards"
@@ -136,8 +150,25 @@ class Server:
     def __init__(self, model_dir, *args):
         env = {**os.environ, "PYTHONPATH": str(ROOT), KEY_ENV: KEY}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "synth.serve", "--model", str(model_dir), "--name", "tiny", "--port", "0",
-             "--api-key-env", KEY_ENV, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "synth.serve",
+                "--model",
+                str(model_dir),
+                "--name",
+                "tiny",
+                "--port",
+                "0",
+                "--api-key-env",
+                KEY_ENV,
+                *args,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         line = self.proc.stdout.readline()
         if not line.startswith("serving"):
             self.proc.kill()
@@ -174,8 +205,10 @@ def test_openai_backend_matches_the_model_it_serves_and_retries(server, api_key,
     got = client.generate(prompts, PARAMS)
     assert client.retries == 3
     direct = HFBackend(str(tiny_model_dir), batch_size=64)
-    want = [direct.generate([p], dataclasses.replace(PARAMS, seed=derive_seed(PARAMS.seed, i)))[0]
-            for i, p in enumerate(prompts)]
+    want = [
+        direct.generate([p], dataclasses.replace(PARAMS, seed=derive_seed(PARAMS.seed, i)))[0]
+        for i, p in enumerate(prompts)
+    ]
     assert got == want
 
 
@@ -191,8 +224,9 @@ def test_openai_backend_errors_are_clear(server, api_key, monkeypatch):
         OpenAIBackend(srv.url, "gpt-9", api_key_env=KEY_ENV).generate(prompts, PARAMS)
     slow = server("--delay", "3")
     with pytest.raises(BackendError, match="Timeout.*2 attempts"):
-        OpenAIBackend(slow.url, "tiny", api_key_env=KEY_ENV, timeout_seconds=0.3, max_retries=1,
-                      backoff_seconds=0).generate(prompts, PARAMS)
+        OpenAIBackend(
+            slow.url, "tiny", api_key_env=KEY_ENV, timeout_seconds=0.3, max_retries=1, backoff_seconds=0
+        ).generate(prompts, PARAMS)
     with pytest.raises(BackendError, match="ConnectError|attempts"):
         OpenAIBackend("http://127.0.0.1:9", "tiny", max_retries=0).generate(prompts, PARAMS)
 
@@ -210,10 +244,10 @@ def test_openai_generation_job_never_stores_the_key(server, api_key, tmp_path):
 
 # --- through Dagster ------------------------------------------------------------------------------
 
+
 def _materialize(defs, instance, key=None):
     job = defs.resolve_job_def("round" if key else "setup")
-    result = job.execute_in_process(instance=instance, raise_on_error=False,
-                                    **({"partition_key": key} if key else {}))
+    result = job.execute_in_process(instance=instance, raise_on_error=False, **({"partition_key": key} if key else {}))
     assert result.success, [e.message for e in result.all_events if e.is_failure]
     return result
 
@@ -246,9 +280,15 @@ def _round_against_base_server(tmp_path, of_url):
 @pytest.mark.slow
 def test_round_with_a_teacher_server_in_a_subprocess(tmp_path, api_key):
     """samples from an OpenAI-compatible server (in an isolated generation subprocess); eval stays local."""
-    store, logs = _round_against_base_server(tmp_path, of_url=lambda url: dict(
-        sampling__backend="openai", sampling__isolate=True, sampling__shard_size=8,
-        sampling__openai={"base_url": url, "model": "tiny", "api_key_env": KEY_ENV, "max_concurrency": 4}))
+    store, logs = _round_against_base_server(
+        tmp_path,
+        of_url=lambda url: dict(
+            sampling__backend="openai",
+            sampling__isolate=True,
+            sampling__shard_size=8,
+            sampling__openai={"base_url": url, "model": "tiny", "api_key_env": KEY_ENV, "max_concurrency": 4},
+        ),
+    )
     samples = store.read_table("samples", "r001")
     assert set(samples["policy_id"]) == {"openai:tiny"} and set(samples["backend"]) == {"openai"}
     assert samples.height == 20 * 4
@@ -267,12 +307,24 @@ def test_a_judge_can_be_any_backend_here_a_server(tmp_path, api_key):
 
     from filters.judge import parse_score
 
-    store, _ = _round_against_base_server(tmp_path, of_url=lambda url: dict(
-        selection__min_new_rows=0, verification={
-            "verifier": "judge", "max_unverifiable_share": 1.0,
-            "judge": {"backend": "openai", "max_score": 9999, "threshold": 5, "max_new_tokens": 4,
-                      "template": "{prompt}{completion} Q: 1+",  # ends inside a sum: a digit comes next
-                      "openai": {"base_url": url, "model": "tiny", "api_key_env": KEY_ENV}}}))
+    store, _ = _round_against_base_server(
+        tmp_path,
+        of_url=lambda url: dict(
+            selection__min_new_rows=0,
+            verification={
+                "verifier": "judge",
+                "max_unverifiable_share": 1.0,
+                "judge": {
+                    "backend": "openai",
+                    "max_score": 9999,
+                    "threshold": 5,
+                    "max_new_tokens": 4,
+                    "template": "{prompt}{completion} Q: 1+",  # ends inside a sum: a digit comes next
+                    "openai": {"base_url": url, "model": "tiny", "api_key_env": KEY_ENV},
+                },
+            },
+        ),
+    )
     verdicts = store.read_table("verdicts", "r001")
     assert set(verdicts["verifier"]) == {"judge:openai:tiny@1"}
     details = [json.loads(d) for d in verdicts["details"]]
@@ -290,8 +342,13 @@ def test_lora_rounds_stay_one_adapter_on_the_base_model(tmp_path):
     from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
     from train.artifact import read_provenance, serving_paths
 
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "lora.yaml", training__method="lora",
-                         training__lora={"r": 8, "alpha": 16}, training__learning_rate=1e-2)
+    config = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "lora.yaml",
+        training__method="lora",
+        training__lora={"r": 8, "alpha": 16},
+        training__learning_rate=1e-2,
+    )
     with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
         defs = build_definitions(config)
         _materialize(defs, instance)
@@ -314,16 +371,22 @@ def test_lora_rounds_stay_one_adapter_on_the_base_model(tmp_path):
     assert changed
 
 
-@pytest.mark.parametrize("sampling,training,message", [
-    ({"backend": "openai"}, {}, "needs an openai: section"),
-    ({"backend": "openai", "openai": {"base_url": "127.0.0.1:8000/v1", "model": "m"}}, {}, "http://"),
-    ({"backend": "openai", "openai": {"base_url": "http://h/v1", "model": "m", "api_key": "sk-x"}}, {},
-     "openai.api_key: unknown key"),
-    ({"backend": "vllm", "vllm": {"max_lora_rank": 8}}, {"method": "lora", "lora": {"r": 16}}, "max_lora_rank"),
-    ({"backend": "tgi"}, {}, "sampling.backend"),
-    ({"shard_size": 0}, {}, "sampling.shard_size"),
-    ({"data_parallel": 2, "isolate": False}, {}, "data_parallel runs several engine processes"),
-])
+@pytest.mark.parametrize(
+    "sampling,training,message",
+    [
+        ({"backend": "openai"}, {}, "needs an openai: section"),
+        ({"backend": "openai", "openai": {"base_url": "127.0.0.1:8000/v1", "model": "m"}}, {}, "http://"),
+        (
+            {"backend": "openai", "openai": {"base_url": "http://h/v1", "model": "m", "api_key": "sk-x"}},
+            {},
+            "openai.api_key: unknown key",
+        ),
+        ({"backend": "vllm", "vllm": {"max_lora_rank": 8}}, {"method": "lora", "lora": {"r": 16}}, "max_lora_rank"),
+        ({"backend": "tgi"}, {}, "sampling.backend"),
+        ({"shard_size": 0}, {}, "sampling.shard_size"),
+        ({"data_parallel": 2, "isolate": False}, {}, "data_parallel runs several engine processes"),
+    ],
+)
 def test_generation_config_errors_name_the_key(sampling, training, message):
     from selftaught.config import ConfigError, parse_config
 

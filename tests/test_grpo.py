@@ -27,26 +27,34 @@ class _State:
 
 
 def test_unverifiable_rollouts_get_no_reward_and_a_mostly_unverifiable_batch_stops(tmp_path):
-    reward = VerifierReward(get_verifier("arithmetic"), tmp_path / "rollouts", "r001", "r001",
-                            max_unverifiable_share=0.5, min_rollouts=8)
+    reward = VerifierReward(
+        get_verifier("arithmetic"), tmp_path / "rollouts", "r001", "r001", max_unverifiable_share=0.5, min_rollouts=8
+    )
     prompts = ["Q: 2+3=?"] * 4
     # Prompt u has no reference: its rollouts cannot be verified.
-    got = reward(prompts, [" 2+3+0=5:5; answer 5", " answer 6", " answer 5", " answer 5"],
-                 prompt_id=["p", "p", "u", "p"], reference=["5", "5", "", "5"], trainer_state=_State(0))
+    got = reward(
+        prompts,
+        [" 2+3+0=5:5; answer 5", " answer 6", " answer 5", " answer 5"],
+        prompt_id=["p", "p", "u", "p"],
+        reference=["5", "5", "", "5"],
+        trainer_state=_State(0),
+    )
     assert got == [1.0, 0.0, None, 1.0]  # unverifiable: None (TRL leaves it out), never 0
     table = reward.table().sort("prompt_id", "sample_idx")
     assert table["reward"].to_list() == [1.0, 0.0, 1.0, None] and table["sample_idx"].to_list() == [0, 1, 2, 0]
     assert table["verdict"].to_list() == ["correct", "incorrect", "correct", "unverifiable"]
     # The round's share so far counts (5 of 8 here), once min_rollouts are in: one batch is too noisy.
-    with pytest.raises(TooManyUnverifiable, match="62% of the 8 rollouts so far unverifiable .*"
-                                                  "max_unverifiable_share 50%.*no reference answer"):
-        reward(prompts, [" answer 5"] * 4, prompt_id=["u", "u", "u", "u"], reference=[""] * 4,
-               trainer_state=_State(1))
+    with pytest.raises(
+        TooManyUnverifiable,
+        match="62% of the 8 rollouts so far unverifiable .*max_unverifiable_share 50%.*no reference answer",
+    ):
+        reward(prompts, [" answer 5"] * 4, prompt_id=["u", "u", "u", "u"], reference=[""] * 4, trainer_state=_State(1))
     # A resumed run regenerates from its checkpoint's step: those rollouts go, numbering continues.
     assert reward.forget_from(1) == 1
     again = VerifierReward(get_verifier("arithmetic"), tmp_path / "rollouts", "r001", "r001")
-    again(["Q: 1+1=?"] * 2, [" answer 2", " answer 3"], prompt_id=["p"] * 2, reference=["2"] * 2,
-          trainer_state=_State(1))
+    again(
+        ["Q: 1+1=?"] * 2, [" answer 2", " answer 3"], prompt_id=["p"] * 2, reference=["2"] * 2, trainer_state=_State(1)
+    )
     assert again.table().filter(pl.col("prompt_id") == "p")["sample_idx"].to_list() == [0, 1, 2, 3, 4]
     assert again.table().filter(pl.col("prompt_id") == "u")["sample_idx"].to_list() == [0]
 
@@ -58,11 +66,20 @@ def test_label_free_reward_agrees_with_the_majority_and_gets_no_reference(tmp_pa
     prompts = pl.DataFrame({"prompt_id": ["p"], "prompt": ["Q: 2+3=?"], "reference": ["5"], "difficulty": [1]})
     assert rollout_prompts(ttrl, prompts).columns == ["prompt_id", "prompt"]  # nothing to read a label from
     assert "reference" in rollout_prompts(load_config(PRESETS / "grpo.yaml"), prompts).columns
-    reward = VerifierReward(get_verifier("majority", ttrl.verification), tmp_path / "r", "r001", "r001",
-                            max_unverifiable_share=ttrl.verification.max_unverifiable_share)
+    reward = VerifierReward(
+        get_verifier("majority", ttrl.verification),
+        tmp_path / "r",
+        "r001",
+        "r001",
+        max_unverifiable_share=ttrl.verification.max_unverifiable_share,
+    )
     # The majority (7) is wrong: label-free rewards agreement, not the truth it cannot see.
-    got = reward(["Q: 2+3=?"] * 4, [" answer 7", " answer 7", " answer 5", " answer 7"], prompt_id=["p"] * 4,
-                 trainer_state=_State(0))
+    got = reward(
+        ["Q: 2+3=?"] * 4,
+        [" answer 7", " answer 7", " answer 5", " answer 7"],
+        prompt_id=["p"] * 4,
+        trainer_state=_State(0),
+    )
     assert got == [1.0, 1.0, 0.0, 1.0]
     assert reward.table()["parsed_reference"].to_list() == ["7"] * 4
 
@@ -101,11 +118,25 @@ def test_grpo_config_errors_name_the_key_and_the_trl_version():
 
 
 def _grpo_config(folder: Path, **grpo) -> Path:
-    return copy_config(make_tiny_config(folder), folder / "grpo.yaml", max_rounds=1,
-                       training={"method": "full", "max_steps": 6, "learning_rate": 1e-4, "save_every": 2,
-                                 "objective": "grpo",
-                                 "grpo": {"num_generations": 4, "prompts_per_step": 2, "max_completion_length": 40,
-                                          "temperature": 0.8, **grpo}})
+    return copy_config(
+        make_tiny_config(folder),
+        folder / "grpo.yaml",
+        max_rounds=1,
+        training={
+            "method": "full",
+            "max_steps": 6,
+            "learning_rate": 1e-4,
+            "save_every": 2,
+            "objective": "grpo",
+            "grpo": {
+                "num_generations": 4,
+                "prompts_per_step": 2,
+                "max_completion_length": 40,
+                "temperature": 0.8,
+                **grpo,
+            },
+        },
+    )
 
 
 @pytest.mark.slow
@@ -125,8 +156,13 @@ def test_a_grpo_round_keeps_every_rollout_and_trl_saw_the_groups_we_recorded(tmp
     assert meta[("policy", "r001")]["rollouts"] == 48
     # TRL's logged share of zero-std groups (zero advantage) is the share of our recorded groups
     # whose rewards are all equal, step by step: it trained on exactly these rewards.
-    equal = rollouts.group_by("step", "prompt_id").agg(flat=pl.col("reward").n_unique() == 1) \
-        .group_by("step").agg(pl.col("flat").mean()).sort("step")
+    equal = (
+        rollouts.group_by("step", "prompt_id")
+        .agg(flat=pl.col("reward").n_unique() == 1)
+        .group_by("step")
+        .agg(pl.col("flat").mean())
+        .sort("step")
+    )
     logged = {e["step"]: e["frac_reward_zero_std"] for e in prov["metrics"]["per_step"]}
     ours = dict(equal.iter_rows())
     assert logged and all(abs(logged[s] - ours[s - 1]) < 1e-6 for s in logged), (logged, ours)
@@ -138,13 +174,23 @@ def test_a_grpo_round_killed_in_its_third_epoch_resumes_to_identical_rollouts_an
     step: the kill lands in epoch 3 (a checkpoint past epoch 1 is where the prompt order used
     to replay epoch 1's). The rollouts file, the weights and the evaluation are byte for byte
     those of an uninterrupted run."""
+
     def config(folder: Path) -> Path:
         folder.mkdir()
         return copy_config(_grpo_config(folder), folder / "grpo.yaml", task__pool={1: 4})
 
     def cli(folder: Path):
         env = {**os.environ, "DAGSTER_HOME": str(folder / "home"), "PYTHONPATH": str(ROOT)}
-        return [sys.executable, "-m", "pipelines.cli", "run", "--config", str(folder / "grpo.yaml"), "--rounds", "1"], env
+        return [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "run",
+            "--config",
+            str(folder / "grpo.yaml"),
+            "--rounds",
+            "1",
+        ], env
 
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     config(killed), config(whole)
@@ -152,8 +198,9 @@ def test_a_grpo_round_killed_in_its_third_epoch_resumes_to_identical_rollouts_an
     store = killed / "store"
     ckpt = store / "work" / "r001" / "checkpoints" / "checkpoint-4"
     shards = store / "work" / "r001-rollouts"
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     end = time.monotonic() + 600
     while time.monotonic() < end and proc.poll() is None:  # past the checkpoint, a rollout after it written
         if (ckpt / "trainer_state.json").is_file() and (shards / "step-0000004.parquet").is_file():
@@ -175,14 +222,22 @@ def test_a_grpo_round_killed_in_its_third_epoch_resumes_to_identical_rollouts_an
     cmd, env = cli(whole)
     once = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert once.returncode == 0, once.stderr[-3000:]
-    for path in ["tables/rollouts/r001.parquet", "models/r001/model/model.safetensors", "tables/evaluation/r001.parquet"]:
+    for path in [
+        "tables/rollouts/r001.parquet",
+        "models/r001/model/model.safetensors",
+        "tables/evaluation/r001.parquet",
+    ]:
         a, b = (whole / "store" / path).read_bytes(), (store / path).read_bytes()
         if a != b and path.endswith(".parquet"):
             left, right = pl.read_parquet(whole / "store" / path), pl.read_parquet(store / path)
             diff = left.join(right, on=["prompt_id", "sample_idx"], suffix="_resumed").filter(
-                pl.col("completion") != pl.col("completion_resumed"))
-            raise AssertionError(f"{path} differs after the resume: {diff.select('step', 'prompt_id', 'sample_idx')}"
-                                 if "step" in diff.columns else f"{path} differs after the resume: {diff.height} rows")
+                pl.col("completion") != pl.col("completion_resumed")
+            )
+            raise AssertionError(
+                f"{path} differs after the resume: {diff.select('step', 'prompt_id', 'sample_idx')}"
+                if "step" in diff.columns
+                else f"{path} differs after the resume: {diff.height} rows"
+            )
         assert a == b, f"{path} differs after the resume"
 
 
@@ -192,8 +247,14 @@ def test_grpo_trains_a_lora_adapter_and_continues_it(tmp_path, tiny_model_dir):
     from train.sft import LoraSettings
 
     prompts = pl.DataFrame({"prompt_id": ["a", "b"], "prompt": ["Q: 1+2=? A:", "Q: 2+2=? A:"], "reference": ["3", "4"]})
-    s = GRPOSettings(max_steps=2, num_generations=2, prompts_per_step=2, max_completion_length=8, method="lora",
-                     lora=LoraSettings(r=2, alpha=4, target_modules=("q_proj", "v_proj")))
+    s = GRPOSettings(
+        max_steps=2,
+        num_generations=2,
+        prompts_per_step=2,
+        max_completion_length=8,
+        method="lora",
+        lora=LoraSettings(r=2, alpha=4, target_modules=("q_proj", "v_proj")),
+    )
     first = VerifierReward(get_verifier("arithmetic"), tmp_path / "r1", "r001", "r001")
     m = train_grpo(tiny_model_dir, prompts, first, tmp_path / "one", s)
     assert m["steps"] == 2 and (tmp_path / "one" / "adapter" / "adapter_config.json").is_file()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 import pytest
-
 from conftest import TINY_CONFIG, copy_config, fresh_dagster_home, run_rounds
+
 from filters.audit import audit
 from filters.diff import eval_changes, kept_numbers
 from filters.ledger import round_ledger
@@ -18,30 +18,46 @@ from pipelines.cli import main
 @pytest.fixture(scope="module")
 def two_rounds(tmp_path_factory):
     folder = tmp_path_factory.mktemp("insight")
-    config = copy_config(TINY_CONFIG, folder / "tiny.yaml", storage_root=str(folder / "store"),
-                         operations__price_per_hour=2.0)
+    config = copy_config(
+        TINY_CONFIG, folder / "tiny.yaml", storage_root=str(folder / "store"), operations__price_per_hour=2.0
+    )
     store, meta, _ = run_rounds(config, folder, rounds=2)
     return config, folder, store, meta
 
 
 # ---- round_diff ------------------------------------------------------------------------------
 
+
 def test_eval_changes_count_each_prompt_once_per_difficulty():
-    before = pl.DataFrame({"prompt_id": ["a", "b", "c", "d"], "difficulty": [1, 1, 2, 2],
-                           "verdict": ["correct", "incorrect", "correct", "incorrect"]})
-    after = pl.DataFrame({"prompt_id": ["a", "b", "c", "e"], "difficulty": [1, 1, 2, 2],
-                          "verdict": ["incorrect", "correct", "correct", "correct"]})
+    before = pl.DataFrame(
+        {
+            "prompt_id": ["a", "b", "c", "d"],
+            "difficulty": [1, 1, 2, 2],
+            "verdict": ["correct", "incorrect", "correct", "incorrect"],
+        }
+    )
+    after = pl.DataFrame(
+        {
+            "prompt_id": ["a", "b", "c", "e"],
+            "difficulty": [1, 1, 2, 2],
+            "verdict": ["incorrect", "correct", "correct", "correct"],
+        }
+    )
     t = eval_changes(before, after, "r002", "r001")
     assert t.select("difficulty", "prompts", "newly_solved", "newly_lost").rows() == [(1, 2, 1, 1), (2, 1, 0, 0)]
     assert t["newly_solved_ids"].to_list() == [["b"], []] and t["newly_lost_ids"].to_list() == [["a"], []]
     kept = pl.DataFrame({"prompt_id": ["a", "b", "b"], "completion": ["xx", "xxxx", "xxxxxx"]})
     before_kept = pl.DataFrame({"prompt_id": ["b"], "completion": ["x"]})
-    verdicts = pl.DataFrame({"prompt_id": ["a", "a", "b", "b"], "verdict": ["correct"] * 3 + ["incorrect"],
-                             "extracted_answer": ["1", "1", "2", "3"]})
+    verdicts = pl.DataFrame(
+        {
+            "prompt_id": ["a", "a", "b", "b"],
+            "verdict": ["correct"] * 3 + ["incorrect"],
+            "extracted_answer": ["1", "1", "2", "3"],
+        }
+    )
     n = kept_numbers(kept, before_kept, verdicts)
     assert n["kept_overlap"] == 0.5 and n["kept_answer_length"] == 4.0 and n["kept_answer_length_drift"] == 3.0
     assert n["distinct_answers_per_prompt"] == 1.5 and n["kept_from_saturated_prompts"] == pytest.approx(1 / 3)
-
 
 
 @pytest.mark.slow
@@ -50,9 +66,12 @@ def test_round_diff_numbers_add_up_against_the_tables(two_rounds, capsys):
     diff = meta[("round_diff", "r002")]
     assert diff["against"] == "r001" and meta[("round_diff", "r001")]["against"] == "base"
 
-    before = pl.read_parquet(store.table_path("evaluation", "r001")).select("prompt_id", "difficulty",
-                                                                          b=pl.col("verdict") == "correct")
-    after = pl.read_parquet(store.table_path("evaluation", "r002")).select("prompt_id", a=pl.col("verdict") == "correct")
+    before = pl.read_parquet(store.table_path("evaluation", "r001")).select(
+        "prompt_id", "difficulty", b=pl.col("verdict") == "correct"
+    )
+    after = pl.read_parquet(store.table_path("evaluation", "r002")).select(
+        "prompt_id", a=pl.col("verdict") == "correct"
+    )
     both = before.join(after, on="prompt_id")
     assert diff["newly_solved"] == both.filter(pl.col("a") & ~pl.col("b")).height
     assert diff["newly_lost"] == both.filter(~pl.col("a") & pl.col("b")).height
@@ -81,32 +100,41 @@ def test_round_diff_numbers_add_up_against_the_tables(two_rounds, capsys):
 
 # ---- the verifier audit ----------------------------------------------------------------------
 
+
 def _rows(prompts: list[tuple[str, str, str]], completions: list[tuple[str, str]]):
     p = pl.DataFrame(prompts, schema=["prompt_id", "prompt", "reference"], orient="row")
-    s = pl.DataFrame([(pid, i, c) for i, (pid, c) in enumerate(completions)],
-                     schema=["prompt_id", "sample_idx", "completion"], orient="row")
+    s = pl.DataFrame(
+        [(pid, i, c) for i, (pid, c) in enumerate(completions)],
+        schema=["prompt_id", "sample_idx", "completion"],
+        orient="row",
+    )
     s = s.with_columns(pl.col("sample_idx").cast(pl.Int32), pl.lit("r001").alias("round"))
     return p, s.join(p.select("prompt_id", "prompt"), on="prompt_id")
 
 
 def test_numeric_verdicts_get_math_verify_as_second_opinion_and_the_tells_are_counted():
-    from filters.verifiers import verify, NumericVerifier
+    from filters.verifiers import NumericVerifier, verify
 
     prompts, samples = _rows(
-        [("p1", "Question: Tom has 3 apples and buys 2. How many?\nAnswer:", "5"),
-         ("p2", "Question: A box holds 12 eggs. How many eggs in 1 box?\nAnswer:", "12")],
-        [("p1", "He has 3 + 2 = 5 apples. #### 5"),       # agree
-         ("p1", "#### 5\nActually it is $\\boxed{6}$"),  # numeric reads '####' 5; math-verify the boxed 6
-         ("p2", "12"),                                    # right, restates the prompt's number, no reasoning
-         ("p2", "There are twelve eggs in it, so 12")])   # right by the last-number fallback
+        [
+            ("p1", "Question: Tom has 3 apples and buys 2. How many?\nAnswer:", "5"),
+            ("p2", "Question: A box holds 12 eggs. How many eggs in 1 box?\nAnswer:", "12"),
+        ],
+        [
+            ("p1", "He has 3 + 2 = 5 apples. #### 5"),  # agree
+            ("p1", "#### 5\nActually it is $\\boxed{6}$"),  # numeric reads '####' 5; math-verify the boxed 6
+            ("p2", "12"),  # right, restates the prompt's number, no reasoning
+            ("p2", "There are twelve eggs in it, so 12"),
+        ],
+    )  # right by the last-number fallback
     verdicts = verify(NumericVerifier(), prompts, samples)
     result = audit("numeric", prompts, samples, verdicts)
     assert result.second_opinion == "math-verify"
     assert result.numbers["audit_correct_samples"] == 4
     assert result.disagreeing.select("prompt_id", "sample_idx").rows() == [("p1", 1)]
     assert result.numbers["audit_disagreement_share"] == 0.25
-    assert result.numbers["tell_restated_answer"] == 0.5      # both p2 answers are in the prompt
-    assert result.numbers["tell_empty_reasoning"] == 0.5      # "12", and "#### 5" before any words
+    assert result.numbers["tell_restated_answer"] == 0.5  # both p2 answers are in the prompt
+    assert result.numbers["tell_empty_reasoning"] == 0.5  # "12", and "#### 5" before any words
     assert result.numbers["tell_last_number_fallback"] == 0.5  # "12" and "... so 12"
     assert "| p1 | 1 |" in result.markdown()
 
@@ -114,9 +142,10 @@ def test_numeric_verdicts_get_math_verify_as_second_opinion_and_the_tells_are_co
 def test_arithmetic_right_answers_with_wrong_steps_are_disagreements():
     from filters.verifiers import ArithmeticVerifier, verify
 
-    prompts, samples = _rows([("p", "Q: 17+25=? A:", "42")],
-                             [("p", "7+5+0=12:2; 1+2+1=4:42; answer 42"),
-                              ("p", "7+5+0=13:3; 1+2+1=4:43; answer 42")])
+    prompts, samples = _rows(
+        [("p", "Q: 17+25=? A:", "42")],
+        [("p", "7+5+0=12:2; 1+2+1=4:42; answer 42"), ("p", "7+5+0=13:3; 1+2+1=4:43; answer 42")],
+    )
     verdicts = verify(ArithmeticVerifier(), prompts, samples)
     result = audit("arithmetic", prompts, samples, verdicts)
     assert result.second_opinion == "step check" and result.numbers["audit_disagreement_share"] == 0.5
@@ -127,8 +156,7 @@ def test_arithmetic_right_answers_with_wrong_steps_are_disagreements():
 def test_kept_code_is_rerun_in_a_fresh_sandbox_with_its_tests_reversed():
     import json
 
-    from filters.code import reordered_tests
-    from filters.code import code_reference
+    from filters.code import code_reference, reordered_tests
     from filters.verifiers import SandboxVerifier, verify
 
     tests = ["assert count() == 1", "assert count() == 2"]
@@ -136,16 +164,20 @@ def test_kept_code_is_rerun_in_a_fresh_sandbox_with_its_tests_reversed():
     stateful = "def count():\n    count.n = getattr(count, 'n', 0) + 1\n    return count.n\n"
     fixed = "def count():\n    return 1\n"
     reference = code_reference("mbpp", "count", tests)
-    prompts, samples = _rows([("c", "Write count().\n", reference)],
-                             [("c", stateful), ("c", honest), ("c", fixed)])
+    prompts, samples = _rows([("c", "Write count().\n", reference)], [("c", stateful), ("c", honest), ("c", fixed)])
     verdicts = verify(SandboxVerifier(), prompts, samples)
     assert verdicts["verdict"].to_list() == ["correct", "incorrect", "incorrect"]  # the verifier's view
     result = audit("sandbox", prompts, samples, verdicts)
     assert result.second_opinion == "sandbox re-run, tests reversed"
     assert result.disagreeing["sample_idx"].to_list() == [0] and result.numbers["audit_disagreement_share"] == 1.0
-    he = json.dumps({"format": "humaneval", "entry_point": "f", "setup": "",
-                     "tests": "def check(candidate):\n    x = 1\n    assert candidate(1) == 1\n"
-                              "    assert candidate(2) == 2\n"})
+    he = json.dumps(
+        {
+            "format": "humaneval",
+            "entry_point": "f",
+            "setup": "",
+            "tests": "def check(candidate):\n    x = 1\n    assert candidate(1) == 1\n    assert candidate(2) == 2\n",
+        }
+    )
     flipped = json.loads(reordered_tests(he))["tests"]
     assert flipped.index("x = 1") < flipped.index("candidate(2)") < flipped.index("candidate(1)")
 
@@ -154,15 +186,21 @@ def test_the_check_warns_on_disagreement_and_stops_the_round_above_the_bound():
     from assets.rounds import _audit_check
     from filters.audit import Audit
 
-    empty = pl.DataFrame(schema={"prompt_id": pl.String, "sample_idx": pl.Int32, "second_verdict": pl.String,
-                                 "reason": pl.String, "completion": pl.String})
+    empty = pl.DataFrame(
+        schema={
+            "prompt_id": pl.String,
+            "sample_idx": pl.Int32,
+            "second_verdict": pl.String,
+            "reason": pl.String,
+            "completion": pl.String,
+        }
+    )
     some = Audit("step check", {"audit_disagreement_share": 0.1}, empty)
     assert _audit_check(Audit("step check", {"audit_disagreement_share": 0.0}, empty), None).passed
     warn = _audit_check(some, None)
     assert not warn.passed and warn.severity == dg.AssetCheckSeverity.WARN
     assert _audit_check(some, 0.2).severity == dg.AssetCheckSeverity.WARN
     assert _audit_check(some, 0.05).severity == dg.AssetCheckSeverity.ERROR
-
 
 
 @pytest.mark.slow
@@ -173,20 +211,48 @@ def test_a_real_rounds_audit_matches_its_verdicts_table(two_rounds):
     m = meta[("verdicts", "r001")]
     assert m["audit_correct_samples"] == correct.height
     assert m["audit_disagreement_share"] == pytest.approx(
-        correct.filter(pl.col("rationale_ok") == False).height / correct.height)  # noqa: E712
+        correct.filter(~pl.col("rationale_ok")).height / correct.height
+    )
 
 
 # ---- the compute ledger ----------------------------------------------------------------------
 
+
 def test_a_rounds_ledger_adds_its_stages_up():
-    stages = [{"round": "r002", "stage": "samples", "stage_wall_s": 1800.0, "stage_cpu_s": 3000.0,
-               "stage_peak_rss_mb": 900.0, "tokens_generated": 50_000},
-              {"round": "r002", "stage": "verdicts", "stage_wall_s": 600.0, "stage_cpu_s": 500.0,
-               "stage_peak_rss_mb": 950.0, "samples_verified": 8000},
-              {"round": "r002", "stage": "training_set", "stage_wall_s": 1.0, "stage_cpu_s": 1.0,
-               "stage_peak_rss_mb": 950.0, "kept_rows": 200},
-              {"round": "r002", "stage": "evaluation", "stage_wall_s": 1199.0, "stage_cpu_s": 1000.0,
-               "stage_peak_rss_mb": 1000.0, "frontier_delta": 0.05}]
+    stages = [
+        {
+            "round": "r002",
+            "stage": "samples",
+            "stage_wall_s": 1800.0,
+            "stage_cpu_s": 3000.0,
+            "stage_peak_rss_mb": 900.0,
+            "tokens_generated": 50_000,
+        },
+        {
+            "round": "r002",
+            "stage": "verdicts",
+            "stage_wall_s": 600.0,
+            "stage_cpu_s": 500.0,
+            "stage_peak_rss_mb": 950.0,
+            "samples_verified": 8000,
+        },
+        {
+            "round": "r002",
+            "stage": "training_set",
+            "stage_wall_s": 1.0,
+            "stage_cpu_s": 1.0,
+            "stage_peak_rss_mb": 950.0,
+            "kept_rows": 200,
+        },
+        {
+            "round": "r002",
+            "stage": "evaluation",
+            "stage_wall_s": 1199.0,
+            "stage_cpu_s": 1000.0,
+            "stage_peak_rss_mb": 1000.0,
+            "frontier_delta": 0.05,
+        },
+    ]
     row = round_ledger(stages, price_per_hour=3.0)
     assert row["wall_s"] == 3600.0 and row["cpu_s"] == 4501.0 and row["peak_rss_mb"] == 1000.0
     assert row["kept_per_1k_samples"] == 25.0 and row["points_per_hour"] == pytest.approx(5.0)
@@ -207,8 +273,9 @@ def test_the_ledger_of_real_rounds_matches_the_tables_and_drives_the_stop_rule(t
         assert m["stage_wall_s"] > 0 and m["stage_cpu_s"] >= 0 and m["stage_peak_rss_mb"] > 50, stage
     assert meta[("policy", "r002")]["stage_cpu_s"] > 0
     samples = pl.read_parquet(store.table_path("samples", "r001"))
-    assert meta[("samples", "r001")]["generated_tokens"] == count_tokens(store.model_dir("base") / "model",
-                                                                         samples["completion"])
+    assert meta[("samples", "r001")]["generated_tokens"] == count_tokens(
+        store.model_dir("base") / "model", samples["completion"]
+    )
     assert meta[("policy", "r002")]["trained_tokens"] > 0
 
     with fresh_dagster_home(folder), dg.DagsterInstance.get() as instance:
@@ -220,9 +287,21 @@ def test_the_ledger_of_real_rounds_matches_the_tables_and_drives_the_stop_rule(t
     table = pl.read_parquet(store.table_path("ledger"))
     assert table["round"].to_list() == ["r001", "r002"]
     r2 = table.row(1, named=True)
-    wall = sum(meta[(s, "r002")]["stage_wall_s"] for s in
-               ("prompts", "sampling_plan", "samples", "verdicts", "repairs", "training_set", "pairs", "policy",
-                "evaluation", "round_diff"))
+    wall = sum(
+        meta[(s, "r002")]["stage_wall_s"]
+        for s in (
+            "prompts",
+            "sampling_plan",
+            "samples",
+            "verdicts",
+            "repairs",
+            "training_set",
+            "pairs",
+            "policy",
+            "evaluation",
+            "round_diff",
+        )
+    )
     assert r2["wall_s"] == pytest.approx(wall)
     assert r2["samples_verified"] == pl.read_parquet(store.table_path("verdicts", "r002")).height
     assert r2["kept_rows"] == meta[("training_set", "r002")]["new_rows"]

@@ -24,7 +24,9 @@ def imported_modules(package: str) -> dict[str, set[str]]:
 @pytest.mark.parametrize("package", ["synth", "filters", "train", "selftaught"])
 def test_ml_layers_never_import_dagster_or_the_wiring(package):
     for path, names in imported_modules(package).items():
-        assert not names & {"dagster", "assets", "pipelines"}, f"{path} imports {names & {'dagster', 'assets', 'pipelines'}}"
+        assert not names & {"dagster", "assets", "pipelines"}, (
+            f"{path} imports {names & {'dagster', 'assets', 'pipelines'}}"
+        )
 
 
 def test_assets_hold_no_ml_code():
@@ -48,10 +50,15 @@ def module_imports() -> dict[str, set[str]]:
         for path in (ROOT / package).rglob("*.py"):
             deps = set()
             for node in ast.walk(ast.parse(path.read_text())):
-                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 \
-                        and node.module.split(".")[0] in PACKAGES:
-                    deps |= {f"{node.module}.{a.name}" for a in node.names} if node.module in PACKAGES \
-                        else {node.module}
+                if (
+                    isinstance(node, ast.ImportFrom)
+                    and node.module
+                    and node.level == 0
+                    and node.module.split(".")[0] in PACKAGES
+                ):
+                    deps |= (
+                        {f"{node.module}.{a.name}" for a in node.names} if node.module in PACKAGES else {node.module}
+                    )
                 elif isinstance(node, ast.Import):
                     deps |= {a.name for a in node.names if a.name.split(".")[0] in PACKAGES}
             parts = path.relative_to(ROOT).with_suffix("").parts

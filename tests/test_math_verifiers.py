@@ -22,24 +22,42 @@ def _jsonl(path):
 def test_every_gsm8k_test_reference_solution_verifies():
     rows = _jsonl(DATA / "gsm8k" / "test.jsonl")
     v = NumericVerifier()
-    misses = [r["question"][:60] for r in rows
-              if v.check(r["question"], r["answer"], gsm8k_reference(r["answer"])).verdict != CORRECT]
+    misses = [
+        r["question"][:60]
+        for r in rows
+        if v.check(r["question"], r["answer"], gsm8k_reference(r["answer"])).verdict != CORRECT
+    ]
     assert len(rows) == 1319 and misses == []
 
 
-@pytest.mark.parametrize("text,want", [
-    ("#### 1,234", "1,234"), ("The answer is $5.", "$5"), ("so \\boxed{42} ok", "42"),
-    ("I got 3 apples and then 7", "7"), ("answer: -12", "-12"), ("it costs .5 dollars", ".5"),
-])
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ("#### 1,234", "1,234"),
+        ("The answer is $5.", "$5"),
+        ("so \\boxed{42} ok", "42"),
+        ("I got 3 apples and then 7", "7"),
+        ("answer: -12", "-12"),
+        ("it costs .5 dollars", ".5"),
+    ],
+)
 def test_numeric_extraction(text, want):
     assert extract_number(text)[0] == want
 
 
-@pytest.mark.parametrize("completion,ref,verdict", [
-    ("#### 1,000", "1000", CORRECT), ("The answer is $18.00.", "18", CORRECT), ("18 dollars", "18", CORRECT),
-    ("#### 17", "18", INCORRECT), ("no idea", "18", INCORRECT), ("#### 18", "eighteen", UNVERIFIABLE),
-    ("The answer is 0.50", "0.5", CORRECT), ("#### -3", "-3", CORRECT),
-])
+@pytest.mark.parametrize(
+    "completion,ref,verdict",
+    [
+        ("#### 1,000", "1000", CORRECT),
+        ("The answer is $18.00.", "18", CORRECT),
+        ("18 dollars", "18", CORRECT),
+        ("#### 17", "18", INCORRECT),
+        ("no idea", "18", INCORRECT),
+        ("#### 18", "eighteen", UNVERIFIABLE),
+        ("The answer is 0.50", "0.5", CORRECT),
+        ("#### -3", "-3", CORRECT),
+    ],
+)
 def test_numeric_verdicts(completion, ref, verdict):
     assert NumericVerifier().check("", completion, ref).verdict == verdict
 
@@ -86,8 +104,9 @@ def test_hand_written_equivalences_and_non_equivalences():
     assert got == [CORRECT] * len(EQUIVALENT) + [INCORRECT] * len(NOT_EQUIVALENT), list(zip(pairs, got))
 
 
-@pytest.mark.parametrize("junk", ["", "x" * 100_000, "\x00\xff\ufffd" * 1000, "{" * 5000 + "}" * 5000,
-                                  "\\boxed{" * 300, "$" * 999])
+@pytest.mark.parametrize(
+    "junk", ["", "x" * 100_000, "\x00\xff\ufffd" * 1000, "{" * 5000 + "}" * 5000, "\\boxed{" * 300, "$" * 999]
+)
 def test_malformed_outputs_get_a_verdict_and_a_reason_quickly(junk):
     t0 = time.monotonic()
     verdict, _answer, _ref, reason = check_many([(junk, "\\frac{1}{2}")], workers=1, timeout=3)[0]
@@ -112,8 +131,15 @@ def test_equal_pairs_are_checked_once_and_results_line_up():
 
 def test_math_verifier_through_verify_records_answers():
     prompts = pl.DataFrame({"prompt_id": ["a"], "reference": ["\\frac{1}{2}"]})
-    samples = pl.DataFrame({"round": ["r001"] * 2, "prompt_id": ["a", "a"], "sample_idx": [0, 1],
-                            "prompt": ["q", "q"], "completion": ["$\\boxed{0.5}$", "$\\boxed{3}$"]})
+    samples = pl.DataFrame(
+        {
+            "round": ["r001"] * 2,
+            "prompt_id": ["a", "a"],
+            "sample_idx": [0, 1],
+            "prompt": ["q", "q"],
+            "completion": ["$\\boxed{0.5}$", "$\\boxed{3}$"],
+        }
+    )
     out = verify(MathVerifier(workers=1), prompts, samples)
     assert out["verdict"].to_list() == [CORRECT, INCORRECT] and out["extracted_answer"][1] == "3"
     assert out["verifier"][0] == "math@math-verify-1"
@@ -121,8 +147,12 @@ def test_math_verifier_through_verify_records_answers():
 
 def test_majority_vote_needs_no_reference():
     v = MajorityVerifier()
-    out = v.check_batch([""] * 7, ["#### 4", "#### 4", "#### 5", "x", "#### 1", "#### 2", "#### 2"], [""] * 7,
-                        ["a", "a", "a", "a", "b", "b", "b"])
+    out = v.check_batch(
+        [""] * 7,
+        ["#### 4", "#### 4", "#### 5", "x", "#### 1", "#### 2", "#### 2"],
+        [""] * 7,
+        ["a", "a", "a", "a", "b", "b", "b"],
+    )
     assert [c.verdict for c in out[:4]] == [CORRECT, CORRECT, INCORRECT, INCORRECT]
     assert out[0].reward == pytest.approx(0.5) and "pseudo-label 4" in out[0].reason
     assert [c.verdict for c in out[4:]] == [INCORRECT, CORRECT, CORRECT]
@@ -141,7 +171,8 @@ def test_majority_with_math_answers_and_the_factory():
     assert boxed_answer("a \\boxed{\\frac{1}{ 2}} b") == "\\frac{1}{2}" and boxed_answer("none") is None
     from selftaught.config import parse_config
 
-    cfg = parse_config({"verification": {"verifier": "majority", "majority_answer": "math",
-                                         "majority_min_share": 0.3}}).verification
+    cfg = parse_config(
+        {"verification": {"verifier": "majority", "majority_answer": "math", "majority_min_share": 0.3}}
+    ).verification
     v = get_verifier("majority", cfg)
     assert isinstance(v, MajorityVerifier) and v.answer == "math" and v.min_share == 0.3

@@ -2,6 +2,7 @@
 server mode, started on 127.0.0.1 by these tests. Crashed uploads are real crashes
 (a killed process), and the reader must not take what they left for complete."""
 
+import json
 import os
 import signal
 import subprocess
@@ -47,9 +48,13 @@ def _store(s3, prefix, cache):
 
 def _crash(script: str, s3, tmp_path, marker: str):
     """Run `script` in a Python process, kill it with SIGKILL once it prints `marker`."""
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "S3": s3, "CACHE": str(tmp_path / "writer-cache")},
-                            cwd=os.path.dirname(os.path.dirname(__file__)))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "S3": s3, "CACHE": str(tmp_path / "writer-cache")},
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
     for line in proc.stdout:
         if marker in line:
             proc.kill()
@@ -76,7 +81,8 @@ def test_tables_go_to_the_bucket_and_another_cache_reads_them(s3, tmp_path):
 def test_a_table_upload_killed_midway_leaves_no_table(s3, tmp_path):
     # 12 MB of incompressible data: s3fs uploads it in 5 MB parts (multipart); the writer
     # is killed after the first part is on the server, before the upload completes.
-    _crash("""
+    _crash(
+        """
         import os
         import s3fs
         fs = s3fs.S3FileSystem(endpoint_url=os.environ["S3"])
@@ -85,7 +91,11 @@ def test_a_table_upload_killed_midway_leaves_no_table(s3, tmp_path):
         f.flush()
         print("first part uploaded", flush=True)
         import time; time.sleep(60)
-    """, s3, tmp_path, "first part uploaded")
+    """,
+        s3,
+        tmp_path,
+        "first part uploaded",
+    )
     store = _store(s3, "crash", tmp_path / "reader")
     uploads = store.remote.fs.call_s3("list_multipart_uploads", Bucket=BUCKET).get("Uploads", [])
     assert any(u["Key"] == "crash/tables/big/r001.parquet" for u in uploads)  # it really was mid-upload
@@ -99,7 +109,7 @@ def _artifact(folder, text):
     (folder / "model").mkdir(parents=True)
     for i in range(25):
         (folder / "model" / f"shard-{i:02d}.bin").write_text(f"{text} {i}")
-    (folder / "provenance.json").write_text('{"policy_id": "%s"}' % text)
+    (folder / "provenance.json").write_text(json.dumps({"policy_id": text}))
     return folder
 
 
@@ -107,7 +117,8 @@ def test_a_model_upload_killed_midway_is_not_read_as_complete(s3, tmp_path):
     writer = _store(s3, "models", tmp_path / "writer")
     writer.publish_model(_artifact(tmp_path / "first", "first"), "r001")
     # A second publish dies after 20 of its 27 files: its attempt has no COMPLETE.json.
-    _crash("""
+    _crash(
+        """
         import os, signal
         from pathlib import Path
         from selftaught.store import Store
@@ -118,7 +129,11 @@ def test_a_model_upload_killed_midway_is_not_read_as_complete(s3, tmp_path):
             if line.startswith("uploaded 20/"):
                 os.kill(os.getpid(), signal.SIGKILL)
         store.publish_model(_artifact(Path(os.environ["CACHE"]) / "second", "second"), "r001", log)
-    """, s3, tmp_path, "uploaded 20/")
+    """,
+        s3,
+        tmp_path,
+        "uploaded 20/",
+    )
     attempts = [n for n in writer.remote.list("models/r001") if n != COMPLETE]
     assert len(attempts) == 2  # the complete one and the crashed one
     reader = _store(s3, "models", tmp_path / "reader")
@@ -128,8 +143,9 @@ def test_a_model_upload_killed_midway_is_not_read_as_complete(s3, tmp_path):
     # the next publish wins, and removes both older attempts
     writer.publish_model(_artifact(tmp_path / "third", "third"), "r001")
     assert read_provenance(reader.model_dir("r001"))["policy_id"] == "third"
-    assert [n for n in writer.remote.list("models/r001") if n != COMPLETE] == [reader.remote.read_marker(
-        "models/r001")["attempt"]]
+    assert [n for n in writer.remote.list("models/r001") if n != COMPLETE] == [
+        reader.remote.read_marker("models/r001")["attempt"]
+    ]
     # an artifact with no COMPLETE.json at all is not there
     assert not reader.model_dir("r002").exists()
 
@@ -154,22 +170,38 @@ def test_rounds_on_s3_continue_from_another_machines_cache(s3, tmp_path):
     from pipelines.build import build_definitions
 
     root = f"s3://{BUCKET}/experiment"
-    first = copy_config(make_tiny_config(tmp_path), tmp_path / "first.yaml", storage_root=root,
-                        storage_cache=str(tmp_path / "cache-1"), storage_options={"endpoint_url": s3}, max_rounds=2)
+    first = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "first.yaml",
+        storage_root=root,
+        storage_cache=str(tmp_path / "cache-1"),
+        storage_options={"endpoint_url": s3},
+        max_rounds=2,
+    )
     run_rounds(first, tmp_path, rounds=1)
     second = copy_config(first, tmp_path / "second.yaml", storage_cache=str(tmp_path / "cache-2"))
     with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
         defs = build_definitions(second)
         instance.add_dynamic_partitions("rounds", ["r002"])
-        result = defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key="r002",
-                                                                  raise_on_error=False)
+        result = defs.resolve_job_def("round").execute_in_process(
+            instance=instance, partition_key="r002", raise_on_error=False
+        )
         assert result.success, [e.message for e in result.all_events if e.is_failure]
-        meta = {m.asset_key.path[-1]: {k: v.value for k, v in m.metadata.items()}
-                for m in result.asset_materializations_for_node("policy") + result.asset_materializations_for_node("samples")}
+        meta = {
+            m.asset_key.path[-1]: {k: v.value for k, v in m.metadata.items()}
+            for m in result.asset_materializations_for_node("policy")
+            + result.asset_materializations_for_node("samples")
+        }
     store = defs.resources["experiment"].store
     keys = store.remote.fs.find(f"{BUCKET}/experiment")
-    for rel in ("tables/samples/r001.parquet", "tables/training_set/r002.parquet", "models/base/COMPLETE.json",
-                "models/r002/COMPLETE.json", "tables/evaluation/base.parquet", "tables/evaluation/r002.parquet"):
+    for rel in (
+        "tables/samples/r001.parquet",
+        "tables/training_set/r002.parquet",
+        "models/base/COMPLETE.json",
+        "models/r002/COMPLETE.json",
+        "tables/evaluation/base.parquet",
+        "tables/evaluation/r002.parquet",
+    ):
         assert f"{BUCKET}/experiment/{rel}" in keys, rel
     assert meta["policy"]["artifact"] == f"{root}/models/r002"
     assert meta["samples"]["path"] == f"{root}/tables/samples/r002.parquet"

@@ -11,20 +11,23 @@ import pytest
 from pipelines import progress
 from pipelines.build import build_definitions
 from pipelines.keys import CLI_TAG, EXPERIMENT_TAG
-from selftaught.lock import ExperimentLock
 from selftaught.config import load_config
+from selftaught.lock import ExperimentLock
 from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("accs,margin,patience,stops", [
-    ([0.1, 0.2, 0.3], 0.01, 2, False),
-    ([0.1, 0.5, 0.5, 0.505], 0.01, 2, True),  # two rounds, +0.5 points: below the margin
-    ([0.1, 0.5, 0.4, 0.52], 0.01, 2, False),
-    ([0.3], 0.01, 1, False),  # nothing to compare yet
-    ([0.3, 0.3], 0.0, 1, True),  # no gain at all
-])
+@pytest.mark.parametrize(
+    "accs,margin,patience,stops",
+    [
+        ([0.1, 0.2, 0.3], 0.01, 2, False),
+        ([0.1, 0.5, 0.5, 0.505], 0.01, 2, True),  # two rounds, +0.5 points: below the margin
+        ([0.1, 0.5, 0.4, 0.52], 0.01, 2, False),
+        ([0.3], 0.01, 1, False),  # nothing to compare yet
+        ([0.3, 0.3], 0.0, 1, True),  # no gain at all
+    ],
+)
 def test_plateau(accs, margin, patience, stops):
     history = [(f"r{i:03d}", a) for i, a in enumerate(accs)]
     reason = progress.plateau(history, margin, patience)
@@ -47,8 +50,9 @@ def _materialize(defs, instance, request=None):
 
 
 def test_schedule_and_sensor_drive_rounds_in_order_and_stop(tmp_path):
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "tiny.yaml", max_rounds=2,
-                         operations={"auto_continue": {"patience": 5}})
+    config = copy_config(
+        make_tiny_config(tmp_path), tmp_path / "tiny.yaml", max_rounds=2, operations={"auto_continue": {"patience": 5}}
+    )
     with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
         defs = build_definitions(config)
         assert {s.name for s in defs.schedules} == {"tiny_nightly"}
@@ -67,8 +71,9 @@ def test_schedule_and_sensor_drive_rounds_in_order_and_stop(tmp_path):
         assert "in progress" in _tick(defs, "tiny_auto_continue", instance)[0].skip_message
         instance.delete_run(busy.run_id)
         # A run that a killed `selftaught run` left behind does not block, unless its CLI still holds the lock.
-        dead = instance.create_run_for_job(defs.resolve_job_def("setup"),
-                                           tags={EXPERIMENT_TAG: "tiny", CLI_TAG: "1@gone"})
+        dead = instance.create_run_for_job(
+            defs.resolve_job_def("setup"), tags={EXPERIMENT_TAG: "tiny", CLI_TAG: "1@gone"}
+        )
         assert isinstance(_tick(defs, "tiny_nightly", instance), dg.RunRequest)
         with ExperimentLock(tmp_path / "store", "tiny").hold("selftaught run (test)"):
             assert "in progress" in _tick(defs, "tiny_nightly", instance).skip_message
@@ -83,20 +88,28 @@ def test_schedule_and_sensor_drive_rounds_in_order_and_stop(tmp_path):
         assert "all 2 rounds are complete" in _tick(defs, "tiny_nightly", instance).skip_message
         store_root = defs.resources["experiment"].storage_root
         record = json.loads((tmp_path / "store" / "auto_continue.json").read_text())
-        assert record["reason"] == done.skip_message and [r for r, _ in record["frontier_history"]] == \
-            ["base", "r001", "r002"]
+        assert record["reason"] == done.skip_message and [r for r, _ in record["frontier_history"]] == [
+            "base",
+            "r001",
+            "r002",
+        ]
         assert str(tmp_path / "store") == store_root
 
         # Demanding a 100-point gain per round: a plateau after the first round.
-        strict = copy_config(config, tmp_path / "strict.yaml", max_rounds=5,
-                             operations={"auto_continue": {"min_improvement": 1.0, "patience": 1}})
+        strict = copy_config(
+            config,
+            tmp_path / "strict.yaml",
+            max_rounds=5,
+            operations={"auto_continue": {"min_improvement": 1.0, "patience": 1}},
+        )
         # (the tiny model's accuracy moves either way between rounds; a 100-point gain never happens)
         stop, _ = _tick(build_definitions(strict), "tiny_auto_continue", instance)
         assert stop.skip_message.startswith("plateau: the last 1 rounds (r002")
 
         # A changed round setting makes the finished rounds stale: the schedule starts over at r001.
-        changed = copy_config(config, tmp_path / "changed.yaml", training={**load_config(config).training.model_dump(),
-                                                                            "max_steps": 7})
+        changed = copy_config(
+            config, tmp_path / "changed.yaml", training={**load_config(config).training.model_dump(), "max_steps": 7}
+        )
         again = _tick(build_definitions(changed), "tiny_nightly", instance)
         assert again.partition_key == "r001" and len(again.asset_selection) == len(progress.ROUND_ORDER)
         assert progress.next_round(instance, load_config(config)) == (None, [])
@@ -118,8 +131,13 @@ def test_a_folder_of_experiments_side_by_side(tmp_path):
     folder.mkdir()
     base = make_tiny_config(tmp_path)
     copy_config(base, folder / "a.yaml", name="exp-a", storage_root=str(tmp_path / "store-a"))
-    copy_config(base, folder / "b.yaml", name="exp_b", storage_root=str(tmp_path / "store-b"),
-                sampling={"n": 2, "temperature": 0.7, "max_new_tokens": 40, "batch_size": 64})
+    copy_config(
+        base,
+        folder / "b.yaml",
+        name="exp_b",
+        storage_root=str(tmp_path / "store-b"),
+        sampling={"n": 2, "temperature": 0.7, "max_new_tokens": 40, "batch_size": 64},
+    )
     defs = build_folder_definitions(folder)
     assert {j.name for j in defs.jobs} >= {"exp_a_setup", "exp_a_round", "exp_b_setup", "exp_b_round"}
     assert {s.name for s in defs.schedules} == {"exp_a_nightly", "exp_b_nightly"}
@@ -127,17 +145,32 @@ def test_a_folder_of_experiments_side_by_side(tmp_path):
         instance.add_dynamic_partitions("rounds", ["r001"])
         for prefix in ("exp_a", "exp_b"):
             assert defs.resolve_job_def(f"{prefix}_setup").execute_in_process(instance=instance).success
-            assert defs.resolve_job_def(f"{prefix}_round").execute_in_process(instance=instance,
-                                                                             partition_key="r001").success
+            assert (
+                defs.resolve_job_def(f"{prefix}_round")
+                .execute_in_process(instance=instance, partition_key="r001")
+                .success
+            )
         # A run of one experiment takes that experiment's lock only: exp_a busy elsewhere, exp_b still runs.
-        holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom selftaught.lock import ExperimentLock\n"
-                                   "ExperimentLock(sys.argv[1], 'exp-a').acquire('test')\nprint('held', flush=True)\n"
-                                   "time.sleep(60)", str(tmp_path / "store-a")], stdout=subprocess.PIPE, text=True)
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import sys, time\nfrom selftaught.lock import ExperimentLock\n"
+                "ExperimentLock(sys.argv[1], 'exp-a').acquire('test')\nprint('held', flush=True)\n"
+                "time.sleep(60)",
+                str(tmp_path / "store-a"),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert holder.stdout.readline().strip() == "held"
             assert defs.resolve_job_def("exp_b_setup").execute_in_process(instance=instance).success
-            assert not defs.resolve_job_def("exp_a_setup").execute_in_process(instance=instance,
-                                                                              raise_on_error=False).success
+            assert (
+                not defs.resolve_job_def("exp_a_setup")
+                .execute_in_process(instance=instance, raise_on_error=False)
+                .success
+            )
         finally:
             holder.kill()
             holder.wait()

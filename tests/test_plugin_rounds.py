@@ -43,13 +43,15 @@ def doubled(prompt, completion, reference, *, x=None, **row):
 
 
 def _pip(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def _install(folder: Path, version: str) -> None:
     (folder / "st_doubling.py").write_text(PACKAGE)
-    (folder / "pyproject.toml").write_text(textwrap.dedent(f"""
+    (folder / "pyproject.toml").write_text(
+        textwrap.dedent(f"""
         [build-system]
         requires = ["setuptools>=68"]
         build-backend = "setuptools.build_meta"
@@ -66,7 +68,8 @@ def _install(folder: Path, version: str) -> None:
 
         [tool.setuptools]
         py-modules = ["st_doubling"]
-    """))
+    """)
+    )
     out = _pip("install", "-q", "--no-deps", "--no-build-isolation", "--no-index", str(folder))
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -82,32 +85,37 @@ def package(tmp_path):
 
 def _cli(*args, home: Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "DAGSTER_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=900, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True, timeout=900, cwd=cwd
+    )
 
 
 def _metadata(home: Path, asset: str, key: str | None) -> dict:
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        rec = instance.fetch_materializations(dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey(["plugged", asset]), asset_partitions=[key] if key else None), limit=1).records[0]
+        rec = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(["plugged", asset]), asset_partitions=[key] if key else None),
+            limit=1,
+        ).records[0]
         return {k: v.value for k, v in rec.asset_materialization.metadata.items()}
 
 
 @pytest.mark.slow
-def test_an_installed_packages_task_and_verifier_run_two_rounds_and_a_version_bump_makes_them_stale(tmp_path,
-                                                                                                    package):
+def test_an_installed_packages_task_and_verifier_run_two_rounds_and_a_version_bump_makes_them_stale(tmp_path, package):
     _install(package, "1.0.0")
     home = tmp_path / "home"
     listed = _cli("plugins", home=home)
     assert listed.returncode == 0, listed.stderr
     for name in ("doubling", "doubled"):
         assert any(line.split()[:2] == [name, f"{DIST}==1.0.0"] for line in listed.stdout.splitlines()), listed.stdout
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "plugged.yaml", name="plugged",
-                         task={"name": "doubling", "warm_start": {2: 40}, "pool": {2: 20}, "eval": {2: 16},
-                               "frontier": 2},
-                         selection={"min_new_rows": 0})  # the tiny model may not double anything yet
+    config = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "plugged.yaml",
+        name="plugged",
+        task={"name": "doubling", "warm_start": {2: 40}, "pool": {2: 20}, "eval": {2: 16}, "frontier": 2},
+        selection={"min_new_rows": 0},
+    )  # the tiny model may not double anything yet
 
     first = _cli("run", "--config", str(config), "--rounds", "2", home=home)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -159,8 +167,13 @@ def near(prompts, completions, reference, **columns):
 @pytest.mark.slow
 def test_one_reward_function_drives_an_offline_round_and_a_grpo_round(tmp_path):
     (tmp_path / "rewards.py").write_text(REWARD)
-    offline = copy_config(make_tiny_config(tmp_path), tmp_path / "sft.yaml", max_rounds=1,
-                          verification={"verifier": "rewards.py:near"}, selection={"min_new_rows": 0})
+    offline = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "sft.yaml",
+        max_rounds=1,
+        verification={"verifier": "rewards.py:near"},
+        selection={"min_new_rows": 0},
+    )
     store, meta, _ = run_rounds(offline, tmp_path / "a", 1)
     verdicts = store.read_table("verdicts", "r001")
     label = verdicts["verifier"][0]
@@ -169,12 +182,21 @@ def test_one_reward_function_drives_an_offline_round_and_a_grpo_round(tmp_path):
     assert meta[("verdicts", "r001")]["verifier_origin"].startswith(f"file {tmp_path / 'rewards.py'}")
     assert meta[("verdicts", "r001")]["audit_disagreement_share"] == 0.0  # deterministic: the re-check agrees
 
-    online = copy_config(make_tiny_config(tmp_path), tmp_path / "grpo.yaml", max_rounds=1,
-                         verification={"verifier": "rewards.py:near"}, storage_root=str(tmp_path / "store-grpo"),
-                         training={"method": "full", "max_steps": 3, "learning_rate": 1e-4, "save_every": 0,
-                                   "objective": "grpo",
-                                   "grpo": {"num_generations": 4, "prompts_per_step": 2, "max_completion_length": 40,
-                                            "temperature": 0.8}})
+    online = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "grpo.yaml",
+        max_rounds=1,
+        verification={"verifier": "rewards.py:near"},
+        storage_root=str(tmp_path / "store-grpo"),
+        training={
+            "method": "full",
+            "max_steps": 3,
+            "learning_rate": 1e-4,
+            "save_every": 0,
+            "objective": "grpo",
+            "grpo": {"num_generations": 4, "prompts_per_step": 2, "max_completion_length": 40, "temperature": 0.8},
+        },
+    )
     store, meta, _ = run_rounds(online, tmp_path / "b", 1)
     rollouts = store.read_table("rollouts", "r001")
     assert rollouts.height == 3 * 2 * 4 and set(rollouts["verifier"]) == {label}  # the same function, same hash

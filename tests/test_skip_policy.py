@@ -18,9 +18,25 @@ def _pytest(folder: Path, strict: str | None) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = str(ROOT)
     if strict is not None:
         env["SELFTAUGHT_STRICT_SKIPS"] = strict
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.allowed_skips", "-p", "no:cacheprovider",
-                           "-q", "-rs", str(folder)],
-                          cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "tests.allowed_skips",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rs",
+            str(folder),
+        ],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _write(folder: Path, files: dict[str, str]) -> Path:
@@ -32,10 +48,13 @@ def _write(folder: Path, files: dict[str, str]) -> Path:
 
 
 LISTED = {"tests/test_vllm.py": "import pytest\npytest.importorskip('no_such_module_xyz')\n\ndef test_x():\n    pass\n"}
-UNLISTED = {"test_other.py": (
-    "import pytest\n\ndef test_runs():\n    pass\n\n"
-    "def test_needs_a_browser():\n    pytest.skip('no chromium here')\n\n"
-    "@pytest.mark.skipif(True, reason='needs redis')\ndef test_needs_redis():\n    pass\n")}
+UNLISTED = {
+    "test_other.py": (
+        "import pytest\n\ndef test_runs():\n    pass\n\n"
+        "def test_needs_a_browser():\n    pytest.skip('no chromium here')\n\n"
+        "@pytest.mark.skipif(True, reason='needs redis')\ndef test_needs_redis():\n    pass\n"
+    )
+}
 
 
 def test_an_unlisted_skip_fails_the_strict_session_and_names_test_and_reason(tmp_path):

@@ -39,7 +39,9 @@ def test_in_memory_lists_and_label_free_sources():
 
 
 def test_missing_columns_name_what_exists(tmp_path):
-    with pytest.raises(SourceError, match=r"column\(s\) not found: question -> 'question'.*available: \['q', 'a', 'k'\]"):
+    with pytest.raises(
+        SourceError, match=r"column\(s\) not found: question -> 'question'.*available: \['q', 'a', 'k'\]"
+    ):
         load_rows(read_source(ROWS), Columns())
 
 
@@ -83,13 +85,26 @@ def test_chat_template_renders_prompts_with_few_shot_turns(tmp_path):
     from synth.tiny import char_tokenizer
 
     tok = char_tokenizer()
-    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
-                         "{% if add_generation_prompt %}<assistant>{% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
     tok.save_pretrained(tmp_path / "tok")
     _write_jsonl(tmp_path / "train.jsonl", [{"question": f"q{i}", "answer": f"s{i} #### {i}"} for i in range(6)])
-    cfg = parse_config({"model": {"base": str(tmp_path / "tok")}, "task": {
-        "name": "gsm8k", "train": {"path": str(tmp_path / "train.jsonl")}, "test": {"path": str(tmp_path / "train.jsonl")},
-        "few_shot": 1, "chat_template": True, "template": "{question}", "eval_size": 2}})
+    cfg = parse_config(
+        {
+            "model": {"base": str(tmp_path / "tok")},
+            "task": {
+                "name": "gsm8k",
+                "train": {"path": str(tmp_path / "train.jsonl")},
+                "test": {"path": str(tmp_path / "train.jsonl")},
+                "few_shot": 1,
+                "chat_template": True,
+                "template": "{question}",
+                "eval_size": 2,
+            },
+        }
+    )
     prompt = make_task(cfg.task, cfg.model.base).eval_set(set())["prompt"][1]
     assert prompt == "<user>q0\n<assistant>s0 #### 0\n<user>q1\n<assistant>"
 

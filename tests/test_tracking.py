@@ -14,8 +14,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-
 from conftest import TINY_CONFIG, copy_config, run_rounds
+
 from selftaught.config import ConfigError, load_config
 
 TRACKERS = ["tensorboard", "mlflow", "wandb", "trackio"]
@@ -27,6 +27,7 @@ def _config(tmp_path: Path, **changes) -> Path:
 
 # ---- training.trl: any field of the installed TRL's config, checked at load time ------------
 
+
 def test_trl_fields_pass_through_to_the_objectives_trl_config(tmp_path):
     import trl
 
@@ -34,13 +35,28 @@ def test_trl_fields_pass_through_to_the_objectives_trl_config(tmp_path):
     from train.grpo import GRPOSettings, grpo_config
     from train.sft import trl_config
 
-    extra = (("gradient_accumulation_steps", 2), ("lr_scheduler_type", "cosine"), ("max_grad_norm", 0.5),
-             ("optim", "adafactor"))
-    sft = trl_config("sft", {"output_dir": str(tmp_path), "max_steps": 10}, {"lr_scheduler_type": "linear"},
-                     extra + (("packing", True), ("padding_free", True)), None)
+    extra = (
+        ("gradient_accumulation_steps", 2),
+        ("lr_scheduler_type", "cosine"),
+        ("max_grad_norm", 0.5),
+        ("optim", "adafactor"),
+    )
+    sft = trl_config(
+        "sft",
+        {"output_dir": str(tmp_path), "max_steps": 10},
+        {"lr_scheduler_type": "linear"},
+        extra + (("packing", True), ("padding_free", True)),
+        None,
+    )
     assert isinstance(sft, trl.SFTConfig)
-    assert (sft.gradient_accumulation_steps, sft.lr_scheduler_type, sft.max_grad_norm, sft.optim,
-            sft.packing, sft.padding_free) == (2, "cosine", 0.5, "adafactor", True, True)
+    assert (
+        sft.gradient_accumulation_steps,
+        sft.lr_scheduler_type,
+        sft.max_grad_norm,
+        sft.optim,
+        sft.packing,
+        sft.padding_free,
+    ) == (2, "cosine", 0.5, "adafactor", True, True)
     assert sft.report_to == [] and sft.activation_checkpointing is False  # selftaught's defaults stay
     dpo = trl_config("dpo", {"output_dir": str(tmp_path), "max_steps": 10}, {}, DPOSettings(trl=extra).trl, None)
     assert isinstance(dpo, trl.DPOConfig) and dpo.optim == "adafactor"
@@ -48,17 +64,23 @@ def test_trl_fields_pass_through_to_the_objectives_trl_config(tmp_path):
     assert grpo.max_grad_norm == 0.25 and grpo.logging_steps == 1
 
 
-@pytest.mark.parametrize("trl, objective, message", [
-    ({"gradient_acumulation_steps": 2}, "sft", "['gradient_acumulation_steps'] are not SFTConfig fields of the "
-                                               "installed TRL"),
-    ({"max_length": 128}, "sft", "max_length (use training.max_length)"),
-    ({"beta": 0.5}, "dpo", "beta (use training.dpo.beta)"),
-    ({"gradient_accumulation_steps": 4}, "grpo", "one generation batch per optimizer step"),
-    ({"report_to": ["wandb"]}, "sft", "report_to (use operations.tracking.report_to)"),
-    ({"optim": "adamw_nope"}, "sft", "refuses it: adamw_nope is not a valid OptimizerNames"),
-    ({"packing": True}, "dpo", "['packing'] are not DPOConfig fields"),
-    ({"padding_free": True}, "sft", "padding_free without packing leaves training.max_length unenforced"),
-])
+@pytest.mark.parametrize(
+    "trl, objective, message",
+    [
+        (
+            {"gradient_acumulation_steps": 2},
+            "sft",
+            "['gradient_acumulation_steps'] are not SFTConfig fields of the installed TRL",
+        ),
+        ({"max_length": 128}, "sft", "max_length (use training.max_length)"),
+        ({"beta": 0.5}, "dpo", "beta (use training.dpo.beta)"),
+        ({"gradient_accumulation_steps": 4}, "grpo", "one generation batch per optimizer step"),
+        ({"report_to": ["wandb"]}, "sft", "report_to (use operations.tracking.report_to)"),
+        ({"optim": "adamw_nope"}, "sft", "refuses it: adamw_nope is not a valid OptimizerNames"),
+        ({"packing": True}, "dpo", "['packing'] are not DPOConfig fields"),
+        ({"padding_free": True}, "sft", "padding_free without packing leaves training.max_length unenforced"),
+    ],
+)
 def test_bad_trl_fields_are_config_errors_naming_them(tmp_path, trl, objective, message):
     import trl as trl_package
 
@@ -76,8 +98,9 @@ def test_grpo_trl_moved_to_training_trl(tmp_path):
 
 def test_new_keys_at_their_defaults_change_no_hash(tmp_path):
     plain = load_config(_config(tmp_path))
-    spelled = load_config(_config(tmp_path, training__trl={}, training__dtype="auto",
-                                  operations__tracking={"report_to": []}))
+    spelled = load_config(
+        _config(tmp_path, training__trl={}, training__dtype="auto", operations__tracking={"report_to": []})
+    )
     assert plain.round_hash() == spelled.round_hash() and plain.section_hash() == spelled.section_hash()
     tracked = load_config(_config(tmp_path, operations__tracking={"report_to": ["tensorboard"]}))
     assert tracked.round_hash() == plain.round_hash()  # tracking changes no output
@@ -91,13 +114,16 @@ def test_an_unknown_tracker_is_a_config_error(tmp_path):
 
 # ---- two real rounds, every tracker on, TRL settings passed through -------------------------
 
+
 @pytest.mark.slow
 def test_rounds_report_to_every_tracker_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "")  # offline: never a login prompt
     project = f"tiny-{uuid.uuid4().hex[:8]}"  # Trackio's folder is the process's: a project of our own
-    config = _config(tmp_path, operations__tracking={"report_to": TRACKERS, "trackio_project": project},
-                     training__trl={"gradient_accumulation_steps": 2, "lr_scheduler_type": "constant",
-                                    "logging_steps": 2})
+    config = _config(
+        tmp_path,
+        operations__tracking={"report_to": TRACKERS, "trackio_project": project},
+        training__trl={"gradient_accumulation_steps": 2, "lr_scheduler_type": "constant", "logging_steps": 2},
+    )
     store, meta, _ = run_rounds(config, tmp_path, rounds=2)
     tracking = store.root / "tracking"
     policy, evaluation = meta[("policy", "r002")], meta[("evaluation", "r002")]
@@ -156,8 +182,9 @@ def test_training_dtype_is_the_weights_dtype_while_training(tiny_model_dir, tmp_
 
     from train.sft import SFTSettings, torch_dtype, train_sft
 
-    assert torch_dtype("auto") == (torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-                                   else torch.float32)
+    assert torch_dtype("auto") == (
+        torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    )
     rows = pl.DataFrame({"prompt": ["Q: 1+2=? A:"] * 8, "completion": [" 3"] * 8})
     train_sft(tiny_model_dir, rows, tmp_path / "bf16", SFTSettings(max_steps=2, batch_size=4, dtype="bfloat16"))
     saved = AutoModelForCausalLM.from_pretrained(tmp_path / "bf16" / "model", dtype="auto")

@@ -54,8 +54,15 @@ def test_a_verifier_that_raises_gives_unverifiable_rows_with_the_error():
             raise RuntimeError("grader crashed")
 
     prompts = arithmetic.make_problems({1: 2}, seed=0)
-    samples = pl.DataFrame({"round": ["r001"] * 2, "prompt_id": prompts["prompt_id"], "sample_idx": [0, 0],
-                            "prompt": prompts["prompt"], "completion": [" answer 1"] * 2})
+    samples = pl.DataFrame(
+        {
+            "round": ["r001"] * 2,
+            "prompt_id": prompts["prompt_id"],
+            "sample_idx": [0, 0],
+            "prompt": prompts["prompt"],
+            "completion": [" answer 1"] * 2,
+        }
+    )
     out = verify(Broken(), prompts, samples)
     assert out["verdict"].to_list() == [UNVERIFIABLE, UNVERIFIABLE]
     assert all("grader crashed" in r for r in out["reason"])
@@ -63,8 +70,9 @@ def test_a_verifier_that_raises_gives_unverifiable_rows_with_the_error():
 
 def test_samples_of_unknown_prompts_are_an_error():
     prompts = arithmetic.make_problems({1: 1}, seed=0)
-    samples = pl.DataFrame({"round": ["r001"], "prompt_id": ["nope"], "sample_idx": [0], "prompt": ["x"],
-                            "completion": ["y"]})
+    samples = pl.DataFrame(
+        {"round": ["r001"], "prompt_id": ["nope"], "sample_idx": [0], "prompt": ["x"], "completion": ["y"]}
+    )
     with pytest.raises(ValueError, match="no prompt row"):
         verify(V, prompts, samples)
 

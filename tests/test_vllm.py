@@ -31,12 +31,21 @@ def policy(tmp_path_factory):
     from synth.tiny import TinySpec, build_tiny_model
 
     root = tmp_path_factory.mktemp("vllm")
-    base = build_tiny_model(TinySpec(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=256,
-                                     max_positions=128, seed=1), root / "base")
+    base = build_tiny_model(
+        TinySpec(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=256, max_positions=128, seed=1),
+        root / "base",
+    )
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(
-        r=8, lora_alpha=16, init_lora_weights=False, task_type="CAUSAL_LM",
-        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(base),
+        LoraConfig(
+            r=8,
+            lora_alpha=16,
+            init_lora_weights=False,
+            task_type="CAUSAL_LM",
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        ),
+    )
     model.save_pretrained(root / "adapter")
     model.merge_and_unload().save_pretrained(root / "merged")
     AutoTokenizer.from_pretrained(base).save_pretrained(root / "merged")
@@ -75,10 +84,18 @@ def test_seeded_sampling_is_reproducible_and_stops(engine):
 
 def test_generation_job_in_a_subprocess(policy, tmp_path):
     base, adapter, _ = policy
-    job = GenerationJob(backend="vllm", model_dir=str(base), adapter_dir=str(adapter),
-                        params=SamplingParams(n=2, temperature=0.8, max_new_tokens=16, seed=1),
-                        out_dir=str(tmp_path / "gen"), round="r001", policy_id="r001", policy_hash="h",
-                        shard_size=5, options=ENGINE)
+    job = GenerationJob(
+        backend="vllm",
+        model_dir=str(base),
+        adapter_dir=str(adapter),
+        params=SamplingParams(n=2, temperature=0.8, max_new_tokens=16, seed=1),
+        out_dir=str(tmp_path / "gen"),
+        round="r001",
+        policy_id="r001",
+        policy_hash="h",
+        shard_size=5,
+        options=ENGINE,
+    )
     lines = []
     df = run_isolated(job, _prompts(12), lines.append)
     assert df.height == 24 and set(df["backend"]) == {"vllm"}

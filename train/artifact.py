@@ -1,8 +1,8 @@
 """The model artifact: a directory with a loadable model and its provenance.
 
-    <artifact>/model/            HF model + tokenizer (merged weights for LoRA)
-    <artifact>/adapter/          the LoRA adapter (LoRA rounds only)
-    <artifact>/provenance.json   parent, base, config hash, data hash, metrics
+<artifact>/model/            HF model + tokenizer (merged weights for LoRA)
+<artifact>/adapter/          the LoRA adapter (LoRA rounds only)
+<artifact>/provenance.json   parent, base, config hash, data hash, metrics
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import json
 import time
 from pathlib import Path
 
-from selftaught.store import PROVENANCE, model_path
 from selftaught.files import dir_hash, write_text_atomic
+from selftaught.store import PROVENANCE, model_path
 
 
 def weights_hash(artifact: Path) -> str:
@@ -37,14 +37,19 @@ def verified_weights_hash(artifact: Path) -> str:
     or corrupted after they were written must not be sampled from or trained on."""
     recorded = read_provenance(artifact)["weights_hash"]
     files = sorted(Path(model_path(artifact)).rglob("*.safetensors"))
-    stamp = (str(Path(artifact).resolve()), recorded,
-             tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    stamp = (
+        str(Path(artifact).resolve()),
+        recorded,
+        tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files),
+    )
     if stamp not in _verified:
         actual = weights_hash(artifact)
         if actual != recorded:
-            raise ValueError(f"the weights in {model_path(artifact)} are not the ones their provenance records "
-                             f"(weights_hash {recorded} in {PROVENANCE}, {actual} on disk): they changed after "
-                             "they were written; rematerialize that model")
+            raise ValueError(
+                f"the weights in {model_path(artifact)} are not the ones their provenance records "
+                f"(weights_hash {recorded} in {PROVENANCE}, {actual} on disk): they changed after "
+                "they were written; rematerialize that model"
+            )
         _verified[stamp] = actual
     return recorded
 
@@ -64,8 +69,9 @@ def copy_model(src: str | Path, dst: Path) -> None:
         model = AutoModelForCausalLM.from_pretrained(src)
         tok = AutoTokenizer.from_pretrained(src)
     except (OSError, ValueError) as exc:  # transformers raises both for "not a model"
-        raise ValueError(f"base model {str(src)!r} is not a loadable model directory or hub id: "
-                         f"{str(exc).splitlines()[0]}") from None
+        raise ValueError(
+            f"base model {str(src)!r} is not a loadable model directory or hub id: {str(exc).splitlines()[0]}"
+        ) from None
     model.save_pretrained(dst)
     tok.save_pretrained(dst)
 

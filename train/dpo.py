@@ -12,8 +12,18 @@ from pathlib import Path
 import polars as pl
 
 from selftaught.plugins import OBJECTIVES
-from train.sft import (ANY_OBJECTIVE_FIELDS, LoraSettings, _finite_loss_callback, _progress_callback,
-                       check_finite_weights, lora_settings, lora_setup, save_trained, torch_dtype, trl_config)
+from train.sft import (
+    ANY_OBJECTIVE_FIELDS,
+    LoraSettings,
+    _finite_loss_callback,
+    _progress_callback,
+    check_finite_weights,
+    lora_settings,
+    lora_setup,
+    save_trained,
+    torch_dtype,
+    trl_config,
+)
 from train.tracking import Tracking, training_runs
 
 log = logging.getLogger("selftaught.train")
@@ -38,22 +48,47 @@ class DPOSettings:
 def settings_from_config(t, index: int) -> DPOSettings:
     """Round `index`'s DPOSettings from a `selftaught.config.TrainingConfig` (its `dpo` section)."""
     d = t.dpo
-    return DPOSettings(max_steps=t.steps_for(index), learning_rate=t.learning_rate, batch_size=t.batch_size,
-                       beta=d.beta, rpo_alpha=d.rpo_alpha, max_length=t.max_length, seed=t.seed + index,
-                       method=t.method, lora=lora_settings(t.lora), bf16=t.bf16, dtype=t.dtype,
-                       trl=tuple(sorted(t.trl.items())))
+    return DPOSettings(
+        max_steps=t.steps_for(index),
+        learning_rate=t.learning_rate,
+        batch_size=t.batch_size,
+        beta=d.beta,
+        rpo_alpha=d.rpo_alpha,
+        max_length=t.max_length,
+        seed=t.seed + index,
+        method=t.method,
+        lora=lora_settings(t.lora),
+        bf16=t.bf16,
+        dtype=t.dtype,
+        trl=tuple(sorted(t.trl.items())),
+    )
 
 
 def verifier_settings(t, index: int) -> DPOSettings:
     """V-STaR's verifier (full DPO from the base) in round `index`, from `TrainingConfig.verifier`."""
     v = t.verifier
-    return DPOSettings(max_steps=v.max_steps, learning_rate=v.learning_rate, batch_size=v.batch_size,
-                       beta=v.beta, rpo_alpha=0.0, max_length=t.max_length, seed=t.seed + index, bf16=t.bf16,
-                       dtype=t.dtype)
+    return DPOSettings(
+        max_steps=v.max_steps,
+        learning_rate=v.learning_rate,
+        batch_size=v.batch_size,
+        beta=v.beta,
+        rpo_alpha=0.0,
+        max_length=t.max_length,
+        seed=t.seed + index,
+        bf16=t.bf16,
+        dtype=t.dtype,
+    )
 
 
-def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.DataFrame, out_dir: str | Path,
-              s: DPOSettings, adapter_init: str | Path | None = None, tracking: Tracking | None = None) -> dict:
+def train_dpo(
+    init_model_dir: str | Path,
+    ref_model_dir: str | Path,
+    pairs: pl.DataFrame,
+    out_dir: str | Path,
+    s: DPOSettings,
+    adapter_init: str | Path | None = None,
+    tracking: Tracking | None = None,
+) -> dict:
     """Train the model in `init_model_dir` on (prompt, chosen, rejected) pairs; the
     reference is `ref_model_dir` (always an explicit model, also for LoRA, so "previous
     round" and "base" mean the same in both methods). Writes `out_dir/model` (and
@@ -68,12 +103,26 @@ def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.D
         raise ValueError("no preference pairs: every prompt's samples were all correct or all wrong")
     out = Path(out_dir)
     losses, weights = (["sigmoid", "sft"], [1.0, s.rpo_alpha]) if s.rpo_alpha > 0 else (["sigmoid"], None)
-    args = trl_config("dpo", {
-        "output_dir": str(out / "checkpoints"), "max_steps": s.max_steps, "per_device_train_batch_size": s.batch_size,
-        "learning_rate": s.learning_rate, "beta": s.beta, "loss_type": losses, "loss_weights": weights,
-        "max_length": s.max_length, "seed": s.seed, "data_seed": s.seed, "save_strategy": "no",
-        **(tracking.training_args() if tracking else {}),
-    }, {}, s.trl, s.bf16)
+    args = trl_config(
+        "dpo",
+        {
+            "output_dir": str(out / "checkpoints"),
+            "max_steps": s.max_steps,
+            "per_device_train_batch_size": s.batch_size,
+            "learning_rate": s.learning_rate,
+            "beta": s.beta,
+            "loss_type": losses,
+            "loss_weights": weights,
+            "max_length": s.max_length,
+            "seed": s.seed,
+            "data_seed": s.seed,
+            "save_strategy": "no",
+            **(tracking.training_args() if tracking else {}),
+        },
+        {},
+        s.trl,
+        s.bf16,
+    )
     try:
         tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch_dtype(s.dtype))
@@ -85,9 +134,18 @@ def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.D
     torch.manual_seed(s.seed)
     model, peft_config = lora_setup(model, s.method, s.lora, adapter_init)
     data = Dataset.from_dict({c: pairs[c].to_list() for c in ("prompt", "chosen", "rejected")})
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=data, processing_class=tok,
-                         peft_config=peft_config,
-                         callbacks=[_progress_callback(s.max_steps, "preference training"), _finite_loss_callback("preference training")])
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref,
+        args=args,
+        train_dataset=data,
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=[
+            _progress_callback(s.max_steps, "preference training"),
+            _finite_loss_callback("preference training"),
+        ],
+    )
     trainer.remove_callback(PrinterCallback)
     t0 = time.monotonic()
     with training_runs(tracking, trainer) as runs:
@@ -100,8 +158,11 @@ def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.D
     history = [h for h in trainer.state.log_history if "loss" in h]
     last = history[-1] if history else {}
     return {
-        "train_loss": float(result.training_loss), "final_loss": float(last.get("loss", float("nan"))),
-        "steps": int(trainer.state.global_step), "pairs": pairs.height, "seconds": round(seconds, 1),
+        "train_loss": float(result.training_loss),
+        "final_loss": float(last.get("loss", float("nan"))),
+        "steps": int(trainer.state.global_step),
+        "pairs": pairs.height,
+        "seconds": round(seconds, 1),
         "reward_margin": float(last.get("rewards/margins", float("nan"))),
         "reward_accuracy": float(last.get("rewards/accuracies", float("nan"))),
         "processes": int(trainer.args.world_size),
@@ -109,11 +170,23 @@ def train_dpo(init_model_dir: str | Path, ref_model_dir: str | Path, pairs: pl.D
     }
 
 
-@OBJECTIVES.register("dpo", trains_on="pairs", reference_model=True, trl_config="DPOConfig", label="fine-tune",
-                     own_fields=tuple({
-                         **ANY_OBJECTIVE_FIELDS, "per_device_train_batch_size": "training.batch_size",
-                         "max_length": "training.max_length", "beta": "training.dpo.beta",
-                         "loss_type": "training.dpo.rpo_alpha", "loss_weights": "training.dpo.rpo_alpha"}.items()))
+@OBJECTIVES.register(
+    "dpo",
+    trains_on="pairs",
+    reference_model=True,
+    trl_config="DPOConfig",
+    label="fine-tune",
+    own_fields=tuple(
+        {
+            **ANY_OBJECTIVE_FIELDS,
+            "per_device_train_batch_size": "training.batch_size",
+            "max_length": "training.max_length",
+            "beta": "training.dpo.beta",
+            "loss_type": "training.dpo.rpo_alpha",
+            "loss_weights": "training.dpo.rpo_alpha",
+        }.items()
+    ),
+)
 class DPOObjective:
     """objective dpo: DPO (RPO with training.dpo.rpo_alpha > 0) on the round's preference pairs."""
 
@@ -124,11 +197,14 @@ class DPOObjective:
         return settings_from_config(t, index)
 
     @staticmethod
-    def train(init, rows: pl.DataFrame, out, s: DPOSettings, *, reference=None, adapter_init=None, tracking=None,
-              reward=None) -> dict:
+    def train(
+        init, rows: pl.DataFrame, out, s: DPOSettings, *, reference=None, adapter_init=None, tracking=None, reward=None
+    ) -> dict:
         return train_dpo(init, reference, rows, out, s, adapter_init=adapter_init, tracking=tracking)
 
     @staticmethod
     def describe(s: DPOSettings, start: str, rows: int, reference=None) -> str:
-        return (f"{'RPO' if s.rpo_alpha else 'DPO'} from {start} on {rows} pairs, reference "
-                f"{reference.policy_id if reference else '-'}, {s.max_steps} steps")
+        return (
+            f"{'RPO' if s.rpo_alpha else 'DPO'} from {start} on {rows} pairs, reference "
+            f"{reference.policy_id if reference else '-'}, {s.max_steps} steps"
+        )

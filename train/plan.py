@@ -31,6 +31,7 @@ from train.tracking import Tracking
 @dataclass(frozen=True)
 class Policy:
     """A trained model artifact: "base" or a round key, its folder and weights hash."""
+
     policy_id: str
     artifact: Path
     weights_hash: str
@@ -38,12 +39,12 @@ class Policy:
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    objective: str                 # a registered objective: sft | dpo | grpo
-    init: Path                     # the artifact folder training starts from
-    adapter_init: Path | None      # a LoRA adapter to keep training on `init`
-    reference: Policy | None       # the fixed reference of an objective with one (DPO)
+    objective: str  # a registered objective: sft | dpo | grpo
+    init: Path  # the artifact folder training starts from
+    adapter_init: Path | None  # a LoRA adapter to keep training on `init`
+    reference: Policy | None  # the fixed reference of an objective with one (DPO)
     settings: SFTSettings | DPOSettings | GRPOSettings
-    adapter_on_base: bool          # the result is a LoRA adapter on the base model
+    adapter_on_base: bool  # the result is a LoRA adapter on the base model
 
     @property
     def data_table(self) -> str:
@@ -65,10 +66,17 @@ def plan_round(t, index: int, parent: Policy, base: Path) -> TrainingPlan:
         init, adapter_init = base, adapter_path(parent.artifact)
     reference = None
     if OBJECTIVES.get(t.objective).caps.reference_model:
-        reference = parent if t.dpo.reference == "previous" else \
-            Policy("base", base, read_provenance(base)["weights_hash"])
-    return TrainingPlan(t.objective, init, adapter_init, reference, round_settings(t, index),
-                        adapter_on_base=t.method == "lora" and init == base)
+        reference = (
+            parent if t.dpo.reference == "previous" else Policy("base", base, read_provenance(base)["weights_hash"])
+        )
+    return TrainingPlan(
+        t.objective,
+        init,
+        adapter_init,
+        reference,
+        round_settings(t, index),
+        adapter_on_base=t.method == "lora" and init == base,
+    )
 
 
 def data_table(objective: str) -> str:
@@ -86,20 +94,45 @@ def _adapter_on_base(artifact: Path, base: Path) -> bool:
     return adapter_path(artifact).is_dir() and prov.get("adapter_base_hash") == read_provenance(base)["weights_hash"]
 
 
-def run_plan(plan: TrainingPlan, rows: pl.DataFrame, work: Path, launcher, log=print, reward=None,
-             tracking: Tracking | None = None) -> dict:
+def run_plan(
+    plan: TrainingPlan,
+    rows: pl.DataFrame,
+    work: Path,
+    launcher,
+    log=print,
+    reward=None,
+    tracking: Tracking | None = None,
+) -> dict:
     """Train `plan` on `rows` into `work`; `launcher`: a `LauncherConfig`; `tracking`: the
     round's experiment trackers. Returns the metrics. GRPO: `rows` are prompts and `reward`
     the reward function (filters.rewards.VerifierReward)."""
     objective = OBJECTIVES.get(plan.objective)
     reference = model_path(plan.reference.artifact) if plan.reference else None
     if launcher.launched() and objective.caps.launchable:  # the config refuses a launcher otherwise
-        return launch(plan.objective, model_path(plan.init), rows, work, plan.settings,
-                      processes=launcher.processes, config_file=launcher.accelerate_config,
-                      extra=launcher.extra_args, reference=reference, adapter_init=plan.adapter_init, log=log,
-                      tracking=tracking)
-    return objective.obj.train(model_path(plan.init), rows, work, plan.settings, reference=reference,
-                               adapter_init=plan.adapter_init, tracking=tracking, reward=reward)
+        return launch(
+            plan.objective,
+            model_path(plan.init),
+            rows,
+            work,
+            plan.settings,
+            processes=launcher.processes,
+            config_file=launcher.accelerate_config,
+            extra=launcher.extra_args,
+            reference=reference,
+            adapter_init=plan.adapter_init,
+            log=log,
+            tracking=tracking,
+        )
+    return objective.obj.train(
+        model_path(plan.init),
+        rows,
+        work,
+        plan.settings,
+        reference=reference,
+        adapter_init=plan.adapter_init,
+        tracking=tracking,
+        reward=reward,
+    )
 
 
 def train_verifier(t, index: int, pairs: pl.DataFrame, base: Path, work: Path) -> dict:
@@ -108,5 +141,10 @@ def train_verifier(t, index: int, pairs: pl.DataFrame, base: Path, work: Path) -
     if pairs.height == 0:
         raise ValueError("the V-STaR verifier has no (correct, incorrect) pair in any round yet")
     m = train_dpo(model_path(base), model_path(base), pairs, verifier_dir(work), verifier_settings(t, index))
-    return {"pairs": pairs.height, "reference": "base", "steps": m["steps"],
-            "reward_accuracy": m["reward_accuracy"], "reward_margin": m["reward_margin"]}
+    return {
+        "pairs": pairs.height,
+        "reference": "base",
+        "steps": m["steps"],
+        "reward_accuracy": m["reward_accuracy"],
+        "reward_margin": m["reward_margin"],
+    }

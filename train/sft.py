@@ -26,12 +26,19 @@ log = logging.getLogger("selftaught.train")
 # them; each objective adds its own (its registration's own_fields). training.trl may name any
 # other field of the objective's TRL config class.
 ANY_OBJECTIVE_FIELDS = {
-    "output_dir": "the round's work folder", "max_steps": "training.max_steps",
-    "learning_rate": "training.learning_rate", "seed": "training.seed", "data_seed": "training.seed",
-    "save_strategy": "training.save_every", "save_steps": "training.save_every",
-    "save_total_limit": "training.save_every", "report_to": "operations.tracking.report_to",
-    "run_name": "operations.tracking (<experiment>/<round>)", "project": "operations.tracking.trackio_project",
-    "use_cpu": "the machine (a GPU when there is one)", "bf16": "training.bf16",
+    "output_dir": "the round's work folder",
+    "max_steps": "training.max_steps",
+    "learning_rate": "training.learning_rate",
+    "seed": "training.seed",
+    "data_seed": "training.seed",
+    "save_strategy": "training.save_every",
+    "save_steps": "training.save_every",
+    "save_total_limit": "training.save_every",
+    "report_to": "operations.tracking.report_to",
+    "run_name": "operations.tracking (<experiment>/<round>)",
+    "project": "operations.tracking.trackio_project",
+    "use_cpu": "the machine (a GPU when there is one)",
+    "bf16": "training.bf16",
     "disable_tqdm": "selftaught's progress output",
 }
 
@@ -81,8 +88,14 @@ def _progress_callback(total: int, what: str = "train"):
             if logs and "loss" in logs:
                 rate = state.global_step / max(time.monotonic() - self.t0, 1e-9)
                 self.bar(state.global_step, loss=float(logs["loss"]))
-                log.info("train step %d/%d loss %.4f (%.1f steps/s)", state.global_step, total, logs["loss"], rate,
-                         extra={"progress_line": True})  # a terminal's bar shows it instead
+                log.info(
+                    "train step %d/%d loss %.4f (%.1f steps/s)",
+                    state.global_step,
+                    total,
+                    logs["loss"],
+                    rate,
+                    extra={"progress_line": True},
+                )  # a terminal's bar shows it instead
 
     return ProgressLines()
 
@@ -105,7 +118,8 @@ def _finite_loss_callback(what: str):
                     raise TrainingDiverged(
                         f"{what} diverged: {key} is {value} at step {state.global_step} (learning_rate "
                         f"{args.learning_rate:g}); no weights were saved. Lower training.learning_rate, or check "
-                        "the rows for empty completions")
+                        "the rows for empty completions"
+                    )
 
     return FiniteLoss()
 
@@ -117,8 +131,9 @@ def check_finite_weights(model, what: str) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.requires_grad and not torch.isfinite(p).all():
-                raise TrainingDiverged(f"{what} produced non-finite weights ({name}); no weights were saved. "
-                                       "Lower training.learning_rate")
+                raise TrainingDiverged(
+                    f"{what} produced non-finite weights ({name}); no weights were saved. Lower training.learning_rate"
+                )
 
 
 def _device_args(bf16: bool | None = None) -> dict:
@@ -151,9 +166,14 @@ def trl_config(objective: str, ours: dict, defaults: dict, passthrough, bf16: bo
 
     extra = dict(passthrough)
     check_trl_passthrough(objective, extra)
-    defaults = {"activation_checkpointing": False,  # TRL defaults to on: slower, odd numerics on CPU
-                "report_to": "none", "disable_tqdm": True, "dataloader_num_workers": 0,
-                "logging_steps": max(1, ours["max_steps"] // 10), **defaults}
+    defaults = {
+        "activation_checkpointing": False,  # TRL defaults to on: slower, odd numerics on CPU
+        "report_to": "none",
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+        "logging_steps": max(1, ours["max_steps"] // 10),
+        **defaults,
+    }
     if not OBJECTIVES.get(objective).caps.online:
         # The trained-token count in the Trainer's state, which checkpoints hold: TRL's own
         # count restarts at 0 on a resume (the ledger undercounted a resumed round). An online
@@ -178,8 +198,13 @@ def torch_dtype(name: str):
 
 
 def train_sft(
-    init_model_dir: str | Path, rows: pl.DataFrame, out_dir: str | Path, s: SFTSettings, callbacks: tuple = (),
-    adapter_init: str | Path | None = None, tracking: Tracking | None = None,
+    init_model_dir: str | Path,
+    rows: pl.DataFrame,
+    out_dir: str | Path,
+    s: SFTSettings,
+    callbacks: tuple = (),
+    adapter_init: str | Path | None = None,
+    tracking: Tracking | None = None,
 ) -> dict:
     """Fine-tune the model in `init_model_dir` on `rows` (prompt, completion).
 
@@ -198,18 +223,37 @@ def train_sft(
         raise ValueError(f"training method must be 'full' or 'lora', got {s.method!r}")
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
-    args = trl_config("sft", {
-        "output_dir": str(ckpt_dir), "max_steps": s.max_steps, "per_device_train_batch_size": s.batch_size,
-        "learning_rate": s.learning_rate, "warmup_steps": s.warmup_steps, "weight_decay": s.weight_decay,
-        "max_length": s.max_length, "completion_only_loss": s.completion_only_loss, "seed": s.seed,
-        "data_seed": s.seed, "save_strategy": "steps" if s.save_every else "no", "save_steps": s.save_every or 500,
-        "save_total_limit": 1, **(tracking.training_args() if tracking else {}),
-    }, {"lr_scheduler_type": "linear"}, s.trl, s.bf16)
+    args = trl_config(
+        "sft",
+        {
+            "output_dir": str(ckpt_dir),
+            "max_steps": s.max_steps,
+            "per_device_train_batch_size": s.batch_size,
+            "learning_rate": s.learning_rate,
+            "warmup_steps": s.warmup_steps,
+            "weight_decay": s.weight_decay,
+            "max_length": s.max_length,
+            "completion_only_loss": s.completion_only_loss,
+            "seed": s.seed,
+            "data_seed": s.seed,
+            "save_strategy": "steps" if s.save_every else "no",
+            "save_steps": s.save_every or 500,
+            "save_total_limit": 1,
+            **(tracking.training_args() if tracking else {}),
+        },
+        {"lr_scheduler_type": "linear"},
+        s.trl,
+        s.bf16,
+    )
     tok, model = load_for_training(init_model_dir, s.seed, s.dtype)
     model, peft_config = lora_setup(model, s.method, s.lora, adapter_init)
     data = Dataset.from_dict({"prompt": rows["prompt"].to_list(), "completion": rows["completion"].to_list()})
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=data, processing_class=tok, peft_config=peft_config,
+        model=model,
+        args=args,
+        train_dataset=data,
+        processing_class=tok,
+        peft_config=peft_config,
         callbacks=[_progress_callback(s.max_steps, "fine-tuning"), _finite_loss_callback("fine-tuning"), *callbacks],
     )
     resume = _last_complete_checkpoint(ckpt_dir) if s.save_every > 0 else None
@@ -228,16 +272,18 @@ def load_for_training(init_model_dir: str | Path, seed: int, dtype: str = "auto"
         tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch_dtype(dtype))
     except (OSError, ValueError) as exc:  # transformers raises both for "not a model"
-        raise ValueError(f"{init_model_dir} is not a loadable model directory or hub id: "
-                         f"{str(exc).splitlines()[0]}") from None
+        raise ValueError(
+            f"{init_model_dir} is not a loadable model directory or hub id: {str(exc).splitlines()[0]}"
+        ) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     torch.manual_seed(seed)
     return tok, model
 
 
-def train_and_save(trainer, tok, out: Path, method: str, what: str, resume: Path | None,
-                   tracking: Tracking | None = None) -> dict:
+def train_and_save(
+    trainer, tok, out: Path, method: str, what: str, resume: Path | None, tracking: Tracking | None = None
+) -> dict:
     """Train (from checkpoint `resume`), check the weights, save `out/model` (and the adapter)
     from rank 0 and drop the checkpoints; returns the metrics every objective reports, with
     the tracker runs' ids when `tracking` is on. Checkpoints also go when training diverged:
@@ -287,8 +333,13 @@ def lora_setup(model, method: str, lora: LoraSettings, adapter_init: str | Path 
     if method == "lora":
         from peft import LoraConfig
 
-        return model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                 target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
+        return model, LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=list(lora.target_modules),
+            task_type="CAUSAL_LM",
+        )
     return model, None
 
 
@@ -324,18 +375,39 @@ def settings_from_config(cfg, seed_offset: int = 0, max_steps: int | None = None
     """SFTSettings from a `selftaught.config.TrainingConfig` (`max_steps` overrides its own)."""
     lora = lora_settings(cfg.lora)
     return SFTSettings(
-        method=cfg.method, max_steps=max_steps or cfg.max_steps, learning_rate=cfg.learning_rate,
-        batch_size=cfg.batch_size, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
-        max_length=cfg.max_length, seed=cfg.seed + seed_offset, save_every=cfg.save_every, lora=lora,
-        completion_only_loss=cfg.completion_only_loss, bf16=cfg.bf16, dtype=cfg.dtype,
+        method=cfg.method,
+        max_steps=max_steps or cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        batch_size=cfg.batch_size,
+        warmup_steps=cfg.warmup_steps,
+        weight_decay=cfg.weight_decay,
+        max_length=cfg.max_length,
+        seed=cfg.seed + seed_offset,
+        save_every=cfg.save_every,
+        lora=lora,
+        completion_only_loss=cfg.completion_only_loss,
+        bf16=cfg.bf16,
+        dtype=cfg.dtype,
         trl=tuple(sorted(cfg.trl.items())),
     )
 
 
-@OBJECTIVES.register("sft", trains_on="training_set", trl_config="SFTConfig", label="fine-tune", own_fields=tuple({
-    **ANY_OBJECTIVE_FIELDS, "per_device_train_batch_size": "training.batch_size",
-    "warmup_steps": "training.warmup_steps", "weight_decay": "training.weight_decay",
-    "max_length": "training.max_length", "completion_only_loss": "training.completion_only_loss"}.items()))
+@OBJECTIVES.register(
+    "sft",
+    trains_on="training_set",
+    trl_config="SFTConfig",
+    label="fine-tune",
+    own_fields=tuple(
+        {
+            **ANY_OBJECTIVE_FIELDS,
+            "per_device_train_batch_size": "training.batch_size",
+            "warmup_steps": "training.warmup_steps",
+            "weight_decay": "training.weight_decay",
+            "max_length": "training.max_length",
+            "completion_only_loss": "training.completion_only_loss",
+        }.items()
+    ),
+)
 class SFTObjective:
     """objective sft: supervised fine-tuning on the round's training set (prompt, completion)."""
 
@@ -346,8 +418,9 @@ class SFTObjective:
         return settings_from_config(t, seed_offset=index, max_steps=t.steps_for(index))
 
     @staticmethod
-    def train(init, rows: pl.DataFrame, out, s: SFTSettings, *, reference=None, adapter_init=None, tracking=None,
-              reward=None) -> dict:
+    def train(
+        init, rows: pl.DataFrame, out, s: SFTSettings, *, reference=None, adapter_init=None, tracking=None, reward=None
+    ) -> dict:
         return train_sft(init, rows, out, s, adapter_init=adapter_init, tracking=tracking)
 
     @staticmethod

@@ -33,25 +33,34 @@ RUN_TAG = "selftaught.run"  # mlflow tag naming the experiment's rounds run, to 
 class Tracking:
     """Where and how one round reports; built by `from_config`, plain values only (it travels to
     `accelerate launch` workers as JSON)."""
+
     report_to: tuple[str, ...]
-    dir: str                                  # local folder for tracker files
+    dir: str  # local folder for tracker files
     experiment: str
     round: str
-    tags: tuple[tuple[str, str], ...] = ()    # round, parent_policy, config_hash, experiment
-    mlflow_uri: str | None = None             # default: sqlite:///<dir>/mlflow.db
-    wandb_project: str | None = None          # default: the experiment's name
+    tags: tuple[tuple[str, str], ...] = ()  # round, parent_policy, config_hash, experiment
+    mlflow_uri: str | None = None  # default: sqlite:///<dir>/mlflow.db
+    wandb_project: str | None = None  # default: the experiment's name
     wandb_mode: str = "offline"
-    trackio_project: str | None = None        # default: the experiment's name
+    trackio_project: str | None = None  # default: the experiment's name
 
     @classmethod
-    def from_config(cls, t, experiment: str, round_key: str, root: Path, tags: dict[str, str]) -> "Tracking | None":
+    def from_config(cls, t, experiment: str, round_key: str, root: Path, tags: dict[str, str]) -> Tracking | None:
         """From `operations.tracking` (a TrackingConfig); None when it reports to nothing."""
         if not t.report_to:
             return None
         folder = Path(t.dir) if t.dir else Path(root) / "tracking"
-        return cls(tuple(t.report_to), str(folder.resolve()), experiment, round_key,
-                   tuple(sorted({"experiment": experiment, "round": round_key, **tags}.items())),
-                   t.mlflow_tracking_uri, t.wandb_project, t.wandb_mode, t.trackio_project)
+        return cls(
+            tuple(t.report_to),
+            str(folder.resolve()),
+            experiment,
+            round_key,
+            tuple(sorted({"experiment": experiment, "round": round_key, **tags}.items())),
+            t.mlflow_tracking_uri,
+            t.wandb_project,
+            t.wandb_mode,
+            t.trackio_project,
+        )
 
     @property
     def run_name(self) -> str:
@@ -67,8 +76,11 @@ class Tracking:
 
     def training_args(self) -> dict:
         """The TRL config fields that route the trainer's logs into this round's runs."""
-        return {"report_to": list(self.report_to), "run_name": self.run_name,
-                **({"project": self.project} if "trackio" in self.report_to else {})}
+        return {
+            "report_to": list(self.report_to),
+            "run_name": self.run_name,
+            **({"project": self.project} if "trackio" in self.report_to else {}),
+        }
 
     def tensorboard_dir(self, run: str) -> Path:
         return Path(self.dir) / "tensorboard" / self.experiment / run
@@ -76,10 +88,15 @@ class Tracking:
     def env(self) -> dict[str, str]:
         """Environment the transformers integrations read (set only while a run is open)."""
         Path(self.dir).mkdir(parents=True, exist_ok=True)
-        return {"TENSORBOARD_LOGGING_DIR": str(self.tensorboard_dir(self.round)),
-                "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri, "MLFLOW_EXPERIMENT_NAME": self.experiment,
-                "WANDB_DIR": self.dir, "WANDB_MODE": self.wandb_mode,
-                "WANDB_PROJECT": self.wandb_project or self.experiment, "WANDB_SILENT": "true"}
+        return {
+            "TENSORBOARD_LOGGING_DIR": str(self.tensorboard_dir(self.round)),
+            "MLFLOW_TRACKING_URI": self.mlflow_tracking_uri,
+            "MLFLOW_EXPERIMENT_NAME": self.experiment,
+            "WANDB_DIR": self.dir,
+            "WANDB_MODE": self.wandb_mode,
+            "WANDB_PROJECT": self.wandb_project or self.experiment,
+            "WANDB_SILENT": "true",
+        }
 
 
 @contextlib.contextmanager
@@ -132,16 +149,29 @@ def training_runs(tracking: Tracking | None, trainer):
             if "wandb" in tracking.report_to:
                 import wandb
 
-                run = wandb.init(project=tracking.wandb_project or tracking.experiment, name=tracking.run_name,
-                                 tags=[f"{k}:{v}"[:64] for k, v in tags.items()], config={"selftaught": tags},
-                                 dir=tracking.dir, mode=tracking.wandb_mode, reinit="finish_previous")
+                run = wandb.init(
+                    project=tracking.wandb_project or tracking.experiment,
+                    name=tracking.run_name,
+                    tags=[f"{k}:{v}"[:64] for k, v in tags.items()],
+                    config={"selftaught": tags},
+                    dir=tracking.dir,
+                    mode=tracking.wandb_mode,
+                    reinit="finish_previous",
+                )
                 ids["wandb"] = run.id
                 closers.append(lambda failed, run=run: run.finish(exit_code=1 if failed else 0))
             if "trackio" in tracking.report_to:
                 import trackio
 
-                trackio.init(project=tracking.project, name=tracking.run_name, config={"selftaught": tags},
-                             resume="allow", embed=False, auto_log_cpu=False, auto_log_gpu=False)
+                trackio.init(
+                    project=tracking.project,
+                    name=tracking.run_name,
+                    config={"selftaught": tags},
+                    resume="allow",
+                    embed=False,
+                    auto_log_cpu=False,
+                    auto_log_gpu=False,
+                )
                 ids["trackio"] = f"{tracking.project}/{tracking.run_name}"
                 ids["trackio_db"] = str(_trackio_db(tracking.project))
                 closers.append(lambda failed: _finish_trackio())
@@ -192,27 +222,42 @@ def log_round(tracking: Tracking | None, index: int, metrics: dict[str, float]) 
 
             mlflow.set_tracking_uri(tracking.mlflow_tracking_uri)
             experiment = mlflow.set_experiment(tracking.experiment)
-            found = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.`{RUN_TAG}` = 'rounds'",
-                                       output_format="list", max_results=1)
-            with mlflow.start_run(run_id=found[0].info.run_id if found else None,
-                                  run_name=None if found else name, tags=None if found else tags) as run:
+            found = mlflow.search_runs(
+                [experiment.experiment_id],
+                filter_string=f"tags.`{RUN_TAG}` = 'rounds'",
+                output_format="list",
+                max_results=1,
+            )
+            with mlflow.start_run(
+                run_id=found[0].info.run_id if found else None,
+                run_name=None if found else name,
+                tags=None if found else tags,
+            ) as run:
                 mlflow.log_metrics(values, step=index)
                 ids["mlflow"] = run.info.run_id
         if "wandb" in tracking.report_to:
             import wandb
 
             run_id = re.sub(r"[^A-Za-z0-9_-]", "-", f"{tracking.experiment}-rounds")[:64]
-            run = wandb.init(project=tracking.wandb_project or tracking.experiment, id=run_id, name=name,
-                             resume="allow", dir=tracking.dir, mode=tracking.wandb_mode, tags=["rounds"],
-                             reinit="finish_previous")
+            run = wandb.init(
+                project=tracking.wandb_project or tracking.experiment,
+                id=run_id,
+                name=name,
+                resume="allow",
+                dir=tracking.dir,
+                mode=tracking.wandb_mode,
+                tags=["rounds"],
+                reinit="finish_previous",
+            )
             run.log({**values, "round": index}, step=index)
             run.finish()
             ids["wandb"] = run_id
         if "trackio" in tracking.report_to:
             import trackio
 
-            trackio.init(project=tracking.project, name=name, resume="allow", embed=False, auto_log_cpu=False,
-                         auto_log_gpu=False)
+            trackio.init(
+                project=tracking.project, name=name, resume="allow", embed=False, auto_log_cpu=False, auto_log_gpu=False
+            )
             trackio.log(values, step=index)
             _finish_trackio()
             ids["trackio"] = f"{tracking.project}/{name}"

@@ -35,15 +35,22 @@ def main(job_path: str) -> None:
     rows = pl.read_parquet(job["rows"])
     out = Path(job["out"])
     objective = OBJECTIVES.get(job["objective"]).obj
-    metrics = objective.train(job["init"], rows, out, _settings(objective.settings_class, job["settings"]),
-                              reference=job["reference"], adapter_init=job["adapter_init"],
-                              tracking=_tracking(job.get("tracking")))
+    metrics = objective.train(
+        job["init"],
+        rows,
+        out,
+        _settings(objective.settings_class, job["settings"]),
+        reference=job["reference"],
+        adapter_init=job["adapter_init"],
+        tracking=_tracking(job.get("tracking")),
+    )
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if rank == 0:
         write_text_atomic(json.dumps(metrics), out / "metrics.json")
     (out / "ranks").mkdir(exist_ok=True)
-    write_text_atomic(json.dumps({"rank": rank, "world_size": world, "steps": metrics["steps"]}),
-                      out / "ranks" / f"rank-{rank}.json")
+    write_text_atomic(
+        json.dumps({"rank": rank, "world_size": world, "steps": metrics["steps"]}), out / "ranks" / f"rank-{rank}.json"
+    )
     print(f"rank {rank} of {world} finished {metrics['steps']} steps", flush=True)
 
 

@@ -18,13 +18,17 @@ class LmEvalConfig(Strict):
     the round's `lm_eval` table and the evaluation's metadata (lm_eval/<task>/<metric>)."""
 
     tasks: tuple[str, ...] = Field(min_length=1, description="lm-eval task (or group) names")
-    include_path: str | None = Field(None, description="a folder of lm-eval task YAMLs (--include_path); its "
-                                     "files' contents count in the round hash")
-    include_defaults: bool = Field(False, description="also lm-eval's own task catalogue (its datasets come from "
-                                   "the Hugging Face Hub: not offline)")
+    include_path: str | None = Field(
+        None, description="a folder of lm-eval task YAMLs (--include_path); its files' contents count in the round hash"
+    )
+    include_defaults: bool = Field(
+        False,
+        description="also lm-eval's own task catalogue (its datasets come from the Hugging Face Hub: not offline)",
+    )
     limit: int | None = Field(None, ge=1, le=MAX_SAMPLES * 1000, description="documents per task (default: all)")
-    num_fewshot: int | None = Field(None, ge=0, le=64, description="few-shot examples per prompt (default: each "
-                                    "task's own)")
+    num_fewshot: int | None = Field(
+        None, ge=0, le=64, description="few-shot examples per prompt (default: each task's own)"
+    )
     batch_size: int = Field(16, ge=1, le=MAX_BATCH, description="lm-eval's batch size")
     apply_chat_template: bool = Field(False, description="lm-eval renders prompts with the model's chat template")
 
@@ -45,24 +49,42 @@ class LmEvalConfig(Strict):
 class EvaluationConfig(Strict):
     """How the base model and every round's policy are scored on the held-out prompts."""
 
-    samples_per_prompt: int = Field(0, ge=0, le=MAX_SAMPLES, description="k > 0 also samples k per held-out prompt: pass@k, "
-                                    "maj@k, distinct answers, solve-rate spread")
+    samples_per_prompt: int = Field(
+        0,
+        ge=0,
+        le=MAX_SAMPLES,
+        description="k > 0 also samples k per held-out prompt: pass@k, maj@k, distinct answers, solve-rate spread",
+    )
     temperature: float = Field(0.8, ge=MIN_TEMPERATURE, le=100, description="for the k samples")
     seed: int = Field(0, description="sampling seed of the k samples (the greedy pass needs none)")
-    backend: Literal["hf", "vllm"] | None = Field(None, description="default: sampling.backend when it is "
-                                                   "local (hf, vllm), else hf; a remote server cannot serve "
-                                                   "this round's fresh policy")
-    max_new_tokens: int = Field(100, ge=1, le=MAX_TOKENS, description="most new tokens per held-out completion "
-                                "(greedy and the k samples)")
-    batch_size: int = Field(256, ge=1, le=MAX_BATCH, description="sequences per forward batch: hf evaluation and "
-                            "judge generation, V-STaR verifier scoring")
-    task: TaskConfig | None = Field(None, description="another task's held-out rows as the evaluation set (a "
-                                    "built-in, a plugin, or task dataset with a file); its verifier scores them. "
-                                    "Default: the experiment's task")
+    backend: Literal["hf", "vllm"] | None = Field(
+        None,
+        description="default: sampling.backend when it is "
+        "local (hf, vllm), else hf; a remote server cannot serve "
+        "this round's fresh policy",
+    )
+    max_new_tokens: int = Field(
+        100, ge=1, le=MAX_TOKENS, description="most new tokens per held-out completion (greedy and the k samples)"
+    )
+    batch_size: int = Field(
+        256,
+        ge=1,
+        le=MAX_BATCH,
+        description="sequences per forward batch: hf evaluation and judge generation, V-STaR verifier scoring",
+    )
+    task: TaskConfig | None = Field(
+        None,
+        description="another task's held-out rows as the evaluation set (a "
+        "built-in, a plugin, or task dataset with a file); its verifier scores them. "
+        "Default: the experiment's task",
+    )
     lm_eval: LmEvalConfig | None = Field(None, description="also run lm-evaluation-harness tasks on every policy")
-    verifier: str | None = Field(None, description="the verifier that scores held-out accuracy; default: "
-                                 "evaluation.task's own, else verification.verifier when it reads references, else "
-                                 "the task's own")
+    verifier: str | None = Field(
+        None,
+        description="the verifier that scores held-out accuracy; default: "
+        "evaluation.task's own, else verification.verifier when it reads references, else "
+        "the task's own",
+    )
 
     @field_validator("verifier")
     @classmethod
@@ -81,6 +103,7 @@ class EvaluationConfig(Strict):
             try:
                 import lm_eval  # noqa: F401
             except ImportError:
-                raise ValueError("needs EleutherAI's lm-evaluation-harness: pip install 'selftaught[lmeval]' "
-                                 "(or lm-eval)") from None
+                raise ValueError(
+                    "needs EleutherAI's lm-evaluation-harness: pip install 'selftaught[lmeval]' (or lm-eval)"
+                ) from None
         return v

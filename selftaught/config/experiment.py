@@ -40,31 +40,52 @@ def _names_with(capability: str, kind: str = "verifier") -> str:
 class ExperimentConfig(Strict):
     """One experiment: its name, storage, round count and every config section."""
 
-    name: str = Field("demo", pattern=r"^[A-Za-z0-9_\-]+$", description="the experiment's name (letters, digits, "
-                      "_ and -): prefix of its Dagster assets and jobs, default tracker project")
+    name: str = Field(
+        "demo",
+        pattern=r"^[A-Za-z0-9_\-]+$",
+        description="the experiment's name (letters, digits, "
+        "_ and -): prefix of its Dagster assets and jobs, default tracker project",
+    )
     storage_root: str = Field("data/runs/demo", description="a path, or an object store URL (s3://bucket/prefix)")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description=(
-        "fsspec options for a URL root, e.g. {endpoint_url: ...} for MinIO; credentials come from the "
-        "environment (AWS_ACCESS_KEY_ID, ...), not from here"))
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "fsspec options for a URL root, e.g. {endpoint_url: ...} for MinIO; credentials come from the "
+            "environment (AWS_ACCESS_KEY_ID, ...), not from here"
+        ),
+    )
     storage_cache: str | None = Field(None, description="local mirror of a URL root (default ~/.cache/selftaught)")
-    max_rounds: int = Field(3, ge=1, le=MAX_ROUNDS, description="self-training rounds (what `selftaught run` "
-                            "completes by default); the schedule and auto-continue stop after the last")
+    max_rounds: int = Field(
+        3,
+        ge=1,
+        le=MAX_ROUNDS,
+        description="self-training rounds (what `selftaught run` "
+        "completes by default); the schedule and auto-continue stop after the last",
+    )
     # default_factory: a task and an objective are registry entries, looked up when a config is made
     task: TaskConfig = Field(default_factory=TaskConfig, description="what the model is asked, and how many prompts")
     model: ModelConfig = Field(ModelConfig(), description="the base model and its warm start")
-    sampling: SamplingConfig = Field(SamplingConfig(), description="how each round samples the pool: backend, "
-                                     "samples per prompt, B-STaR and budgets")
-    verification: VerificationConfig = Field(VerificationConfig(), description="which verifier scores samples, "
-                                             "and its limits")
+    sampling: SamplingConfig = Field(
+        SamplingConfig(), description="how each round samples the pool: backend, samples per prompt, B-STaR and budgets"
+    )
+    verification: VerificationConfig = Field(
+        VerificationConfig(), description="which verifier scores samples, and its limits"
+    )
     selection: SelectionConfig = Field(SelectionConfig(), description="which correct samples become training rows")
-    training: TrainingConfig = Field(default_factory=TrainingConfig, description="how each round trains the policy: "
-                                     "objective, optimizer, LoRA, V-STaR verifier, launcher")
-    repair: RepairConfig = Field(RepairConfig(), description="second attempts at what failed (STaR rationalization, "
-                                 "Re-ReST reflection)")
-    evaluation: EvaluationConfig = Field(EvaluationConfig(), description="how the base model and every round's "
-                                         "policy are scored on held-out prompts")
-    operations: OperationsConfig = Field(OperationsConfig(), description="schedule, auto-continue, Dagster executor, "
-                                         "trackers and machine cost (not in the round hash)")
+    training: TrainingConfig = Field(
+        default_factory=TrainingConfig,
+        description="how each round trains the policy: objective, optimizer, LoRA, V-STaR verifier, launcher",
+    )
+    repair: RepairConfig = Field(
+        RepairConfig(), description="second attempts at what failed (STaR rationalization, Re-ReST reflection)"
+    )
+    evaluation: EvaluationConfig = Field(
+        EvaluationConfig(), description="how the base model and every round's policy are scored on held-out prompts"
+    )
+    operations: OperationsConfig = Field(
+        OperationsConfig(),
+        description="schedule, auto-continue, Dagster executor, trackers and machine cost (not in the round hash)",
+    )
 
     @field_validator("storage_root")
     @classmethod
@@ -102,24 +123,33 @@ class ExperimentConfig(Strict):
     def _recipes(self):
         verifier = self.verifier_plugin()
         label_free = not verifier.caps.needs_reference or any(
-            src is not None and src.label_free for src in (self.task.train, self.task.test))
+            src is not None and src.label_free for src in (self.task.train, self.task.test)
+        )
         if self.repair.mode == "rationalize" and label_free:
-            raise ValueError("repair.mode rationalize gives the reference answer as a hint: it needs a task "
-                             f"with references and a verifier that checks them ({verifier.name} is label-free, "
-                             "or a source is label_free)" if not verifier.caps.needs_reference else
-                             "repair.mode rationalize gives the reference answer as a hint: it needs a task "
-                             "with references (a source is label_free)")
+            raise ValueError(
+                "repair.mode rationalize gives the reference answer as a hint: it needs a task "
+                f"with references and a verifier that checks them ({verifier.name} is label-free, "
+                "or a source is label_free)"
+                if not verifier.caps.needs_reference
+                else "repair.mode rationalize gives the reference answer as a hint: it needs a task "
+                "with references (a source is label_free)"
+            )
         if self.selection.require_rationale and not verifier.caps.checks_steps:
-            raise ValueError("selection.require_rationale keeps samples whose steps check out: the "
-                             f"{verifier.name} verifier checks no steps (those that do: {_names_with('checks_steps')}), "
-                             "so every sample would be dropped")
+            raise ValueError(
+                "selection.require_rationale keeps samples whose steps check out: the "
+                f"{verifier.name} verifier checks no steps (those that do: {_names_with('checks_steps')}), "
+                "so every sample would be dropped"
+            )
         if self.training.dpo.pairs == "reference" and self.training.objective_caps().trains_on != "pairs":
-            raise ValueError(f"training.dpo.pairs only applies to an objective that trains on pairs "
-                             f"(training.objective {self.training.objective} trains on "
-                             f"{self.training.objective_caps().trains_on})")
+            raise ValueError(
+                f"training.dpo.pairs only applies to an objective that trains on pairs "
+                f"(training.objective {self.training.objective} trains on "
+                f"{self.training.objective_caps().trains_on})"
+            )
         if self.training.verifier is not None and self.evaluation.samples_per_prompt < 2:
-            raise ValueError("training.verifier (V-STaR) is judged by best-of-k: set evaluation."
-                             "samples_per_prompt >= 2")
+            raise ValueError(
+                "training.verifier (V-STaR) is judged by best-of-k: set evaluation.samples_per_prompt >= 2"
+            )
         return self
 
     @model_validator(mode="after")
@@ -129,8 +159,9 @@ class ExperimentConfig(Strict):
         plugin = self.verifier_plugin()
         if plugin.builtin:
             if self.verification.plugin != PluginConfig():
-                raise ValueError(f"verification.plugin configures user verifiers; the {plugin.name} verifier is "
-                                 "built-in")
+                raise ValueError(
+                    f"verification.plugin configures user verifiers; the {plugin.name} verifier is built-in"
+                )
             return self
         try:
             adapt(plugin.obj, plugin.spec, dict(self.verification.plugin.options))
@@ -141,11 +172,15 @@ class ExperimentConfig(Strict):
     @model_validator(mode="after")
     def _chat_needs_a_real_tokenizer(self):
         if self.eval_task().chat_template and self.model.base == "tiny":
-            raise ValueError("evaluation.task.chat_template needs model.base to be a model with a chat template "
-                             "(the tiny character tokenizer has none)")
+            raise ValueError(
+                "evaluation.task.chat_template needs model.base to be a model with a chat template "
+                "(the tiny character tokenizer has none)"
+            )
         if self.task.chat_template and self.model.base == "tiny":
-            raise ValueError("task.chat_template needs model.base to be a model with a chat template "
-                             "(the tiny character tokenizer has none)")
+            raise ValueError(
+                "task.chat_template needs model.base to be a model with a chat template "
+                "(the tiny character tokenizer has none)"
+            )
         return self
 
     @model_validator(mode="after")
@@ -155,48 +190,70 @@ class ExperimentConfig(Strict):
         t = self.training
         caps = t.objective_caps()
         if t.grpo is not None and not caps.online:
-            raise ValueError(f"training.grpo only applies with training.objective grpo (an online objective), "
-                             f"not {t.objective}")
+            raise ValueError(
+                f"training.grpo only applies with training.objective grpo (an online objective), not {t.objective}"
+            )
         if self.model.warm_start is not None and self.model.warm_start.grpo is not None:
             raise ValueError("model.warm_start trains with objective sft: model.warm_start.grpo does not apply")
         if caps.online:
-            offline = [name for name, used in (
-                ("repair.mode", self.repair.mode != "none"), ("sampling.balance", self.sampling.balance is not None),
-                ("sampling.budget", self.sampling.budget.mode != "uniform"),
-                ("training.verifier", t.verifier is not None),
-                ("task.curriculum", self.task.curriculum is not None)) if used]
+            offline = [
+                name
+                for name, used in (
+                    ("repair.mode", self.repair.mode != "none"),
+                    ("sampling.balance", self.sampling.balance is not None),
+                    ("sampling.budget", self.sampling.budget.mode != "uniform"),
+                    ("training.verifier", t.verifier is not None),
+                    ("task.curriculum", self.task.curriculum is not None),
+                )
+                if used
+            ]
             if offline:
-                raise ValueError(f"training.objective {t.objective} generates its rollouts inside training; "
-                                 f"{offline} work on offline samples, which a {t.objective} round does not draw")
+                raise ValueError(
+                    f"training.objective {t.objective} generates its rollouts inside training; "
+                    f"{offline} work on offline samples, which a {t.objective} round does not draw"
+                )
             if self.verifier_plugin().caps.generates:
-                raise ValueError(f"training.objective {t.objective} with the {self.verifier_plugin().name} verifier "
-                                 "is not supported: the judge would generate inside every training step (use a "
-                                 "programmatic verifier or majority)")
+                raise ValueError(
+                    f"training.objective {t.objective} with the {self.verifier_plugin().name} verifier "
+                    "is not supported: the judge would generate inside every training step (use a "
+                    "programmatic verifier or majority)"
+                )
         if t.launcher.launched() and not caps.launchable:
-            raise ValueError(f"training.objective {t.objective} runs in the step's process; training.launcher "
-                             f"(accelerate launch) supports {_names_with('launchable', 'objective')}")
+            raise ValueError(
+                f"training.objective {t.objective} runs in the step's process; training.launcher "
+                f"(accelerate launch) supports {_names_with('launchable', 'objective')}"
+            )
         return self
 
     @model_validator(mode="after")
     def _lora_fits_vllm(self):
         uses_vllm = "vllm" in (self.sampling.backend, self.evaluation.backend)
         if uses_vllm and self.training.method == "lora" and self.training.lora.r > self.sampling.vllm.max_lora_rank:
-            raise ValueError(f"training.lora.r ({self.training.lora.r}) is above sampling.vllm.max_lora_rank "
-                             f"({self.sampling.vllm.max_lora_rank}); vLLM would refuse the adapter")
+            raise ValueError(
+                f"training.lora.r ({self.training.lora.r}) is above sampling.vllm.max_lora_rank "
+                f"({self.sampling.vllm.max_lora_rank}); vLLM would refuse the adapter"
+            )
         return self
 
     @model_validator(mode="after")
     def _round_fits(self):
         size = self.round_size()
         if size["samples"] > MAX_ROUND_SAMPLES:
-            raise ValueError(f"a round would generate {size['samples']:,} samples ({size['prompts']:,} prompts x "
-                             f"{size['samples_per_prompt']:,}); the limit is {MAX_ROUND_SAMPLES:,}: "
-                             + ("use fewer training steps, grpo.prompts_per_step or grpo.num_generations"
-                                if self.training.objective_caps().online else "use smaller pools"))
+            raise ValueError(
+                f"a round would generate {size['samples']:,} samples ({size['prompts']:,} prompts x "
+                f"{size['samples_per_prompt']:,}); the limit is {MAX_ROUND_SAMPLES:,}: "
+                + (
+                    "use fewer training steps, grpo.prompts_per_step or grpo.num_generations"
+                    if self.training.objective_caps().online
+                    else "use smaller pools"
+                )
+            )
         if size["steps_last_round"] > MAX_STEPS:
-            raise ValueError(f"round {self.max_rounds} would train {size['steps_last_round']:,} steps (max_steps "
-                             f"{self.training.max_steps} x steps_growth {self.training.steps_growth:g}^"
-                             f"{self.max_rounds - 1}); the limit is {MAX_STEPS:,}")
+            raise ValueError(
+                f"round {self.max_rounds} would train {size['steps_last_round']:,} steps (max_steps "
+                f"{self.training.max_steps} x steps_growth {self.training.steps_growth:g}^"
+                f"{self.max_rounds - 1}); the limit is {MAX_STEPS:,}"
+            )
         return self
 
     def round_size(self) -> dict[str, int]:
@@ -211,11 +268,17 @@ class ExperimentConfig(Strict):
         steps_last = self.training.max_steps * self.training.steps_growth ** (self.max_rounds - 1)
         if self.training.objective_caps().online:  # rollouts: (the last round's) steps x prompts per step x group
             g = self.training.grpo_settings()
-            prompts = int(min(steps_last, 2 ** 62)) * g.prompts_per_step
+            prompts = int(min(steps_last, 2**62)) * g.prompts_per_step
             per_prompt, new_tokens = g.num_generations, g.max_completion_length
-        return {"prompts": prompts, "samples_per_prompt": per_prompt, "samples": prompts * per_prompt,
-                "new_tokens": prompts * per_prompt * new_tokens, "steps_first_round": self.training.steps_for(1),
-                "steps_last_round": int(min(steps_last, 2 ** 62)), "eval_prompts": evals}
+        return {
+            "prompts": prompts,
+            "samples_per_prompt": per_prompt,
+            "samples": prompts * per_prompt,
+            "new_tokens": prompts * per_prompt * new_tokens,
+            "steps_first_round": self.training.steps_for(1),
+            "steps_last_round": int(min(steps_last, 2**62)),
+            "eval_prompts": evals,
+        }
 
     # ---- plugins --------------------------------------------------------------------------------
 
@@ -249,9 +312,12 @@ class ExperimentConfig(Strict):
 
     def plugins(self) -> dict[str, Plugin]:
         """The task and verifiers this experiment uses: {role: registry entry}."""
-        out = {"task": self.task.plugin(), "verifier": self.verifier_plugin(),
-               "evaluation verifier": VERIFIERS.get(self.evaluation_verifier()),
-               "objective": OBJECTIVES.get(self.training.objective)}
+        out = {
+            "task": self.task.plugin(),
+            "verifier": self.verifier_plugin(),
+            "evaluation verifier": VERIFIERS.get(self.evaluation_verifier()),
+            "objective": OBJECTIVES.get(self.training.objective),
+        }
         if self.evaluation.task is not None:
             out["evaluation task"] = self.evaluation.task.plugin()
         return out
@@ -267,8 +333,9 @@ class ExperimentConfig(Strict):
         value is stale."""
         from selftaught import __version__
 
-        sections = self.section_hash("task", "model", "sampling", "verification", "selection", "repair",
-                                     "training", "evaluation")
+        sections = self.section_hash(
+            "task", "model", "sampling", "verification", "selection", "repair", "training", "evaluation"
+        )
         return hashlib.sha256(f"{sections}:{__version__}".encode()).hexdigest()[:16]
 
     def section_hash(self, *sections: str) -> str:
@@ -303,20 +370,38 @@ def drop_defaults(data: dict, entries: dict[tuple[str, ...], object]) -> dict:
 
 # Keys added after 0.3.0 count in the hashes only when set to something else than their
 # default, so rounds and base models made before they existed do not all turn stale.
-HASHED_WHEN_SET = {("sampling", "dtype"): "float32", ("training", "bf16"): None,
-                   ("verification", "sandbox", "allow_unisolated"): False,
-                   ("verification", "max_audit_disagreement"): None,
-                   ("model", "warm_start", "bf16"): None, ("training", "verifier", "bf16"): None,
-                   ("training", "grpo"): None, ("model", "warm_start", "grpo"): None,
-                   ("training", "dtype"): "auto", ("model", "warm_start", "dtype"): "auto",
-                   ("training", "trl"): {}, ("model", "warm_start", "trl"): {},
-                   ("task", "test_share"): 0.2, ("task", "options"): {},
-                   ("evaluation", "task"): None, ("evaluation", "verifier"): None, ("evaluation", "lm_eval"): None,
-                   ("verification", "plugin"): {"threshold": None, "timeout_seconds": 60.0, "batch_size": 256,
-                                                "isolated": True, "options": {}},
-                   ("operations", "tracking"): TrackingConfig().model_dump(mode="json"),
-                   ("operations", "price_per_hour"): None,
-                   ("operations", "auto_continue", "min_points_per_hour"): None}
+HASHED_WHEN_SET = {
+    ("sampling", "dtype"): "float32",
+    ("training", "bf16"): None,
+    ("verification", "sandbox", "allow_unisolated"): False,
+    ("verification", "max_audit_disagreement"): None,
+    ("model", "warm_start", "bf16"): None,
+    ("training", "verifier", "bf16"): None,
+    ("training", "grpo"): None,
+    ("model", "warm_start", "grpo"): None,
+    ("training", "dtype"): "auto",
+    ("model", "warm_start", "dtype"): "auto",
+    ("training", "trl"): {},
+    ("model", "warm_start", "trl"): {},
+    ("task", "test_share"): 0.2,
+    ("task", "options"): {},
+    ("evaluation", "task"): None,
+    ("evaluation", "verifier"): None,
+    ("evaluation", "lm_eval"): None,
+    ("verification", "plugin"): {
+        "threshold": None,
+        "timeout_seconds": 60.0,
+        "batch_size": 256,
+        "isolated": True,
+        "options": {},
+    },
+    ("operations", "tracking"): TrackingConfig().model_dump(mode="json"),
+    ("operations", "price_per_hour"): None,
+    ("operations", "auto_continue", "min_points_per_hour"): None,
+}
 # ... and in the base model's cache key (assets/setup.py), which dumps the model section as is.
-BASE_KEY_WHEN_SET = {path[1:]: default for path, default in HASHED_WHEN_SET.items()
-                     if path in {("model", "warm_start", "dtype"), ("model", "warm_start", "trl")}}
+BASE_KEY_WHEN_SET = {
+    path[1:]: default
+    for path, default in HASHED_WHEN_SET.items()
+    if path in {("model", "warm_start", "dtype"), ("model", "warm_start", "trl")}
+}

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-
 # Upper bounds: a typo like `n: 1e12` must be a config error, not a round that eats memory
 # or overflows a 32-bit column deep in a traceback.
-MAX_PROMPTS = 1_000_000       # per difficulty level, or per dataset split
-MAX_SAMPLES = 4096            # per prompt
-MAX_TOKENS = 131_072          # new tokens per completion, or a training row's length
-MAX_STEPS = 10_000_000        # training steps of one round
+MAX_PROMPTS = 1_000_000  # per difficulty level, or per dataset split
+MAX_SAMPLES = 4096  # per prompt
+MAX_TOKENS = 131_072  # new tokens per completion, or a training row's length
+MAX_STEPS = 10_000_000  # training steps of one round
 MAX_BATCH = 65_536
-MAX_ROUNDS = 10_000             # rounds of one experiment
+MAX_ROUNDS = 10_000  # rounds of one experiment
 MAX_ROUND_SAMPLES = 100_000_000  # samples one round generates (prompts x n)
 # Lower bound of a sampling temperature: logits / 1e-300 overflow to inf and sampling crashes;
 # below 0.01 sampling is greedy in all but name.

@@ -12,8 +12,12 @@ from selftaught.config.limits import ConfigError, Strict
 from selftaught.plugins import anchored
 
 # Keys that may name user code as file.py:attribute: relative to the file that sets them.
-PLUGIN_KEYS = (("task", "name"), ("verification", "verifier"), ("evaluation", "task", "name"),
-               ("evaluation", "verifier"))
+PLUGIN_KEYS = (
+    ("task", "name"),
+    ("verification", "verifier"),
+    ("evaluation", "task", "name"),
+    ("evaluation", "verifier"),
+)
 # ... and folders named relative to the config file likewise (lm-eval task YAMLs).
 FOLDER_KEYS = (("evaluation", "lm_eval", "include_path"),)
 
@@ -51,7 +55,9 @@ def _describe(err: ValidationError, source: str) -> str:
 
 def parse_config(data: dict, source: str = "<dict>") -> ExperimentConfig:
     if not isinstance(data, dict):
-        raise ConfigError(f"invalid experiment config {source}: expected a mapping at the top, got {type(data).__name__}")
+        raise ConfigError(
+            f"invalid experiment config {source}: expected a mapping at the top, got {type(data).__name__}"
+        )
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as err:
@@ -70,17 +76,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: let PyYAML report it
                 continue
             if first != key_node.start_mark.line + 1:
-                raise ConfigError(f"duplicate key {key!r} on lines {first} and {key_node.start_mark.line + 1}: "
-                                  "keep one (YAML would silently use the last)")
+                raise ConfigError(
+                    f"duplicate key {key!r} on lines {first} and {key_node.start_mark.line + 1}: "
+                    "keep one (YAML would silently use the last)"
+                )
         return super().construct_mapping(node, deep=deep)
 
 
 # A config is a page of settings. These bounds make a hostile or broken file an error before it
 # is read into memory: a 1.4 KB alias bomb expands to billions of nodes.
 MAX_CONFIG_BYTES = 1 << 20
-MAX_NODES = 100_000        # after aliases are expanded
-MAX_DEPTH = 32             # nesting of mappings and lists
-MAX_EXTENDS = 32           # files in one extends chain
+MAX_NODES = 100_000  # after aliases are expanded
+MAX_DEPTH = 32  # nesting of mappings and lists
+MAX_EXTENDS = 32  # files in one extends chain
 
 
 def _check_size(node, source: str) -> None:
@@ -102,8 +110,10 @@ def _check_size(node, source: str) -> None:
             c, d = walk(child, active | {id(n)})
             count, depth = count + c, max(depth, d)
             if count > MAX_NODES:
-                raise ConfigError(f"experiment config {source}: more than {MAX_NODES:,} values once its aliases "
-                                  "(*name) are expanded; a config is a page of settings")
+                raise ConfigError(
+                    f"experiment config {source}: more than {MAX_NODES:,} values once its aliases "
+                    "(*name) are expanded; a config is a page of settings"
+                )
         sizes[id(n)] = (count, depth + 1)
         if depth + 1 > MAX_DEPTH:
             raise ConfigError(f"experiment config {source}: nested deeper than {MAX_DEPTH} levels")
@@ -142,13 +152,16 @@ def _read_yaml(p: Path) -> dict:
     try:
         data = _load_bounded(p.read_text(encoding="utf-8"), str(p))
     except ConfigError as exc:
-        raise ConfigError(exc.args[0] if str(exc).startswith("experiment config") else
-                          f"experiment config {p}: {exc}") from None
+        raise ConfigError(
+            exc.args[0] if str(exc).startswith("experiment config") else f"experiment config {p}: {exc}"
+        ) from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"experiment config {p} is not valid YAML: {exc}") from None
     if data is None:
-        raise ConfigError(f"experiment config {p} is empty: write at least `extends: demo` (or the settings "
-                          "you mean); an empty file is more likely a mistake than the demo")
+        raise ConfigError(
+            f"experiment config {p} is empty: write at least `extends: demo` (or the settings "
+            "you mean); an empty file is more likely a mistake than the demo"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"invalid experiment config {p}: expected a mapping at the top, got {type(data).__name__}")
     return _anchor_plugin_paths(data, p.resolve().parent)
@@ -159,8 +172,10 @@ def _parent_path(child: Path, name: str) -> Path:
     for candidate in (child.parent / name, child.parent / f"{name}.yaml", PRESETS / f"{name}.yaml"):
         if candidate.is_file():
             return candidate
-    raise ConfigError(f"experiment config {child}: extends {name!r}, which is neither a file beside it nor a preset "
-                      f"in {PRESETS} ({', '.join(sorted(p.stem for p in PRESETS.glob('*.yaml')))})")
+    raise ConfigError(
+        f"experiment config {child}: extends {name!r}, which is neither a file beside it nor a preset "
+        f"in {PRESETS} ({', '.join(sorted(p.stem for p in PRESETS.glob('*.yaml')))})"
+    )
 
 
 def _merge(base: dict, over: dict, model: type[BaseModel]) -> dict:
@@ -199,8 +214,9 @@ def resolve_yaml(path: str | Path, _seen: tuple = ()) -> dict:
     if parent_path.resolve() in _seen or parent_path.resolve() == p.resolve():
         raise ConfigError(f"experiment config {p}: extends {parent!r} makes a cycle")
     if len(_seen) + 2 > MAX_EXTENDS:
-        raise ConfigError(f"experiment config {Path(_seen[0]) if _seen else p}: its extends chain is longer than "
-                          f"{MAX_EXTENDS} files")
+        raise ConfigError(
+            f"experiment config {Path(_seen[0]) if _seen else p}: its extends chain is longer than {MAX_EXTENDS} files"
+        )
     return _merge(resolve_yaml(parent_path, (*_seen, p.resolve())), data, ExperimentConfig)
 
 
@@ -234,8 +250,10 @@ def parse_settings(settings: list[str]) -> dict:
         if not all(parents) or not leaf:
             raise ConfigError(f"--set {text}: expected key.path=value, e.g. training.max_steps=50")
         if not parents and leaf == "extends":
-            raise ConfigError(f"--set {text}: extends is the config's parent, not a setting (it would silently "
-                              "swap the experiment for another); pass that file as --config instead")
+            raise ConfigError(
+                f"--set {text}: extends is the config's parent, not a setting (it would silently "
+                "swap the experiment for another); pass that file as --config instead"
+            )
         node = out
         for part in parents:
             node = node.setdefault(part, {})
@@ -254,8 +272,9 @@ def with_overrides(path: str | Path, settings: list[str], folder: str | Path) ->
 
     load_config(path)  # the file's own errors first, named as the file's
     over = _anchor_plugin_paths(parse_settings(settings), Path.cwd())  # a path typed in the shell
-    text = (f"# selftaught --set {' '.join(settings)}\n"
-            + yaml.safe_dump({"extends": str(Path(path).resolve()), **over}, sort_keys=False))
+    text = f"# selftaught --set {' '.join(settings)}\n" + yaml.safe_dump(
+        {"extends": str(Path(path).resolve()), **over}, sort_keys=False
+    )
     out = Path(folder) / f"{Path(path).stem}.set-{hashlib.sha256(text.encode()).hexdigest()[:10]}.yaml"
     parse_config(resolve_yaml_text(text, Path(path).resolve()), f"{path} with --set {' '.join(settings)}")
     out.parent.mkdir(parents=True, exist_ok=True)

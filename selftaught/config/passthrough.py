@@ -17,7 +17,7 @@ from selftaught.config.limits import MAX_BATCH, MAX_STEPS
 # Fields refused with the reason; a prefix ends with "*".
 REFUSED = {
     "push_to_hub": "a training step would upload the round's weights; `selftaught export` writes a checked "
-                   "copy to share",
+    "copy to share",
     "hub_*": "Hugging Face Hub upload settings; `selftaught export` writes a checked copy to share",
     "log_completions_hub_repo": "uploads completions to the Hub",
     "trackio_space_id": "uploads to a Hugging Face Space; operations.tracking keeps Trackio local",
@@ -36,9 +36,9 @@ REFUSED = {
 # (low, high) inclusive, for fields that set resources or scale the update.
 BOUNDS: dict[str, tuple[float, float]] = {
     "gradient_accumulation_steps": (1, 1024),
-    "dataloader_num_workers": (0, 32),          # processes
+    "dataloader_num_workers": (0, 32),  # processes
     "dataloader_prefetch_factor": (1, 64),
-    "dataset_num_proc": (1, 64),                # processes
+    "dataset_num_proc": (1, 64),  # processes
     "per_device_eval_batch_size": (1, MAX_BATCH),
     "eval_accumulation_steps": (1, 1024),
     "precompute_ref_batch_size": (1, MAX_BATCH),
@@ -50,20 +50,27 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "eval_steps": (0, MAX_STEPS),
     "torch_empty_cache_steps": (1, MAX_STEPS),
     "ref_model_sync_steps": (1, MAX_STEPS),
-    "ddp_timeout": (1, 7 * 24 * 3600),          # seconds
-    "max_grad_norm": (0, 1e4),                  # 0: no clipping, said explicitly
-    "neftune_noise_alpha": (0, 100),            # the NEFTune paper uses 5-15
-    "adam_beta1": (0, 1), "adam_beta2": (0, 1), "adam_epsilon": (0, 1),
-    "label_smoothing_factor": (0, 1), "label_smoothing": (0, 0.5),
-    "ref_model_mixup_alpha": (0, 1), "vllm_gpu_memory_utilization": (0, 1),
-    "top_entropy_quantile": (0, 1), "min_p": (0, 1),
-    "repetition_penalty": (0.01, 100), "top_k": (0, 1_000_000),
-    "max_tool_calling_iterations": (0, 1000), "num_completions_to_print": (0, 10_000),
-    "pad_to_multiple_of": (1, 4096),            # tokens; 1 pads each batch to its longest row
+    "ddp_timeout": (1, 7 * 24 * 3600),  # seconds
+    "max_grad_norm": (0, 1e4),  # 0: no clipping, said explicitly
+    "neftune_noise_alpha": (0, 100),  # the NEFTune paper uses 5-15
+    "adam_beta1": (0, 1),
+    "adam_beta2": (0, 1),
+    "adam_epsilon": (0, 1),
+    "label_smoothing_factor": (0, 1),
+    "label_smoothing": (0, 0.5),
+    "ref_model_mixup_alpha": (0, 1),
+    "vllm_gpu_memory_utilization": (0, 1),
+    "top_entropy_quantile": (0, 1),
+    "min_p": (0, 1),
+    "repetition_penalty": (0.01, 100),
+    "top_k": (0, 1_000_000),
+    "max_tool_calling_iterations": (0, 1000),
+    "num_completions_to_print": (0, 10_000),
+    "pad_to_multiple_of": (1, 4096),  # tokens; 1 pads each batch to its longest row
 }
 
-MAX_FLOAT = 1e6          # any other float: beyond this it is a typo or a ruined run
-MAX_INT = 2**31 - 1      # any other integer (seeds, ports)
+MAX_FLOAT = 1e6  # any other float: beyond this it is a typo or a ruined run
+MAX_INT = 2**31 - 1  # any other integer (seeds, ports)
 
 
 def refused_reason(field: str) -> str | None:

@@ -14,8 +14,11 @@ class OpenAIConfig(Strict):
 
     base_url: str = Field(description="e.g. http://127.0.0.1:8000/v1")
     model: str = Field(description="model name the server knows")
-    api_key_env: str | None = Field(None, description="environment variable holding the API key; "
-                                    "the key itself never goes into a config, table or metadata")
+    api_key_env: str | None = Field(
+        None,
+        description="environment variable holding the API key; "
+        "the key itself never goes into a config, table or metadata",
+    )
     max_concurrency: int = Field(8, ge=1, description="requests in flight at once")
     timeout_seconds: float = Field(120.0, gt=0, description="per request")
     max_retries: int = Field(5, ge=0, description="retries on 429, 5xx, timeouts and dropped connections")
@@ -33,26 +36,36 @@ class VLLMConfig(Strict):
     """vLLM's offline engine, wherever the vllm backend generates (sampling, evaluation, a judge)."""
 
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs one engine splits the model over")
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="share of each GPU's memory the engine may "
-                                          "take (weights and KV cache); not passed without CUDA")
+    gpu_memory_utilization: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description="share of each GPU's memory the engine may take (weights and KV cache); not passed without CUDA",
+    )
     max_lora_rank: int = Field(64, ge=1, description="must be >= training.lora.r")
-    max_model_len: int | None = Field(None, ge=16, description="context length in tokens (prompt and completion); "
-                                      "None: the model's own")
+    max_model_len: int | None = Field(
+        None, ge=16, description="context length in tokens (prompt and completion); None: the model's own"
+    )
     dtype: str = Field("auto", description="the weights' dtype, as vLLM takes it (auto, bfloat16, float16, float32)")
-    enforce_eager: bool = Field(False, description="no CUDA graphs: less memory and a faster start, slower "
-                                "generation")
+    enforce_eager: bool = Field(False, description="no CUDA graphs: less memory and a faster start, slower generation")
 
 
 class BalanceConfig(Strict):
     """B-STaR: before sampling, try each temperature on a dev slice of the pool and keep the
     (temperature, reward threshold) with the best balance score."""
 
-    temperatures: tuple[float, ...] = Field((0.5, 0.8, 1.1), description="candidate sampling temperatures tried "
-                                            "on the dev slice")
-    thresholds: tuple[float, ...] = Field((1.0,), description="candidate reward thresholds in [0, 1]: a correct "
-                                          "sample is kept only with a reward at or above the chosen one")
+    temperatures: tuple[float, ...] = Field(
+        (0.5, 0.8, 1.1), description="candidate sampling temperatures tried on the dev slice"
+    )
+    thresholds: tuple[float, ...] = Field(
+        (1.0,),
+        description="candidate reward thresholds in [0, 1]: a correct "
+        "sample is kept only with a reward at or above the chosen one",
+    )
     dev_prompts: int = Field(32, ge=1, le=MAX_PROMPTS, description="pool prompts sampled per candidate temperature")
-    desired_correct: int = Field(4, ge=1, le=MAX_SAMPLES, description="n*: distinct correct answers per prompt worth having")
+    desired_correct: int = Field(
+        4, ge=1, le=MAX_SAMPLES, description="n*: distinct correct answers per prompt worth having"
+    )
 
     @field_validator("temperatures")
     @classmethod
@@ -72,8 +85,10 @@ class BalanceConfig(Strict):
 class BudgetConfig(Strict):
     """Difficulty-aware sample budgets: the same total samples, spent where solve rates are low."""
 
-    mode: Literal["uniform", "solve_rate"] = Field("uniform", description="solve_rate: n per prompt inversely "
-                                                   "proportional to its difficulty's solve rate last round")
+    mode: Literal["uniform", "solve_rate"] = Field(
+        "uniform",
+        description="solve_rate: n per prompt inversely proportional to its difficulty's solve rate last round",
+    )
     min_n: int = Field(2, ge=1, le=MAX_SAMPLES, description="solve_rate: fewest samples per prompt")
     max_n: int = Field(32, ge=1, le=MAX_SAMPLES, description="solve_rate: most samples per prompt")
 
@@ -81,43 +96,71 @@ class BudgetConfig(Strict):
 class SamplingConfig(Strict):
     """How each round samples completions for its pool of prompts."""
 
-    backend: Literal["hf", "vllm", "openai"] = Field("hf", description="hf: transformers in process; vllm: vLLM's "
-                                                     "offline engine (sampling.vllm); openai: an OpenAI-compatible "
-                                                     "server (sampling.openai)")
-    n: int = Field(8, ge=1, le=MAX_SAMPLES, description="samples per prompt (sampling.budget may spread them by "
-                   "difficulty)")
-    temperature: float = Field(0.8, ge=MIN_TEMPERATURE, le=100, description="sampling temperature (sampling.balance "
-                               "picks its own per round)")
-    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: keep the most likely tokens up to this "
-                         "probability mass (1: off); also for evaluation's k samples")
+    backend: Literal["hf", "vllm", "openai"] = Field(
+        "hf",
+        description="hf: transformers in process; vllm: vLLM's "
+        "offline engine (sampling.vllm); openai: an OpenAI-compatible "
+        "server (sampling.openai)",
+    )
+    n: int = Field(
+        8, ge=1, le=MAX_SAMPLES, description="samples per prompt (sampling.budget may spread them by difficulty)"
+    )
+    temperature: float = Field(
+        0.8, ge=MIN_TEMPERATURE, le=100, description="sampling temperature (sampling.balance picks its own per round)"
+    )
+    top_p: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="nucleus sampling: keep the most likely tokens up to this "
+        "probability mass (1: off); also for evaluation's k samples",
+    )
     max_new_tokens: int = Field(100, ge=1, le=MAX_TOKENS, description="most new tokens per completion")
     stop: tuple[str, ...] = Field((), description="cut each completion at the first of these strings")
     batch_size: int = Field(256, ge=1, le=MAX_BATCH, description="hf: sequences per forward batch")
-    dtype: Literal["float32", "bfloat16"] = Field("float32", description="hf backend only (vllm: vllm.dtype): "
-                                                  "weights' dtype for sampling and evaluation (bfloat16: ~1.7x "
-                                                  "faster on a CPU with AMX, slower on one without)")
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="hf backend only (vllm: vllm.dtype): "
+        "weights' dtype for sampling and evaluation (bfloat16: ~1.7x "
+        "faster on a CPU with AMX, slower on one without)",
+    )
     seed: int = Field(0, description="sampling seed; round k draws from its own stream (seed * 1000 + k)")
-    shard_size: int = Field(256, ge=1, le=MAX_PROMPTS, description="prompts per shard; a restarted round skips finished shards")
-    isolate: bool | None = Field(None, description="generate in a subprocess so its memory is freed before "
-                                 "training; default: on for vllm, off for hf and openai")
-    data_parallel: int = Field(1, ge=1, description="generation processes sharing the shards, each a whole engine "
-                               "on its own GPUs (vllm: tensor_parallel_size each); implies isolate")
-    openai: OpenAIConfig | None = Field(None, description="the OpenAI-compatible server of backend openai "
-                                        "(required with it)")
-    vllm: VLLMConfig = Field(VLLMConfig(), description="vLLM engine settings, for sampling and evaluation with the "
-                             "vllm backend")
-    balance: BalanceConfig | None = Field(None, description="B-STaR: pick temperature and reward threshold "
-                                          "per round on a dev slice")
-    budget: BudgetConfig = Field(BudgetConfig(), description="how many samples each prompt gets (uniform: "
-                                 "sampling.n each)")
+    shard_size: int = Field(
+        256, ge=1, le=MAX_PROMPTS, description="prompts per shard; a restarted round skips finished shards"
+    )
+    isolate: bool | None = Field(
+        None,
+        description="generate in a subprocess so its memory is freed before "
+        "training; default: on for vllm, off for hf and openai",
+    )
+    data_parallel: int = Field(
+        1,
+        ge=1,
+        description="generation processes sharing the shards, each a whole engine "
+        "on its own GPUs (vllm: tensor_parallel_size each); implies isolate",
+    )
+    openai: OpenAIConfig | None = Field(
+        None, description="the OpenAI-compatible server of backend openai (required with it)"
+    )
+    vllm: VLLMConfig = Field(
+        VLLMConfig(), description="vLLM engine settings, for sampling and evaluation with the vllm backend"
+    )
+    balance: BalanceConfig | None = Field(
+        None, description="B-STaR: pick temperature and reward threshold per round on a dev slice"
+    )
+    budget: BudgetConfig = Field(
+        BudgetConfig(), description="how many samples each prompt gets (uniform: sampling.n each)"
+    )
 
     @model_validator(mode="after")
     def _backend_settings(self):
         if self.backend == "openai" and self.openai is None:
             raise ValueError("backend 'openai' needs an openai: section (base_url, model)")
         if self.data_parallel > 1 and (self.backend == "openai" or self.isolate is False):
-            raise ValueError("sampling.data_parallel runs several engine processes: it needs backend hf or vllm "
-                             "and isolate not false (for a server, scale the server and raise max_concurrency)")
+            raise ValueError(
+                "sampling.data_parallel runs several engine processes: it needs backend hf or vllm "
+                "and isolate not false (for a server, scale the server and raise max_concurrency)"
+            )
         if self.budget.min_n > self.budget.max_n:
             raise ValueError(f"budget.min_n ({self.budget.min_n}) is above budget.max_n ({self.budget.max_n})")
         return self
