@@ -19,7 +19,7 @@ from selftaught.round_keys import parent_key, round_index
 from selftaught.store import Store
 from synth.backends import SamplingParams
 from synth.sampling import round_params
-from synth.tasks import UserTurn, selection_verifier, verifier_name
+from synth.tasks import UserTurn, selection_verifier
 from train.plan import Policy
 from train.tracking import Tracking
 
@@ -78,7 +78,7 @@ class RoundContext:
 
     @property
     def verifier_name(self) -> str:
-        return verifier_name(self.config)
+        return self.config.verifier_plugin().name
 
     @cached_property
     def verifier(self) -> Verifier:

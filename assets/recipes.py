@@ -15,7 +15,7 @@ from assets.generation import generate
 from assets.run_log import log_progress
 from filters import balance
 from filters.judge import judge_prompts, judge_verdicts
-from filters.metrics import accuracy_by_difficulty, pass_rates, solve_rates
+from filters.metrics import evaluated_accuracy, pass_rates, solve_rates
 from filters.pairs import correctness_pairs
 from filters.rewards import VerifierReward
 from filters.select import judged
@@ -28,13 +28,6 @@ from synth.backends import SamplingParams
 from synth.tasks import selection_verifier
 from train.artifact import read_provenance
 from train.gguf import resolve_base
-
-
-def evaluated_accuracy(store: Store, policy_id: str) -> dict[int, float]:
-    """A policy's ("base" or a round key) greedy held-out accuracy per difficulty; empty
-    before it was evaluated."""
-    path = store.evaluation_path(policy_id)
-    return accuracy_by_difficulty(read_parquet(path)) if path.is_file() else {}
 
 
 def previous_judged(rc: RoundContext) -> tuple[pl.DataFrame, pl.DataFrame] | None:
@@ -174,21 +167,13 @@ def repair_format_examples(cfg, warm: pl.DataFrame, turn=None) -> pl.DataFrame:
 # ---- online RL (training.objective grpo) ---------------------------------------------------------
 
 
-def label_free(cfg) -> bool:
-    """Rewards that never read a reference: a label-free verifier (majority vote: TTRL), or
-    sources marked label_free."""
-    return not cfg.verifier_plugin().caps.needs_reference or any(
-        src is not None and src.label_free for src in (cfg.task.train, cfg.task.test)
-    )
-
-
 def rollout_prompts(cfg, prompts: pl.DataFrame) -> pl.DataFrame:
     """What GRPO rolls out on: this round's prompts, with their references unless label-free,
     and their row's columns (`fields`) for a verifier that reads them (TRL passes every
     dataset column to the reward function)."""
     reads_rows = cfg.verifier_plugin().caps.columns and "fields" in prompts.columns
     return prompts.select(
-        "prompt_id", "prompt", *([] if label_free(cfg) else ["reference"]), *(["fields"] if reads_rows else [])
+        "prompt_id", "prompt", *([] if cfg.label_free() else ["reference"]), *(["fields"] if reads_rows else [])
     ).with_columns(*([pl.col("fields").fill_null("{}")] if reads_rows else []))
 
 

@@ -1,7 +1,8 @@
 """One asset per stage of a round, partitioned by round key (r001, r002, ...).
 
-    prompts -> sampling_plan -> samples -> verdicts -> repairs -> training_set -> pairs -> policy
-            -> evaluation -> round_diff
+    prompts -> sampling_plan -> samples -> verdicts -> repairs -> training_set --+
+                                                  verdicts -> pairs ----------------+-> policy
+    policy -> evaluation -> round_diff
     (samples and policy look up the policy of round k-1 at run time: it writes this round's samples
     and is the one policy continues from)
 
@@ -23,7 +24,6 @@ from assets.recipes import (
     balance_search,
     budget_rates,
     curriculum_counts,
-    evaluated_accuracy,
     rollout_prompts,
     rollout_reward,
     sample_by_plan,
@@ -35,16 +35,24 @@ from assets.resources import ExperimentResource
 from assets.stage_costs import measured
 from filters.audit import audit
 from filters.diff import diff_rounds
-from filters.metrics import accuracy_by_difficulty, frontier_of, judge_agreement, pseudo_label_accuracy, sample_metrics
+from filters.metrics import (
+    accuracy_by_difficulty,
+    evaluated_accuracy,
+    frontier_of,
+    judge_agreement,
+    pseudo_label_accuracy,
+    sample_metrics,
+)
 from filters.pairs import make_pairs
-from filters.select import accumulate, judged, select_repairs, select_sft, warm_start_rows
+from filters.select import judged, training_rows
 from filters.summary import markdown_table, round_metrics
 from filters.verifiers import verify
 from selftaught import __version__, schemas
 from selftaught.files import file_hash, read_parquet
+from selftaught.seeds import sampling_round_seed
 from selftaught.store import is_complete, model_path
 from synth.backends import count_tokens
-from synth.sampling import plan, round_seed
+from synth.sampling import plan
 from synth.tasks import reference_verifier
 from train.artifact import read_provenance, write_provenance
 from train.plan import plan_round, run_plan, train_verifier
@@ -131,7 +139,7 @@ def samples(
             **parent_metadata(rc.parent),
             "temperature": float(sampling_plan["temperature"][0]),
             "n": s.n,
-            "seed": round_seed(s.seed, rc.index),
+            "seed": sampling_round_seed(s.seed, rc.index),
             "backend": s.backend,
             "generation_seconds": round(seconds, 1),
             "samples_per_second": round(df.height / max(seconds, 1e-9), 1),
@@ -304,28 +312,23 @@ def training_set(
         yield dg.AssetCheckResult(passed=True, description=f"objective {objective}: trains on its rollouts")
         return
     threshold = sampling_plan["reward_threshold"].drop_nulls()
-    new = select_sft(
+    earlier = rc.parent_key is not None and sel.accumulate
+    got = training_rows(
         samples,
         verdicts,
-        sel.max_per_prompt,
-        sel.require_rationale,
-        sel.dedup,
-        sel.min_chars,
-        sel.max_chars,
+        repairs,
+        sel,
         min_reward=float(threshold[0]) if threshold.len() else None,
+        warm_start=warm_start_prompts,
+        earlier=schemas.validate(read_parquet(_parent_rows_path(rc)), "sft_rows") if earlier else None,
     )
-    fixed = select_repairs(repairs, sel.max_per_prompt, sel.require_rationale, sel.dedup, sel.min_chars, sel.max_chars)
-    new = pl.concat([new, fixed]) if fixed.height else new
-    rows = warm_start_rows(warm_start_prompts) if sel.include_warm_start else None
-    if sel.accumulate and rc.parent_key is not None:
-        rows = accumulate(rows, schemas.validate(read_parquet(_parent_rows_path(rc)), "sft_rows"))
-    rows = accumulate(rows, new)
+    new = got.new
     yield dg.Output(
-        rows,
+        got.rows,
         metadata={
             "new_rows": new.height,
-            "total_rows": rows.height,
-            "repair_rows": fixed.height,
+            "total_rows": got.rows.height,
+            "repair_rows": got.repairs,
             **_kept_per_difficulty(new, verdicts, prompts),
         },
     )

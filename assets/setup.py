@@ -18,7 +18,7 @@ from selftaught.store import is_complete
 from synth.tiny import build_tiny_model, spec_from_config
 from train.artifact import copy_model, model_path, read_provenance, write_provenance
 from train.gguf import conversion_record, gguf_source, is_gguf, resolve_base
-from train.sft import settings_from_config, train_sft
+from train.sft import train_sft, warm_start_settings
 
 
 @dg.asset(group_name="setup", code_version=__version__, kinds={"polars"}, **on("cpu"))
@@ -86,7 +86,7 @@ def _build_base(context, experiment: ExperimentResource, warm: pl.DataFrame) -> 
         if cfg.repair.mode != "none" and cfg.repair.warm_start_share:
             rows = pl.concat([rows, repair_format_examples(cfg, warm, experiment.user_turn(context.log.info))])
             context.log.info(f"warm start: {rows.height - warm.height} of them also in the {cfg.repair.mode} format")
-        metrics = train_sft(init, rows, work, settings_from_config(cfg.model.warm_start))
+        metrics = train_sft(init, rows, work, warm_start_settings(cfg.model.warm_start))
     else:
         copy_model(init, model_path(work))
     shutil.rmtree(work / "init", ignore_errors=True)

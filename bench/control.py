@@ -27,7 +27,8 @@ from selftaught.store import Store
 from synth.backends import load_backend
 from synth.tasks import reference_verifier
 from train.artifact import model_path
-from train.sft import settings_from_config, train_sft
+from train.settings import from_config
+from train.sft import SFTSettings, train_sft
 
 
 def main() -> None:
@@ -65,7 +66,7 @@ def control_curve(cfg, store: Store, rounds: int, log=print) -> list[tuple[str, 
         shutil.rmtree(out, ignore_errors=True)
         t = cfg.training
         settings = dataclasses.replace(
-            settings_from_config(t, seed_offset=i, max_steps=t.steps_for(i)),
+            from_config(SFTSettings, t, i),
             save_every=0,
             method=t.method if t.objective_caps().trains_on == "training_set" else "full",
         )

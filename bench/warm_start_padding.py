@@ -28,12 +28,12 @@ def child(pad: int, steps: int, out: str) -> None:
     from selftaught.config import ExperimentConfig
     from synth.tasks import make_task
     from synth.tiny import build_tiny_model, spec_from_config
-    from train.sft import settings_from_config, train_sft
+    from train.sft import train_sft, warm_start_settings
 
     cfg = ExperimentConfig()  # the embedded demo
     warm = make_task(cfg.task).warm_start()
     init = build_tiny_model(spec_from_config(cfg.model.tiny), Path(out) / "init")
-    s = settings_from_config(cfg.model.warm_start)
+    s = warm_start_settings(cfg.model.warm_start)
     s = dataclasses.replace(s, max_steps=steps, trl=(*s.trl, ("pad_to_multiple_of", pad), ("logging_steps", 1)))
     losses = []
 

@@ -6,6 +6,7 @@ from math import comb
 
 import polars as pl
 
+from selftaught.files import read_parquet
 from selftaught.schemas import CORRECT, UNVERIFIABLE
 
 
@@ -222,3 +223,10 @@ def judge_agreement(judge: pl.DataFrame, reference: pl.DataFrame) -> dict[str, f
         "judge_agreement": float((both["verdict"] == both["truth"]).mean()),
         "judge_scored_share": both.height / judge.height,
     }
+
+
+def evaluated_accuracy(store, policy_id: str) -> dict[int, float]:
+    """A policy's ("base" or a round key) greedy held-out accuracy per difficulty, from its
+    evaluation table in `store` (a selftaught.store.Store); empty before it was evaluated."""
+    path = store.evaluation_path(policy_id)
+    return accuracy_by_difficulty(read_parquet(path)) if path.is_file() else {}

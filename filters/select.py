@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import polars as pl
 
@@ -156,3 +157,44 @@ def warm_start_rows(warm: pl.DataFrame) -> pl.DataFrame:
         ),
         "sft_rows",
     )
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """A round's SFT rows (`rows`) and what this round added to them (`new`: kept samples and
+    verified repairs, of which `repairs` repairs)."""
+
+    rows: pl.DataFrame
+    new: pl.DataFrame
+    repairs: int
+
+
+def training_rows(
+    samples: pl.DataFrame,
+    verdicts: pl.DataFrame,
+    repairs: pl.DataFrame,
+    selection,
+    *,
+    min_reward: float | None = None,
+    warm_start: pl.DataFrame | None = None,
+    earlier: pl.DataFrame | None = None,
+) -> TrainingRows:
+    """A round's training set by `selection` (a selftaught.config.SelectionConfig): the kept
+    samples (select_sft, at B-STaR's `min_reward`) and verified repairs, after the warm start's
+    worked examples (`warm_start`, a prompts table with targets; selection.include_warm_start)
+    and the earlier rounds' rows (`earlier`, the parent's training set; selection.accumulate),
+    each row_id once."""
+    keep = {
+        "max_per_prompt": selection.max_per_prompt,
+        "require_rationale": selection.require_rationale,
+        "dedup": selection.dedup,
+        "min_chars": selection.min_chars,
+        "max_chars": selection.max_chars,
+    }
+    new = select_sft(samples, verdicts, **keep, min_reward=min_reward)
+    fixed = select_repairs(repairs, **keep)
+    new = pl.concat([new, fixed]) if fixed.height else new
+    rows = warm_start_rows(warm_start) if selection.include_warm_start and warm_start is not None else None
+    if selection.accumulate and earlier is not None:
+        rows = accumulate(rows, earlier)
+    return TrainingRows(accumulate(rows, new), new, fixed.height)

@@ -48,7 +48,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from filters.metrics import accuracy_by_difficulty
+from filters.metrics import evaluated_accuracy
 from pipelines.lineage import round_chain
 from selftaught import __version__
 from selftaught.files import file_hash, publish_dir, read_parquet, table_problem, umask
@@ -323,10 +323,10 @@ def _model_card(cfg, store: Store, key: str, prov: dict, facts: dict, has_adapte
         settings.pop("lora", None)
     settings = {k: v for k, v in settings.items() if v not in (None, (), [], {})}
     metrics = {k: v for k, v in (prov.get("metrics") or {}).items() if isinstance(v, (int, float, str))}
-    accuracy = {"base": _accuracy(store, "base")}
+    accuracy = {"base": evaluated_accuracy(store, "base")}
     if (parent := parent_key(key)) is not None:
-        accuracy[parent] = _accuracy(store, parent)
-    accuracy[key] = _accuracy(store, key)
+        accuracy[parent] = evaluated_accuracy(store, parent)
+    accuracy[key] = evaluated_accuracy(store, key)
     levels = sorted({d for acc in accuracy.values() for d in acc})
     level = cfg.task.plugin().caps.level_name
     unit = f"{level}s" if level == "digit" else "level"
@@ -406,11 +406,6 @@ def _rows(path: Path) -> int:
     import pyarrow.parquet as pq
 
     return pq.ParquetFile(path).metadata.num_rows
-
-
-def _accuracy(store: Store, policy_id: str) -> dict[int, float]:
-    path = store.evaluation_path(policy_id)
-    return accuracy_by_difficulty(read_parquet(path)) if path.is_file() else {}
 
 
 def _plain(v) -> str:

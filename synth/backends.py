@@ -9,7 +9,6 @@ A backend turns prompts into `n` completions each:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import random
@@ -17,6 +16,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from selftaught.seeds import derive_seed as derive_seed  # re-exported: part of this module's API
+from selftaught.seeds import hf_batch_seed, prompt_seed
 
 log = logging.getLogger("selftaught.synth")
 
@@ -46,15 +48,6 @@ Progress = Callable[[int, int], None]
 
 class BackendError(RuntimeError):
     """A backend could not be set up or a request failed for good."""
-
-
-def derive_seed(seed: int, *parts: object) -> int:
-    """A 31-bit seed from a base seed and labels (shard index, prompt index).
-
-    Seeds depend on a prompt's position in the job, never on what ran before in
-    the process, so a resumed generation reproduces an uninterrupted one."""
-    text = ":".join(str(p) for p in (seed, *parts))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
 
 
 class Backend(Protocol):
@@ -104,7 +97,7 @@ class HFBackend:
         for b, start in enumerate(range(0, len(prompts), per_batch)):
             chunk = list(prompts[start : start + per_batch])
             enc = self.tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            torch.manual_seed(params.seed * 1_000_003 + b)
+            torch.manual_seed(hf_batch_seed(params.seed, b))
             sample = params.temperature > 0
             with torch.no_grad():
                 gen = self.model.generate(
@@ -197,7 +190,7 @@ class VLLMBackend:
                 top_p=params.top_p if sample else 1.0,
                 max_tokens=params.max_new_tokens,
                 stop=list(params.stop) or None,
-                seed=derive_seed(params.seed, i) if sample else None,
+                seed=prompt_seed(params.seed, i) if sample else None,
             )
             for i in range(len(prompts))
         ]
@@ -284,7 +277,7 @@ class OpenAIBackend:
             async def one(i: int) -> None:
                 nonlocal done
                 async with gate:
-                    out[i] = await self._complete(client, prompts[i], params, derive_seed(params.seed, i))
+                    out[i] = await self._complete(client, prompts[i], params, prompt_seed(params.seed, i))
                 done += 1
                 if progress:
                     progress(done, len(prompts))

@@ -35,7 +35,8 @@ import polars as pl
 from selftaught import schemas
 from selftaught.files import write_parquet_atomic, write_text_atomic
 from selftaught.procs import python_env
-from synth.backends import Backend, BackendError, Progress, SamplingParams, derive_seed, load_backend
+from selftaught.seeds import shard_seed
+from synth.backends import Backend, BackendError, Progress, SamplingParams, load_backend
 from synth.sampling import to_samples
 
 log = logging.getLogger("selftaught.synth")
@@ -87,7 +88,7 @@ def shard_path(out_dir: Path, i: int) -> Path:
 
 
 def shard_params(params: SamplingParams, i: int) -> SamplingParams:
-    return dataclasses.replace(params, seed=derive_seed(params.seed, "shard", i))
+    return dataclasses.replace(params, seed=shard_seed(params.seed, i))
 
 
 def prepare(job: GenerationJob, prompts: pl.DataFrame) -> int:

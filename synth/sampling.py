@@ -6,12 +6,8 @@ import polars as pl
 
 from filters.metrics import allocate_samples
 from selftaught import schemas
+from selftaught.seeds import sampling_round_seed
 from synth.backends import Backend, Progress, SamplingParams
-
-
-def round_seed(seed: int, index: int) -> int:
-    """The sampling seed of round `index`: another stream each round, the same on a rerun."""
-    return seed * 1000 + index
 
 
 def round_params(s, index: int, temperature: float, n: int) -> SamplingParams:
@@ -21,7 +17,7 @@ def round_params(s, index: int, temperature: float, n: int) -> SamplingParams:
         temperature=temperature,
         top_p=s.top_p,
         max_new_tokens=s.max_new_tokens,
-        seed=round_seed(s.seed, index),
+        seed=sampling_round_seed(s.seed, index),
         stop=s.stop,
     )
 

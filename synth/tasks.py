@@ -24,6 +24,7 @@ from selftaught import schemas
 from selftaught.config import ExperimentConfig, TaskConfig
 from selftaught.plugins import TASKS, Plugin
 from selftaught.round_keys import round_key
+from selftaught.seeds import task_round_seed, task_split_seed
 from synth import arithmetic, chat_tasks
 from synth.sources import Columns, SourceError, load_rows, read_source
 
@@ -46,16 +47,20 @@ class ArithmeticTask:
         self.cfg = cfg
 
     def warm_start(self) -> pl.DataFrame:
-        return arithmetic.make_problems(self.cfg.warm_start, seed=self.cfg.seed * 7919 + 1, split="warm_start")
+        return arithmetic.make_problems(
+            self.cfg.warm_start, seed=task_split_seed(self.cfg.seed, "warm_start"), split="warm_start"
+        )
 
     def eval_set(self, exclude: set[str]) -> pl.DataFrame:
-        return arithmetic.make_problems(self.cfg.eval, seed=self.cfg.seed * 7919 + 2, exclude=exclude, split="eval")
+        return arithmetic.make_problems(
+            self.cfg.eval, seed=task_split_seed(self.cfg.seed, "eval"), exclude=exclude, split="eval"
+        )
 
     def pool(self, round_index: int, exclude: set[str], counts: dict[int, int] | None = None) -> pl.DataFrame:
         """`counts` (a curriculum's) replaces the configured pool sizes."""
         return arithmetic.make_problems(
             counts or self.cfg.pool,
-            seed=self.cfg.seed * 7919 + 1000 + round_index,
+            seed=task_round_seed(self.cfg.seed, round_index),
             exclude=exclude,
             split="pool",
             round_key=round_key(round_index),
@@ -92,15 +97,15 @@ class GeneratorTask:
         return df if self.chat else df.with_columns((pl.lit(" ") + pl.col("target")).alias("target"))
 
     def warm_start(self) -> pl.DataFrame:
-        return self._draw(self.cfg.warm_start, self.cfg.seed * 7919 + 1, split="warm_start")
+        return self._draw(self.cfg.warm_start, task_split_seed(self.cfg.seed, "warm_start"), split="warm_start")
 
     def eval_set(self, exclude: set[str]) -> pl.DataFrame:
-        return self._draw(self.cfg.eval, self.cfg.seed * 7919 + 2, exclude, split="eval")
+        return self._draw(self.cfg.eval, task_split_seed(self.cfg.seed, "eval"), exclude, split="eval")
 
     def pool(self, round_index: int, exclude: set[str]) -> pl.DataFrame:
         return self._draw(
             self.cfg.pool,
-            self.cfg.seed * 7919 + 1000 + round_index,
+            task_round_seed(self.cfg.seed, round_index),
             exclude,
             split="pool",
             round_key=round_key(round_index),
@@ -335,14 +340,10 @@ def default_verifier(cfg: TaskConfig) -> str:
     return task_plugin(cfg).caps.verifier
 
 
-def verifier_name(cfg: ExperimentConfig) -> str:
-    """The verifier that judges a round's samples: verification.verifier, else the task's own."""
-    return cfg.verification.verifier or default_verifier(cfg.task)
-
-
 def selection_verifier(cfg: ExperimentConfig) -> Verifier:
-    """The verifier that judges a round's samples (and rewards a grpo round's rollouts)."""
-    return get_verifier(verifier_name(cfg), cfg.verification)
+    """The verifier that judges a round's samples (and rewards a grpo round's rollouts):
+    ExperimentConfig.verifier_plugin, verification.verifier else the task's own."""
+    return get_verifier(cfg.verifier_plugin().name, cfg.verification)
 
 
 def reference_verifier(cfg: ExperimentConfig) -> Verifier:

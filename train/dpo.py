@@ -12,56 +12,52 @@ from pathlib import Path
 import polars as pl
 
 from selftaught.plugins import OBJECTIVES
-from train.sft import (
-    ANY_OBJECTIVE_FIELDS,
+from selftaught.seeds import training_seed
+from train.common import (
     LoraSettings,
-    _finite_loss_callback,
-    _progress_callback,
     check_finite_weights,
+    finite_loss_callback,
     lora_settings,
     lora_setup,
+    progress_callback,
     save_trained,
     torch_dtype,
     trl_config,
 )
+from train.settings import from_config, owned_fields, seed_for_round, setting, sorted_items, steps_for_round
 from train.tracking import Tracking, training_runs
 
 log = logging.getLogger("selftaught.train")
+NO_CHECKPOINTS = {"save_strategy": "no"}  # a DPO round is short; a rerun trains again
+
+
+def _rpo_losses(rpo_alpha: float, s) -> list[str]:
+    return ["sigmoid", "sft"] if rpo_alpha > 0 else ["sigmoid"]
+
+
+def _rpo_weights(rpo_alpha: float, s) -> list[float] | None:
+    return [1.0, rpo_alpha] if rpo_alpha > 0 else None
 
 
 @dataclass(frozen=True)
 class DPOSettings:
-    max_steps: int = 50
-    learning_rate: float = 1e-4
-    batch_size: int = 8
-    beta: float = 0.1
-    rpo_alpha: float = 1.0  # weight of the NLL term on chosen answers; 0 = plain DPO
-    max_length: int = 256
-    seed: int = 0
-    method: str = "full"  # or "lora": the adapter trains, the reference stays the model given
-    bf16: bool | None = None  # mixed precision, as in SFTSettings
-    dtype: str = "auto"  # the weights (policy and reference) while training, as in SFTSettings
-    lora: LoraSettings = LoraSettings()
-    trl: tuple[tuple[str, object], ...] = ()  # more DPOConfig fields, passed through (training.trl)
+    """One preference fine-tune: each field is the training config key it names (default: the key's)."""
 
-
-def settings_from_config(t, index: int) -> DPOSettings:
-    """Round `index`'s DPOSettings from a `selftaught.config.TrainingConfig` (its `dpo` section)."""
-    d = t.dpo
-    return DPOSettings(
-        max_steps=t.steps_for(index),
-        learning_rate=t.learning_rate,
-        batch_size=t.batch_size,
-        beta=d.beta,
-        rpo_alpha=d.rpo_alpha,
-        max_length=t.max_length,
-        seed=t.seed + index,
-        method=t.method,
-        lora=lora_settings(t.lora),
-        bf16=t.bf16,
-        dtype=t.dtype,
-        trl=tuple(sorted(t.trl.items())),
-    )
+    # ---- optimization
+    max_steps: int = setting("max_steps", "max_steps", per_round=steps_for_round)
+    learning_rate: float = setting("learning_rate", "learning_rate")
+    batch_size: int = setting("batch_size", "per_device_train_batch_size")
+    seed: int = setting("seed", ("seed", "data_seed"), per_round=seed_for_round)
+    # ---- objective
+    beta: float = setting("dpo.beta", "beta")
+    rpo_alpha: float = setting("dpo.rpo_alpha", {"loss_type": _rpo_losses, "loss_weights": _rpo_weights})
+    max_length: int = setting("max_length", "max_length")
+    # ---- model and precision: with lora the adapter trains, the reference stays the model given
+    method: str = setting("method")
+    lora: LoraSettings = setting("lora", convert=lora_settings)
+    bf16: bool | None = setting("bf16")
+    dtype: str = setting("dtype")  # the policy's and the reference's
+    trl: tuple[tuple[str, object], ...] = setting("trl", convert=sorted_items)  # more DPOConfig fields
 
 
 def verifier_settings(t, index: int) -> DPOSettings:
@@ -74,7 +70,7 @@ def verifier_settings(t, index: int) -> DPOSettings:
         beta=v.beta,
         rpo_alpha=0.0,
         max_length=t.max_length,
-        seed=t.seed + index,
+        seed=training_seed(t.seed, index),
         bf16=t.bf16,
         dtype=t.dtype,
     )
@@ -102,27 +98,7 @@ def train_dpo(
     if pairs.height == 0:
         raise ValueError("no preference pairs: every prompt's samples were all correct or all wrong")
     out = Path(out_dir)
-    losses, weights = (["sigmoid", "sft"], [1.0, s.rpo_alpha]) if s.rpo_alpha > 0 else (["sigmoid"], None)
-    args = trl_config(
-        "dpo",
-        {
-            "output_dir": str(out / "checkpoints"),
-            "max_steps": s.max_steps,
-            "per_device_train_batch_size": s.batch_size,
-            "learning_rate": s.learning_rate,
-            "beta": s.beta,
-            "loss_type": losses,
-            "loss_weights": weights,
-            "max_length": s.max_length,
-            "seed": s.seed,
-            "data_seed": s.seed,
-            "save_strategy": "no",
-            **(tracking.training_args() if tracking else {}),
-        },
-        {},
-        s.trl,
-        s.bf16,
-    )
+    args = trl_config("dpo", s, {"output_dir": str(out / "checkpoints"), **NO_CHECKPOINTS}, {}, tracking)
     try:
         tok = AutoTokenizer.from_pretrained(init_model_dir, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(init_model_dir, dtype=torch_dtype(s.dtype))
@@ -142,8 +118,8 @@ def train_dpo(
         processing_class=tok,
         peft_config=peft_config,
         callbacks=[
-            _progress_callback(s.max_steps, "preference training"),
-            _finite_loss_callback("preference training"),
+            progress_callback(s.max_steps, "preference training"),
+            finite_loss_callback("preference training"),
         ],
     )
     trainer.remove_callback(PrinterCallback)
@@ -176,16 +152,7 @@ def train_dpo(
     reference_model=True,
     trl_config="DPOConfig",
     label="fine-tune",
-    own_fields=tuple(
-        {
-            **ANY_OBJECTIVE_FIELDS,
-            "per_device_train_batch_size": "training.batch_size",
-            "max_length": "training.max_length",
-            "beta": "training.dpo.beta",
-            "loss_type": "training.dpo.rpo_alpha",
-            "loss_weights": "training.dpo.rpo_alpha",
-        }.items()
-    ),
+    own_fields=owned_fields(DPOSettings, save_strategy="a DPO round keeps no checkpoints"),
 )
 class DPOObjective:
     """objective dpo: DPO (RPO with training.dpo.rpo_alpha > 0) on the round's preference pairs."""
@@ -194,7 +161,7 @@ class DPOObjective:
 
     @staticmethod
     def settings(t, index: int) -> DPOSettings:
-        return settings_from_config(t, index)
+        return from_config(DPOSettings, t, index)
 
     @staticmethod
     def train(

@@ -11,120 +11,78 @@ the rollouts it will generate again.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from selftaught.plugins import OBJECTIVES
-from train.sft import (
-    ANY_OBJECTIVE_FIELDS,
+from selftaught.seeds import mixed_seed
+from train.common import (
     LoraSettings,
-    _finite_loss_callback,
-    _last_complete_checkpoint,
-    _progress_callback,
+    finite_loss_callback,
+    last_complete_checkpoint,
     load_for_training,
     lora_settings,
     lora_setup,
+    progress_callback,
     train_and_save,
     trl_config,
+)
+from train.settings import (
+    CHECKPOINT_FIELDS,
+    from_config,
+    owned_fields,
+    seed_for_round,
+    setting,
+    sorted_items,
+    steps_for_round,
 )
 from train.tracking import Tracking
 
 log = logging.getLogger("selftaught.train")
 
 
+def _batch(prompts_per_step: int, s) -> int:
+    return s.num_generations * prompts_per_step  # one group per prompt, every group in one batch
+
+
 @dataclass(frozen=True)
 class GRPOSettings:
+    """One GRPO round: each field is the training config key it names (default: the key's)."""
+
     # ---- optimization
-    max_steps: int = 20
-    learning_rate: float = 1e-5
-    warmup_steps: int = 0
-    seed: int = 0
-    save_every: int = 0  # checkpoint interval in steps for resume; 0 = no checkpoints
-    bf16: bool | None = None
-    dtype: str = "auto"  # the weights while training, as in SFTSettings
-    method: str = "full"  # full | lora
-    lora: LoraSettings = field(default_factory=LoraSettings)
+    max_steps: int = setting("max_steps", "max_steps", per_round=steps_for_round)
+    learning_rate: float = setting("learning_rate", "learning_rate")
+    warmup_steps: int = setting("warmup_steps", "warmup_steps")
+    seed: int = setting("seed", ("seed", "data_seed"), per_round=seed_for_round)
+    save_every: int = setting("save_every", CHECKPOINT_FIELDS)
     # ---- rollouts
-    num_generations: int = 4  # completions per prompt: one group
-    prompts_per_step: int = 4  # groups per optimizer step
-    max_completion_length: int = 64
-    temperature: float = 1.0
-    top_p: float = 1.0
-    use_vllm: bool = False
-    vllm_mode: str = "colocate"  # or "server" (trl vllm-serve)
+    num_generations: int = setting("grpo.num_generations", "num_generations")
+    prompts_per_step: int = setting("grpo.prompts_per_step", {"per_device_train_batch_size": _batch})
+    max_completion_length: int = setting("grpo.max_completion_length", "max_completion_length")
+    temperature: float = setting("grpo.temperature", "temperature")
+    top_p: float = setting("grpo.top_p", "top_p")
+    use_vllm: bool = setting("grpo.use_vllm", "use_vllm")
+    vllm_mode: str = setting("grpo.vllm_mode", "vllm_mode")
     # ---- objective
-    loss_type: str = "dapo"  # grpo | dr_grpo | dapo | bnpo | ... (the installed TRL's)
-    beta: float = 0.0  # KL to the initial policy; 0 loads no reference model
-    epsilon: float = 0.2
-    epsilon_high: float | None = None
-    scale_rewards: str = "group"  # group | batch | none (Dr. GRPO: none)
-    trl: tuple[tuple[str, object], ...] = ()  # more GRPOConfig fields, passed through (training.trl)
-
-
-def settings_from_config(t, index: int) -> GRPOSettings:
-    """Round `index`'s GRPOSettings from a `selftaught.config.TrainingConfig` (its `grpo` section)."""
-    g = t.grpo_settings()
-    return GRPOSettings(
-        max_steps=t.steps_for(index),
-        learning_rate=t.learning_rate,
-        warmup_steps=t.warmup_steps,
-        seed=t.seed + index,
-        save_every=t.save_every,
-        bf16=t.bf16,
-        dtype=t.dtype,
-        method=t.method,
-        lora=lora_settings(t.lora),
-        num_generations=g.num_generations,
-        prompts_per_step=g.prompts_per_step,
-        max_completion_length=g.max_completion_length,
-        temperature=g.temperature,
-        top_p=g.top_p,
-        use_vllm=g.use_vllm,
-        vllm_mode=g.vllm_mode,
-        loss_type=g.loss_type,
-        beta=g.beta,
-        epsilon=g.epsilon,
-        epsilon_high=g.epsilon_high,
-        scale_rewards=g.scale_rewards,
-        trl=tuple(sorted(t.trl.items())),
-    )
+    loss_type: str = setting("grpo.loss_type", "loss_type")  # grpo | dr_grpo | dapo | ... (the installed TRL's)
+    beta: float = setting("grpo.beta", "beta")  # KL to the initial policy; 0 loads no reference model
+    epsilon: float = setting("grpo.epsilon", "epsilon")
+    epsilon_high: float | None = setting("grpo.epsilon_high", "epsilon_high")
+    scale_rewards: str = setting("grpo.scale_rewards", "scale_rewards")
+    # ---- model and precision
+    method: str = setting("method")
+    lora: LoraSettings = setting("lora", convert=lora_settings)
+    bf16: bool | None = setting("bf16")
+    dtype: str = setting("dtype")
+    trl: tuple[tuple[str, object], ...] = setting("trl", convert=sorted_items)  # more GRPOConfig fields
 
 
 def grpo_config(s: GRPOSettings, output_dir: str, tracking: Tracking | None = None):
     """TRL's GRPOConfig for `s`; a `trl` field the installed TRL does not have, or one
     selftaught sets itself, is a ValueError naming it."""
-    return trl_config(
-        "grpo",
-        {
-            "output_dir": output_dir,
-            "max_steps": s.max_steps,
-            "learning_rate": s.learning_rate,
-            "warmup_steps": s.warmup_steps,
-            "seed": s.seed,
-            "data_seed": s.seed,
-            "per_device_train_batch_size": s.num_generations * s.prompts_per_step,
-            "num_generations": s.num_generations,
-            "max_completion_length": s.max_completion_length,
-            "temperature": s.temperature,
-            "top_p": s.top_p,
-            "loss_type": s.loss_type,
-            "beta": s.beta,
-            "epsilon": s.epsilon,
-            "epsilon_high": s.epsilon_high,
-            "scale_rewards": s.scale_rewards,
-            "use_vllm": s.use_vllm,
-            "vllm_mode": s.vllm_mode,
-            "save_strategy": "steps" if s.save_every else "no",
-            "save_steps": s.save_every or 500,
-            "save_total_limit": 1,
-            **(tracking.training_args() if tracking else {}),
-        },
-        {"logging_steps": 1},
-        s.trl,
-        s.bf16,
-    )
+    return trl_config("grpo", s, {"output_dir": output_dir}, {"logging_steps": 1}, tracking)
 
 
 def train_grpo(
@@ -162,12 +120,12 @@ def train_grpo(
         peft_config=peft_config,
         callbacks=[
             _step_seed_callback(s.seed),
-            _progress_callback(s.max_steps, "GRPO"),
-            _finite_loss_callback("GRPO"),
+            progress_callback(s.max_steps, "GRPO"),
+            finite_loss_callback("GRPO"),
             *callbacks,
         ],
     )
-    resume = _last_complete_checkpoint(ckpt_dir) if s.save_every > 0 else None
+    resume = last_complete_checkpoint(ckpt_dir) if s.save_every > 0 else None
     from_step = int(resume.name.rsplit("-", 1)[-1]) if resume else 0
     dropped = reward.forget_from(from_step)  # rollouts after the checkpoint are generated again
     if resume:
@@ -194,12 +152,6 @@ def train_grpo(
     }
 
 
-def _mixed_seed(*parts: int) -> int:
-    import numpy as np
-
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0]) % 2**31
-
-
 def _step_seed_callback(seed: int):
     """Reseed python, numpy and torch at each optimizer step from (seed, step), before the
     step generates: a step's rollouts are a function of the seed, the step, the weights and its
@@ -211,7 +163,7 @@ def _step_seed_callback(seed: int):
 
     class StepSeed(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
-            set_seed(_mixed_seed(seed, state.global_step), device_specific=True)  # ranks still differ
+            set_seed(mixed_seed(seed, state.global_step), device_specific=True)  # ranks still differ
 
     return StepSeed()
 
@@ -226,7 +178,7 @@ def _resumable_trainer(trainer_class):
             sampler = super()._get_train_sampler(dataset)
             if getattr(sampler, "shuffle", False) and getattr(sampler, "generator", None) is not None:
                 base = sampler.seed or 0
-                sampler.set_epoch = lambda epoch: sampler.generator.manual_seed(_mixed_seed(base, epoch))
+                sampler.set_epoch = lambda epoch: sampler.generator.manual_seed(mixed_seed(base, epoch))
             return sampler
 
     Resumable.__name__ = trainer_class.__name__
@@ -243,37 +195,13 @@ def _resumable_trainer(trainer_class):
     launchable=False,
     trl_config="GRPOConfig",
     label="GRPO",
-    own_fields=tuple(
-        {
-            **ANY_OBJECTIVE_FIELDS,
-            "warmup_steps": "training.warmup_steps",
-            **{
-                f: f"training.grpo.{f}"
-                for f in (
-                    "num_generations",
-                    "beta",
-                    "loss_type",
-                    "epsilon",
-                    "epsilon_high",
-                    "scale_rewards",
-                    "max_completion_length",
-                    "temperature",
-                    "top_p",
-                    "use_vllm",
-                    "vllm_mode",
-                )
-            },
-            "per_device_train_batch_size": "training.grpo.prompts_per_step x num_generations",
-            **{
-                f: "one generation batch per optimizer step (rollouts are versioned by step)"
-                for f in (
-                    "steps_per_generation",
-                    "generation_batch_size",
-                    "gradient_accumulation_steps",
-                    "num_iterations",
-                )
-            },
-        }.items()
+    own_fields=owned_fields(
+        GRPOSettings,
+        per_device_train_batch_size="training.grpo.prompts_per_step x num_generations",
+        **{
+            f: "one generation batch per optimizer step (rollouts are versioned by step)"
+            for f in ("steps_per_generation", "generation_batch_size", "gradient_accumulation_steps", "num_iterations")
+        },
     ),
 )
 class GRPOObjective:
@@ -283,7 +211,7 @@ class GRPOObjective:
 
     @staticmethod
     def settings(t, index: int) -> GRPOSettings:
-        return settings_from_config(t, index)
+        return from_config(GRPOSettings, t, index)
 
     @staticmethod
     def train(

@@ -11,7 +11,7 @@ import polars as pl
 
 from selftaught.files import write_text_atomic
 from selftaught.plugins import OBJECTIVES
-from train.sft import LoraSettings
+from train.common import LoraSettings
 from train.tracking import Tracking
 
 

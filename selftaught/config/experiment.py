@@ -122,10 +122,7 @@ class ExperimentConfig(Strict):
     @model_validator(mode="after")
     def _recipes(self):
         verifier = self.verifier_plugin()
-        label_free = not verifier.caps.needs_reference or any(
-            src is not None and src.label_free for src in (self.task.train, self.task.test)
-        )
-        if self.repair.mode == "rationalize" and label_free:
+        if self.repair.mode == "rationalize" and self.label_free():
             raise ValueError(
                 "repair.mode rationalize gives the reference answer as a hint: it needs a task "
                 f"with references and a verifier that checks them ({verifier.name} is label-free, "
@@ -285,6 +282,13 @@ class ExperimentConfig(Strict):
     def verifier_plugin(self) -> Plugin:
         """The verifier that judges samples: verification.verifier, else the task's own."""
         return VERIFIERS.get(self.verification.verifier or self.task.plugin().caps.verifier)
+
+    def label_free(self) -> bool:
+        """Samples are judged without reference answers: a verifier that reads none (majority
+        vote: TTRL), or a source marked label_free. GRPO then rolls out without references."""
+        return not self.verifier_plugin().caps.needs_reference or any(
+            src is not None and src.label_free for src in (self.task.train, self.task.test)
+        )
 
     def eval_task(self) -> TaskConfig:
         """The task whose held-out rows are the evaluation set: evaluation.task, else the task."""

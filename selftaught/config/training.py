@@ -65,7 +65,7 @@ def check_trl_passthrough(objective: str, fields: dict[str, Any], where: str = "
     owned = dict(caps.own_fields)
     own = {k: owned[k] for k in sorted(fields) if k in owned}
     if own:
-        raise ValueError(f"{where}: selftaught sets " + ", ".join(f"{k} (use {v})" for k, v in own.items()))
+        raise ValueError(f"{where}: selftaught sets " + ", ".join(f"{k} ({_instead(v)})" for k, v in own.items()))
     check_policy(fields, where)  # finite, bounded, nothing that reaches the network
     if fields.get("padding_free") and not fields.get("packing"):  # SFTTrainer refuses it once built
         raise ValueError(
@@ -81,6 +81,11 @@ def check_trl_passthrough(objective: str, fields: dict[str, Any], where: str = "
             raise ValueError(
                 f"{where}: the installed TRL {trl.__version__} refuses it: {str(exc).splitlines()[0]}"
             ) from None
+
+
+def _instead(setter: str) -> str:
+    """What to do instead of passing a field selftaught sets: the key that sets it, or why."""
+    return f"use {setter}" if setter.startswith(("training.", "operations.")) else setter
 
 
 class GRPOTrainingConfig(Strict):
