@@ -332,15 +332,17 @@ class ExperimentConfig(Strict):
         return self.sampling.backend if self.sampling.backend in ("hf", "vllm") else "hf"
 
     def round_hash(self) -> str:
-        """Hash of what a round's outputs depend on: these config sections and the code version
-        (not the name, storage, round count or schedule). A round materialized under another
-        value is stale."""
+        """Hash of what a round's outputs depend on: the config sections (content_hash) and the
+        code version (not the name, storage, round count or schedule). A round materialized
+        under another value is stale."""
         from selftaught import __version__
 
-        sections = self.section_hash(
-            "task", "model", "sampling", "verification", "selection", "repair", "training", "evaluation"
-        )
-        return hashlib.sha256(f"{sections}:{__version__}".encode()).hexdigest()[:16]
+        return hashlib.sha256(f"{self.content_hash()}:{__version__}".encode()).hexdigest()[:16]
+
+    def content_hash(self) -> str:
+        """Hash of the config sections a round's outputs depend on (ROUND_SECTIONS), without the
+        code version: when it stays and the outputs change, the version must change."""
+        return self.section_hash(*ROUND_SECTIONS)
 
     def section_hash(self, *sections: str) -> str:
         """Hash of the named sections (all when none): what a cached artifact depends on. A plugin
@@ -358,6 +360,11 @@ class ExperimentConfig(Strict):
             data["evaluation"]["lm_eval"]["include_path"] = self.evaluation.lm_eval.fingerprint()
         picked = {k: data[k] for k in sections} if sections else data
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# The sections a round's outputs depend on (its round hash); name, storage_root, max_rounds and
+# operations are not among them.
+ROUND_SECTIONS = ("task", "model", "sampling", "verification", "selection", "repair", "training", "evaluation")
 
 
 def drop_defaults(data: dict, entries: dict[tuple[str, ...], object]) -> dict:
