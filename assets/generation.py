@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import polars as pl
 
 from assets.run_log import log_progress
@@ -26,7 +28,10 @@ def backend_options(cfg: ExperimentConfig, backend: str, batch_size: int, openai
         return {"batch_size": batch_size, "dtype": s.dtype}
     if backend == "vllm":
         return {**s.vllm.model_dump(), "seed": s.seed}
-    return (openai or s.openai).model_dump()
+    openai = openai or s.openai
+    if openai is None:  # model_dump would fail on it
+        raise ValueError("the openai backend needs sampling.openai")
+    return openai.model_dump()
 
 
 def generate(
@@ -138,11 +143,11 @@ def sampled_eval_metrics(context, experiment, eval_prompts: pl.DataFrame, policy
     df = judged(samples, verdicts)
     pp = per_prompt(df)
     out = {
-        f"eval_pass@{k}": float((pp["correct"] > 0).mean()),
-        f"eval_maj@{k}": float(pp["majority_correct"].mean()),
-        "eval_sample_accuracy": float(pp["solve_rate"].mean()),
-        "eval_distinct_answers": float(pp["distinct_answers"].mean()),
-        "eval_solve_rate_std": float(pp["solve_rate"].std() or 0.0),
+        f"eval_pass@{k}": float(cast(float, (pp["correct"] > 0).mean())),
+        f"eval_maj@{k}": float(cast(float, pp["majority_correct"].mean())),
+        "eval_sample_accuracy": float(cast(float, pp["solve_rate"].mean())),
+        "eval_distinct_answers": float(cast(float, pp["distinct_answers"].mean())),
+        "eval_solve_rate_std": float(cast(float | None, pp["solve_rate"].std()) or 0.0),
     }
     verifier = model_path(verifier_dir(artifact))
     if verifier.is_dir():

@@ -54,6 +54,8 @@ class ParquetIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         upstream = context.upstream_output
+        if upstream is None:  # its asset key is read next
+            raise ValueError("load_input without an upstream output")
         name = upstream.asset_key.path[-1]
         partition = context.asset_partition_key if context.has_asset_partitions else None
         store = self.experiment.for_key(upstream.asset_key).store

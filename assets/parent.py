@@ -71,6 +71,8 @@ def resolve_parent(context: dg.AssetExecutionContext, store: Store) -> Parent:
 
 
 def parent_metadata(parent: Parent) -> dict:
+    if parent.asset_key is None:  # MetadataValue.asset would fail on it
+        raise ValueError(f"parent {parent.policy_id} has no asset key")
     meta = {
         "parent_policy": dg.MetadataValue.text(parent.policy_id),
         "parent_weights_hash": dg.MetadataValue.text(parent.weights_hash),

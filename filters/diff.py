@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import polars as pl
 
@@ -100,22 +101,22 @@ def kept_numbers(kept: pl.DataFrame, kept_before: pl.DataFrame | None, verdicts:
     out: dict[str, float] = {}
     if kept.height:
         out["kept_rows"] = float(kept.height)
-        out["kept_answer_length"] = float(kept["completion"].str.len_chars().mean())
+        out["kept_answer_length"] = float(cast(float, kept["completion"].str.len_chars().mean()))
         if kept_before is not None and kept_before.height:
             now, then = set(kept["prompt_id"]), set(kept_before["prompt_id"])
             out["kept_overlap"] = len(now & then) / len(now)
             out["kept_answer_length_drift"] = out["kept_answer_length"] - float(
-                kept_before["completion"].str.len_chars().mean()
+                cast(float, kept_before["completion"].str.len_chars().mean())
             )
     if verdicts is not None and verdicts.height:
         per_prompt = verdicts.group_by("prompt_id").agg(
             pl.col("extracted_answer").drop_nulls().n_unique().alias("distinct"),
             (pl.col("verdict") == CORRECT).all().alias("saturated"),
         )
-        out["distinct_answers_per_prompt"] = float(per_prompt["distinct"].mean())
+        out["distinct_answers_per_prompt"] = float(cast(float, per_prompt["distinct"].mean()))
         if kept.height:
             saturated = set(per_prompt.filter(pl.col("saturated"))["prompt_id"])
-            out["kept_from_saturated_prompts"] = float(kept["prompt_id"].is_in(list(saturated)).mean())
+            out["kept_from_saturated_prompts"] = float(cast(float, kept["prompt_id"].is_in(list(saturated)).mean()))
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from math import comb
+from typing import cast
 
 import polars as pl
 
@@ -31,7 +32,7 @@ def sample_metrics(samples_judged: pl.DataFrame, difficulty: pl.DataFrame) -> di
     }
     per_prompt = df.group_by("prompt_id", "difficulty").agg(n=pl.len(), c=(pl.col("verdict") == CORRECT).sum())
     for d, grp in per_prompt.group_by("difficulty"):
-        k = int(grp["n"].min())
+        k = int(cast(int, grp["n"].min()))
         solved = sum(pass_at_k(int(a), int(b), k) for a, b in zip(grp["n"], grp["c"]))
         out[f"pass@{k}_d{d[0]}"] = solved / grp.height
     wrong_rationale = df.filter(correct & (pl.col("rationale_ok") == False))  # noqa: E712
@@ -78,13 +79,13 @@ def prompt_metrics(samples_judged: pl.DataFrame) -> dict[str, float]:
     pp = per_prompt(samples_judged)
     if pp.height == 0:
         return {}
-    n = int(pp["n"].min())
+    n = int(cast(int, pp["n"].min()))
     return {
-        f"maj@{n}": float(pp["majority_correct"].mean()),
-        "distinct_answers_mean": float(pp["distinct_answers"].mean()),
-        "solve_rate_std": float(pp["solve_rate"].std() or 0.0),
-        "prompts_all_correct": float((pp["solve_rate"] == 1.0).mean()),
-        "prompts_none_correct": float((pp["solve_rate"] == 0.0).mean()),
+        f"maj@{n}": float(cast(float, pp["majority_correct"].mean())),
+        "distinct_answers_mean": float(cast(float, pp["distinct_answers"].mean())),
+        "solve_rate_std": float(cast(float | None, pp["solve_rate"].std()) or 0.0),
+        "prompts_all_correct": float(cast(float, (pp["solve_rate"] == 1.0).mean())),
+        "prompts_none_correct": float(cast(float, (pp["solve_rate"] == 0.0).mean())),
     }
 
 
@@ -163,10 +164,10 @@ def balance_score(judged: pl.DataFrame, threshold: float, desired: int) -> dict[
         )
     )
     return {
-        "balance_score": float(per["score"].mean()),
-        "pass_at_n": float((per["correct"] > 0).mean()),
-        "distinct_correct": float(per["unique"].mean()),
-        "selected_precision": float(per["unique"].sum() / max(per["selected"].sum(), 1)),
+        "balance_score": float(cast(float, per["score"].mean())),
+        "pass_at_n": float(cast(float, (per["correct"] > 0).mean())),
+        "distinct_correct": float(cast(float, per["unique"].mean())),
+        "selected_precision": float(cast(int, per["unique"].sum()) / max(cast(int, per["selected"].sum()), 1)),
     }
 
 
@@ -205,7 +206,7 @@ def best_of_k(samples_judged: pl.DataFrame) -> float:
         .group_by("prompt_id", maintain_order=True)
         .first()
     )
-    return float((best["verdict"] == CORRECT).mean())
+    return float(cast(float, (best["verdict"] == CORRECT).mean()))
 
 
 def judge_agreement(judge: pl.DataFrame, reference: pl.DataFrame) -> dict[str, float]:
@@ -220,7 +221,7 @@ def judge_agreement(judge: pl.DataFrame, reference: pl.DataFrame) -> dict[str, f
     if both.height == 0:
         return {"judge_agreement": 0.0, "judge_scored_share": 0.0}
     return {
-        "judge_agreement": float((both["verdict"] == both["truth"]).mean()),
+        "judge_agreement": float(cast(float, (both["verdict"] == both["truth"]).mean())),
         "judge_scored_share": both.height / judge.height,
     }
 

@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import polars as pl
 
@@ -198,19 +198,20 @@ class Worker:
         self.request({"load": plugin.load, "options": options, "threshold": threshold, "spec": plugin.spec}, 120.0)
 
     def request(self, message: dict, timeout: float) -> dict:
+        stdin, stdout = cast(IO[str], self.proc.stdin), cast(IO[str], self.proc.stdout)  # both PIPE
         try:
-            self.proc.stdin.write(json.dumps(message) + "\n")
-            self.proc.stdin.flush()
+            stdin.write(json.dumps(message) + "\n")
+            stdin.flush()
         except (BrokenPipeError, OSError):
             raise WorkerDied(self._death()) from None
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as sel:
-            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            sel.register(stdout, selectors.EVENT_READ)
             while "\n" not in self.buffer:
                 left = deadline - time.monotonic()
                 if left <= 0 or not sel.select(left):
                     raise TimeoutError
-                chunk = os.read(self.proc.stdout.fileno(), 1 << 20).decode("utf-8", "replace")
+                chunk = os.read(stdout.fileno(), 1 << 20).decode("utf-8", "replace")
                 if not chunk:
                     raise WorkerDied(self._death())
                 self.buffer += chunk
@@ -236,7 +237,7 @@ class Worker:
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
-                stream.close()
+                cast(IO[str], stream).close()  # both PIPE
             except OSError:
                 pass
         self.log.close()
@@ -260,7 +261,8 @@ class PluginVerifier:
         self.batch_size = p.batch_size if p is not None else 256
         self.isolated = p.isolated if p is not None else True
         self.options = dict(p.options) if p is not None else {}
-        self.adapted = adapt(plugin.obj, plugin.spec, self.options)  # a bad signature fails here, in this process
+        # a bad signature fails here, in this process; made (make=True), so never None
+        self.adapted = cast(Adapted, adapt(plugin.obj, plugin.spec, self.options))
         self._worker: Worker | None = None
 
     def check(self, prompt: str, completion: str, reference: str) -> Check:
@@ -284,7 +286,7 @@ class PluginVerifier:
             done += len(idx)
             if progress is not None:
                 progress(done)
-        return out
+        return cast(list[Check], out)  # every index is in one chunk
 
     def _chunks(self, prompt_ids) -> list[list[int]]:
         """Batches of at most batch_size samples that never split a prompt's samples (a group
@@ -292,7 +294,8 @@ class PluginVerifier:
         groups: dict[str, list[int]] = {}
         for i, pid in enumerate(prompt_ids):
             groups.setdefault(pid, []).append(i)
-        chunks, current = [], []
+        chunks: list[list[int]] = []
+        current: list[int] = []
         for idx in groups.values():
             if current and len(current) + len(idx) > self.batch_size:
                 chunks.append(current)

@@ -34,6 +34,8 @@ def main() -> None:
             threshold = message["threshold"]
             answers.write(json.dumps({"ok": True}) + "\n")
             continue
+        if adapted is None:  # run_batch would fail on it
+            raise RuntimeError("a batch came before the verifier was loaded")
         checks = run_batch(adapted, message["batch"], threshold)
         answers.write(json.dumps({"checks": [check_to_json(c) for c in checks]}, default=str) + "\n")
 

@@ -145,7 +145,8 @@ class VerifierReward:
 
     def _counts(self) -> tuple[Counter, Counter]:
         """Rollouts so far per prompt (the next sample_idx) and per verdict."""
-        seen, verdicts = Counter(), Counter()
+        seen: Counter[str] = Counter()
+        verdicts: Counter[str] = Counter()
         for path in self._shards():
             df = read_parquet(path, columns=["prompt_id", "verdict"])
             seen.update(df["prompt_id"].to_list())

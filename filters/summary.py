@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import polars as pl
 
 from filters.metrics import accuracy_by_difficulty, per_prompt
@@ -106,7 +108,7 @@ def _distinct_answers(store: Store, key: str) -> float | None:
         df = read_parquet(path, columns=columns + (["step"] if table == "rollouts" else []))
         if table == "rollouts":
             df = df.with_columns(pl.format("{}/{}", "step", "prompt_id").alias("prompt_id"))
-        mean = per_prompt(df)["distinct_answers"].mean() if df.height else None
+        mean = cast(float | None, per_prompt(df)["distinct_answers"].mean()) if df.height else None
         if mean is not None:
             return float(mean)
     return None

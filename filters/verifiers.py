@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 import polars as pl
 
@@ -209,7 +209,7 @@ class MajorityVerifier:
                     out[i] = Check(
                         INCORRECT, 0.0, a, why if a is not None else f"no answer; {why}", parsed_reference=label
                     )
-        return out
+        return cast(list[Check], out)  # every sample is in one group
 
     def _label(self, votes: Counter, n: int) -> tuple[str | None, str]:
         if not votes:
@@ -276,7 +276,8 @@ class SandboxVerifier:
         from filters.code import parse_reference, runnable_program
         from filters.sandbox import run_many
 
-        jobs, out = [], [None] * len(completions)
+        jobs = []
+        out: list[Check | None] = [None] * len(completions)
         for i, (p, c, r) in enumerate(zip(prompts, completions, references)):
             try:
                 ref = parse_reference(r)
@@ -310,7 +311,7 @@ class SandboxVerifier:
                 parsed_reference=ref["entry_point"],
                 details=details,
             )
-        return out
+        return cast(list[Check], out)  # each sample is checked or unverifiable
 
 
 _WORD_SPLIT = re.compile(r"\s+")
@@ -413,7 +414,7 @@ def _checks(
     fields: dict[str, str | None] | None = None,
 ) -> list[Check]:
     if getattr(verifier, "reads_rows", False):  # user code: its own batching, timeouts and error rows
-        return verifier.check_batch(
+        return cast(Any, verifier).check_batch(  # a PluginVerifier
             [s["prompt"] for s in items],
             [s["completion"] for s in items],
             [refs[s["prompt_id"]] for s in items],

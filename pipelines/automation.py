@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import cast
 
 import dagster as dg
 
@@ -103,6 +104,6 @@ def build_automation(cfg: ExperimentConfig, store: Store, round_job) -> tuple[li
                 record_stop(store, stop, history)
                 context.update_cursor(stop)
             return dg.SkipReason(stop)
-        return _request(context.instance, cfg, key, need, "auto_continue")
+        return _request(context.instance, cfg, cast(str, key), need, "auto_continue")  # None stopped above
 
     return [nightly], [auto_continue]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -19,7 +20,7 @@ from selftaught.store import resolve_root
 DEFAULT_CONFIG = Path(__file__).parent / "presets" / "demo.yaml"
 
 
-def _experiment(cfg, store, job_prefix: str = "") -> tuple[list, list, list, list]:
+def _experiment(cfg, store, job_prefix: str = "") -> tuple[Sequence, list, list, list]:
     """Assets (keys prefixed by the experiment), jobs, schedules and sensors of one experiment."""
     from pipelines.automation import build_automation
 
@@ -56,9 +57,13 @@ def executor(settings) -> dg.ExecutorDefinition | None:
         return dg.in_process_executor
     try:
         if kind == "celery":
-            from dagster_celery import celery_executor as ex
+            from dagster_celery import celery_executor
+
+            ex = celery_executor
         else:
-            from dagster_k8s import k8s_job_executor as ex
+            from dagster_k8s import k8s_job_executor
+
+            ex = k8s_job_executor
     except ImportError:
         raise ConfigError(f"operations.executor {kind!r} needs `pip install dagster-{kind}`") from None
     return ex.configured(config) if config else ex
@@ -89,8 +94,9 @@ def build_folder_definitions(folder: str | Path) -> dg.Definitions:
     paths = sorted(Path(folder).glob("*.yaml")) + sorted(Path(folder).glob("*.yml"))
     if not paths:
         raise ConfigError(f"no experiment configs (*.yaml) in {folder}")
-    all_assets, all_jobs, all_schedules, all_sensors = [], [], [], []
-    experiments = {}
+    all_assets: list = []
+    all_jobs, all_schedules, all_sensors = [], [], []
+    experiments: dict[str, list[str]] = {}
     for path in paths:
         cfg = experiment_config(path)
         prefix = key_prefix(cfg.name)

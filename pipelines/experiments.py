@@ -34,6 +34,8 @@ def experiment_rows(instance) -> list[dict]:
             continue
         order = sorted(latest, key=round_index)
         last = latest[order[-1]]
+        if last.asset_materialization is None:  # its metadata is read next
+            raise ValueError(f"materialization record {last.storage_id} has no materialization")
         meta = {k: v.value for k, v in last.asset_materialization.metadata.items()}
         rows.append(
             {

@@ -44,6 +44,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, cast
 
 import polars as pl
 import yaml
@@ -182,7 +183,7 @@ def _complete_round(store: Store, key: str) -> dict:
             f"round {key} is not complete in {store.location()}: no {' or '.join(missing)} yet; "
             f"finish it with selftaught run --rounds {round_index(key)} ({listed})"
         )
-    return prov
+    return cast(dict, prov)  # None is in `missing`, raised above
 
 
 def _check_target(to: Path, force: bool, store: Store) -> None:
@@ -310,7 +311,7 @@ def _dataset_card(cfg, key: str, facts: dict, tables: dict[str, Path], default: 
 
 def _model_card(cfg, store: Store, key: str, prov: dict, facts: dict, has_adapter: bool, repo: str | None) -> str:
     base = str(cfg.model.base)
-    meta = {"library_name": "transformers", "pipeline_tag": "text-generation"}
+    meta: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "text-generation"}
     if _hub_id(base):
         meta["base_model"] = base
     meta["tags"] = ["selftaught", "self-training", prov.get("objective", "sft"), prov.get("method", "full")]

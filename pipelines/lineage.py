@@ -6,6 +6,8 @@ the run (tables and provenance.json), so it works without the Dagster instance.
 
 from __future__ import annotations
 
+from typing import cast
+
 import polars as pl
 
 from filters.metrics import accuracy_by_difficulty
@@ -123,7 +125,7 @@ def round_chain(store: Store, key: str) -> list[str]:
         counts = ", ".join(f"{n} {verdict}" for verdict, n in r.group_by("verdict").len().sort("verdict").iter_rows())
         lines.append(
             f"-> rollouts {key}: {r.height} rows generated while training (objective grpo), "
-            f"{r['prompt_id'].n_unique()} prompts, steps {r['step'].min()}..{r['step'].max()}; "
+            f"{r['prompt_id'].n_unique()} prompts, steps {cast(int, r['step'].min())}..{cast(int, r['step'].max())}; "
             f"{', '.join(sorted(set(r['verifier'])))}: {counts}  [sha256 {_sha(store, 'rollouts', key)}]"
         )
     if store.provenance(key) is not None:

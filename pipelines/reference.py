@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -164,7 +164,9 @@ def _doc(model: type[BaseModel]) -> str:
 def config_reference(root: type[BaseModel] | None = None) -> str:
     """The configuration reference page (Markdown): one table per section."""
     if root is None:
-        from selftaught.config import ExperimentConfig as root  # noqa: N813
+        from selftaught.config import ExperimentConfig
+
+        root = ExperimentConfig
     where = sections(root)
     by_section: dict[str, list[Key]] = {}
     walked = list(keys(root))
@@ -238,9 +240,9 @@ def _arguments(parser: argparse.ArgumentParser) -> list[str]:
         if action.option_strings:
             flag = ", ".join(action.option_strings)
             if action.nargs != 0:
-                flag += " " + (action.metavar or action.dest.upper())
+                flag += " " + cast(str, action.metavar or action.dest.upper())  # no tuple metavars here
         else:
-            flag = action.metavar or action.dest
+            flag = cast(str, action.metavar or action.dest)
             if action.nargs in ("+", "*"):
                 flag += " ..."
         need = " (required)" if action.required and action.option_strings else ""

@@ -46,7 +46,7 @@ def curve(rows: list[dict], difficulty: int, unit: str = "digit") -> str | None:
 def frontier_summary(rows: list[dict], frontier: int | str, pool: list[int], unit: str = "digit") -> str | None:
     """One line per pool difficulty, the frontier first and marked; `unit` "digit"
     (arithmetic: difficulty = digit count) or anything else (a dataset's level)."""
-    base = next((r["accuracy"] for r in rows if r["round"] == "base"), {})
+    base: dict = next((r["accuracy"] for r in rows if r["round"] == "base"), {})
     front = pick_frontier(frontier, base, pool)
     order = ([front] if front is not None else []) + [d for d in frontier_candidates(pool, base) if d != front]
     lines = []

@@ -374,6 +374,8 @@ class Registry:
         if not path.is_file():
             raise PluginError(f"{self.kind} {spec!r}: no such file {path}")
         sha = _file_sha(path)
+        if sha is None:  # unreadable (import_file would fail on it)
+            raise PluginError(f"{self.kind} {spec!r}: cannot read {path}")
         key = ("file", str(path), attr, sha)
         with self._lock:
             if key not in self._resolved:
@@ -398,7 +400,9 @@ class Registry:
             declared["procedural"] = True  # a problem generator draws per level, like the chat tasks
         if self.kind == "task" and isinstance(declared.get("verifier"), str):
             try:  # a task's own verifier file is relative to the task's file
-                declared["verifier"] = anchored(declared["verifier"], Path(inspect.getsourcefile(obj)).parent)
+                source = inspect.getsourcefile(obj)
+                if source is not None:
+                    declared["verifier"] = anchored(declared["verifier"], Path(source).parent)
             except TypeError:
                 pass
         if self.kind == "verifier" and "graded" not in declared and _first_parameter(obj) in BATCH_FIRST:
@@ -473,6 +477,8 @@ def import_file(path: Path, sha: str, what: str):
         sys.path.append(folder)
     try:
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:  # not a Python file: no loader for its suffix
+            raise ImportError(f"no module loader for {path.name}")
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
         spec.loader.exec_module(mod)

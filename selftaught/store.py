@@ -41,7 +41,7 @@ class Store:
         """`root`: a path or an object store URL; `cache`: the local mirror of a URL root
         (default ~/.cache/selftaught/...); `options`: fsspec options (e.g. endpoint_url)."""
         if is_url(root):
-            self.remote = ObjectStore(str(root), options)
+            self.remote: ObjectStore | None = ObjectStore(str(root), options)
             self.root = Path(cache).resolve() if cache else default_cache(self.remote.url)
         else:
             self.remote = None

@@ -48,7 +48,11 @@ def _draw(rng: random.Random, digits: int) -> tuple[int, int]:
 
 
 def make_problems(
-    counts: dict[int, int], seed: int, exclude: set[str] = frozenset(), split: str = "pool", round_key: str = ""
+    counts: dict[int, int],
+    seed: int,
+    exclude: frozenset[str] | set[str] = frozenset(),
+    split: str = "pool",
+    round_key: str = "",
 ) -> pl.DataFrame:
     """Draw `counts[d]` distinct problems of d digits, none of whose ids is in `exclude`."""
     rng = random.Random(seed)

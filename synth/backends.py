@@ -77,7 +77,8 @@ class HFBackend:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
             self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
-            self.model = self.model.to(self.device).eval()
+            # transformers wraps `to` with functools.wraps(Module.to), whose stub takes the module first
+            self.model = self.model.to(self.device).eval()  # type: ignore[arg-type]
         except (OSError, ValueError) as exc:  # transformers raises both for "not a model"
             raise BackendError(
                 f"hf backend: {model_dir} is not a loadable model directory or hub id ({str(exc).splitlines()[0]})"

@@ -103,7 +103,7 @@ def make_problems(
     counts: dict[int, int],
     seed: int,
     render: Callable[[str], str],
-    exclude: set[str] = frozenset(),
+    exclude: frozenset[str] | set[str] = frozenset(),
     split: str = "pool",
     round_key: str = "",
 ) -> pl.DataFrame:
@@ -153,7 +153,7 @@ def draw_problems(
     seed: int,
     render: Callable[[str], str],
     suffix: str = "",
-    exclude: set[str] = frozenset(),
+    exclude: frozenset[str] | set[str] = frozenset(),
     split: str = "pool",
     round_key: str = "",
     with_fields: bool = False,

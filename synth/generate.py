@@ -148,7 +148,7 @@ def generate_pending(
     try:
         _generate_shards(job, prompts, todo, n_shards, backend, progress)
     finally:
-        if owned and hasattr(backend, "close"):
+        if owned and backend is not None and hasattr(backend, "close"):
             backend.close()  # an in-process engine frees its memory before training starts
 
 

@@ -105,7 +105,7 @@ def fill(template: str, turn: UserTurn | None = None, **placeholders: pl.Expr) -
             row = {**row, "prompt": turn.unwrap(row["prompt"])}
         return turn.wrap(_fill(template, **row))
 
-    return pl.struct(**placeholders).map_elements(one, return_dtype=pl.String)
+    return pl.struct(schema=None, eager=False, **placeholders).map_elements(one, return_dtype=pl.String)
 
 
 def _hint(template: str, turn: UserTurn | None) -> pl.Expr:
@@ -161,7 +161,7 @@ def reflection_examples(
     share: float,
     template: str,
     failed: list[str],
-    feedback: list[str],
+    feedback: list[str | None],
     turn: UserTurn | None = None,
 ) -> pl.DataFrame:
     """A `share` of the worked examples as reflections: the prompt, a failed attempt (another

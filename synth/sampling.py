@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 from filters.metrics import allocate_samples
@@ -62,7 +64,7 @@ def to_samples(
     """The samples table for `completions[i][j]` = sample j of prompt i."""
     if len(completions) != prompts.height:
         raise RuntimeError(f"backend {backend_name} answered {len(completions)} prompts, expected {prompts.height}")
-    rows = {c: [] for c in ("prompt_id", "sample_idx", "prompt", "completion")}
+    rows: dict[str, list[Any]] = {c: [] for c in ("prompt_id", "sample_idx", "prompt", "completion")}
     for pid, prompt, outs in zip(prompts["prompt_id"], prompts["prompt"], completions, strict=True):
         if len(outs) != params.n:
             raise RuntimeError(f"backend {backend_name} returned {len(outs)} samples for {pid}, expected {params.n}")

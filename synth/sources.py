@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
@@ -131,7 +132,7 @@ def _read_hf(path: str, split: str, revision: str | None, name: str | None) -> p
             f"cannot load dataset {path!r} (split {split!r}, revision {revision!r}): "
             f"{type(exc).__name__}: {str(exc)[:300]}"
         ) from None
-    return pl.from_arrow(ds.data.table)
+    return cast(pl.DataFrame, pl.from_arrow(ds.data.table))  # a Table gives a DataFrame
 
 
 def row_json(raw: pl.DataFrame) -> pl.Series:

@@ -12,7 +12,7 @@ import hashlib
 import inspect
 import re
 from functools import cached_property
-from typing import Protocol
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -89,7 +89,9 @@ class GeneratorTask:
             [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
         )
 
-    def _draw(self, counts: dict[int, int], seed: int, exclude: set[str] = frozenset(), **where) -> pl.DataFrame:
+    def _draw(
+        self, counts: dict[int, int], seed: int, exclude: frozenset[str] | set[str] = frozenset(), **where
+    ) -> pl.DataFrame:
         df = chat_tasks.draw_problems(
             self.name, self.generate, counts, seed, self._render, self.suffix, exclude, with_fields=self.fields, **where
         )
@@ -524,6 +526,7 @@ def make_task(cfg: TaskConfig, tokenizer: str | None = None) -> Task:
             for p in inspect.signature(obj).parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
-        made = obj(cfg, tokenizer) if len(takes) >= 2 else obj(cfg)
+        cls: Any = obj  # a user class: its constructor's parameters are known only at run time
+        made = cls(cfg, tokenizer) if len(takes) >= 2 else cls(cfg)
         return CheckedTask(made, plugin.name)
     return GeneratorTask(cfg, tokenizer, plugin.name, obj)

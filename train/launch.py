@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections import deque
 from pathlib import Path
+from typing import IO, cast
 
 import polars as pl
 
@@ -82,7 +83,7 @@ def launch(
     log(f"training in {processes} processes: {' '.join(cmd[1:])}")
     tail: deque[str] = deque(maxlen=40)
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=python_env()) as proc:
-        for line in proc.stdout:
+        for line in cast(IO[str], proc.stdout):  # stdout=PIPE: never None
             line = line.rstrip()
             tail.append(line)
             if "train step" in line or "rank " in line:

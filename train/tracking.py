@@ -22,8 +22,10 @@ import contextlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 TRACKERS = ("tensorboard", "mlflow", "wandb", "trackio")
 RUN_TAG = "selftaught.run"  # mlflow tag naming the experiment's rounds run, to find it again
@@ -41,7 +43,7 @@ class Tracking:
     tags: tuple[tuple[str, str], ...] = ()  # round, parent_policy, config_hash, experiment
     mlflow_uri: str | None = None  # default: sqlite:///<dir>/mlflow.db
     wandb_project: str | None = None  # default: the experiment's name
-    wandb_mode: str = "offline"
+    wandb_mode: Literal["offline", "online"] = "offline"
     trackio_project: str | None = None  # default: the experiment's name
 
     @classmethod
@@ -123,7 +125,7 @@ def training_runs(tracking: Tracking | None, trainer):
         return
     ids: dict[str, str] = {}
     tags = dict(tracking.tags)
-    closers = []  # each takes failed: bool
+    closers: list[Callable[[bool], object]] = []  # each takes failed: bool
     with _environment(tracking.env()):
         try:
             if "tensorboard" in tracking.report_to:
@@ -149,7 +151,7 @@ def training_runs(tracking: Tracking | None, trainer):
             if "wandb" in tracking.report_to:
                 import wandb
 
-                run = wandb.init(
+                wandb_run = wandb.init(
                     project=tracking.wandb_project or tracking.experiment,
                     name=tracking.run_name,
                     tags=[f"{k}:{v}"[:64] for k, v in tags.items()],
@@ -158,8 +160,8 @@ def training_runs(tracking: Tracking | None, trainer):
                     mode=tracking.wandb_mode,
                     reinit="finish_previous",
                 )
-                ids["wandb"] = run.id
-                closers.append(lambda failed, run=run: run.finish(exit_code=1 if failed else 0))
+                ids["wandb"] = wandb_run.id
+                closers.append(lambda failed: wandb_run.finish(exit_code=1 if failed else 0))
             if "trackio" in tracking.report_to:
                 import trackio
 

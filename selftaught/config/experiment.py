@@ -371,7 +371,7 @@ def drop_defaults(data: dict, entries: dict[tuple[str, ...], object]) -> dict:
     """`data` (a config dump) without the keys of `entries` that hold their default value."""
     for path, default in entries.items():
         *parents, leaf = path
-        node = data
+        node: object = data
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict) and node.get(leaf, default) == default:
@@ -381,7 +381,7 @@ def drop_defaults(data: dict, entries: dict[tuple[str, ...], object]) -> dict:
 
 # Keys added after 0.3.0 count in the hashes only when set to something else than their
 # default, so rounds and base models made before they existed do not all turn stale.
-HASHED_WHEN_SET = {
+HASHED_WHEN_SET: dict[tuple[str, ...], object] = {
     ("sampling", "dtype"): "float32",
     ("training", "bf16"): None,
     ("verification", "sandbox", "allow_unisolated"): False,

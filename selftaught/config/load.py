@@ -26,7 +26,7 @@ def _anchor_plugin_paths(data: dict, folder: Path) -> dict:
     """`data` with a relative file.py:attribute under PLUGIN_KEYS made absolute (against `folder`),
     so the config names the same file wherever it is read from (an --set overlay, the UI)."""
     for *parents, key in PLUGIN_KEYS:
-        node = data
+        node: object = data
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict) and isinstance(node.get(key), str):
@@ -222,7 +222,8 @@ def resolve_yaml(path: str | Path, _seen: tuple = ()) -> dict:
 
 def config_files(path: str | Path) -> list[Path]:
     """The file and the files it extends, child first (a cache of the config keys on all of them)."""
-    out, p = [], Path(path).resolve()
+    out: list[Path] = []
+    p = Path(path).resolve()
     while p not in out and len(out) <= MAX_EXTENDS:
         out.append(p)
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import Field, field_validator
 
@@ -41,9 +41,10 @@ def _cron_field_problem(text: str, low: int, high: int, names: tuple[str, ...]) 
                 f"is not *, a number, a range or a list ({'/'.join(names[:3]) + ' ... ' if names else ''}"
                 f"numbers {low}-{high})"
             )
-        if any(not low <= n <= high for n in numbers):
+        bounds = cast(list[int], numbers)  # no None left: returned above
+        if any(not low <= n <= high for n in bounds):
             return f"is outside {low}-{high}"
-        if len(numbers) == 2 and numbers[0] > numbers[1]:
+        if len(bounds) == 2 and bounds[0] > bounds[1]:
             return "is a range that ends before it starts"
     return None
 
