@@ -67,6 +67,8 @@ def balance_search(rc: RoundContext, prompts: pl.DataFrame) -> balance.Choice:
     """B-STaR (filters.balance) on a dev slice of this round's pool."""
     cfg = rc.config
     b = cfg.sampling.balance
+    if b is None:
+        raise ValueError("balance_search runs for sampling.balance, which this config does not set")
     dev = prompts.sort("prompt_id").head(b.dev_prompts)
 
     def judged_at(t: float) -> pl.DataFrame:
@@ -102,7 +104,7 @@ def verdicts_for(rc: RoundContext, prompts: pl.DataFrame, samples: pl.DataFrame,
     )  # a folder, or a .gguf converted once
     backend = j.backend or cfg.eval_backend()
     judge_id = (
-        f"openai:{j.openai.model}" if backend == "openai" else rc.parent.policy_id if j.model == "policy" else j.model
+        f"openai:{j.openai.model}" if backend == "openai" and j.openai else rc.parent.policy_id if j.model == "policy" else j.model
     )
     asks = judge_prompts(samples, j.template, rc.user_turn)
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=j.max_new_tokens)  # greedy: a judge is deterministic
