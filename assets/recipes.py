@@ -104,7 +104,11 @@ def verdicts_for(rc: RoundContext, prompts: pl.DataFrame, samples: pl.DataFrame,
     )  # a folder, or a .gguf converted once
     backend = j.backend or cfg.eval_backend()
     judge_id = (
-        f"openai:{j.openai.model}" if backend == "openai" and j.openai else rc.parent.policy_id if j.model == "policy" else j.model
+        f"openai:{j.openai.model}"
+        if backend == "openai" and j.openai
+        else rc.parent.policy_id
+        if j.model == "policy"
+        else j.model
     )
     asks = judge_prompts(samples, j.template, rc.user_turn)
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=j.max_new_tokens)  # greedy: a judge is deterministic
