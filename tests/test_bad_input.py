@@ -453,7 +453,7 @@ def test_cli_bad_config_writes_nothing(tmp_path):
 def test_cli_verifier_failing_every_row_stops_the_round_before_training(tmp_path):
     """The sandbox verifier on the arithmetic task cannot read any reference: every sample is
     unverifiable, the blocking check stops the round, and no training set or policy is written."""
-    from tests.conftest import copy_config, make_tiny_config
+    from tests.helpers import copy_config, make_tiny_config
 
     cfg = copy_config(make_tiny_config(tmp_path), tmp_path / "wrong.yaml", verification={"verifier": "sandbox"})
     out = _cli("run", "--config", str(cfg), "--rounds", "1", home=tmp_path / "home")
@@ -468,7 +468,7 @@ def test_cli_verifier_failing_every_row_stops_the_round_before_training(tmp_path
 def test_cli_step_failure_names_the_root_cause_in_one_line(tmp_path):
     """A step that fails on a bad model.base: the CLI's line is the exception at the bottom of
     Dagster's chain (here a file that is not a GGUF), not "Error occurred while executing op"."""
-    from tests.conftest import copy_config, make_tiny_config
+    from tests.helpers import copy_config, make_tiny_config
 
     fake = tmp_path / "weights.gguf"
     fake.write_text("not a model")
@@ -492,7 +492,7 @@ def test_cli_names_the_failed_step_not_a_check_that_only_warned(tmp_path):
     reference check on most correct samples). When training then fails (here: the tracking
     folder is a file), the line names the training error, not the warning, and prints no
     traceback; --debug prints Dagster's log with it."""
-    from tests.conftest import copy_config, make_tiny_config
+    from tests.helpers import copy_config, make_tiny_config
 
     (tmp_path / "not_a_folder").write_text("a file")
     cfg = copy_config(

@@ -11,7 +11,7 @@ import urllib.request
 import dagster as dg
 import pytest
 
-from tests.conftest import copy_config, start_ui
+from tests.helpers import copy_config, start_ui
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def selftaught(*args, home, timeout=600):
 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
-    from tests.conftest import make_tiny_config
+    from tests.helpers import make_tiny_config
 
     folder = tmp_path_factory.mktemp("cli")
     config, home = make_tiny_config(folder), folder / "home"
@@ -165,7 +165,7 @@ def test_dagster_dev_serves_the_rounds_on_loopback(cli_run):
 def test_a_backfill_of_two_rounds_never_runs_them_at_once(tmp_path):
     """Backfill r001 and r002 through `dagster dev` (daemon + queued run coordinator): the
     dagster.yaml limit of one run per experiment makes them run one after the other."""
-    from tests.conftest import make_tiny_config
+    from tests.helpers import make_tiny_config
 
     config, home = make_tiny_config(tmp_path), tmp_path / "home"
     os.environ["DAGSTER_HOME"] = str(home)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_CONFIG, copy_config, fresh_dagster_home
 
 from pipelines.cli import main
+from tests.helpers import TINY_CONFIG, copy_config, fresh_dagster_home
 
 
 def _config(tmp_path: Path, **changes) -> Path:

@@ -132,7 +132,7 @@ def test_code_round_through_dagster(tmp_path):
     """generate -> sandbox-verify -> SFT -> evaluate on HumanEval prompts with the tiny model."""
     import yaml
 
-    from tests.conftest import run_rounds
+    from tests.helpers import run_rounds
 
     data = yaml.safe_load((Path(__file__).parent / "configs" / "code_tiny.yaml").read_text())
     data["storage_root"] = str(tmp_path / "store")

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from selftaught.files import file_hash
-from tests.conftest import copy_config, make_tiny_config
+from tests.helpers import copy_config, make_tiny_config
 
 pytestmark = pytest.mark.slow
 TABLES = ["prompts", "samples", "verdicts", "training_set", "evaluation"]

@@ -9,7 +9,7 @@ import pytest
 from pipelines.build import build_definitions
 from pipelines.keys import asset_key
 from selftaught import schemas
-from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
+from tests.helpers import copy_config, fresh_dagster_home, make_tiny_config
 
 pytestmark = pytest.mark.slow
 ROUND_ASSETS = ["prompts", "samples", "verdicts", "training_set", "policy", "evaluation"]

@@ -7,7 +7,7 @@ import yaml
 
 from pipelines.build import build_definitions
 from selftaught import schemas
-from tests.conftest import TESTS, fresh_dagster_home
+from tests.helpers import TESTS, fresh_dagster_home
 
 pytestmark = pytest.mark.slow
 ROOT = TESTS.parent

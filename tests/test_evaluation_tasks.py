@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from selftaught.config import ConfigError, load_config
-from tests.conftest import copy_config, make_tiny_config, run_rounds
+from tests.helpers import copy_config, make_tiny_config, run_rounds
 
 PAIRS = [(a, b) for a in range(10) for b in range(10) if (a * 7 + b) % 9 == 0][:12]
 

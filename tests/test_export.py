@@ -15,7 +15,7 @@ from selftaught import __version__
 from selftaught.config import load_config
 from selftaught.files import file_hash
 from selftaught.store import Store
-from tests.conftest import dpo_lora_config, run_rounds
+from tests.helpers import dpo_lora_config, run_rounds
 from train.artifact import read_provenance
 
 pytestmark = pytest.mark.slow

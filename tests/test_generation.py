@@ -258,7 +258,7 @@ def _round_against_base_server(tmp_path, of_url):
     import dagster as dg
 
     from pipelines.build import build_definitions
-    from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
+    from tests.helpers import copy_config, fresh_dagster_home, make_tiny_config
 
     config = make_tiny_config(tmp_path)
     with fresh_dagster_home(tmp_path), dg.DagsterInstance.get() as instance:
@@ -339,7 +339,7 @@ def test_lora_rounds_stay_one_adapter_on_the_base_model(tmp_path):
     from safetensors.torch import load_file
 
     from pipelines.build import build_definitions
-    from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
+    from tests.helpers import copy_config, fresh_dagster_home, make_tiny_config
     from train.artifact import read_provenance, serving_paths
 
     config = copy_config(

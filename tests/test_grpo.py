@@ -15,7 +15,7 @@ from filters.rewards import TooManyUnverifiable, VerifierReward
 from filters.verifiers import get_verifier
 from selftaught import schemas
 from selftaught.config import ConfigError, load_config, parse_config
-from tests.conftest import copy_config, make_tiny_config, run_rounds
+from tests.helpers import copy_config, make_tiny_config, run_rounds
 
 ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ROOT / "pipelines" / "presets"

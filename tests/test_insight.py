@@ -7,12 +7,12 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 import pytest
-from conftest import TINY_CONFIG, copy_config, fresh_dagster_home, run_rounds
 
 from filters.audit import audit
 from filters.diff import eval_changes, kept_numbers
 from filters.ledger import round_ledger
 from pipelines.cli import main
+from tests.helpers import TINY_CONFIG, copy_config, fresh_dagster_home, run_rounds
 
 
 @pytest.fixture(scope="module")

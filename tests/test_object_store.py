@@ -15,7 +15,7 @@ import pytest
 from selftaught.config import ConfigError, parse_config
 from selftaught.objectstore import COMPLETE
 from selftaught.store import Store, is_complete
-from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config, run_rounds, start_moto
+from tests.helpers import copy_config, fresh_dagster_home, make_tiny_config, run_rounds, start_moto
 from train.artifact import read_provenance
 
 BUCKET = "selftaught-test"

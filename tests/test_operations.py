@@ -13,7 +13,7 @@ from pipelines.build import build_definitions
 from pipelines.keys import CLI_TAG, EXPERIMENT_TAG
 from selftaught.config import load_config
 from selftaught.lock import ExperimentLock
-from tests.conftest import copy_config, fresh_dagster_home, make_tiny_config
+from tests.helpers import copy_config, fresh_dagster_home, make_tiny_config
 
 pytestmark = pytest.mark.slow
 

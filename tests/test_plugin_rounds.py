@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.conftest import copy_config, make_tiny_config, run_rounds
+from tests.helpers import copy_config, make_tiny_config, run_rounds
 
 ROOT = Path(__file__).resolve().parent.parent
 DIST = "selftaught-doubling"

@@ -245,7 +245,7 @@ def test_lora_on_real_llama_targets_and_the_merged_model_reloads_to_the_same_out
 
 @pytest.mark.slow
 def test_two_rounds_on_the_real_model_through_dagster(real_cache, tmp_path):
-    from tests.conftest import run_rounds
+    from tests.helpers import run_rounds
 
     preset = ROOT / "pipelines" / "presets" / "smollm2_list_max.yaml"
     data = yaml.safe_load(preset.read_text())

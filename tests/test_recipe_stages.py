@@ -18,7 +18,7 @@ from selftaught import schemas
 from selftaught.config import ConfigError, load_config, parse_config
 from synth.arithmetic import make_problems
 from synth.repair import rationalize_attempts
-from tests.conftest import copy_config, make_tiny_config, run_rounds
+from tests.helpers import copy_config, make_tiny_config, run_rounds
 from train.artifact import read_provenance
 
 ROOT = Path(__file__).resolve().parent.parent

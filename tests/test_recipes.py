@@ -12,7 +12,7 @@ from pipelines.build import build_definitions
 from selftaught import schemas
 from selftaught.config import TaskConfig, load_config
 from synth.tasks import make_task
-from tests.conftest import copy_config, dpo_lora_config, fresh_dagster_home, make_tiny_config, run_rounds
+from tests.helpers import copy_config, dpo_lora_config, fresh_dagster_home, make_tiny_config, run_rounds
 from train.artifact import read_provenance
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ from selftaught.config import ConfigError, load_config, parse_config
 from selftaught.files import write_parquet_atomic
 from selftaught.lock import ExperimentBusy, ExperimentLock, RootTaken, claim_root
 from selftaught.store import Store
-from tests.conftest import fresh_dagster_home
+from tests.helpers import fresh_dagster_home
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -461,7 +461,7 @@ def test_a_full_disk_is_named_in_words_and_leaves_no_temp_file(tmp_path):
 
 def test_a_folder_of_experiments_on_one_storage_root_is_refused(tmp_path, tiny_config):
     from pipelines.build import build_folder_definitions
-    from tests.conftest import copy_config
+    from tests.helpers import copy_config
 
     folder = tmp_path / "experiments"
     folder.mkdir()

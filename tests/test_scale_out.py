@@ -11,7 +11,7 @@ from pipelines.build import build_definitions
 from selftaught.store import Store
 from synth.arithmetic import make_problems
 from synth.tiny import TinySpec, build_tiny_model
-from tests.conftest import copy_config, free_port, make_tiny_config, run_rounds, start_moto
+from tests.helpers import copy_config, free_port, make_tiny_config, run_rounds, start_moto
 from train.artifact import read_provenance
 from train.launch import LaunchError, launch
 from train.sft import LoraSettings, SFTSettings

@@ -14,9 +14,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from conftest import TINY_CONFIG, copy_config, run_rounds
 
 from selftaught.config import ConfigError, load_config
+from tests.helpers import TINY_CONFIG, copy_config, run_rounds
 
 TRACKERS = ["tensorboard", "mlflow", "wandb", "trackio"]
 

@@ -44,7 +44,7 @@ def _cli(*args, env):
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
     """Two rounds of the tiny experiment, then `selftaught ui` serving them."""
-    from tests.conftest import make_tiny_config, start_ui
+    from tests.helpers import make_tiny_config, start_ui
 
     folder = tmp_path_factory.mktemp("ui")
     config = make_tiny_config(folder)
