@@ -1,12 +1,13 @@
 """Fixtures and pytest hooks of the suite; the helpers the tests import are in tests/helpers.py."""
 
 import os
+import signal
 import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import fresh_dagster_home, make_tiny_config
+from tests.helpers import S3_BUCKET, fresh_dagster_home, make_tiny_config, start_moto
 
 # the skip policy: under `make test` (SELFTAUGHT_STRICT_SKIPS=1) a skip not listed in
 # tests/allowed_skips.py fails the session
@@ -41,3 +42,24 @@ def tiny_config(tmp_path) -> Path:
 def dagster_home(tmp_path):
     with fresh_dagster_home(tmp_path) as home:
         yield home
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """moto_server on a free loopback port, with one bucket (S3_BUCKET); yields its endpoint URL."""
+    proc, url = start_moto(tmp_path_factory.mktemp("moto") / "server.log")
+    old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    import s3fs
+
+    s3fs.S3FileSystem(endpoint_url=url).mkdir(S3_BUCKET)
+    try:
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

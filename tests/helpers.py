@@ -1,11 +1,15 @@
 """The tests' helpers, in one module: paths, the tiny experiment's config, a Dagster home of its
-own, servers on free loopback ports (`selftaught ui`, moto's S3), and rounds run in process.
-Every test imports them one way, `from tests.helpers import ...`; fixtures and pytest hooks are
-in tests/conftest.py."""
+own, servers on free loopback ports (`selftaught ui`, moto's S3), rounds run in process, and the
+builders that a subject's unit and end-to-end tests share. Every test imports them one way,
+`from tests.helpers import ...`; fixtures and pytest hooks are in tests/conftest.py."""
 
+import json
 import os
+import textwrap
 from contextlib import contextmanager
 from pathlib import Path
+
+from synth.backends import SamplingParams
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository
 TESTS = ROOT / "tests"
@@ -40,6 +44,12 @@ def copy_config(src: Path, dst: Path, **changes) -> Path:
     return dst
 
 
+def tiny_config_in(folder: Path, **changes) -> Path:
+    """The tiny config as folder/tiny.yaml with its store in folder/store, and `changes`
+    (copy_config's dotted__keys)."""
+    return copy_config(TINY_CONFIG, folder / "tiny.yaml", storage_root=str(folder / "store"), **changes)
+
+
 def dpo_lora_config(folder: Path, max_rounds: int) -> Path:
     """The tiny experiment as LoRA preference (RPO) rounds against the previous policy."""
     from selftaught.config import load_config
@@ -61,6 +71,13 @@ def dpo_lora_config(folder: Path, max_rounds: int) -> Path:
         training=training,
         sampling={"n": 8, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 160},
     )
+
+
+def write_dedented(path: Path, text: str) -> Path:
+    """`text`, dedented, written to `path` (its folders made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
 
 
 # ---- Dagster ---------------------------------------------------------------------------------------
@@ -171,6 +188,10 @@ def start_ui(config, env: dict, timeout: float = 180, **popen):
     return proc, url
 
 
+# the bucket the `s3` fixture (tests/conftest.py) makes on moto's server
+S3_BUCKET = "selftaught-test"
+
+
 def start_moto(log: Path, timeout: float = 60):
     """moto's S3 server on a free 127.0.0.1 port; returns (proc, endpoint URL) once it answers."""
     import subprocess
@@ -188,3 +209,79 @@ def start_moto(log: Path, timeout: float = 60):
             stderr=subprocess.STDOUT,
         )
     return proc, url
+
+
+# ---- generation jobs (tests/unit/synth/test_generate.py, tests/e2e/test_generation.py) ------------
+
+GENERATION_PARAMS = SamplingParams(n=3, temperature=0.9, max_new_tokens=24, seed=7)
+
+
+def generation_prompts(count: int):
+    """`count` arithmetic prompts of difficulties 1 and 2, for round r001."""
+    from synth.arithmetic import make_problems
+
+    return make_problems({1: count // 2, 2: count - count // 2}, seed=3, round_key="r001")
+
+
+def generation_job(model_dir, out_dir, shard_size=4, params=GENERATION_PARAMS, backend="hf", options=None):
+    """A GenerationJob of round r001 from the base policy."""
+    from synth.generate import GenerationJob
+
+    return GenerationJob(
+        backend=backend,
+        model_dir=str(model_dir),
+        params=params,
+        out_dir=str(out_dir),
+        round="r001",
+        policy_id="base",
+        policy_hash="abc",
+        shard_size=shard_size,
+        options=options if options is not None else {"batch_size": 16},
+    )
+
+
+# ---- a benchmark of one's own (tests/unit/filters/test_evaluation_tasks.py, tests/e2e/test_evaluation_tasks.py)
+
+LM_EVAL_PAIRS = [(a, b) for a in range(10) for b in range(10) if (a * 7 + b) % 9 == 0][:12]
+
+
+def lm_eval_benchmark(folder: Path) -> Path:
+    """folder/bench.jsonl (sums of LM_EVAL_PAIRS) and an lm-eval task over it, tiny_sums, in
+    folder/lm_tasks; returns the dataset file."""
+    rows = [{"id": f"b{a}{b}", "question": f"Q: {a}+{b}=? A:", "answer": str(a + b)} for a, b in LM_EVAL_PAIRS]
+    path = folder / "bench.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tasks = folder / "lm_tasks"
+    tasks.mkdir()
+    (tasks / "sums.yaml").write_text(
+        textwrap.dedent(f"""
+        task: tiny_sums
+        dataset_path: json
+        dataset_kwargs:
+          data_files:
+            test: {path}
+        test_split: test
+        output_type: generate_until
+        doc_to_text: "{{{{question}}}}"
+        doc_to_target: "{{{{answer}}}}"
+        generation_kwargs:
+          until: [";"]
+          max_gen_toks: 12
+          do_sample: false
+        metric_list:
+          - metric: exact_match
+            aggregation: mean
+            higher_is_better: true
+    """)
+    )
+    return path
+
+
+def lm_eval_config(folder: Path, **evaluation) -> Path:
+    """The tiny experiment, one round, with these evaluation settings."""
+    return copy_config(
+        make_tiny_config(folder),
+        folder / "bench.yaml",
+        max_rounds=1,
+        evaluation={"max_new_tokens": 40, "batch_size": 64, **evaluation},
+    )
