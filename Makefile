@@ -4,6 +4,7 @@
 #               from Debian (chromium and redis-server, when missing) and .venv-vllm,
 #               run every test (what .ci/run calls); a skip not listed in
 #               tests/allowed_skips.py fails it
+# make test-fast runs the unit tests and the quick repository checks alone (the edit-test loop).
 # make ui opens the Dagster UI on 127.0.0.1:3000 over the same instance.
 
 PYTHON ?= python3
@@ -18,7 +19,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: setup lint format test-deps demo test test-vllm test-ui test-cluster ui status clean-runs docs docs-serve
+.PHONY: setup lint format test-deps demo test test-fast test-vllm test-ui test-cluster ui status clean-runs docs docs-serve
 
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -90,6 +91,14 @@ test-vllm: $(VLLM_VENV)/.installed
 test: lint test-deps $(VLLM_VENV)/.installed
 	SELFTAUGHT_STRICT_SKIPS=$${SELFTAUGHT_STRICT_SKIPS:-1} $(BIN)/python -m pytest
 	$(VLLM_PYTEST)
+
+# The edit-test loop: the unit tests of every layer (tests/unit/<layer>/) and the repository
+# checks (tests/project/: layering, the docs build, the definitions snapshot, the skip policy),
+# without tests/e2e/ (Dagster rounds, the CLI in subprocesses, servers, the browser, celery,
+# vLLM) and without the documented-commands check (each command's --help in a subprocess,
+# about 35 s, which would take the loop past two minutes). make test runs all of them.
+test-fast: setup
+	$(BIN)/python -m pytest tests/unit tests/project --ignore=tests/project/test_documented_commands.py
 
 # Lint, format and types (configured in pyproject.toml), first in make test: ruff's
 # checks, ruff format --check (make format rewrites), mypy on the library packages.
