@@ -128,9 +128,9 @@ def test_a_dagster_run_in_progress_holds_the_experiment_between_its_steps(tmp_pa
             instance.report_run_canceled(ui_run)
             dead = instance.create_run_for_job(job, tags={EXPERIMENT_TAG: "tiny", CLI_TAG: "1@gone"})
             instance.handle_new_event(_started(dead))
-            from pipelines.cli import _fail_dead_cli_runs
+            from pipelines.run import fail_dead_cli_runs
 
-            _fail_dead_cli_runs(instance, "tiny")
+            fail_dead_cli_runs(instance, "tiny")
             assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
 
 

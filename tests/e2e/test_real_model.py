@@ -205,7 +205,8 @@ def test_lora_on_real_llama_targets_and_the_merged_model_reloads_to_the_same_out
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from train.sft import LoraSettings, SFTSettings, train_sft
+    from train.common import LoraSettings
+    from train.sft import SFTSettings, train_sft
 
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is 2 + 3?"}], tokenize=False, add_generation_prompt=True

@@ -13,8 +13,9 @@ from synth.arithmetic import make_problems
 from synth.tiny import TinySpec, build_tiny_model
 from tests.helpers import ROOT, copy_config, free_port, make_tiny_config, run_rounds, start_moto
 from train.artifact import read_provenance
+from train.common import LoraSettings
 from train.launch import LaunchError, launch
-from train.sft import LoraSettings, SFTSettings
+from train.sft import SFTSettings
 
 TINY = TinySpec(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_positions=64)
 

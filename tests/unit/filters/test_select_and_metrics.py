@@ -154,3 +154,42 @@ def test_per_prompt_stats_majority_and_spread():
     m = prompt_metrics(df)
     assert m["maj@4"] == 0.5 and m["distinct_answers_mean"] == 2.5
     assert m["solve_rate_std"] == pytest.approx(0.17677, abs=1e-4) and m["prompts_none_correct"] == 0.0
+
+
+def _warm():
+    return pl.DataFrame({"prompt_id": ["w1", "w2"], "prompt": ["Q1", "Q2"], "target": [" t1", " t2"]})
+
+
+def test_training_rows_puts_the_warm_start_and_earlier_rounds_before_this_rounds_rows():
+    from filters.select import training_rows
+    from selftaught.config import SelectionConfig
+
+    earlier = select_sft(S.with_columns(pl.lit("r000").alias("round")), V.with_columns(pl.lit("r000").alias("round")))
+    got = training_rows(S, V, schemas.empty("repairs"), SelectionConfig(), warm_start=_warm(), earlier=earlier)
+    assert got.rows["row_id"].to_list() == [
+        "warm_start/w1/0",
+        "warm_start/w2/0",
+        "r000/a/1",
+        "r000/b/0",
+        "r001/a/1",
+        "r001/b/0",
+    ]
+    assert got.new["row_id"].to_list() == ["r001/a/1", "r001/b/0"] and got.repairs == 0
+    alone = training_rows(
+        S,
+        V,
+        schemas.empty("repairs"),
+        SelectionConfig(accumulate=False, include_warm_start=False, require_rationale=True),
+        warm_start=_warm(),
+        earlier=earlier,
+    )
+    assert alone.rows["row_id"].to_list() == ["r001/a/1"]  # b's steps do not check out
+
+
+def test_training_rows_uses_the_selection_and_the_reward_threshold():
+    from filters.select import training_rows
+    from selftaught.config import SelectionConfig
+
+    sel = SelectionConfig(max_per_prompt=5, dedup="none", include_warm_start=False)
+    assert training_rows(S, V, schemas.empty("repairs"), sel).rows.height == 3
+    assert training_rows(S, V, schemas.empty("repairs"), sel, min_reward=2.0).rows.height == 0

@@ -13,12 +13,13 @@ PRESETS = ROOT / "pipelines" / "presets"
 
 
 def test_grpo_presets_set_what_defines_them(tmp_path):
-    from train.grpo import grpo_config, settings_from_config
+    from train.grpo import GRPOSettings, grpo_config
+    from train.settings import from_config
 
     grpo, dr, ttrl = (load_config(PRESETS / f"{n}.yaml") for n in ("grpo", "dr_grpo", "ttrl"))
     assert grpo.training.objective == dr.training.objective == ttrl.training.objective == "grpo"
-    g = grpo_config(settings_from_config(grpo.training, 1), str(tmp_path))
-    d = grpo_config(settings_from_config(dr.training, 1), str(tmp_path))
+    g = grpo_config(from_config(GRPOSettings, grpo.training, 1), str(tmp_path))
+    d = grpo_config(from_config(GRPOSettings, dr.training, 1), str(tmp_path))
     assert (g.loss_type, g.scale_rewards, d.loss_type, d.scale_rewards) == ("grpo", "group", "dr_grpo", "none")
     assert g.per_device_train_batch_size == 32 and g.num_generations == 8
     # Same rollout budget as the demo's offline round: steps x prompts x generations = pool x n.
@@ -47,8 +48,8 @@ def test_grpo_config_errors_name_the_key_and_the_trl_version():
 
 def test_grpo_trains_a_lora_adapter_and_continues_it(tmp_path, tiny_model_dir):
     """method lora: the adapter trains on the frozen base, and a later round continues it."""
+    from train.common import LoraSettings
     from train.grpo import GRPOSettings, train_grpo
-    from train.sft import LoraSettings
 
     prompts = pl.DataFrame({"prompt_id": ["a", "b"], "prompt": ["Q: 1+2=? A:", "Q: 2+2=? A:"], "reference": ["3", "4"]})
     s = GRPOSettings(

@@ -61,7 +61,7 @@ def test_training_batches_come_in_few_lengths(tiny_model_dir, tmp_path):
     grow through training and from round to round (issue 25, class 8)."""
     import torch
 
-    from train.sft import PAD_TO_MULTIPLE_OF
+    from train.common import PAD_TO_MULTIPLE_OF
 
     lengths = []
 
@@ -99,18 +99,19 @@ def test_training_on_no_rows_or_from_a_non_model(tmp_path, tiny_model_dir):
 
 
 def test_incomplete_checkpoint_is_skipped_not_loaded(tmp_path):
-    from train.sft import _last_complete_checkpoint
+    from train.common import last_complete_checkpoint
 
     (tmp_path / "checkpoint-3").mkdir()
     (tmp_path / "checkpoint-3" / "trainer_state.json").write_text("{}")
     (tmp_path / "checkpoint-6").mkdir()
     (tmp_path / "checkpoint-6" / "model.safetensors").write_bytes(b"half")  # killed while saving
-    assert _last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-3"
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-3"
     assert not (tmp_path / "checkpoint-6").exists()
 
 
 def test_a_diverging_training_run_fails_and_saves_nothing(tiny_model_dir, tmp_path):
-    from train.sft import SFTSettings, TrainingDiverged, train_sft
+    from train.common import TrainingDiverged
+    from train.sft import SFTSettings, train_sft
 
     rows = pl.DataFrame({"prompt": ["Q: 1+1=?\nA:"] * 8, "completion": [" 2"] * 8})
     out = tmp_path / "out"

@@ -14,9 +14,10 @@ from tests.helpers import tiny_config_in as _config
 def test_trl_fields_pass_through_to_the_objectives_trl_config(tmp_path):
     import trl
 
+    from train.common import trl_config
     from train.dpo import DPOSettings
     from train.grpo import GRPOSettings, grpo_config
-    from train.sft import trl_config
+    from train.sft import SFTSettings
 
     extra = (
         ("gradient_accumulation_steps", 2),
@@ -26,10 +27,9 @@ def test_trl_fields_pass_through_to_the_objectives_trl_config(tmp_path):
     )
     sft = trl_config(
         "sft",
-        {"output_dir": str(tmp_path), "max_steps": 10},
+        SFTSettings(max_steps=10, trl=extra + (("packing", True), ("padding_free", True))),
+        {"output_dir": str(tmp_path)},
         {"lr_scheduler_type": "linear"},
-        extra + (("packing", True), ("padding_free", True)),
-        None,
     )
     assert isinstance(sft, trl.SFTConfig)
     assert (
@@ -41,7 +41,7 @@ def test_trl_fields_pass_through_to_the_objectives_trl_config(tmp_path):
         sft.padding_free,
     ) == (2, "cosine", 0.5, "adafactor", True, True)
     assert sft.report_to == [] and sft.activation_checkpointing is False  # selftaught's defaults stay
-    dpo = trl_config("dpo", {"output_dir": str(tmp_path), "max_steps": 10}, {}, DPOSettings(trl=extra).trl, None)
+    dpo = trl_config("dpo", DPOSettings(max_steps=10, trl=extra), {"output_dir": str(tmp_path)}, {})
     assert isinstance(dpo, trl.DPOConfig) and dpo.optim == "adafactor"
     grpo = grpo_config(GRPOSettings(trl=(("max_grad_norm", 0.25),)), str(tmp_path))
     assert grpo.max_grad_norm == 0.25 and grpo.logging_steps == 1
@@ -99,7 +99,8 @@ def test_training_dtype_is_the_weights_dtype_while_training(tiny_model_dir, tmp_
     import torch
     from transformers import AutoModelForCausalLM
 
-    from train.sft import SFTSettings, torch_dtype, train_sft
+    from train.common import torch_dtype
+    from train.sft import SFTSettings, train_sft
 
     assert torch_dtype("auto") == (
         torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
