@@ -78,7 +78,7 @@ class RoundContext:
 
     @property
     def verifier_name(self) -> str:
-        return self.config.verifier_plugin().name
+        return self.config.verifier_spec()
 
     @cached_property
     def verifier(self) -> Verifier:

@@ -344,8 +344,8 @@ def default_verifier(cfg: TaskConfig) -> str:
 
 def selection_verifier(cfg: ExperimentConfig) -> Verifier:
     """The verifier that judges a round's samples (and rewards a grpo round's rollouts):
-    ExperimentConfig.verifier_plugin, verification.verifier else the task's own."""
-    return get_verifier(cfg.verifier_plugin().name, cfg.verification)
+    ExperimentConfig.verifier_spec, verification.verifier else the task's own."""
+    return get_verifier(cfg.verifier_spec(), cfg.verification)
 
 
 def reference_verifier(cfg: ExperimentConfig) -> Verifier:

@@ -279,9 +279,14 @@ class ExperimentConfig(Strict):
 
     # ---- plugins --------------------------------------------------------------------------------
 
+    def verifier_spec(self) -> str:
+        """The verifier that judges samples, as the config names it (a registered name, a dotted
+        path or a file): verification.verifier, else the task's own."""
+        return self.verification.verifier or self.task.plugin().caps.verifier
+
     def verifier_plugin(self) -> Plugin:
-        """The verifier that judges samples: verification.verifier, else the task's own."""
-        return VERIFIERS.get(self.verification.verifier or self.task.plugin().caps.verifier)
+        """The registry entry of verifier_spec()."""
+        return VERIFIERS.get(self.verifier_spec())
 
     def label_free(self) -> bool:
         """Samples are judged without reference answers: a verifier that reads none (majority
