@@ -68,7 +68,6 @@ def setting(
     *,
     per_round: Callable[[Any, int], Any] | None = None,
     convert: Callable[[Any], Any] | None = None,
-    doc: str = "",
 ):
     """A settings field read from training config `key` (its default is the key's default,
     through `convert`), filling the TRL fields `trl`."""
@@ -79,7 +78,7 @@ def setting(
     if convert is not None:
         default = convert(default)
     return dataclasses.field(
-        default=default, metadata={"key": key, "trl": fill, "per_round": per_round, "convert": convert, "doc": doc}
+        default=default, metadata={"key": key, "trl": fill, "per_round": per_round, "convert": convert}
     )
 
 

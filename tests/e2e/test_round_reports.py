@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from pipelines.cli import main
+from pipelines.progress import ROUND_ORDER
 from tests.helpers import TINY_CONFIG, copy_config, fresh_dagster_home, run_rounds
 
 
@@ -99,21 +100,7 @@ def test_the_ledger_of_real_rounds_matches_the_tables_and_drives_the_stop_rule(t
     table = pl.read_parquet(store.table_path("ledger"))
     assert table["round"].to_list() == ["r001", "r002"]
     r2 = table.row(1, named=True)
-    wall = sum(
-        meta[(s, "r002")]["stage_wall_s"]
-        for s in (
-            "prompts",
-            "sampling_plan",
-            "samples",
-            "verdicts",
-            "repairs",
-            "training_set",
-            "pairs",
-            "policy",
-            "evaluation",
-            "round_diff",
-        )
-    )
+    wall = sum(meta[(s, "r002")]["stage_wall_s"] for s in ROUND_ORDER)
     assert r2["wall_s"] == pytest.approx(wall)
     assert r2["samples_verified"] == pl.read_parquet(store.table_path("verdicts", "r002")).height
     assert r2["kept_rows"] == meta[("training_set", "r002")]["new_rows"]
