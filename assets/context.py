@@ -37,7 +37,13 @@ class RoundContext:
 
     @property
     def config(self) -> ExperimentConfig:
-        return self.experiment.config
+        """The config this round runs: its phase's, if `phases` covers it (ExperimentConfig.for_round)."""
+        return self.experiment.config.for_round(self.index)
+
+    @property
+    def phase(self) -> str | None:
+        """The name of the phase this round runs (None without phases)."""
+        return self.experiment.config.phase_label(self.index)
 
     @cached_property
     def store(self) -> Store:

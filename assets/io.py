@@ -12,6 +12,7 @@ import polars as pl
 
 from assets.resources import ExperimentResource
 from selftaught.files import file_hash, read_parquet
+from selftaught.round_keys import is_round_key, round_index
 
 # asset name -> table schema name
 TABLE_OF = {
@@ -28,6 +29,18 @@ TABLE_OF = {
     "round_diff": "round_diff",
     "ledger": "ledger",
 }
+
+
+def round_config_metadata(cfg, partition: str | None) -> dict:
+    """The config a table was written under: the round's hash (and phase) for a round's table."""
+    if partition is None or not is_round_key(partition):
+        return {"round_config_hash": dg.MetadataValue.text(cfg.round_hash())}
+    index = round_index(partition)
+    phase = cfg.phase_label(index)
+    return {
+        "round_config_hash": dg.MetadataValue.text(cfg.for_round(index).round_hash()),
+        **({"phase": dg.MetadataValue.text(phase)} if phase else {}),
+    }
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):
@@ -48,7 +61,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
                 "path": dg.MetadataValue.path(store.where(path)),
                 "rows": dg.MetadataValue.int(obj.height),
                 "sha256": dg.MetadataValue.text(file_hash(path)[:16]),
-                "round_config_hash": dg.MetadataValue.text(experiment.config.round_hash()),
+                **round_config_metadata(experiment.config, partition),
             }
         )
 

@@ -1,5 +1,6 @@
 """Wiring for the recipe stages that read more than their own inputs or generate more than
-one batch per round: the curriculum and difficulty-aware budgets (earlier rounds' tables),
+one batch per round: the curriculum, difficulty-aware budgets and prompt bands (earlier rounds'
+tables),
 B-STaR's temperature search, second attempts (STaR rationalization, Re-ReST reflection),
 LLM-judge verdicts and V-STaR's verifier pairs. The decisions live in synth/, filters/
 and train/; this module reads the store and hands them what they need."""
@@ -17,6 +18,7 @@ from filters import balance
 from filters.judge import judge_prompts, judge_verdicts
 from filters.metrics import evaluated_accuracy, pass_rates, solve_rates
 from filters.pairs import correctness_pairs
+from filters.prompt_band import BandChoice, choose_prompts, latest_solve_rates
 from filters.rewards import VerifierReward
 from filters.select import judged
 from filters.verifiers import verify
@@ -41,6 +43,27 @@ def previous_judged(rc: RoundContext) -> tuple[pl.DataFrame, pl.DataFrame] | Non
 
 
 # ---- prompts and sampling plan ----------------------------------------------------------------
+
+
+def prompts_by_band(rc: RoundContext, fresh: pl.DataFrame) -> BandChoice:
+    """sampling.prompt_band (filters.prompt_band): earlier rounds' prompts in the band, by the
+    solve rate their samples and verdicts (or a GRPO round's rollouts) measured, then fresh ones."""
+    band, store = rc.config.sampling.prompt_band, rc.store
+    if band is None:
+        raise ValueError("prompts_by_band runs for sampling.prompt_band, which this config does not set")
+    earlier, judged_by_round = [], []
+    for i in range(1, rc.index):
+        key = round_key(i)
+        earlier.append(store.read_table("prompts", key))
+        rollouts = store.table_path("rollouts", key)
+        if rollouts.is_file() and (table := store.read_table("rollouts", key)).height:
+            judged_by_round.append((key, table))
+        elif store.table_path("verdicts", key).is_file():
+            judged_by_round.append((key, judged(store.read_table("samples", key), store.read_table("verdicts", key))))
+    earlier_prompts = pl.concat(earlier, how="vertical_relaxed") if earlier else fresh.head(0)
+    return choose_prompts(
+        fresh, earlier_prompts, latest_solve_rates(judged_by_round), band.low, band.high, band.fill, rc.key
+    )
 
 
 def curriculum_counts(rc: RoundContext) -> tuple[int, dict[int, int]]:

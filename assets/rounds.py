@@ -24,6 +24,7 @@ from assets.recipes import (
     balance_search,
     budget_rates,
     curriculum_counts,
+    prompts_by_band,
     rollout_prompts,
     rollout_reward,
     sample_by_plan,
@@ -42,6 +43,7 @@ from filters.metrics import (
     judge_agreement,
     pseudo_label_accuracy,
     sample_metrics,
+    zero_std_share,
 )
 from filters.pairs import make_pairs
 from filters.select import judged, training_rows
@@ -71,7 +73,9 @@ def prompts(
     warm_start_prompts: pl.DataFrame,
     eval_prompts: pl.DataFrame,
 ) -> pl.DataFrame:
-    """A fresh unlabeled pool for this round, disjoint from warm start and eval."""
+    """A fresh unlabeled pool for this round, disjoint from warm start and eval; with
+    sampling.prompt_band, earlier rounds' prompts whose measured solve rate is in the band come
+    first (filters.prompt_band)."""
     rc = RoundContext.of(context, experiment)
     exclude = set(warm_start_prompts["prompt_id"]) | set(eval_prompts["prompt_id"])
     task = rc.experiment.task(context.log.info)
@@ -81,6 +85,14 @@ def prompts(
         df = task.pool(rc.index, exclude, counts)
     else:
         df = task.pool(rc.index, exclude)
+    if rc.config.sampling.prompt_band is not None:
+        choice = prompts_by_band(rc, df)
+        df = choice.prompts
+        meta.update({f"band_{k}": v for k, v in choice.numbers.items()})
+        rc.log(
+            f"prompt band: {int(choice.numbers['reused'])} earlier prompts in the band "
+            f"(of {int(choice.numbers['measured'])} measured), {int(choice.numbers['fresh'])} fresh"
+        )
     counts = df.group_by("difficulty").len().sort("difficulty")
     context.add_output_metadata({**meta, **{f"prompts_d{d}": n for d, n in counts.iter_rows()}})
     return df
@@ -471,15 +483,22 @@ def policy(
         objective=cfg.training.objective,
         reference=reference,
         verifier=verifier,
+        **({"phase": rc.phase} if rc.phase else {}),
     )
     artifact = store.publish_model(work, rc.key, context.log.info)
     return dg.MaterializeResult(metadata=_policy_metadata(rc, prov, artifact, metrics, reference, verifier))
 
 
 def _rollout_metrics(df: pl.DataFrame, prompts: pl.DataFrame) -> dict:
-    """The verdicts asset's sample metrics (pass rate, pass@k, solve-rate spread, ...) on the rollouts."""
+    """The verdicts asset's sample metrics (pass rate, pass@k, solve-rate spread, ...) on the rollouts,
+    and the share of groups (a prompt's rollouts in one step) whose rewards were all equal."""
     m = {f"rollout_{k}": float(v) for k, v in sample_metrics(df, prompts).items()}
-    return {"rollouts": df.height, "rollout_prompts": df["prompt_id"].n_unique(), **m}
+    return {
+        "rollouts": df.height,
+        "rollout_prompts": df["prompt_id"].n_unique(),
+        "rollout_zero_std_share": zero_std_share(df),
+        **m,
+    }
 
 
 def _policy_metadata(
@@ -501,6 +520,7 @@ def _policy_metadata(
         "steps": metrics["steps"],
         "train_seconds": metrics["seconds"],
         "objective": cfg.training.objective,
+        **({"phase": rc.phase} if rc.phase else {}),
         **(
             {
                 "reference_policy": reference["policy_id"],
@@ -522,6 +542,18 @@ def _policy_metadata(
             if metrics.get(k) is not None
         },
         **{f"tracker_run_{name}": run for name, run in metrics.get("tracker_runs", {}).items()},
+        **_per_step_metadata(metrics.get("per_step") or []),
+    }
+
+
+def _per_step_metadata(per_step: list[dict]) -> dict:
+    """GRPO's logged steps as TRL saw them: mean reward and the share of zero-advantage groups."""
+    if not per_step:
+        return {}
+    shares = [s["frac_reward_zero_std"] for s in per_step]
+    return {
+        "frac_reward_zero_std_mean": float(sum(shares) / len(shares)),
+        "per_step": dg.MetadataValue.md(markdown_table(pl.DataFrame(per_step))),
     }
 
 

@@ -231,3 +231,13 @@ def evaluated_accuracy(store, policy_id: str) -> dict[int, float]:
     evaluation table in `store` (a selftaught.store.Store); empty before it was evaluated."""
     path = store.evaluation_path(policy_id)
     return accuracy_by_difficulty(read_parquet(path)) if path.is_file() else {}
+
+
+def zero_std_share(rollouts: pl.DataFrame) -> float:
+    """Share of GRPO groups (one prompt's rollouts in one step) whose rewards are all equal: zero
+    advantage, no gradient (TRL logs the same per step as frac_reward_zero_std). Unverifiable
+    rollouts (no reward) count as a reward of their own."""
+    if rollouts.height == 0:
+        return float("nan")
+    groups = rollouts.group_by("step", "prompt_id").agg(distinct=pl.col("reward").fill_null(float("nan")).n_unique())
+    return float((groups["distinct"] == 1).mean())  # type: ignore[arg-type]

@@ -40,6 +40,9 @@ def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = No
             if verdicts is not None and sampled.height:
                 steps = sampled.join(verdicts, on=["prompt_id", "sample_idx"])["rationale_ok"]
                 row["bad_steps"] = float((steps == False).sum()) / sampled.height  # noqa: E712
+        phase = (store.provenance(key) or {}).get("phase")
+        if phase:  # an experiment in phases (config `phases`): the phase the round ran
+            row["phase"] = phase
         e = store.table_path("evaluation", key)
         if e.is_file():
             row["accuracy"] = accuracy_by_difficulty(read_parquet(e))

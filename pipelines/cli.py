@@ -178,6 +178,17 @@ def cmd_validate(args) -> int:
     from selftaught.config import load_config
 
     cfg = load_config(args.config)
+    if args.round is not None:
+        if args.round > cfg.max_rounds:
+            print(f"error: --round {args.round}: the experiment has {cfg.max_rounds} rounds", file=sys.stderr)
+            return 2
+        label = cfg.phase_label(args.round)
+        print(
+            f"# round {args.round}"
+            + (f", phase {label}" if label else "")
+            + f": round hash {cfg.for_round(args.round).round_hash()}"
+        )
+        cfg = cfg.for_round(args.round)
     if args.show:  # the whole config: extends applied, defaults filled in
         import yaml
 
@@ -206,6 +217,14 @@ def cmd_validate(args) -> int:
         + f", {size['eval_prompts']:,} held-out prompts evaluated"
     )
     print("plugins: " + "; ".join(f"{role} {p.name} ({p.origin.short()})" for role, p in cfg.plugins().items()))
+    for i, phase in enumerate(cfg.phases):
+        first = phase.span()[0]
+        staged = cfg.for_round(first)
+        print(
+            f"phase {cfg.phase_name(i)} ({phase.describe()}): objective {staged.training.objective}, "
+            f"{staged.training.steps_for(first):,} training steps in round {first}, round hash {staged.round_hash()} "
+            f"(validate --show --round {first} prints its config)"
+        )
     return 0
 
 
@@ -349,6 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
                 "--show",
                 action="store_true",
                 help="print the whole resolved config (extends applied, defaults filled in)",
+            )
+            p.add_argument(
+                "--round",
+                type=_round_count,
+                default=None,
+                metavar="N",
+                help="the config round N runs (its phase's, when `phases` covers it)",
             )
         if name == "ui":
             p.add_argument("--port", type=int, default=3000, help="port of the UI on 127.0.0.1")

@@ -200,6 +200,7 @@ def _check_target(to: Path, force: bool, store: Store) -> None:
 
 def _facts(cfg, store: Store, key: str, prov: dict, tables: dict[str, Path], trained_on: str, config_path) -> dict:
     """What both cards state: lineage, hashes, counts, the command that made the round."""
+    cfg = cfg.for_round(round_index(key))  # the config the round ran (its phase's)
     verifiers = set()
     for name in ("verdicts", "rollouts"):
         if name in tables:
@@ -310,6 +311,7 @@ def _dataset_card(cfg, key: str, facts: dict, tables: dict[str, Path], default: 
 
 
 def _model_card(cfg, store: Store, key: str, prov: dict, facts: dict, has_adapter: bool, repo: str | None) -> str:
+    cfg = cfg.for_round(round_index(key))
     base = str(cfg.model.base)
     meta: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": "text-generation"}
     if _hub_id(base):

@@ -52,7 +52,7 @@ def todo(instance, cfg: ExperimentConfig, key: str, store: Store | None = None, 
     older than an upstream stage, or materialized under another config (ExperimentConfig.round_hash).
     With `store`, the files are checked too (Dagster's records do not see a table truncated or
     a model deleted after it was written): a damaged one is redone, and `log` says why."""
-    want, seen = cfg.round_hash(), {}
+    want, seen = cfg.for_round(round_index(key)).round_hash(), {}
     for i, name in enumerate(ROUND_ORDER):
         rec = latest_materialization(instance, asset_key(cfg.name, name), key)
         if rec is None or _config_hash(rec) not in (None, want) or any(rec.timestamp < seen[u] for u in UPSTREAM[name]):

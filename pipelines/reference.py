@@ -38,10 +38,13 @@ def _models_in(annotation) -> list[type[BaseModel]]:
 
 
 def _section_of(annotation) -> type[BaseModel] | None:
-    """The section a key opens: its annotation is a model class, or that class or None."""
+    """The section a key opens: its annotation is a model class, that class or None, or a list of
+    them (each item a section: `phases`)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) is list and len(args) == 1:
+        return _section_of(args[0])
     if get_origin(annotation) in (Union, types.UnionType) and len(args) == 1:
         return _section_of(args[0])
     return None

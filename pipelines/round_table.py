@@ -7,8 +7,9 @@ from filters.metrics import frontier_candidates, pick_frontier
 
 def format_table(rows: list[dict]) -> str:
     digits = sorted({d for r in rows for d in r.get("accuracy", {})})
+    phased = any("phase" in r for r in rows)
     head = (
-        ["round", "samples", "pass", "kept", "kept w/ bad steps", "train rows"]
+        ["round", *(["phase"] if phased else []), "samples", "pass", "kept", "kept w/ bad steps", "train rows"]
         + [f"acc {d}d" for d in digits]
         + ["wall s"]
     )
@@ -18,6 +19,7 @@ def format_table(rows: list[dict]) -> str:
         lines.append(
             [
                 r["round"],
+                *([r.get("phase", "-")] if phased else []),
                 str(r.get("samples", "-")),
                 f"{r['pass_rate']:.1%}" if "pass_rate" in r else "-",
                 str(r.get("new_rows", "-")),

@@ -125,13 +125,14 @@ def run_experiment(
     from selftaught.config.limits import MAX_STEPS
 
     try:
-        last_steps: float = cfg.training.steps_for(target)
+        last_steps: float = cfg.for_round(target).training.steps_for(target)
     except OverflowError:
         last_steps = float("inf")
     if last_steps > MAX_STEPS:
         print(
             f"error: --rounds {target}: round {target} would train more than {MAX_STEPS:,} steps, the limit "
-            f"(training.max_steps {cfg.training.max_steps} x steps_growth {cfg.training.steps_growth:g}^"
+            f"(training.max_steps {cfg.for_round(target).training.max_steps} x steps_growth "
+            f"{cfg.for_round(target).training.steps_growth:g}^"
             f"{target - 1})",
             file=sys.stderr,
         )

@@ -39,7 +39,15 @@ from selftaught.config.load import (  # noqa: F401
 )
 from selftaught.config.model import ModelConfig, TinyModelConfig
 from selftaught.config.operations import AutoContinueConfig, ExecutorConfig, OperationsConfig, TrackingConfig
-from selftaught.config.sampling import BalanceConfig, BudgetConfig, OpenAIConfig, SamplingConfig, VLLMConfig
+from selftaught.config.phases import PhaseConfig
+from selftaught.config.sampling import (
+    BalanceConfig,
+    BudgetConfig,
+    OpenAIConfig,
+    PromptBandConfig,
+    SamplingConfig,
+    VLLMConfig,
+)
 from selftaught.config.selection import HINT_TEMPLATE, REFLECT_TEMPLATE, RepairConfig, SelectionConfig
 from selftaught.config.task import CurriculumConfig, SourceConfig, TaskConfig, _counts  # noqa: F401
 from selftaught.config.training import (
@@ -82,11 +90,13 @@ __all__ = [
     "OperationsConfig",
     "PluginConfig",
     "PreferenceConfig",
+    "PromptBandConfig",
     "RepairConfig",
     "SamplingConfig",
     "SandboxConfig",
     "SelectionConfig",
     "SourceConfig",
+    "PhaseConfig",
     "Strict",
     "TaskConfig",
     "TinyModelConfig",

@@ -6,12 +6,14 @@ import hashlib
 import json
 from typing import Any, NamedTuple
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from selftaught.config.evaluation import EvaluationConfig
 from selftaught.config.limits import MAX_ROUND_SAMPLES, MAX_ROUNDS, MAX_STEPS, Strict
+from selftaught.config.merge import merge
 from selftaught.config.model import ModelConfig
 from selftaught.config.operations import OperationsConfig, TrackingConfig
+from selftaught.config.phases import PhaseConfig
 from selftaught.config.sampling import SamplingConfig
 from selftaught.config.selection import RepairConfig, SelectionConfig
 from selftaught.config.task import TaskConfig
@@ -86,6 +88,13 @@ class ExperimentConfig(Strict):
         OperationsConfig(),
         description="schedule, auto-continue, Dagster executor, trackers and machine cost (not in the round hash)",
     )
+    phases: list[PhaseConfig] = Field(
+        default_factory=list,
+        description="rounds that run other settings, e.g. SFT rounds then GRPO rounds (selftaught/config/phases.py): "
+        "each item names its rounds (1-2, 3+) and the sampling/verification/selection/repair/training keys "
+        "laid over this config for them",
+    )
+    _phase_configs: dict[int, ExperimentConfig] = PrivateAttr(default_factory=dict)
 
     @field_validator("storage_root")
     @classmethod
@@ -119,6 +128,8 @@ class ExperimentConfig(Strict):
     #                                 evaluates a LoRA policy
     #   _round_fits                   a round stays within MAX_ROUND_SAMPLES samples, its last round within
     #                                 MAX_STEPS training steps
+    #   _phases                       phases cover disjoint round ranges within max_rounds, and each phase's
+    #                                 config (its sections over this one) passes every rule above
     @model_validator(mode="after")
     def _recipes(self):
         verifier = self.verifier_plugin()
@@ -253,6 +264,61 @@ class ExperimentConfig(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _phases(self):
+        """Phases cover disjoint, non-empty round ranges that start within max_rounds, and each
+        phase's config (its sections laid over this one) is a valid config: built here, once."""
+        for i, phase in enumerate(self.phases):
+            first, last = phase.span()
+            if first > self.max_rounds:
+                raise ValueError(
+                    f"phase {i + 1} ({phase.describe()}) starts after the last round (max_rounds "
+                    f"{self.max_rounds}): it would never run"
+                )
+            for j, other in enumerate(self.phases[:i]):
+                o_first, o_last = other.span()
+                if first <= (o_last or MAX_ROUNDS) and o_first <= (last or MAX_ROUNDS):
+                    raise ValueError(
+                        f"phases {j + 1} ({other.describe()}) and {i + 1} ({phase.describe()}) both cover "
+                        f"round {max(first, o_first)}: a round runs one phase"
+                    )
+        labels = [self.phase_name(i) for i in range(len(self.phases))]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"phase names repeat ({', '.join(labels)}): name each phase once")
+        base = self.model_dump(exclude_unset=True, exclude={"phases"})
+        configs = {}
+        for i, phase in enumerate(self.phases):
+            try:
+                configs[i] = ExperimentConfig.model_validate(merge(base, phase.overlay(), ExperimentConfig))
+            except ValidationError as err:
+                problems = "; ".join(
+                    (".".join(str(p) for p in e["loc"]) + ": " if e["loc"] else "")
+                    + ("unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, "))
+                    for e in err.errors()
+                )
+                raise ValueError(f"phase {i + 1} ({phase.describe()}): {problems}") from None
+        self._phase_configs = configs
+        return self
+
+    # ---- phases ---------------------------------------------------------------------------------
+
+    def phase_of(self, index: int) -> int | None:
+        """The position in `phases` of the phase that runs round `index`; None: the experiment's config."""
+        return next((i for i, phase in enumerate(self.phases) if phase.covers(index)), None)
+
+    def phase_name(self, i: int) -> str:
+        return self.phases[i].name or f"phase{i + 1}"
+
+    def phase_label(self, index: int) -> str | None:
+        """The name of the phase round `index` runs (None without phases, or outside every phase)."""
+        i = self.phase_of(index)
+        return None if i is None else self.phase_name(i)
+
+    def for_round(self, index: int) -> ExperimentConfig:
+        """The config round `index` runs: its phase's sections laid over this config, or this config."""
+        i = self.phase_of(index)
+        return self if i is None else self._phase_configs[i]
+
     def round_size(self) -> dict[str, int]:
         """What one round costs at most: prompts, samples and new tokens generated, training
         steps (first and last round) and held-out prompts."""
@@ -363,6 +429,7 @@ class ExperimentConfig(Strict):
             data["evaluation"]["verifier"] = VERIFIERS.get(self.evaluation.verifier).hash_key()
         if self.evaluation.lm_eval is not None:  # the task files' contents, not their folder
             data["evaluation"]["lm_eval"]["include_path"] = self.evaluation.lm_eval.fingerprint()
+        data.pop("phases", None)  # a round's hash is its own config's (for_round), whatever the other phases say
         picked = {k: data[k] for k in sections} if sections else data
         return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -388,6 +455,7 @@ def drop_defaults(data: dict, entries: dict[tuple[str, ...], object]) -> dict:
 # default, so rounds and base models made before they existed do not all turn stale.
 HASHED_WHEN_SET: dict[tuple[str, ...], object] = {
     ("sampling", "dtype"): "float32",
+    ("sampling", "prompt_band"): None,
     ("training", "bf16"): None,
     ("verification", "sandbox", "allow_unisolated"): False,
     ("verification", "max_audit_disagreement"): None,

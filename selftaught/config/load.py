@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from selftaught.config.experiment import ExperimentConfig
-from selftaught.config.limits import ConfigError, Strict
+from selftaught.config.limits import ConfigError
+from selftaught.config.merge import merge as _merge
+from selftaught.config.merge import section_model as _section_model  # noqa: F401 (importable from here as before)
+from selftaught.config.phases import PHASE_SECTIONS
 from selftaught.plugins import anchored
 
 # Keys that may name user code as file.py:attribute: relative to the file that sets them.
@@ -43,8 +46,16 @@ def _anchor_plugin_paths(data: dict, folder: Path) -> dict:
 def _describe(err: ValidationError, source: str) -> str:
     lines = [f"invalid experiment config {source}:"]
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        if e["type"] == "extra_forbidden":
+        loc = list(e["loc"])
+        if loc[:1] == ["phases"] and len(loc) > 1 and isinstance(loc[1], int):  # numbered as the user counts
+            loc[:2] = [f"phase {loc[1] + 1}:"]
+        where = ".".join(str(p) for p in loc).replace(":.", ": ") or "(top level)"
+        if e["type"] == "extra_forbidden" and where.startswith("phase ") and len(loc) == 2:
+            lines.append(
+                f"  - {where}: unknown key; a phase sets {', '.join(PHASE_SECTIONS)} (task, model and "
+                "evaluation are the experiment's, the same in every round)"
+            )
+        elif e["type"] == "extra_forbidden":
             lines.append(f"  - {where}: unknown key (check the spelling; see pipelines/presets/demo.yaml)")
         else:
             got = e.get("input")
@@ -176,29 +187,6 @@ def _parent_path(child: Path, name: str) -> Path:
         f"experiment config {child}: extends {name!r}, which is neither a file beside it nor a preset "
         f"in {PRESETS} ({', '.join(sorted(p.stem for p in PRESETS.glob('*.yaml')))})"
     )
-
-
-def _merge(base: dict, over: dict, model: type[BaseModel]) -> dict:
-    """`over` laid on `base`: config sections merge key by key; any other value (a count
-    table like task.pool, a list, null) replaces the parent's whole."""
-    out = dict(base)
-    for key, value in over.items():
-        section = _section_model(model, key)
-        if section is not None and isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value, section)
-        else:
-            out[key] = value
-    return out
-
-
-def _section_model(model: type[BaseModel], key) -> type[BaseModel] | None:
-    field = model.model_fields.get(key) if isinstance(key, str) else None
-    if field is None:
-        return None
-    for kind in (field.annotation, *getattr(field.annotation, "__args__", ())):
-        if isinstance(kind, type) and issubclass(kind, Strict):
-            return kind
-    return None
 
 
 def resolve_yaml(path: str | Path, _seen: tuple = ()) -> dict:

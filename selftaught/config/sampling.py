@@ -93,6 +93,26 @@ class BudgetConfig(Strict):
     max_n: int = Field(32, ge=1, le=MAX_SAMPLES, description="solve_rate: most samples per prompt")
 
 
+class PromptBandConfig(Strict):
+    """Prompts chosen by what earlier rounds measured: a prompt an earlier round sampled (its
+    samples and verdicts, or a GRPO round's rollouts) comes back when its solve rate there lies
+    strictly inside (low, high); those nearest a solve rate of 0.5 first (the most reward variance
+    for GRPO's group advantage), then fresh prompts fill the round's pool size. Round 1 has no
+    measurement: it takes the fresh pool."""
+
+    low: float = Field(0.0, ge=0, lt=1, description="keep prompts whose latest solve rate is above this")
+    high: float = Field(1.0, gt=0, le=1, description="... and below this (0 < rate < 1: groups with a gradient)")
+    fill: bool = Field(
+        True, description="top up with fresh prompts to the task's pool size (false: the measured prompts alone)"
+    )
+
+    @model_validator(mode="after")
+    def _band(self):
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low:g}) must be below high ({self.high:g}): the band would keep no prompt")
+        return self
+
+
 class SamplingConfig(Strict):
     """How each round samples completions for its pool of prompts."""
 
@@ -150,6 +170,11 @@ class SamplingConfig(Strict):
     )
     budget: BudgetConfig = Field(
         BudgetConfig(), description="how many samples each prompt gets (uniform: sampling.n each)"
+    )
+    prompt_band: PromptBandConfig | None = Field(
+        None,
+        description="choose the round's prompts by the solve rate earlier rounds measured (e.g. 0 < rate < 1 "
+        "for GRPO); None: a fresh pool every round",
     )
 
     @model_validator(mode="after")
