@@ -1,7 +1,6 @@
 """Wiring for the recipe stages that read more than their own inputs or generate more than
-one batch per round: the curriculum, difficulty-aware budgets and prompt bands (earlier rounds'
-tables),
-B-STaR's temperature search, second attempts (STaR rationalization, Re-ReST reflection),
+one batch per round: the curriculum, difficulty-aware budgets and prompt bands (earlier
+rounds' tables), B-STaR's temperature search, second attempts (STaR rationalization, Re-ReST reflection),
 LLM-judge verdicts and V-STaR's verifier pairs. The decisions live in synth/, filters/
 and train/; this module reads the store and hands them what they need."""
 
@@ -51,6 +50,10 @@ def prompts_by_band(rc: RoundContext, fresh: pl.DataFrame) -> BandChoice:
     band, store = rc.config.sampling.prompt_band, rc.store
     if band is None:
         raise ValueError("prompts_by_band runs for sampling.prompt_band, which this config does not set")
+    if band.measure == "probe":  # the parent policy's own solve rates on this round's fresh pool
+        out = rc.sample(f"{rc.key}-probe", fresh, rc.params(rc.config.sampling.temperature, band.probe_samples))
+        rates = latest_solve_rates([(rc.key, judged(out, verdicts_for(rc, fresh, out, "probe")))])
+        return choose_prompts(fresh, fresh, rates, band.low, band.high, band.fill, rc.key)
     earlier, judged_by_round = [], []
     for i in range(1, rc.index):
         key = round_key(i)

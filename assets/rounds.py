@@ -89,9 +89,11 @@ def prompts(
         choice = prompts_by_band(rc, df)
         df = choice.prompts
         meta.update({f"band_{k}": v for k, v in choice.numbers.items()})
+        band = rc.config.sampling.prompt_band
+        meta["band_measure"] = band.measure
         rc.log(
-            f"prompt band: {int(choice.numbers['reused'])} earlier prompts in the band "
-            f"(of {int(choice.numbers['measured'])} measured), {int(choice.numbers['fresh'])} fresh"
+            f"prompt band ({band.measure}): {int(choice.numbers['reused'])} measured prompts in the band "
+            f"(of {int(choice.numbers['measured'])}), {int(choice.numbers['fresh'])} fresh"
         )
     counts = df.group_by("difficulty").len().sort("difficulty")
     context.add_output_metadata({**meta, **{f"prompts_d{d}": n for d, n in counts.iter_rows()}})

@@ -94,11 +94,19 @@ class BudgetConfig(Strict):
 
 
 class PromptBandConfig(Strict):
-    """Prompts chosen by what earlier rounds measured: a prompt an earlier round sampled (its
-    samples and verdicts, or a GRPO round's rollouts) comes back when its solve rate there lies
-    strictly inside (low, high); those nearest a solve rate of 0.5 first (the most reward variance
-    for GRPO's group advantage), then fresh prompts fill the round's pool size. Round 1 has no
-    measurement: it takes the fresh pool."""
+    """Prompts chosen by a measured solve rate, kept when it lies strictly inside (low, high),
+    those nearest 0.5 first (the most reward variance for GRPO's group advantage).
+    measure earlier: a prompt an earlier round sampled (its samples and verdicts, or a GRPO
+    round's rollouts) comes back by its solve rate there, then fresh prompts fill the round's
+    pool size; round 1 has no measurement and takes the fresh pool. measure probe: the parent
+    policy samples each prompt of this round's fresh pool `probe_samples` times first."""
+
+    measure: Literal["earlier", "probe"] = Field(
+        "earlier",
+        description="earlier: the solve rates earlier rounds recorded (free, but measured by an older "
+        "policy); probe: the parent policy samples each fresh prompt probe_samples times (current, costs samples)",
+    )
+    probe_samples: int = Field(4, ge=2, le=MAX_SAMPLES, description="probe: samples per prompt")
 
     low: float = Field(0.0, ge=0, lt=1, description="keep prompts whose latest solve rate is above this")
     high: float = Field(1.0, gt=0, le=1, description="... and below this (0 < rate < 1: groups with a gradient)")

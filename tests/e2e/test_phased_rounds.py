@@ -136,3 +136,25 @@ def test_an_experiment_in_phases_killed_in_its_grpo_phase_resumes_to_identical_d
         "tables/evaluation/r002.parquet",
     ]:
         assert (whole / "store" / path).read_bytes() == (store / path).read_bytes(), f"{path} differs after the resume"
+
+
+@pytest.mark.slow
+def test_a_probe_band_keeps_the_prompts_the_parent_policy_solves_sometimes(tmp_path):
+    """measure: probe: before round 1 samples, the base model samples each fresh prompt
+    probe_samples times; the pool keeps those it solved sometimes but not always."""
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    data = yaml.safe_load(make_tiny_config(folder).read_text())
+    data["sampling"]["prompt_band"] = {"measure": "probe", "probe_samples": 4, "low": 0.0, "high": 1.0}
+    data["max_rounds"] = 1
+    config = folder / "probe.yaml"
+    config.write_text(yaml.safe_dump(data))
+    store, meta, _ = run_rounds(config, folder, 1)
+    probe = pl.read_parquet(sorted((store.root / "work" / "r001-probe").glob("shard-*.parquet")))
+    assert probe.height == 20 * 4  # the fresh pool (task.pool {1: 20}) x probe_samples
+    m = meta[("prompts", "r001")]
+    kept = store.read_table("prompts", "r001")
+    assert m["band_measure"] == "probe" and m["band_measured"] == 20 and m["band_kept"] == kept.height
+    assert 0 < kept.height < 20 and m["band_fresh"] == 0
+    verdicts = store.read_table("verdicts", "r001")
+    assert set(verdicts["prompt_id"]) == set(kept["prompt_id"])  # the round sampled the kept prompts only

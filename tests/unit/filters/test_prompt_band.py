@@ -83,3 +83,12 @@ def test_zero_std_share_counts_groups_whose_rewards_are_all_equal():
         }
     )
     assert zero_std_share(rollouts) == pytest.approx(0.5)  # (0,a) flat, (0,b) not, (1,a) flat, (1,b) not
+
+
+def test_a_probe_takes_at_least_two_samples_and_earlier_is_the_default():
+    assert PromptBandConfig().measure == "earlier"
+    assert PromptBandConfig(measure="probe").probe_samples == 4
+    with pytest.raises(ValueError, match="probe_samples"):
+        PromptBandConfig(measure="probe", probe_samples=1)
+    with pytest.raises(ValueError, match="measure"):
+        PromptBandConfig(measure="oracle")

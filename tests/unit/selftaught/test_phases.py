@@ -77,3 +77,25 @@ def test_a_bad_phase_is_one_config_error_that_names_it(tmp_path, phases, needle)
         load_config(_config(tmp_path, phases))
     assert needle in str(err.value), str(err.value)
     assert str(err.value).count("\n  - ") == 1, str(err.value)  # one problem, one line
+
+
+def test_the_round_table_names_each_rounds_phase_only_when_there_are_phases():
+    from pipelines.round_table import format_table
+
+    rows = [{"round": "base", "accuracy": {4: 0.5}}, {"round": "r001", "phase": "sft", "accuracy": {4: 0.6}}]
+    table = format_table(rows).splitlines()
+    assert table[0].split()[:2] == ["round", "phase"] and table[3].split()[:2] == ["r001", "sft"]
+    assert "phase" not in format_table([{"round": "r001", "accuracy": {4: 0.6}}])
+
+
+def test_validate_shows_each_phase_and_the_config_a_round_runs(tmp_path, capsys):
+    from pipelines.cli import main
+
+    path = _config(tmp_path, [{"rounds": "1-2", "name": "sft"}, {"rounds": "3+", "name": "rl", "training": GRPO}])
+    assert main(["validate", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "phase sft (rounds 1-2): objective sft" in out and "phase rl (rounds 3+): objective grpo" in out
+    assert main(["validate", "--config", str(path), "--show", "--round", "3"]) == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith("# round 3, phase rl: round hash ") and "objective: grpo" in shown
+    assert main(["validate", "--config", str(path), "--round", "4"]) == 2
