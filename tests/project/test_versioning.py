@@ -26,8 +26,14 @@ SNAPSHOT = ROOT / "tests" / "snapshots" / "config_content.json"
 PRESETS = sorted((ROOT / "pipelines" / "presets").glob("*.yaml"))
 
 
+def _content(path) -> str:
+    """The preset's content hash, and each phase's (a phase computes its rounds as its own config)."""
+    cfg = load_config(path)
+    return "+".join([cfg.content_hash(), *(cfg.for_round(phase.span()[0]).content_hash() for phase in cfg.phases)])
+
+
 def current() -> dict:
-    return {"version": __version__, "content_hash": {p.stem: load_config(p).content_hash() for p in PRESETS}}
+    return {"version": __version__, "content_hash": {p.stem: _content(p) for p in PRESETS}}
 
 
 def changed(recorded: dict, now: dict) -> list[str]:
