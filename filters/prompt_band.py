@@ -57,8 +57,8 @@ def choose_prompts(
     measured = earlier.unique("prompt_id", keep="last", maintain_order=True).join(rates, on="prompt_id")
     in_band = measured.filter((pl.col("solve_rate") > low) & (pl.col("solve_rate") < high))
     reused = in_band.sort((pl.col("solve_rate") - 0.5).abs(), pl.col("prompt_id")).head(size)
-    new = fresh.filter(~pl.col("prompt_id").is_in(measured["prompt_id"].implode()))
-    new = new.head(size - reused.height) if fill else new.head(0)
+    unmeasured = fresh.filter(~pl.col("prompt_id").is_in(measured["prompt_id"].implode()))
+    new = unmeasured.head(size - reused.height if fill else 0)
     columns = list(schemas.TABLES["prompts"])
     pool = pl.concat(
         [
@@ -70,9 +70,7 @@ def choose_prompts(
     numbers = {
         "low": low,
         "high": high,
-        "candidates": float(
-            measured.height + fresh.filter(~pl.col("prompt_id").is_in(measured["prompt_id"].implode())).height
-        ),
+        "candidates": float(measured.height + unmeasured.height),
         "measured": float(measured.height),
         "in_band": float(in_band.height),
         "reused": float(reused.height),
