@@ -5,6 +5,7 @@ builders that a subject's unit and end-to-end tests share. Every test imports th
 
 import json
 import os
+import signal
 import textwrap
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,6 +135,26 @@ def run_rounds(config: Path, folder: Path, rounds: int = 1):
                 if recs:
                     meta[(asset, key)] = {k: v.value for k, v in recs[0].asset_materialization.metadata.items()}
     return defs.resources["experiment"].store, meta, logs
+
+
+def kill_when(cmd: list[str], env: dict, ready, timeout: float) -> str:
+    """Start `cmd` in a process group of its own, kill -9 the group once `ready()` is true, and
+    return its output; fails if it exits (or `timeout` passes) before it was killed."""
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        if ready():
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    out = proc.communicate()[0]
+    assert proc.returncode == -signal.SIGKILL, out[-3000:]
+    return out
 
 
 # ---- servers on 127.0.0.1 -------------------------------------------------------------------------

@@ -3,17 +3,15 @@ project's verifiers as rewards, every rollout kept as the round's rollouts table
 after kill -9."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from selftaught import schemas
-from tests.helpers import ROOT, copy_config, make_tiny_config, run_rounds
+from tests.helpers import ROOT, copy_config, kill_when, make_tiny_config, run_rounds
 
 
 def _grpo_config(folder: Path, **grpo) -> Path:
@@ -97,17 +95,10 @@ def test_a_grpo_round_killed_in_its_third_epoch_resumes_to_identical_rollouts_an
     store = killed / "store"
     ckpt = store / "work" / "r001" / "checkpoints" / "checkpoint-4"
     shards = store / "work" / "r001-rollouts"
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    # past the checkpoint, a rollout after it written
+    kill_when(
+        cmd, env, lambda: (ckpt / "trainer_state.json").is_file() and (shards / "step-0000004.parquet").is_file(), 600
     )
-    end = time.monotonic() + 600
-    while time.monotonic() < end and proc.poll() is None:  # past the checkpoint, a rollout after it written
-        if (ckpt / "trainer_state.json").is_file() and (shards / "step-0000004.parquet").is_file():
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    out = proc.communicate()[0]
-    assert proc.returncode == -signal.SIGKILL, out[-3000:]
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert "the summary asset failed" not in rerun.stderr, rerun.stderr[-3000:]  # it read the empty verdicts

@@ -3,10 +3,8 @@ solve rate the SFT round measured (phases, sampling.prompt_band); per-round hash
 in the GRPO phase resumes to identical data."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -16,7 +14,7 @@ import yaml
 
 from filters.select import judged
 from selftaught.config import load_config
-from tests.helpers import ROOT, fresh_dagster_home, make_tiny_config, run_rounds
+from tests.helpers import ROOT, fresh_dagster_home, kill_when, make_tiny_config, run_rounds
 
 GRPO_PHASE = {
     "rounds": "2+",
@@ -110,17 +108,9 @@ def test_an_experiment_in_phases_killed_in_its_grpo_phase_resumes_to_identical_d
     store = killed / "store"
     ckpt = store / "work" / "r002" / "checkpoints" / "checkpoint-2"
     shards = store / "work" / "r002-rollouts"
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    kill_when(
+        cmd, env, lambda: (ckpt / "trainer_state.json").is_file() and (shards / "step-0000002.parquet").is_file(), 900
     )
-    end = time.monotonic() + 900
-    while time.monotonic() < end and proc.poll() is None:
-        if (ckpt / "trainer_state.json").is_file() and (shards / "step-0000002.parquet").is_file():
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    out = proc.communicate()[0]
-    assert proc.returncode == -signal.SIGKILL, out[-3000:]
     rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     from train.artifact import read_provenance
