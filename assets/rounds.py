@@ -204,12 +204,12 @@ def verdicts(
         return
     caps = rc.verifier.plugin.caps
     df = verdicts_for(rc, prompts, samples)
-    m = sample_metrics(judged(samples, df), prompts)
+    m = sample_metrics(judged(samples.drop("prompt", "completion"), df), prompts)  # the texts: not read, not copied
     if caps.pseudo_labels:
         m.update(pseudo_label_accuracy(df, prompts))
     if caps.generates and (prompts["reference"].str.strip_chars() != "").all():
         m.update(judge_agreement(df, verify(reference_verifier(cfg), prompts, samples)))
-    checked = audit(rc.verifier, prompts, samples, df)
+    checked = audit(rc.verifier, prompts, samples, df, cfg.verification.audit_rows)
     yield dg.Output(
         df, metadata={**{k: float(v) for k, v in m.items()}, **checked.numbers, **verifier_metadata(rc.verifier)}
     )

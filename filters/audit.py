@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from filters.numeric import PY_WHITESPACE
 from selftaught.schemas import CORRECT
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
@@ -44,9 +45,15 @@ class Audit:
         return "\n".join(lines)
 
 
-def audit(verifier, prompts: pl.DataFrame, samples: pl.DataFrame, verdicts: pl.DataFrame) -> Audit:
+def audit(
+    verifier, prompts: pl.DataFrame, samples: pl.DataFrame, verdicts: pl.DataFrame, max_rows: int | None = None
+) -> Audit:
     """The second opinion and the tells on `verdicts`' correct rows (of `samples` of `prompts`);
-    `verifier` is the one that judged them (filters.verifiers.build_verifier), or its name."""
+    `verifier` is the one that judged them (filters.verifiers.build_verifier), or its name.
+
+    The tells read every correct row (polars expressions). The second opinion re-checks at most
+    `max_rows` of them (verification.audit_rows; None: all), a seeded random sample, so a
+    1.6M-sample round is audited in seconds; `audit_second_opinion_rows` says how many it read."""
     if isinstance(verifier, str):
         from filters.verifiers import get_verifier
 
@@ -61,33 +68,70 @@ def audit(verifier, prompts: pl.DataFrame, samples: pl.DataFrame, verdicts: pl.D
         )
     )
     what = verifier.plugin.caps.second_opinion if hasattr(verifier, "second_opinion") else None
-    bad = (
-        verifier.second_opinion(correct)
-        if what is not None
-        else correct.head(0).with_columns(pl.lit(None, pl.String).alias("second_verdict"))
-    )
     numbers: dict[str, float] = {"audit_correct_samples": float(correct.height)}
     if what is not None:
-        numbers["audit_disagreement_share"] = bad.height / correct.height if correct.height else 0.0
+        reread = correct if max_rows is None or correct.height <= max_rows else correct.sample(max_rows, seed=0)
+        bad = verifier.second_opinion(reread)
+        numbers["audit_second_opinion_rows"] = float(reread.height)
+        numbers["audit_disagreement_share"] = bad.height / reread.height if reread.height else 0.0
+    else:
+        bad = correct.head(0).with_columns(pl.lit(None, pl.String).alias("second_verdict"))
     if correct.height:
-        rows = correct.to_dicts()
-        numbers["tell_restated_answer"] = sum(_restated(r) for r in rows) / len(rows)
-        numbers["tell_empty_reasoning"] = sum(_empty_reasoning(r) for r in rows) / len(rows)
+        tells = _tells(correct)
+        numbers["tell_restated_answer"] = float(tells["restated"].mean() or 0.0)
+        numbers["tell_empty_reasoning"] = float(tells["empty"].mean() or 0.0)
         if hasattr(verifier, "tells"):
-            numbers.update(verifier.tells(rows))
+            numbers.update(verifier.tells(correct))
     disagreeing = bad.select("prompt_id", "sample_idx", "second_verdict", "reason", "completion").sort(
         "prompt_id", "sample_idx"
     )
     return Audit(what, numbers, disagreeing)
 
 
-def _restated(row: dict) -> bool:
-    answer = (row["extracted_answer"] or "").strip()
-    return bool(answer) and re.search(rf"(?<![\d.]){re.escape(answer)}(?![\d.])", row["prompt"]) is not None
+def _tells(correct: pl.DataFrame) -> pl.DataFrame:
+    """restated and empty-reasoning flags of each correct row. The patterns depend on the answer,
+    so each distinct answer is one regex pass over its rows (polars compiles no pattern per
+    row); with more distinct answers than DISTINCT_ANSWERS_PER_PASS per pass, row by row."""
+    df = correct.select("prompt", "completion", pl.col("extracted_answer").fill_null("").alias("answer"))
+    df = df.with_columns(pl.col("answer").str.strip_chars(PY_WHITESPACE)).with_row_index("_row")
+    distinct = df["answer"].n_unique()
+    if distinct * DISTINCT_ANSWERS_PER_PASS > df.height:
+        flags = [
+            (_restated_row(a, p), _empty_row(a, c))
+            for p, c, a in df.select("prompt", "completion", "answer").iter_rows()
+        ]
+        return pl.DataFrame(flags, schema={"restated": pl.Boolean, "empty": pl.Boolean}, orient="row")
+    parts = []
+    for (answer,), rows in df.group_by("answer"):
+        words = pl.col("completion")
+        if answer:
+            words = (
+                pl.when(pl.col("completion").str.contains(answer, literal=True))
+                .then(pl.col("completion").str.extract(f"(?s)^(.*){pl.escape_regex(answer)}", 1))
+                .otherwise(pl.col("completion"))
+            )
+        restated = (
+            pl.col("prompt").str.contains(rf"(?:^|[^\d.]){pl.escape_regex(answer)}(?:[^\d.]|$)")
+            if answer
+            else pl.lit(False)
+        )
+        parts.append(
+            rows.select(
+                "_row",
+                restated.alias("restated"),
+                (words.str.count_matches(_WORD.pattern) < MIN_REASONING_WORDS).alias("empty"),
+            )
+        )
+    return pl.concat(parts).sort("_row").drop("_row")
 
 
-def _empty_reasoning(row: dict) -> bool:
-    answer = (row["extracted_answer"] or "").strip()
-    completion = row["completion"]
+DISTINCT_ANSWERS_PER_PASS = 50  # rows a regex pass must serve to beat Python's per-row regexes
+
+
+def _restated_row(answer: str, prompt: str) -> bool:
+    return bool(answer) and re.search(rf"(?<![\d.]){re.escape(answer)}(?![\d.])", prompt) is not None
+
+
+def _empty_row(answer: str, completion: str) -> bool:
     before = completion[: completion.rfind(answer)] if answer and answer in completion else completion
     return len(_WORD.findall(before)) < MIN_REASONING_WORDS

@@ -8,7 +8,9 @@ The built-ins register here with their capabilities (selftaught.plugins.Verifier
 `get_verifier` builds any registered, installed or user verifier from the config, user
 code through filters.plugin_verifier. A verifier with a second opinion for the audit
 (filters/audit.py) has a `second_opinion(correct)` method returning the correct rows it
-disagrees with.
+disagrees with. A verifier with a `check_frame(table)` method judges a whole table at once
+(polars expressions, no Python call per row): verify() hands it the samples in slices of
+FRAME_ROWS, and it must give the verdicts its `check` gives, row for row.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any, Protocol, cast
 
 import polars as pl
 
-from filters.numeric import extract_number, to_number
+from filters.numeric import extract_number, extract_numbers, numbers_as_text, to_number
 from selftaught import schemas
 from selftaught.plugins import VERIFIERS as REGISTRY
 from selftaught.plugins import Check, Plugin
@@ -117,9 +119,49 @@ class NumericVerifier:
         )
         return judged.filter(pl.col("second_verdict") != CORRECT).with_columns(pl.col("second_reason").alias("reason"))
 
-    def tells(self, rows: list[dict]) -> dict[str, float]:
+    def tells(self, correct: pl.DataFrame) -> dict[str, float]:
         """The reward-hacking tell of this extractor: the answer found only as the last number."""
-        return {"tell_last_number_fallback": sum("last number" in (r["reason"] or "") for r in rows) / len(rows)}
+        fallback = correct["reason"].fill_null("").str.contains("last number", literal=True)
+        return {"tell_last_number_fallback": float(fallback.mean() or 0.0)}
+
+    def check_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """`check` over a table (completion, reference): the answers found by polars with the
+        same patterns, each distinct reference and answer turned into a number once."""
+        refs = frame["reference"]
+        want_of = {r: (None if not r.strip() or (n := to_number(r)) is None else str(n)) for r in refs.unique()}
+        not_a_number = {r: f"reference {r[:40]!r} is not a number" for r, w in want_of.items() if w is None}
+        answer, how = extract_numbers(pl.col("completion"))
+        df = frame.select("reference", answer.alias("answer"), how.alias("how"))
+        df = df.with_columns(
+            want=refs.replace_strict(want_of, default=None, return_dtype=pl.String),
+            got=numbers_as_text(df["answer"]),
+        )
+        want, got = pl.col("want"), pl.col("got")
+        verdict = (
+            pl.when(want.is_null())
+            .then(pl.lit(UNVERIFIABLE))
+            .when(got.is_not_null() & (got == want))
+            .then(pl.lit(CORRECT))
+            .otherwise(pl.lit(INCORRECT))
+        )
+        reason = (
+            pl.when(want.is_null())
+            .then(pl.col("reference").replace_strict(not_a_number, default=None, return_dtype=pl.String))
+            .when(got.is_null())
+            .then(pl.lit("no final number"))
+            .when(got == want)
+            .then(pl.lit("found by ") + pl.col("how"))
+            .otherwise(pl.concat_str("answer", pl.lit(" != "), "reference", pl.lit(" (found by "), "how", pl.lit(")")))
+        )
+        return df.select(
+            verdict.alias("verdict"),
+            pl.when(verdict == CORRECT).then(1.0).otherwise(0.0).alias("reward"),
+            pl.when(want.is_not_null() & got.is_not_null()).then(pl.col("answer")).alias("extracted_answer"),
+            want.alias("parsed_reference"),
+            pl.lit(None, pl.Boolean).alias("rationale_ok"),
+            reason.alias("reason"),
+            pl.lit(None, pl.String).alias("details"),
+        )
 
     def check(self, prompt: str, completion: str, reference: str) -> Check:
         want = to_number(reference) if reference.strip() else None
@@ -371,73 +413,101 @@ def get_verifier(name: str, settings=None, base_dir=None) -> Verifier:
     return build_verifier(REGISTRY.get(name, base_dir), settings)
 
 
+FRAME_ROWS = 200_000  # samples a check_frame verifier judges at once: bounds its temporaries' memory
+
+
 def verify(verifier: Verifier, prompts: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
     """Judge every sample against its prompt's reference; returns a verdicts table. A verifier
     that reads rows (user code) also gets each prompt's `fields`: every column of its task row."""
-    refs = dict(zip(prompts["prompt_id"], prompts["reference"]))
-    missing = set(samples["prompt_id"].unique()) - refs.keys()
-    if missing:
-        raise ValueError(f"{len(missing)} sample prompt_id(s) have no prompt row, e.g. {sorted(missing)[:3]}")
-    fields = (
-        dict(zip(prompts["prompt_id"], prompts["fields"]))
-        if getattr(verifier, "reads_rows", False) and "fields" in prompts.columns
-        else None
+    refs = prompts.select("prompt_id", "reference").unique("prompt_id", keep="last", maintain_order=True)
+    table = samples.select("round", "prompt_id", "sample_idx", "prompt", "completion").join(
+        refs, on="prompt_id", how="left", maintain_order="left"
     )
-    rows = []
-    items = samples.select("round", "prompt_id", "sample_idx", "prompt", "completion").to_dicts()
-    stage = f"{items[0]['round']} verify" if items else "verify"
-    progress = Progress(stage, len(items), "samples", every=1.0)
-    for s, c in zip(items, _checks(verifier, items, refs, progress, fields)):
-        rows.append(
-            {
-                "round": s["round"],
-                "prompt_id": s["prompt_id"],
-                "sample_idx": s["sample_idx"],
-                "verdict": c.verdict,
-                "reward": c.reward,
-                "extracted_answer": c.extracted_answer,
-                "parsed_reference": c.parsed_reference,
-                "rationale_ok": c.rationale_ok,
-                "reason": c.reason,
-                "verifier": f"{verifier.name}@{verifier.version}",
-                "details": c.details,
-            }
+    missing = table.filter(pl.col("reference").is_null())["prompt_id"].unique().sort()
+    if missing.len():
+        raise ValueError(f"{missing.len()} sample prompt_id(s) have no prompt row, e.g. {missing.head(3).to_list()}")
+    stage = f"{table['round'][0]} verify" if table.height else "verify"
+    progress = Progress(stage, table.height, "samples", every=1.0)
+    if hasattr(verifier, "check_frame") and not getattr(verifier, "reads_rows", False):
+        judged = _frame_checks(cast(Any, verifier), table, progress)
+    else:
+        fields = (
+            dict(zip(prompts["prompt_id"], prompts["fields"]))
+            if getattr(verifier, "reads_rows", False) and "fields" in prompts.columns
+            else None
         )
-    return schemas.validate(pl.DataFrame(rows, schema=schemas.VERDICTS_TABLE), "verdicts")
+        checks = _checks(verifier, table, progress, fields)
+        judged = pl.DataFrame(
+            {
+                "verdict": [c.verdict for c in checks],
+                "reward": [c.reward for c in checks],
+                "extracted_answer": [c.extracted_answer for c in checks],
+                "parsed_reference": [c.parsed_reference for c in checks],
+                "rationale_ok": [c.rationale_ok for c in checks],
+                "reason": [c.reason for c in checks],
+                "details": [c.details for c in checks],
+            },
+            schema={k: schemas.VERDICTS_TABLE[k] for k in _CHECK_COLUMNS},
+        )
+    out = pl.concat([table.select("round", "prompt_id", "sample_idx"), judged], how="horizontal")
+    out = out.with_columns(pl.lit(f"{verifier.name}@{verifier.version}").alias("verifier"))
+    return schemas.validate(out.select(list(schemas.VERDICTS_TABLE)).cast(schemas.VERDICTS_TABLE), "verdicts")
+
+
+_CHECK_COLUMNS = ("verdict", "reward", "extracted_answer", "parsed_reference", "rationale_ok", "reason", "details")
+
+
+def _frame_checks(verifier, table: pl.DataFrame, progress: Progress) -> pl.DataFrame:
+    """check_frame over `table` in slices of FRAME_ROWS; a slice whose check raises is unverifiable."""
+    parts = []
+    for start in range(0, max(table.height, 1), FRAME_ROWS):
+        part = table.slice(start, FRAME_ROWS)
+        try:
+            got = verifier.check_frame(part.select("prompt", "completion", "reference")).select(_CHECK_COLUMNS)
+        except Exception as exc:  # a broken batch is unverifiable, row by row, never incorrect
+            error = f"verifier error: {type(exc).__name__}: {exc}"
+            got = part.with_columns(
+                pl.lit(UNVERIFIABLE).alias("verdict"),
+                pl.lit(0.0).alias("reward"),
+                *(pl.lit(None).alias(k) for k in ("extracted_answer", "parsed_reference", "rationale_ok")),
+                pl.lit(error).alias("reason"),
+                pl.lit(None).alias("details"),
+            ).select(_CHECK_COLUMNS)
+        if got.height != part.height:
+            raise ValueError(f"{verifier.name}.check_frame returned {got.height} rows for {part.height}")
+        parts.append(got.cast({k: schemas.VERDICTS_TABLE[k] for k in _CHECK_COLUMNS}))
+        progress(start + part.height)
+    return pl.concat(parts)
 
 
 def _checks(
     verifier: Verifier,
-    items: list[dict],
-    refs: dict[str, str],
+    table: pl.DataFrame,
     progress: Progress,
     fields: dict[str, str | None] | None = None,
 ) -> list[Check]:
+    prompts, completions = table["prompt"].to_list(), table["completion"].to_list()
+    references, prompt_ids = table["reference"].to_list(), table["prompt_id"].to_list()
     if getattr(verifier, "reads_rows", False):  # user code: its own batching, timeouts and error rows
         return cast(Any, verifier).check_batch(  # a PluginVerifier
-            [s["prompt"] for s in items],
-            [s["completion"] for s in items],
-            [refs[s["prompt_id"]] for s in items],
-            [s["prompt_id"] for s in items],
-            rows=[(fields or {}).get(s["prompt_id"]) for s in items],
+            prompts,
+            completions,
+            references,
+            prompt_ids,
+            rows=[(fields or {}).get(p) for p in prompt_ids],
             progress=progress,
         )
     if hasattr(verifier, "check_batch"):
         try:
-            return verifier.check_batch(
-                [s["prompt"] for s in items],
-                [s["completion"] for s in items],
-                [refs[s["prompt_id"]] for s in items],
-                [s["prompt_id"] for s in items],
-            )
+            return verifier.check_batch(prompts, completions, references, prompt_ids)
         except Exception as exc:  # a broken batch is unverifiable, row by row, never incorrect
-            return [Check(UNVERIFIABLE, 0.0, None, f"verifier error: {type(exc).__name__}: {exc}")] * len(items)
+            return [Check(UNVERIFIABLE, 0.0, None, f"verifier error: {type(exc).__name__}: {exc}")] * len(prompts)
         finally:
-            progress(len(items))
+            progress(len(prompts))
     out = []
-    for s in items:
+    for prompt, completion, reference in zip(prompts, completions, references):
         try:
-            out.append(verifier.check(s["prompt"], s["completion"], refs[s["prompt_id"]]))
+            out.append(verifier.check(prompt, completion, reference))
         except Exception as exc:  # one bad row must not sink the round
             out.append(Check(UNVERIFIABLE, 0.0, None, f"verifier error: {type(exc).__name__}: {exc}"))
         progress(len(out))

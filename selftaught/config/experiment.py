@@ -459,6 +459,7 @@ HASHED_WHEN_SET: dict[tuple[str, ...], object] = {
     ("training", "bf16"): None,
     ("verification", "sandbox", "allow_unisolated"): False,
     ("verification", "max_audit_disagreement"): None,
+    ("verification", "audit_rows"): 20_000,
     ("model", "warm_start", "bf16"): None,
     ("training", "verifier", "bf16"): None,
     ("training", "grpo"): None,

@@ -138,6 +138,12 @@ class VerificationConfig(Strict):
         "check (filters/audit.py) disagrees on more than this share of the "
         "correct samples; default: only warn",
     )
+    audit_rows: int | None = Field(
+        20_000,
+        ge=1,
+        description="the audit's second opinion re-checks at most this many correct samples (a seeded "
+        "random sample; null: all of them); its tells read every one",
+    )
     timeout_seconds: int = Field(5, ge=1, description="math: per-item parse/verify timeout")
     workers: int | None = Field(None, ge=1, description="math: worker processes (default: CPU count)")
     majority_answer: Literal["numeric", "math"] = Field("numeric", description="majority: how answers are extracted")
