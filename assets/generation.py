@@ -14,6 +14,7 @@ from filters.metrics import best_of_k, per_prompt
 from filters.select import judged
 from filters.verifiers import verify
 from selftaught.config import ExperimentConfig
+from selftaught.hardware import resolve_dtype
 from selftaught.store import Store
 from synth.backends import SamplingParams
 from synth.generate import GenerationJob, run, run_isolated
@@ -25,7 +26,7 @@ from train.score import dpo_scores
 def backend_options(cfg: ExperimentConfig, backend: str, batch_size: int, openai=None) -> dict:
     s = cfg.sampling
     if backend == "hf":
-        return {"batch_size": batch_size, "dtype": s.dtype}
+        return {"batch_size": batch_size, "dtype": resolve_dtype(s.dtype)}  # auto: decided here, kept in the job
     if backend == "vllm":
         return {**s.vllm.model_dump(), "seed": s.seed}
     openai = openai or s.openai
@@ -181,7 +182,7 @@ def lm_eval_metrics(context, experiment, policy_id: str, artifact) -> dict:
         seed=cfg.evaluation.seed,
     )
     context.log.info(f"{policy_id}: lm-eval {lm_eval_version()} on {', '.join(le.tasks)}")
-    table = run_lm_eval(model_path(artifact), settings, policy_id, policy_id, cfg.sampling.dtype)
+    table = run_lm_eval(model_path(artifact), settings, policy_id, policy_id, resolve_dtype(cfg.sampling.dtype))
     path = experiment.store.write_table(table, "lm_eval", policy_id, schema="lm_eval")
     return {
         **lm_eval_metadata(table),

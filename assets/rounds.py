@@ -57,6 +57,7 @@ from synth.backends import count_tokens
 from synth.sampling import plan
 from synth.tasks import reference_verifier
 from train.artifact import read_provenance, write_provenance
+from train.common import training_precision
 from train.plan import plan_round, run_plan, train_verifier
 from train.tracking import log_round
 
@@ -468,6 +469,7 @@ def policy(
         metrics.update({f"rollout_{k}": v for k, v in verifier_metadata(reward.verifier).items()})
     verifier = _train_verifier(rc, base, work) if cfg.training.verifier else None
     data_hash = file_hash(store.table_path(plan.data_table, rc.key))[:16]
+    precision = training_precision(plan.settings.bf16)
     reference = (
         {"policy_id": plan.reference.policy_id, "weights_hash": plan.reference.weights_hash} if plan.reference else None
     )
@@ -486,9 +488,11 @@ def policy(
         reference=reference,
         verifier=verifier,
         **({"phase": rc.phase} if rc.phase else {}),
+        **precision,
     )
     artifact = store.publish_model(work, rc.key, context.log.info)
-    return dg.MaterializeResult(metadata=_policy_metadata(rc, prov, artifact, metrics, reference, verifier))
+    meta = _policy_metadata(rc, prov, artifact, metrics, reference, verifier)
+    return dg.MaterializeResult(metadata={**meta, **precision})
 
 
 def _rollout_metrics(df: pl.DataFrame, prompts: pl.DataFrame) -> dict:

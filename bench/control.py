@@ -22,6 +22,7 @@ from filters.evaluate import evaluate_policy
 from filters.metrics import accuracy_by_difficulty
 from pipelines.cli import quiet_libraries
 from selftaught.config import load_config
+from selftaught.hardware import resolve_dtype
 from selftaught.round_keys import round_key
 from selftaught.store import Store
 from synth.backends import load_backend
@@ -72,7 +73,9 @@ def control_curve(cfg, store: Store, rounds: int, log=print) -> list[tuple[str, 
         )
         train_sft(init if t.init == "continue" else model_path(base), rows, out, settings)
         init = model_path(out)
-        backend = load_backend("hf", str(init), batch_size=cfg.evaluation.batch_size, dtype=cfg.sampling.dtype)
+        backend = load_backend(
+            "hf", str(init), batch_size=cfg.evaluation.batch_size, dtype=resolve_dtype(cfg.sampling.dtype)
+        )
         acc = accuracy_by_difficulty(
             evaluate_policy(backend, evals, verifier, cfg.evaluation.max_new_tokens, key, "control")
         )

@@ -16,6 +16,7 @@ from filters.judge import judge_prompts, parse_score
 from filters.verifiers import verify
 from pipelines.cli import quiet_libraries
 from selftaught.config import load_config
+from selftaught.hardware import resolve_dtype
 from selftaught.store import Store
 from synth.backends import SamplingParams, load_backend
 from synth.tasks import reference_verifier, user_turn
@@ -43,7 +44,7 @@ def main() -> None:
         "hf",
         str(judge_model / "model" if (judge_model / "model").is_dir() else judge_model),
         batch_size=64,
-        dtype=cfg.sampling.dtype,
+        dtype=resolve_dtype(cfg.sampling.dtype),
     )
     print(
         f"judge {j.model} on {samples.height} samples of {args.round} ({sum(v == 'correct' for v in truth)} correct "

@@ -48,13 +48,6 @@ SHARED = "staged_sft_sft"  # the experiment arms a-d share (its round 1 is the S
 ARMS = ("sft_again", "grpo_in_band", "grpo_fresh", "grpo_probe", "grpo_from_base")
 
 
-def cpu_has_bf16() -> bool:
-    """bf16 matmuls at speed need AVX-512 bf16 or AMX; without them torch's bf16 path on the CPU is
-    far slower than fp32 (58x on an AVX2-only EPYC, bench/training_speed.py)."""
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def grpo_training(args) -> dict:
     training = {"objective": args.objective, "max_steps": args.steps, "learning_rate": args.lr, "warmup_steps": 0}
     training["save_every"] = 8
@@ -70,14 +63,11 @@ def grpo_training(args) -> dict:
 
 def arm_config(arm: str, args) -> Path:
     """The experiment config an arm runs (written under data/bench/staged/configs)."""
-    bf16 = cpu_has_bf16()
     data: dict = {
         "extends": str(PRESET),
         "name": SHARED,
         "storage_root": str(OUT / "sft_sft"),
         "max_rounds": 2,
-        "sampling": {"dtype": "bfloat16" if bf16 else "float32"},
-        "training": {"bf16": bf16},
     }
     if arm in ("grpo_in_band", "grpo_fresh", "grpo_probe"):
         phase = {"rounds": 2, "name": arm, "training": grpo_training(args)}
@@ -88,7 +78,7 @@ def arm_config(arm: str, args) -> Path:
         data["phases"] = [phase]
     elif arm == "grpo_from_base":
         data.update(name="staged_grpo_twice", storage_root=str(OUT / "grpo_twice"))
-        data["training"] = {**data["training"], **grpo_training(args)}
+        data["training"] = grpo_training(args)
     path = OUT / "configs" / f"{data['name']}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))

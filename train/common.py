@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from selftaught.hardware import bf16_support
 from selftaught.plugins import OBJECTIVES
 from train.settings import setting, trl_fields
 from train.tracking import Tracking, training_runs
@@ -99,13 +100,23 @@ def check_finite_weights(model, what: str) -> None:
 
 
 def device_args(bf16: bool | None = None) -> dict:
+    """TRL's device fields; `bf16` None: bfloat16 mixed precision where it is fast here
+    (selftaught.hardware: a GPU that supports it, a CPU with AMX / AVX-512 BF16)."""
     import torch
 
+    bf16 = bf16_support()[0] if bf16 is None else bf16
     if torch.cuda.is_available():
-        return {"bf16": torch.cuda.is_bf16_supported() if bf16 is None else bf16}
-    # TRL defaults to bf16: slow on a CPU without bfloat16 matmuls (AMX), so off unless asked for.
+        return {"bf16": bf16}
     multi = int(os.environ.get("WORLD_SIZE", "1")) > 1  # launched by accelerate / torchrun
-    return {"use_cpu": True, "bf16": bool(bf16), **({"ddp_backend": "gloo"} if multi else {})}
+    return {"use_cpu": True, "bf16": bf16, **({"ddp_backend": "gloo"} if multi else {})}
+
+
+def training_precision(bf16: bool | None) -> dict:
+    """What a training run's `training.bf16` becomes here, and why (for provenance)."""
+    has, why = bf16_support()
+    used = has if bf16 is None else bf16
+    reason = why if bf16 is None else f"training.bf16: {str(bf16).lower()}"
+    return {"training_precision": "bf16 mixed" if used else "fp32", "training_precision_reason": reason}
 
 
 # Batches are padded to a multiple of this many tokens. On a CPU, oneDNN keeps a compiled

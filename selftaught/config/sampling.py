@@ -146,11 +146,12 @@ class SamplingConfig(Strict):
     max_new_tokens: int = Field(100, ge=1, le=MAX_TOKENS, description="most new tokens per completion")
     stop: tuple[str, ...] = Field((), description="cut each completion at the first of these strings")
     batch_size: int = Field(256, ge=1, le=MAX_BATCH, description="hf: sequences per forward batch")
-    dtype: Literal["float32", "bfloat16"] = Field(
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
         "float32",
         description="hf backend only (vllm: vllm.dtype): "
-        "weights' dtype for sampling and evaluation (bfloat16: ~1.7x "
-        "faster on a CPU with AMX, slower on one without)",
+        "weights' dtype for sampling and evaluation; auto: bfloat16 on a GPU that supports it "
+        "or a CPU with AMX / AVX-512 BF16, float32 elsewhere (bfloat16 is ~1.7x faster with "
+        "those instructions and far slower without)",
     )
     seed: int = Field(0, description="sampling seed; round k draws from its own stream (seed * 1000 + k)")
     shard_size: int = Field(
