@@ -36,6 +36,7 @@ from assets.resources import ExperimentResource
 from assets.stage_costs import measured
 from filters.audit import audit
 from filters.diff import diff_rounds
+from filters.ledger import GENERATION_RULE, generation_flops, training_flops, training_rule
 from filters.metrics import (
     accuracy_by_difficulty,
     evaluated_accuracy,
@@ -51,12 +52,13 @@ from filters.summary import markdown_table, round_metrics
 from filters.verifiers import verify
 from selftaught import __version__, schemas
 from selftaught.files import file_hash, read_parquet
+from selftaught.hardware import resolve_dtype
 from selftaught.seeds import sampling_round_seed
 from selftaught.store import is_complete, model_path
 from synth.backends import count_tokens
 from synth.sampling import plan
 from synth.tasks import reference_verifier
-from train.artifact import read_provenance, write_provenance
+from train.artifact import parameter_count, read_provenance, write_provenance
 from train.common import training_precision
 from train.plan import plan_round, run_plan, train_verifier
 from train.tracking import log_round
@@ -158,10 +160,32 @@ def samples(
             "backend": s.backend,
             "generation_seconds": round(seconds, 1),
             "samples_per_second": round(df.height / max(seconds, 1e-9), 1),
-            "generated_tokens": count_tokens(model_path(rc.parent.artifact), df["completion"]),
+            "generated_tokens": (generated := count_tokens(model_path(rc.parent.artifact), df["completion"])),
+            **generation_cost(rc, prompts, df, generated),
         }
     )
     return df
+
+
+def generation_cost(rc: RoundContext, prompts: pl.DataFrame, samples: pl.DataFrame, generated: int) -> dict:
+    """The samples stage's FLOPs (filters/ledger.py's rule) and the dtype they ran in; nothing
+    for a server's model (its size is not ours to read)."""
+    s = rc.config.sampling
+    if s.backend == "openai" or samples.height == 0:
+        return {}
+    model = model_path(rc.parent.artifact)
+    params = parameter_count(model)
+    prompt_tokens = count_tokens(
+        model, prompts.filter(pl.col("prompt_id").is_in(samples["prompt_id"].unique()))["prompt"]
+    )
+    dtype = resolve_dtype(s.dtype if s.backend == "hf" else s.vllm.dtype)
+    return {
+        "parameters": params,
+        "prompt_tokens": prompt_tokens,
+        "flops": generation_flops(params, generated, prompt_tokens),
+        "flops_rule": GENERATION_RULE,
+        "flops_dtype": dtype if dtype in ("float32", "bfloat16") else "bfloat16",
+    }
 
 
 @dg.asset(
@@ -470,6 +494,7 @@ def policy(
     verifier = _train_verifier(rc, base, work) if cfg.training.verifier else None
     data_hash = file_hash(store.table_path(plan.data_table, rc.key))[:16]
     precision = training_precision(plan.settings.bf16)
+    compute = training_cost(cfg, base, metrics, precision)
     reference = (
         {"policy_id": plan.reference.policy_id, "weights_hash": plan.reference.weights_hash} if plan.reference else None
     )
@@ -492,7 +517,25 @@ def policy(
     )
     artifact = store.publish_model(work, rc.key, context.log.info)
     meta = _policy_metadata(rc, prov, artifact, metrics, reference, verifier)
-    return dg.MaterializeResult(metadata={**meta, **precision})
+    return dg.MaterializeResult(metadata={**meta, **precision, **compute})
+
+
+def training_cost(cfg, base, metrics: dict, precision: dict) -> dict:
+    """The policy stage's FLOPs (filters/ledger.py's rules: training, plus an online objective's
+    generation) and the dtype its matmuls ran in."""
+    trained = metrics.get("trained_tokens") or 0
+    if not trained:
+        return {}
+    params = parameter_count(model_path(base))
+    lora = cfg.training.method == "lora"
+    generated = metrics.get("generated_tokens") or 0
+    rule = training_rule(lora) + (f"; {GENERATION_RULE.split(' + ')[0]}" if generated else "")
+    return {
+        "parameters": params,
+        "flops": training_flops(params, trained, lora) + generation_flops(params, generated),
+        "flops_rule": rule,
+        "flops_dtype": "bfloat16" if precision["training_precision"] == "bf16 mixed" else "float32",
+    }
 
 
 def _rollout_metrics(df: pl.DataFrame, prompts: pl.DataFrame) -> dict:

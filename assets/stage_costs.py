@@ -5,7 +5,9 @@ Every round asset is wrapped in `measured`: it adds `stage_wall_s`, `stage_cpu_s
 system seconds of the step's process and of the child processes it waited for: generation
 and sandbox subprocesses, `accelerate launch` ranks) and `stage_peak_rss_mb` (the peak
 resident memory of the stage: the process's, reset when the stage starts, or a child's that
-set a new high during it) to its materialization. Each stage starts by collecting the
+set a new high during it) to its materialization. A stage that ran the model and recorded
+its `flops` and `flops_dtype` also gets `flop_per_s` over its wall seconds and `mfu`, that
+rate's share of the machine's matmul ceiling in that dtype (selftaught.hardware). Each stage starts by collecting the
 previous one's garbage (release_memory). GPU seconds are not measured (no GPU here); on a GPU machine the stage's
 wall seconds are its GPU-holding time.
 """
@@ -27,13 +29,15 @@ from assets.parent import latest_materialization
 STAGE_COST = ("stage_wall_s", "stage_cpu_s", "stage_peak_rss_mb")
 # what a stage produced, by the metadata key its asset writes
 PRODUCED = {
-    "samples": {"generated_tokens": "tokens_generated"},
+    "samples": {"generated_tokens": "tokens_generated", "flops": "flops", "mfu": "gen_mfu"},
     "verdicts": {"samples": "samples_verified"},
     "training_set": {"new_rows": "kept_rows"},
     "policy": {
         "trained_tokens": "tokens_trained",
         "generated_tokens": "tokens_generated",
         "rollouts": "samples_verified",
+        "flops": "flops",
+        "mfu": "train_mfu",
     },
     "evaluation": {"frontier_delta": "frontier_delta", "frontier_accuracy": "frontier_accuracy"},
 }
@@ -171,6 +175,22 @@ def _carry_file(context, kwargs):
     return store.root / "work" / "costs" / context.partition_key / f"{context.asset_key.path[-1]}.json"
 
 
+def utilization(metadata, cost: dict) -> dict:
+    """`flop_per_s` and `mfu` of a stage whose metadata holds its `flops` and `flops_dtype`."""
+
+    def value(key):
+        v = (metadata or {}).get(key)
+        return getattr(v, "value", v)
+
+    flops, dtype, wall = value("flops"), value("flops_dtype"), cost.get("stage_wall_s")
+    if not flops or not dtype or not wall:
+        return {}
+    from selftaught.hardware import matmul_ceiling
+
+    rate = float(flops) / wall
+    return {"flop_per_s": round(rate, 1), "mfu": round(rate / matmul_ceiling(str(dtype)), 5)}
+
+
 def measured(fn):
     """Wrap a round asset's body so its materialization carries the stage's cost (STAGE_COST),
     earlier unfinished attempts included."""
@@ -182,7 +202,8 @@ def measured(fn):
             try:
                 for event in fn(context, *args, **kwargs):
                     if isinstance(event, dg.Output):  # the work is done once the output is yielded
-                        event = event.with_metadata({**event.metadata, **meter.read()})
+                        cost = meter.read()
+                        event = event.with_metadata({**event.metadata, **cost, **utilization(event.metadata, cost)})
                     yield event
             except BaseException:
                 meter.abandon()
@@ -199,15 +220,19 @@ def measured(fn):
             meter.abandon()
             raise
         if isinstance(result, dg.MaterializeResult):
+            cost = meter.read()
             return dg.MaterializeResult(
                 asset_key=result.asset_key,
-                metadata={**(result.metadata or {}), **meter.read()},
+                metadata={**(result.metadata or {}), **cost, **utilization(result.metadata, cost)},
                 check_results=result.check_results,
                 data_version=result.data_version,
                 tags=result.tags,
                 value=result.value,
             )
-        context.add_output_metadata(meter.read())
+        cost = meter.read()
+        context.add_output_metadata(
+            {**cost, **utilization(context.op_execution_context.get_output_metadata("result"), cost)}
+        )
         return result
 
     return stage

@@ -5,6 +5,11 @@ Per round: wall, CPU seconds and peak memory (summed / maxed over stages), token
 and trained, samples verified, kept rows; derived: kept rows per 1,000 samples, held-out
 points gained per hour (frontier accuracy change, in points, over the round's wall hours),
 and the cost at `price_per_hour` for the machine (operations.ledger).
+
+FLOPs and utilization: a stage that runs the model records its FLOPs by the rules below, and
+assets/stage_costs.py turns them into FLOP/s and a share of the machine's matmul ceiling
+(selftaught.hardware.matmul_ceiling, measured once per machine): the ledger's `gen_mfu` (the
+samples stage) and `train_mfu` (the policy stage).
 """
 
 from __future__ import annotations
@@ -16,6 +21,25 @@ import polars as pl
 from selftaught import schemas
 
 LEDGER_COLUMNS = list(schemas.LEDGER)
+
+# FLOPs per token of a model of N parameters, 2N for a forward pass (attention's term in the
+# sequence length is left out: small at these lengths). Generation: 2N per generated token and
+# per prompt token, each prompt counted once (its n samples share one prefill at best).
+# Training: 6N per trained token (forward 2N, backward 4N); 4N with LoRA, whose frozen weights
+# get no weight gradients (forward 2N, the activations' gradients 2N).
+GENERATION_RULE = "2N per generated token + 2N per prompt token, once per prompt"
+
+
+def generation_flops(params: int, generated_tokens: int, prompt_tokens: int = 0) -> float:
+    return 2.0 * params * (generated_tokens + prompt_tokens)
+
+
+def training_rule(lora: bool) -> str:
+    return "4N per trained token (LoRA: no weight gradients on the frozen weights)" if lora else "6N per trained token"
+
+
+def training_flops(params: int, trained_tokens: int, lora: bool) -> float:
+    return (4.0 if lora else 6.0) * params * trained_tokens
 
 
 def round_ledger(stages: list[dict], price_per_hour: float | None = None) -> dict:
@@ -41,6 +65,9 @@ def round_ledger(stages: list[dict], price_per_hour: float | None = None) -> dic
         "kept_per_1k_samples": 1000 * kept / verified if kept is not None and verified else None,
         "points_per_hour": 100 * delta / (wall / 3600) if delta is not None and wall else None,
         "cost": wall / 3600 * price_per_hour if price_per_hour is not None and wall is not None else None,
+        "flops": total("flops"),
+        "gen_mfu": total("gen_mfu"),  # one stage each: the samples stage's, the policy stage's
+        "train_mfu": total("train_mfu"),
     }
 
 
@@ -83,6 +110,9 @@ def ledger_plot(stages: list[dict], table: pl.DataFrame, title: str) -> bytes:
     return buf.getvalue()
 
 
+PFLOP = 1e15
+
+
 def format_ledger(table: pl.DataFrame) -> str:
     """The ledger for a terminal."""
     heads = [
@@ -97,6 +127,9 @@ def format_ledger(table: pl.DataFrame) -> str:
         "kept/1k",
         "pts/hour",
         "cost",
+        "PFLOP",
+        "gen MFU",
+        "train MFU",
     ]
     fmt = {
         "wall_s": "{:.0f}",
@@ -109,9 +142,18 @@ def format_ledger(table: pl.DataFrame) -> str:
         "kept_per_1k_samples": "{:.1f}",
         "points_per_hour": "{:+.1f}",
         "cost": "{:.2f}",
+        "flops": "{:.3f}",
+        "gen_mfu": "{:.1%}",
+        "train_mfu": "{:.1%}",
     }
     lines = [
-        [r["round"], *(("-" if r[c] is None else fmt[c].format(r[c])) for c in LEDGER_COLUMNS[1:])]
+        [
+            r["round"],
+            *(
+                ("-" if r[c] is None else fmt[c].format(r[c] / PFLOP if c == "flops" else r[c]))
+                for c in LEDGER_COLUMNS[1:]
+            ),
+        ]
         for r in table.iter_rows(named=True)
     ]
     widths = [max(len(h), *(len(line[i]) for line in lines)) if lines else len(h) for i, h in enumerate(heads)]

@@ -158,6 +158,9 @@ LEDGER = {
             "kept_per_1k_samples",
             "points_per_hour",
             "cost",
+            "flops",  # FLOPs of the stages that ran the model (filters/ledger.py's rules)
+            "gen_mfu",  # the samples stage's FLOP/s over the machine's matmul ceiling
+            "train_mfu",  # the policy stage's
         )
     },
 }

@@ -98,3 +98,20 @@ def serving_paths(artifact: Path, base_artifact: Path, backend: str) -> tuple[st
         if on is not None and on == read_provenance(base_artifact).get("weights_hash"):
             return str(model_path(base_artifact)), str(adapter)
     return str(model_path(artifact)), None
+
+
+def parameter_count(model_dir: str | Path) -> int:
+    """Parameters of the model whose *.safetensors lie in `model_dir`, read from the files'
+    headers (no weights loaded); a tied output layer is stored, and counted, once."""
+    total = 0
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        for name, entry in header.items():
+            if name != "__metadata__":
+                count = 1
+                for dim in entry["shape"]:
+                    count *= dim
+                total += count
+    return total

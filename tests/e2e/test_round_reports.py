@@ -78,7 +78,9 @@ def test_the_ledger_of_real_rounds_matches_the_tables_and_drives_the_stop_rule(t
     from pipelines.build import build_definitions
     from pipelines.progress import too_slow
     from selftaught.config import load_config
+    from selftaught.hardware import matmul_ceiling
     from synth.backends import count_tokens
+    from train.artifact import parameter_count
 
     config, folder, store, meta = two_rounds
     for stage in ("prompts", "samples", "verdicts", "training_set", "policy", "evaluation", "round_diff"):
@@ -90,6 +92,20 @@ def test_the_ledger_of_real_rounds_matches_the_tables_and_drives_the_stop_rule(t
         store.model_dir("base") / "model", samples["completion"]
     )
     assert meta[("policy", "r002")]["trained_tokens"] > 0
+    # FLOPs by filters/ledger.py's rules, from the tables and the weights' headers; FLOP/s over the wall
+    base = store.model_dir("base") / "model"
+    params = parameter_count(base)
+    prompts = pl.read_parquet(store.table_path("prompts", "r001"))
+    prompt_tokens = count_tokens(base, prompts.filter(pl.col("prompt_id").is_in(samples["prompt_id"]))["prompt"])
+    gen = meta[("samples", "r001")]
+    assert gen["prompt_tokens"] == prompt_tokens and gen["parameters"] == params
+    assert gen["flops"] == pytest.approx(2 * params * (gen["generated_tokens"] + prompt_tokens))
+    assert gen["flop_per_s"] == pytest.approx(gen["flops"] / gen["stage_wall_s"], rel=1e-3)
+    assert gen["mfu"] == pytest.approx(gen["flop_per_s"] / matmul_ceiling(gen["flops_dtype"]), rel=1e-3)
+    train = meta[("policy", "r002")]
+    lora = load_config(config).training.method == "lora"
+    assert train["flops"] == pytest.approx((4 if lora else 6) * params * train["trained_tokens"])
+    assert 0 < train["mfu"] < 1 and 0 < gen["mfu"] < 1
 
     with fresh_dagster_home(folder), dg.DagsterInstance.get() as instance:
         defs = build_definitions(config)
@@ -108,6 +124,8 @@ def test_the_ledger_of_real_rounds_matches_the_tables_and_drives_the_stop_rule(t
     assert r2["cost"] == pytest.approx(wall / 3600 * 2.0)
     delta = meta[("evaluation", "r002")]["frontier_delta"]
     assert r2["points_per_hour"] == pytest.approx(100 * delta / (wall / 3600))
+    assert r2["flops"] == pytest.approx(meta[("samples", "r002")]["flops"] + train["flops"])
+    assert (r2["gen_mfu"], r2["train_mfu"]) == (meta[("samples", "r002")]["mfu"], train["mfu"])
     assert (store.root / "ledger.png").stat().st_size > 5_000
 
     assert main(["ledger", "--config", str(config), "--dagster-home", str(folder / "dagster_home")]) == 0
