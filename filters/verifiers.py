@@ -419,13 +419,13 @@ FRAME_ROWS = 200_000  # samples a check_frame verifier judges at once: bounds it
 def verify(verifier: Verifier, prompts: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
     """Judge every sample against its prompt's reference; returns a verdicts table. A verifier
     that reads rows (user code) also gets each prompt's `fields`: every column of its task row."""
-    refs = prompts.select("prompt_id", "reference").unique("prompt_id", keep="last", maintain_order=True)
-    table = samples.select("round", "prompt_id", "sample_idx", "prompt", "completion").join(
-        refs, on="prompt_id", how="left", maintain_order="left"
-    )
-    missing = table.filter(pl.col("reference").is_null())["prompt_id"].unique().sort()
+    refs = prompts.select("prompt_id", pl.col("reference").fill_null("")).unique("prompt_id", keep="last")
+    missing = samples.join(refs, on="prompt_id", how="anti")["prompt_id"].unique().sort()
     if missing.len():
         raise ValueError(f"{missing.len()} sample prompt_id(s) have no prompt row, e.g. {missing.head(3).to_list()}")
+    table = samples.select("round", "prompt_id", "sample_idx", "prompt", "completion").join(
+        refs, on="prompt_id", how="left", maintain_order="left"
+    )  # a null reference is "" (the prompts table's "none")
     stage = f"{table['round'][0]} verify" if table.height else "verify"
     progress = Progress(stage, table.height, "samples", every=1.0)
     if hasattr(verifier, "check_frame") and not getattr(verifier, "reads_rows", False):
