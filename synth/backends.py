@@ -9,9 +9,11 @@ A backend turns prompts into `n` completions each:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -154,8 +156,9 @@ class VLLMBackend:
             from vllm.lora.request import LoRARequest
         except ImportError as exc:
             raise BackendError(
-                f"sampling.backend 'vllm' needs vLLM installed: pip install 'selftaught[vllm]' "
-                f"on a GPU machine, or `make test-vllm` for the CPU build ({exc})"
+                f"sampling.backend 'vllm' needs vLLM, which {sys.executable} cannot import ({exc}): "
+                "pip install 'selftaught[vllm]' on a GPU machine, or on a CPU set sampling.vllm.python: "
+                ".venv-vllm/bin/python (make .venv-vllm/.installed builds it)"
             ) from None
         kwargs = dict(
             model=model_dir,
@@ -165,11 +168,15 @@ class VLLMBackend:
             enforce_eager=enforce_eager,
             max_model_len=max_model_len,
         )
-        if _has_cuda():
+        cuda = _has_cuda()
+        if cuda:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        else:
+            kwargs.update(CPU_ENGINE)
         if adapter_dir:
             kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=1)
-        self.llm = LLM(**kwargs)
+        with cpu_env(tensor_parallel_size) if not cuda else contextlib.nullcontext():
+            self.llm = LLM(**kwargs)
         # The int id is vLLM's cache key for an adapter; one engine serves one policy.
         self.lora = LoRARequest("policy", 1, adapter_dir) if adapter_dir else None
 
@@ -195,6 +202,11 @@ class VLLMBackend:
             )
             for i in range(len(prompts))
         ]
+        # Each call (a shard) starts from an empty prefix cache, as a resumed job's first shard
+        # does, so a shard's rows cannot depend on the shards before it (a cached prefix is
+        # attended by other kernel calls than a computed one; no difference was seen on the
+        # CPU, the cost is one prefill of a shared prefix per shard).
+        self.llm.reset_prefix_cache()
         started = time.monotonic()
         outs = self.llm.generate(list(prompts), per_prompt, lora_request=self.lora, use_tqdm=False)
         texts = [[c.text for c in sorted(o.outputs, key=lambda c: c.index)] for o in outs]
@@ -211,6 +223,58 @@ class VLLMBackend:
         if progress:
             progress(len(prompts), len(prompts))
         return texts
+
+
+# vLLM-CPU engine settings. A seeded request whose prefill is split over steps (chunked
+# prefill: a long prompt, or many prompts filling a step's token budget) has its sampled
+# token discarded and its generator rewound (Generator.set_offset), which a CPU generator
+# refuses ("CPU Generator does not use offset", vllm-cpu 0.32). Without chunked prefill a
+# prompt is prefilled in one step, whole, and per-request seeds work. Prefix caching lets a
+# prompt's n samples (and a shared few-shot prefix) reuse one prefill.
+CPU_ENGINE = {"enable_chunked_prefill": False, "enable_prefix_caching": True}
+KV_CACHE_GIB = 4  # default VLLM_CPU_KVCACHE_SPACE: 256 running sequences of a 135M model in fp32 need ~2
+
+
+@contextlib.contextmanager
+def cpu_env(ranks: int = 1):
+    """vLLM-CPU's settings from the environment, while the engine starts (its processes copy
+    it): the OpenMP threads bound to the cores this process may use (vLLM's "auto" keeps one
+    core per rank for its scheduler, half of a 2-core machine), split among `ranks` tensor-
+    parallel ranks, and a KV cache that fits the machine. A value set by the user wins."""
+    defaults = {
+        "VLLM_CPU_OMP_THREADS_BIND": cpu_bind(sorted(os.sched_getaffinity(0)), ranks),
+        "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib()),
+    }
+    added = {k: v for k, v in defaults.items() if not os.environ.get(k)}
+    os.environ.update(added)
+    log.info(
+        "vllm on the CPU: threads bound to %s, KV cache %s GiB, chunked prefill off, prefix caching on",
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"],
+        os.environ["VLLM_CPU_KVCACHE_SPACE"],
+    )
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+def cpu_bind(cpus: Sequence[int], ranks: int = 1) -> str:
+    """VLLM_CPU_OMP_THREADS_BIND for `cpus` shared by `ranks` ranks: "0,1" or "0,1|2,3"."""
+    if len(cpus) < ranks:
+        raise BackendError(f"sampling.vllm.tensor_parallel_size {ranks} needs as many CPU cores; {len(cpus)} usable")
+    share = len(cpus) // ranks
+    return "|".join(",".join(str(c) for c in cpus[r * share : (r + 1) * share]) for r in range(ranks))
+
+
+def kv_cache_gib() -> int:
+    """KV_CACHE_GIB, or a quarter of the available memory (MemAvailable) where that is less, at least 1."""
+    try:
+        with open("/proc/meminfo") as f:
+            kib = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return KV_CACHE_GIB
+    return max(1, min(KV_CACHE_GIB, kib // 4 // 2**20))
 
 
 def _has_cuda() -> bool:

@@ -9,15 +9,18 @@ old shards first.
 
 Run as a subprocess (`python -m synth.generate JOB.json`) the backend's memory
 (a vLLM engine's KV cache, say) is returned to the system before training
-starts in the parent process. With `workers` > 1 (data parallelism) several
-such processes, each a whole engine on its own GPUs, take every workers-th
-pending shard; as seeds follow the shard index, the rows do not change.
+starts in the parent process. The subprocess may run another interpreter
+(sampling.vllm.python): vLLM's CPU build lives in an environment of its own.
+With `workers` > 1 (data parallelism) several such processes, each a whole
+engine on its own GPUs, take every workers-th pending shard; as seeds follow
+the shard index, the rows do not change.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -25,6 +28,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +38,7 @@ import polars as pl
 
 from selftaught import schemas
 from selftaught.files import write_parquet_atomic, write_text_atomic
-from selftaught.procs import python_env
+from selftaught.procs import ROOT, python_env
 from selftaught.seeds import shard_seed
 from synth.backends import Backend, BackendError, Progress, SamplingParams, load_backend
 from synth.sampling import to_samples
@@ -43,6 +47,7 @@ log = logging.getLogger("selftaught.synth")
 
 JOB_FILE, MANIFEST, PROMPTS_FILE = "job.json", "manifest.json", "prompts.parquet"
 OUTPUT_OPTIONS = ("model", "base_url", "dtype", "batch_size", "max_model_len")  # backend options that change rows
+PROCESS_OPTIONS = ("python",)  # options of the job's process, not of the backend: never passed to it
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,10 @@ def pending_shards(job: GenerationJob, n_shards: int) -> list[int]:
 def run(
     job: GenerationJob, prompts: pl.DataFrame, progress: Progress | None = None, backend: Backend | None = None
 ) -> pl.DataFrame:
-    """Generate every missing shard in this process, then return all rows in prompt order."""
+    """Generate every missing shard in this process, then return all rows in prompt order (in a
+    subprocess after all when the job names another interpreter: it has what this one lacks)."""
+    if backend is None and worker_python(job) != sys.executable:
+        return run_isolated(job, prompts, log.info)
     n_shards = prepare(job, prompts)
     generate_pending(job, prompts, n_shards, progress, backend)
     return collect(job, n_shards)
@@ -144,7 +152,10 @@ def generate_pending(
         )
     owned = bool(todo) and backend is None
     if owned:
+        started = time.monotonic()
         backend = make_backend(job)
+        # the engine's start (vLLM on a CPU: minutes, compiling) apart from the shards' time
+        log.info("generation: %s backend ready in %.1fs", job.backend, time.monotonic() - started)
     try:
         _generate_shards(job, prompts, todo, n_shards, backend, progress)
     finally:
@@ -175,7 +186,7 @@ def collect(job: GenerationJob, n_shards: int) -> pl.DataFrame:
 
 
 def make_backend(job: GenerationJob) -> Backend:
-    options = dict(job.options)
+    options = {k: v for k, v in job.options.items() if k not in PROCESS_OPTIONS}
     if job.backend == "vllm" and job.adapter_dir:
         options["adapter_dir"] = job.adapter_dir
     return load_backend(job.backend, job.model_dir, **options)
@@ -191,6 +202,7 @@ def run_isolated(
 ) -> pl.DataFrame:
     """Run the job in fresh Python processes (`workers` of them, each on its own
     `gpus_per_worker` GPUs where there are GPUs); their memory is gone when this returns."""
+    python = worker_python(job)
     n_shards = prepare(job, prompts)
     pending = pending_shards(job, n_shards)
     if pending:
@@ -205,7 +217,7 @@ def run_isolated(
                     else ""
                 )
             )
-        _run_workers(job, workers, envs, log_line)
+        _run_workers(job, workers, envs, log_line, python)
     return collect(job, n_shards)
 
 
@@ -215,9 +227,9 @@ def worker_envs(workers: int, gpus_per_worker: int, env: dict | None = None) -> 
     if workers == 1:
         return [base]
     gpus = visible_gpus()
-    if not gpus:  # CPU: split the threads instead of every process using all of them
+    if not gpus:  # CPU: split the threads (and vLLM's cores) instead of every process using all of them
         threads = str(max(1, (os.cpu_count() or 1) // workers))
-        return [{**base, "OMP_NUM_THREADS": threads} for _ in range(workers)]
+        return [{**base, "OMP_NUM_THREADS": threads, **cpu_share(r, workers)} for r in range(workers)]
     if len(gpus) < workers * gpus_per_worker:
         raise RuntimeError(
             f"{workers} generation processes x {gpus_per_worker} GPUs need "
@@ -229,6 +241,40 @@ def worker_envs(workers: int, gpus_per_worker: int, env: dict | None = None) -> 
     ]
 
 
+def cpu_share(rank: int, workers: int) -> dict:
+    """VLLM_CPU_OMP_THREADS_BIND of worker `rank`: its own slice of the usable cores (vLLM binds
+    its threads to every usable core otherwise, and the workers would share them). Unset where
+    the user set it, or where there are fewer cores than workers."""
+    cores = sorted(os.sched_getaffinity(0))
+    if os.environ.get("VLLM_CPU_OMP_THREADS_BIND") or len(cores) < workers:
+        return {}
+    share = len(cores) // workers
+    return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(str(c) for c in cores[rank * share : (rank + 1) * share])}
+
+
+def worker_python(job: GenerationJob) -> str:
+    """The interpreter of the job's subprocesses: sampling.vllm.python where set (absolute, or
+    relative to the project root, where `make .venv-vllm/.installed` builds .venv-vllm), else this
+    one. Checked before any process starts, so that a missing vLLM is one line, not a child's
+    traceback after its imports."""
+    path = job.options.get("python") if job.backend == "vllm" else None
+    if path:
+        exe = Path(path).expanduser()
+        exe = exe if exe.is_absolute() else Path(ROOT) / exe
+        if not (exe.is_file() and os.access(exe, os.X_OK)):
+            raise BackendError(
+                f"sampling.vllm.python: {exe} is not an executable interpreter "
+                "(make .venv-vllm/.installed builds .venv-vllm/bin/python)"
+            )
+        return str(exe)
+    if job.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise BackendError(
+            f"sampling.backend vllm: vllm is not importable in {sys.executable}; set sampling.vllm.python "
+            "to an interpreter that has it, e.g. .venv-vllm/bin/python (make .venv-vllm/.installed builds it)"
+        )
+    return sys.executable
+
+
 def visible_gpus() -> list[str]:
     if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
         return [g for g in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if g.strip()]
@@ -237,10 +283,12 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
 
 
-def _run_workers(job: GenerationJob, workers: int, envs: list[dict], log_line: Callable[[str], None]) -> None:
-    """Start the workers on one shared output pipe; forward their progress; on an error line,
-    stop the others (finished shards stay for the rerun)."""
-    cmd = [sys.executable, "-m", "synth.generate", str(Path(job.out_dir) / JOB_FILE)]
+def _run_workers(
+    job: GenerationJob, workers: int, envs: list[dict], log_line: Callable[[str], None], python: str = sys.executable
+) -> None:
+    """Start the workers (`python -m synth.generate`) on one shared output pipe; forward their
+    progress; on an error line, stop the others (finished shards stay for the rerun)."""
+    cmd = [python, "-m", "synth.generate", str(Path(job.out_dir) / JOB_FILE)]
     read, write = os.pipe()
     procs = []
     try:

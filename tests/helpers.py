@@ -263,6 +263,19 @@ def generation_job(model_dir, out_dir, shard_size=4, params=GENERATION_PARAMS, b
 
 # ---- a benchmark of one's own (tests/unit/filters/test_evaluation_tasks.py, tests/e2e/test_evaluation_tasks.py)
 
+# The tiny model of the vLLM tests: vLLM's CPU attention kernels refuse head dimensions
+# below 32, and 128 hidden over 2 heads is 64.
+VLLM_TINY_SPEC = dict(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=256, max_positions=128, seed=1)
+VLLM_ENGINE = {"dtype": "float32", "max_model_len": 128, "max_lora_rank": 8}  # sampling.vllm of those tests
+
+
+def vllm_tiny_model(folder: Path, max_positions: int = 128) -> Path:
+    """A tiny base model that vLLM's CPU build serves (head_dim 64), built in `folder`."""
+    from synth.tiny import TinySpec, build_tiny_model
+
+    return build_tiny_model(TinySpec(**{**VLLM_TINY_SPEC, "max_positions": max_positions}), folder)
+
+
 LM_EVAL_PAIRS = [(a, b) for a in range(10) for b in range(10) if (a * 7 + b) % 9 == 0][:12]
 
 

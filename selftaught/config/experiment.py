@@ -420,6 +420,7 @@ class ExperimentConfig(Strict):
         of user code counts by its identity (name, package version, source sha256), not by where
         its file lies; a built-in by its name, as before plugins existed."""
         data = drop_defaults(self.model_dump(mode="json"), HASHED_WHEN_SET)  # keys newer than the runs on disk
+        drop_paths(data, NOT_HASHED)
         data["task"]["name"] = self.task.plugin().hash_key()
         if self.verification.verifier is not None:
             data["verification"]["verifier"] = VERIFIERS.get(self.verification.verifier).hash_key()
@@ -450,6 +451,22 @@ def drop_defaults(data: dict, entries: dict[tuple[str, ...], object]) -> dict:
             node.pop(leaf, None)
     return data
 
+
+def drop_paths(data: dict, paths: tuple[tuple[str, ...], ...]) -> dict:
+    """`data` (a config dump) without the keys at `paths`, whatever they hold."""
+    for *parents, leaf in paths:
+        node: object = data
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return data
+
+
+# Keys that never count in the hashes: where something runs, not what it computes. The
+# interpreter of the vllm job is a path on one machine; the same config run elsewhere (another
+# checkout, another venv) computes the same rounds, as with storage_root.
+NOT_HASHED: tuple[tuple[str, ...], ...] = (("sampling", "vllm", "python"),)
 
 # Keys added after 0.3.0 count in the hashes only when set to something else than their
 # default, so rounds and base models made before they existed do not all turn stale.

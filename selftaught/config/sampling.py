@@ -48,6 +48,12 @@ class VLLMConfig(Strict):
     )
     dtype: str = Field("auto", description="the weights' dtype, as vLLM takes it (auto, bfloat16, float16, float32)")
     enforce_eager: bool = Field(False, description="no CUDA graphs: less memory and a faster start, slower generation")
+    python: str | None = Field(
+        None,
+        description="the interpreter that runs the isolated vllm job, absolute or relative to the project root, "
+        "e.g. .venv-vllm/bin/python (vLLM's CPU build needs an environment of its own: make "
+        ".venv-vllm/.installed); None: this one. Not in the round hash (it says where, not what)",
+    )
 
 
 class BalanceConfig(Strict):
@@ -194,6 +200,11 @@ class SamplingConfig(Strict):
             raise ValueError(
                 "sampling.data_parallel runs several engine processes: it needs backend hf or vllm "
                 "and isolate not false (for a server, scale the server and raise max_concurrency)"
+            )
+        if self.backend == "vllm" and self.vllm.python and self.isolate is False:
+            raise ValueError(
+                "sampling.vllm.python runs the vllm job in another interpreter, in a subprocess: "
+                "it needs isolate not false"
             )
         if self.budget.min_n > self.budget.max_n:
             raise ValueError(f"budget.min_n ({self.budget.min_n}) is above budget.max_n ({self.budget.max_n})")

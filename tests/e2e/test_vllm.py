@@ -15,10 +15,11 @@ pytestmark = pytest.mark.vllm
 
 from synth.backends import HFBackend, SamplingParams, VLLMBackend  # noqa: E402
 from synth.generate import GenerationJob, run_isolated  # noqa: E402
+from tests.helpers import VLLM_ENGINE as ENGINE  # noqa: E402
 from tests.helpers import generation_prompts as _prompts  # noqa: E402
+from tests.helpers import vllm_tiny_model  # noqa: E402
 
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; the default wants far more than the tests need
-ENGINE = {"dtype": "float32", "max_model_len": 128, "max_lora_rank": 8}
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; more than the tests need
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +29,8 @@ def policy(tmp_path_factory):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from synth.tiny import TinySpec, build_tiny_model
-
     root = tmp_path_factory.mktemp("vllm")
-    base = build_tiny_model(
-        TinySpec(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=256, max_positions=128, seed=1),
-        root / "base",
-    )
+    base = vllm_tiny_model(root / "base")
     torch.manual_seed(0)
     model = get_peft_model(
         AutoModelForCausalLM.from_pretrained(base),
