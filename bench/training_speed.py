@@ -5,6 +5,13 @@ rows for the same steps; variants alternate, repeated, and the median is quoted.
 
     make demo && .venv/bin/python bench/training_speed.py [--steps 40] [--repeats 3] [--batch-size 16]
     .venv/bin/python bench/training_speed.py --model smollm2      # the real model (SmolLM2-135M, LoRA)
+    .venv/bin/python bench/training_speed.py --model smollm2 --batch-sizes 4 8 16 32   # padded, per batch size
+
+The real model trains on list_max rows in its chat template (the smollm2_list_max preset's
+task): half worked solutions (the warm start's), half one-line answers (what its rounds keep).
+With `--batch-sizes`, the variants are padded batches of each size, and the table adds the
+FLOP utilization (4N per trained token with LoRA, 6N full; filters/ledger.py) against the
+machine's float32 matmul ceiling (selftaught.hardware).
 
 tokens/s is TRL's own count of the tokens trained (`num_tokens`, no padding) over the steps'
 wall time: a packed step holds more rows than a padded one, so tokens, not steps, compare. On the CPU neither option changes
@@ -32,6 +39,27 @@ VARIANTS = {
     "packing (bfd, padding-free)": (("packing", True),),
     "packing (wrapped)": (("packing", True), ("packing_strategy", "wrapped")),
 }
+
+
+def list_max_rows(model_dir: Path, limit: int) -> pl.DataFrame:
+    """list_max problems in the model's chat template: worked solutions and one-line answers."""
+    from synth.chat_tasks import make_problems
+    from synth.tasks import load_chat_tokenizer
+
+    tok = load_chat_tokenizer(str(model_dir))
+
+    def render(question: str) -> str:
+        return tok.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
+
+    problems = make_problems("list_max", {4: limit // 2, 6: limit - limit // 2}, 7, render)
+    short = pl.format("The largest number in this list is {}.\n#### {}", "reference", "reference")
+    rows = problems.select(
+        "prompt", pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.col("target")).otherwise(short).alias("completion")
+    )
+    print(f"rows: {rows.height} list_max rows in {model_dir.name}'s chat template (half worked, half one-line)")
+    return rows
 
 
 def demo_rows(limit: int) -> pl.DataFrame:
@@ -116,20 +144,26 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--model", choices=["tiny", "smollm2"], default="tiny")
+    ap.add_argument("--batch-sizes", type=int, nargs="+", help="padded batches of each size, instead of packing")
     args = ap.parse_args()
     quiet_libraries()
-    rows = demo_rows(args.rows)
+    variants = (
+        {f"padded, batch {b}": ((), b) for b in args.batch_sizes}
+        if args.batch_sizes
+        else {name: (trl, args.batch_size) for name, trl in VARIANTS.items()}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model_dir, method = base_model(args.model, work)
+        rows = list_max_rows(model_dir, args.rows) if args.model == "smollm2" else demo_rows(args.rows)
         tokens_per_row = row_tokens(model_dir, rows) / rows.height
-        rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        per_step: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        rates: dict[str, list[float]] = {v: [] for v in variants}
+        per_step: dict[str, list[float]] = {v: [] for v in variants}
         losses: dict[str, float] = {}
         for r in range(args.repeats):
-            for name, trl in VARIANTS.items():
+            for name, (trl, batch) in variants.items():
                 seconds, tokens, losses[name] = run_variant(
-                    model_dir, method, rows, trl, args.steps, args.batch_size, work / f"{name}-{r}"
+                    model_dir, method, rows, trl, args.steps, batch, work / f"{name}-{r}"
                 )
                 rates[name].append(tokens / seconds)
                 per_step[name].append(tokens / args.steps)
@@ -138,18 +172,26 @@ def main() -> None:
                     f"({tokens / args.steps:.0f} tokens/step)",
                     flush=True,
                 )
+    from filters.ledger import training_flops
+    from selftaught.hardware import matmul_ceiling
+    from train.artifact import parameter_count
+
+    params, ceiling = parameter_count(model_dir), matmul_ceiling("float32")
     print(
-        f"\n{args.model} ({method}), {rows.height} rows of {tokens_per_row:.1f} tokens on average, batch "
-        f"{args.batch_size}, {args.steps} steps, median of {args.repeats}"
+        f"\n{args.model} ({method}, {params / 1e6:.1f}M parameters), {rows.height} rows of {tokens_per_row:.1f} "
+        f"tokens on average, {args.steps} steps, median of {args.repeats}; float32 matmul ceiling "
+        f"{ceiling / 1e9:.1f} GFLOP/s"
     )
-    base = statistics.median(rates["padded"])
-    width = max(map(len, VARIANTS))
-    print(f"{'variant':<{width}} {'tokens/step':>11} {'tokens/s':>9} {'vs padded':>9} {'last loss':>9}")
-    for name in VARIANTS:
+    first = next(iter(variants))
+    base = statistics.median(rates[first])
+    width = max(map(len, variants))
+    print(f"{'variant':<{width}} {'tokens/step':>11} {'tokens/s':>9} {'vs first':>9} {'MFU':>6} {'last loss':>9}")
+    for name in variants:
         rate = statistics.median(rates[name])
+        mfu = training_flops(params, 1, method == "lora") * rate / ceiling
         print(
             f"{name:<{width}} {statistics.median(per_step[name]):11.0f} {rate:9.0f} {rate / base:8.2f}x "
-            f"{losses[name]:9.4f}"
+            f"{mfu:6.1%} {losses[name]:9.4f}"
         )
 
 
