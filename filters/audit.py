@@ -78,8 +78,8 @@ def audit(
         bad = correct.head(0).with_columns(pl.lit(None, pl.String).alias("second_verdict"))
     if correct.height:
         tells = _tells(correct)
-        numbers["tell_restated_answer"] = float(tells["restated"].mean() or 0.0)
-        numbers["tell_empty_reasoning"] = float(tells["empty"].mean() or 0.0)
+        numbers["tell_restated_answer"] = int(tells["restated"].sum()) / tells.height
+        numbers["tell_empty_reasoning"] = int(tells["empty"].sum()) / tells.height
         if hasattr(verifier, "tells"):
             numbers.update(verifier.tells(correct))
     disagreeing = bad.select("prompt_id", "sample_idx", "second_verdict", "reason", "completion").sort(

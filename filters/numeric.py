@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from typing import Any
 
 import polars as pl
 
@@ -65,10 +66,10 @@ def extract_numbers(completion: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
     answers.append(completion.str.extract_all(_rust(_NUM)).list.last())
     hows.append("last number")
     answer = pl.coalesce(answers).str.strip_chars(PY_WHITESPACE)
-    how = pl.when(answers[0].is_not_null()).then(pl.lit(hows[0]))
+    found_by: Any = pl.when(answers[0].is_not_null()).then(pl.lit(hows[0]))  # Then, then ChainedThen
     for a, h in zip(answers[1:], hows[1:]):
-        how = how.when(a.is_not_null()).then(pl.lit(h))
-    return answer, how.otherwise(pl.lit("no number"))
+        found_by = found_by.when(a.is_not_null()).then(pl.lit(h))
+    return answer, found_by.otherwise(pl.lit("no number"))
 
 
 def numbers_as_text(values: pl.Series) -> pl.Series:

@@ -122,7 +122,7 @@ class NumericVerifier:
     def tells(self, correct: pl.DataFrame) -> dict[str, float]:
         """The reward-hacking tell of this extractor: the answer found only as the last number."""
         fallback = correct["reason"].fill_null("").str.contains("last number", literal=True)
-        return {"tell_last_number_fallback": float(fallback.mean() or 0.0)}
+        return {"tell_last_number_fallback": int(fallback.sum()) / max(fallback.len(), 1)}
 
     def check_frame(self, frame: pl.DataFrame) -> pl.DataFrame:
         """`check` over a table (completion, reference): the answers found by polars with the
@@ -451,7 +451,7 @@ def verify(verifier: Verifier, prompts: pl.DataFrame, samples: pl.DataFrame) -> 
         )
     out = pl.concat([table.select("round", "prompt_id", "sample_idx"), judged], how="horizontal")
     out = out.with_columns(pl.lit(f"{verifier.name}@{verifier.version}").alias("verifier"))
-    return schemas.validate(out.select(list(schemas.VERDICTS_TABLE)).cast(schemas.VERDICTS_TABLE), "verdicts")
+    return schemas.validate(out.select(list(schemas.VERDICTS_TABLE)), "verdicts")  # validate casts
 
 
 _CHECK_COLUMNS = ("verdict", "reward", "extracted_answer", "parsed_reference", "rationale_ok", "reason", "details")
