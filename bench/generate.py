@@ -162,11 +162,12 @@ def main() -> None:
         out = m.generate_batch(ids, generation_config=gc)
         return tokens(tok.decode(o.generated_tokens, skip_special_tokens=True) for o in out.values())
 
-    def job(isolated: bool, i: int, workers: int = 1):
-        out = work / f"job-{'subp' if isolated else 'inproc'}-{workers}-{i}"
+    def fresh_job(name: str, backend: str, options: dict) -> GenerationJob:
+        """A generation job as the samples step builds it, in an empty folder under `work`."""
+        out = work / name
         shutil.rmtree(out, ignore_errors=True)
-        j = GenerationJob(
-            backend="hf",
+        return GenerationJob(
+            backend=backend,
             model_dir=model,
             params=params,
             out_dir=str(out),
@@ -174,30 +175,22 @@ def main() -> None:
             policy_id="base",
             policy_hash="bench",
             shard_size=args.shard_size,
-            options={"batch_size": batch, "dtype": dtype},
+            options=options,
+        )
+
+    def job(isolated: bool, i: int, workers: int = 1):
+        j = fresh_job(
+            f"job-{'subp' if isolated else 'inproc'}-{workers}-{i}", "hf", {"batch_size": batch, "dtype": dtype}
         )
         df = run_isolated(j, prompts, lambda line: None, workers=workers) if isolated else run(j, prompts)
         return tokens(df["completion"])
 
     def vllm_job(i: int):
         """The pipeline's vLLM job, as the samples step builds it with sampling.vllm.python."""
-        out = work / f"job-vllm-{i}"
-        shutil.rmtree(out, ignore_errors=True)
-        j = GenerationJob(
-            backend="vllm",
-            model_dir=model,
-            params=params,
-            out_dir=str(out),
-            round="r001",
-            policy_id="base",
-            policy_hash="bench",
-            shard_size=args.shard_size,
-            options={
-                "dtype": dtype,
-                "max_model_len": args.vllm_max_model_len,
-                "seed": params.seed,
-                "python": args.vllm_python,
-            },
+        j = fresh_job(
+            f"job-vllm-{i}",
+            "vllm",
+            {"dtype": dtype, "max_model_len": args.vllm_max_model_len, "seed": params.seed, "python": args.vllm_python},
         )
         ready: list[float] = []
         df = run_isolated(j, prompts, lambda line: "backend ready" in line and ready.append(time.perf_counter()))
