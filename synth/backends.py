@@ -263,8 +263,13 @@ def cpu_bind(cpus: Sequence[int], ranks: int = 1) -> str:
     """VLLM_CPU_OMP_THREADS_BIND for `cpus` shared by `ranks` ranks: "0,1" or "0,1|2,3"."""
     if len(cpus) < ranks:
         raise BackendError(f"sampling.vllm.tensor_parallel_size {ranks} needs as many CPU cores; {len(cpus)} usable")
-    share = len(cpus) // ranks
-    return "|".join(",".join(str(c) for c in cpus[r * share : (r + 1) * share]) for r in range(ranks))
+    return "|".join(",".join(str(c) for c in part) for part in core_slices(cpus, ranks))
+
+
+def core_slices(cpus: Sequence[int], parts: int) -> list[Sequence[int]]:
+    """`cpus` in `parts` equal slices, in order (a remainder is left out)."""
+    share = len(cpus) // parts
+    return [cpus[r * share : (r + 1) * share] for r in range(parts)]
 
 
 def kv_cache_gib() -> int:

@@ -40,7 +40,7 @@ from selftaught import schemas
 from selftaught.files import write_parquet_atomic, write_text_atomic
 from selftaught.procs import ROOT, python_env
 from selftaught.seeds import shard_seed
-from synth.backends import Backend, BackendError, Progress, SamplingParams, load_backend
+from synth.backends import Backend, BackendError, Progress, SamplingParams, core_slices, cpu_bind, load_backend
 from synth.sampling import to_samples
 
 log = logging.getLogger("selftaught.synth")
@@ -248,8 +248,7 @@ def cpu_share(rank: int, workers: int) -> dict:
     cores = sorted(os.sched_getaffinity(0))
     if os.environ.get("VLLM_CPU_OMP_THREADS_BIND") or len(cores) < workers:
         return {}
-    share = len(cores) // workers
-    return {"VLLM_CPU_OMP_THREADS_BIND": ",".join(str(c) for c in cores[rank * share : (rank + 1) * share])}
+    return {"VLLM_CPU_OMP_THREADS_BIND": cpu_bind(core_slices(cores, workers)[rank])}
 
 
 def worker_python(job: GenerationJob) -> str:
