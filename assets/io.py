@@ -26,6 +26,7 @@ TABLE_OF = {
     "repairs": "repairs",
     "sampling_plan": "sampling_plan",
     "evaluation": "eval_results",
+    "control_evaluation": "eval_results",
     "round_diff": "round_diff",
     "ledger": "ledger",
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from selftaught.round_keys import parent_key
+from selftaught.round_keys import control_key, parent_key
 from selftaught.store import Store, is_complete
 from train.artifact import verified_weights_hash
 
@@ -38,17 +38,25 @@ def latest_materialization(instance: dg.DagsterInstance, key: dg.AssetKey, parti
     return records[0] if records else None
 
 
-def resolve_parent(context: dg.AssetExecutionContext, store: Store) -> Parent:
+def resolve_parent(context: dg.AssetExecutionContext, store: Store, control: bool = False) -> Parent:
+    """The policy round k starts from: the base model for round 1, else round k-1's policy (or,
+    with `control`, round k-1's control_policy: the control's own chain)."""
     key = context.partition_key
     parent = parent_key(key)
-    asset, partition, name = ("base_model", None, "base") if parent is None else ("policy", parent, parent)
+    if parent is None:
+        asset, partition, name = "base_model", None, "base"
+    else:
+        asset, partition, name = (
+            ("control_policy", parent, control_key(parent)) if control else ("policy", parent, parent)
+        )
     record = latest_materialization(context.instance, sibling_key(context, asset), partition)
     artifact = store.model_dir(name)
-    what = "the base model" if parent is None else f"the policy of round {parent}"
+    what = "the base model" if parent is None else f"the {'control' if control else 'policy'} of round {parent}"
+    uses = "'s control trains from" if control else " samples from"
     if record is None:
         raise dg.Failure(
             description=(
-                f"round {key} samples from {what}, which has not been materialized in this Dagster "
+                f"round {key}{uses} {what}, which has not been materialized in this Dagster "
                 f"instance. Rounds run in order: materialize {asset}"
                 f"{'' if partition is None else f' for partition {partition}'} first "
                 f"(or use `selftaught run`, which does)."
@@ -64,7 +72,7 @@ def resolve_parent(context: dg.AssetExecutionContext, store: Store) -> Parent:
         weights = verified_weights_hash(artifact)
     except ValueError as exc:
         raise dg.Failure(
-            description=f"round {key} samples from {what}, but {exc} ({asset}"
+            description=f"round {key}{uses} {what}, but {exc} ({asset}"
             f"{'' if partition is None else f' for {partition}'})"
         ) from None
     return Parent(name, artifact, weights, record.run_id, record.asset_key)

@@ -6,6 +6,7 @@ import base64
 import dagster as dg
 import polars as pl
 
+from assets.display import for_display
 from assets.placement import on
 from assets.resources import ExperimentResource
 from filters.ledger import ledger_plot, ledger_table
@@ -45,13 +46,36 @@ def ledger(context: dg.AssetExecutionContext, experiment: ExperimentResource) ->
     png = ledger_plot([s for stages in rounds for s in stages], table, f"{cfg.name}: compute per round")
     path = store.write_file(png, "ledger.png")
     context.add_output_metadata(
-        {
-            "rounds": dg.MetadataValue.int(table.height),
-            "wall_s": float(table["wall_s"].fill_null(0).sum()),
-            "cpu_s": float(table["cpu_s"].fill_null(0).sum()),
-            "table": dg.MetadataValue.md(markdown_table(table)),
-            "plot": dg.MetadataValue.md(f"![ledger](data:image/png;base64,{base64.b64encode(png).decode()})"),
-            "plot_path": dg.MetadataValue.path(store.where(path)),
-        }
+        for_display(
+            {
+                "rounds": dg.MetadataValue.int(table.height),
+                "wall_s": float(table["wall_s"].fill_null(0).sum()),
+                "cpu_s": float(table["cpu_s"].fill_null(0).sum()),
+                "table": dg.MetadataValue.md(markdown_table(table)),
+                "plot": dg.MetadataValue.md(f"![ledger](data:image/png;base64,{base64.b64encode(png).decode()})"),
+                "plot_path": dg.MetadataValue.path(store.where(path)),
+            }
+        )
     )
     return table
+
+
+def comparison(stores: dict) -> dg.AssetsDefinition:
+    """The `comparison` report of a folder of experiments (name -> its selftaught.store.Store):
+    the table `selftaught compare` prints (filters.compare), as markdown in the UI."""
+    from filters.compare import compare_table
+
+    @dg.asset(name="comparison", group_name="report", kinds={"polars"}, **on("cpu"))
+    def compare_experiments(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        """The folder's experiments side by side per round (from their files): accuracy per
+        difficulty and the control's, samples, kept rows, tokens, wall seconds."""
+        table = compare_table(stores)
+        return dg.MaterializeResult(
+            metadata={
+                "experiments": dg.MetadataValue.text(", ".join(stores)),
+                "rows": dg.MetadataValue.int(table.height),
+                "table": dg.MetadataValue.md(markdown_table(table)),
+            }
+        )
+
+    return compare_experiments

@@ -630,10 +630,11 @@ def evaluation(
             description=f"no complete policy artifact for {key} at {store.where(artifact)}; materialize policy first"
         )
     df = evaluate_artifact(context, rc.experiment, eval_prompts, key, artifact)
-    acc = accuracy_by_difficulty(df)
-    front = frontier_of(rc.config.frontier_scope(), evaluated_accuracy(store, "base"), measured=acc)
+    acc, base = accuracy_by_difficulty(df), evaluated_accuracy(store, "base")
+    front = frontier_of(rc.config.frontier_scope(), base, measured=acc)
     before = evaluated_accuracy(store, rc.parent_key or "base").get(front)
     meta = {f"accuracy_d{d}": a for d, a in acc.items()}
+    meta.update({f"base_accuracy_d{d}": base[d] for d in acc if d in base})  # the UI plots it beside each round
     meta.update(sampled_eval_metrics(context, rc.experiment, eval_prompts, key, artifact))
     meta.update(lm_eval_metrics(context, rc.experiment, key, artifact))
     meta["frontier"] = front

@@ -24,6 +24,7 @@ import time
 
 import dagster as dg
 
+from assets.display import for_display
 from assets.parent import latest_materialization
 
 STAGE_COST = ("stage_wall_s", "stage_cpu_s", "stage_peak_rss_mb")
@@ -193,7 +194,7 @@ def utilization(metadata, cost: dict) -> dict:
 
 def measured(fn):
     """Wrap a round asset's body so its materialization carries the stage's cost (STAGE_COST),
-    earlier unfinished attempts included."""
+    earlier unfinished attempts included, and its floats rounded for display (assets.display)."""
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
@@ -203,7 +204,11 @@ def measured(fn):
                 for event in fn(context, *args, **kwargs):
                     if isinstance(event, dg.Output):  # the work is done once the output is yielded
                         cost = meter.read()
-                        event = event.with_metadata({**event.metadata, **cost, **utilization(event.metadata, cost)})
+                        event = event.with_metadata(
+                            for_display({**event.metadata, **cost, **utilization(event.metadata, cost)})
+                        )
+                    elif isinstance(event, dg.AssetCheckResult):
+                        event = event.with_metadata(for_display(event.metadata))
                     yield event
             except BaseException:
                 meter.abandon()
@@ -223,16 +228,15 @@ def measured(fn):
             cost = meter.read()
             return dg.MaterializeResult(
                 asset_key=result.asset_key,
-                metadata={**(result.metadata or {}), **cost, **utilization(result.metadata, cost)},
+                metadata=for_display({**(result.metadata or {}), **cost, **utilization(result.metadata, cost)}),
                 check_results=result.check_results,
                 data_version=result.data_version,
                 tags=result.tags,
                 value=result.value,
             )
         cost = meter.read()
-        context.add_output_metadata(
-            {**cost, **utilization(context.op_execution_context.get_output_metadata("result"), cost)}
-        )
+        meta = context.op_execution_context.get_output_metadata("result") or {}
+        context.add_output_metadata(for_display({**meta, **cost, **utilization(meta, cost)}))  # replaces what was added
         return result
 
     return stage

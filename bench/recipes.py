@@ -1,10 +1,10 @@
 """Recipes vs their controls on the embedded arithmetic task, side by side.
 
-For each preset: run it for `--rounds` rounds (`selftaught run`, resumable: finished
-rounds are skipped), then its control (bench/control.py: the same training steps on the
-warm-start rows alone, no self-generated data), and print held-out accuracy per round for
-both, at the frontier difficulty and at the hardest one (5 digits: can a recipe get it
-off zero?).
+For each preset: run it for `--rounds` rounds with its control (`selftaught run` with
+`evaluation.control: warm_start`: each round's control_policy trains the same steps on the
+warm-start rows alone, no self-generated data; resumable: finished rounds and controls are
+skipped), and print held-out accuracy per round for both, at the frontier difficulty and at
+the hardest one (5 digits: can a recipe get it off zero?).
 
     .venv/bin/python bench/recipes.py --presets demo star rest_em --rounds 2
 
@@ -26,11 +26,10 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
 import yaml
-from control import control_curve  # bench/control.py (this folder is on sys.path)
 
-from filters.metrics import accuracy_by_difficulty, frontier_of
+from filters.metrics import frontier_of
+from filters.summary import round_rows
 from pipelines.cli import quiet_libraries
 from selftaught.config import load_config, resolve_yaml
 from selftaught.plugins import OBJECTIVES
@@ -115,6 +114,19 @@ def recipe_on(recipe: str, host: str, out_dir: Path) -> Path:
         data.setdefault("selection", {})["require_rationale"] = False  # the host's verifier checks no steps
     data["name"] = f"{recipe}_on_{host}"
     data["storage_root"] = f"data/runs/{data['name']}"
+    return _write(data, out_dir)
+
+
+def with_control(path: Path, out_dir: Path) -> Path:
+    """The config at `path` with evaluation.control warm_start (same name and storage root: the
+    control is not in the round hash, so rounds already run are kept)."""
+    data = resolve_yaml(path)
+    data.setdefault("evaluation", {})["control"] = "warm_start"
+    data["storage_root"] = str((ROOT / load_config(path).storage_root).resolve())
+    return _write(data, out_dir)
+
+
+def _write(data: dict, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{data['name']}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -145,24 +157,21 @@ def main() -> None:
     ap.add_argument("--on", help="run each recipe on this preset's task and model (e.g. smollm2_list_max)")
     args = ap.parse_args()
     quiet_libraries()
+    configs = ROOT / "data" / "runs" / "configs"
     table = []
     for name in args.presets:
-        path = recipe_on(name, args.on, ROOT / "data" / "runs" / "configs") if args.on else PRESETS / f"{name}.yaml"
+        path = recipe_on(name, args.on, configs) if args.on else PRESETS / f"{name}.yaml"
+        if not args.no_control:
+            path = with_control(path, configs)
         cfg = load_config(path)
-        print(f"{name}: running {args.rounds} rounds ...", flush=True)
+        print(f"{name}: running {args.rounds} rounds{'' if args.no_control else ' with its control'} ...", flush=True)
         seconds = run_preset(path, args.rounds, Path(args.dagster_home))
-        store = Store((ROOT / cfg.storage_root).resolve())
-        base = accuracy_by_difficulty(pl.read_parquet(store.evaluation_path("base")))
-        front = frontier_of(cfg.task, base)
-        hardest = max(base)
-        if args.no_control:  # recipe rows only (control columns print nan)
-            control = [
-                (k, {}, accuracy_by_difficulty(pl.read_parquet(store.table_path("evaluation", k))), 0.0)
-                for k in (f"r{i:03d}" for i in range(1, args.rounds + 1))
-            ]
-        else:
-            control = control_curve(cfg, store, args.rounds, log=lambda m: print(f"{name}: {m}", flush=True))  # noqa: B023 -- used in this iteration
-        table.append((name, front, hardest, base, control, seconds))
+        store = Store.for_config(cfg, str(ROOT / cfg.storage_root))  # run_preset runs from ROOT
+        rows = round_rows(store, [f"r{i:03d}" for i in range(1, args.rounds + 1)])
+        base = rows[0]["accuracy"]
+        # (round, control accuracy, recipe accuracy) per round; without controls, the control columns print nan
+        control = [(r["round"], r.get("control", {}), r.get("accuracy", {})) for r in rows[1:]]
+        table.append((name, frontier_of(cfg.task, base), max(base), base, control, seconds))
     print(
         f"\nheld-out accuracy, recipe / control (same steps on the warm-start rows only), {args.rounds} rounds"
         + (f", on {args.on}" if args.on else "")
@@ -176,7 +185,7 @@ def main() -> None:
         # the frontier, the hardest level, and with --on every level of the host task; each once
         for d in dict.fromkeys((front, hardest, *(sorted(base) if args.on else ()))):
             cells = "  ".join(
-                f"{pipe.get(d, float('nan')):6.1%} / {acc.get(d, float('nan')):6.1%}" for _, acc, pipe, _ in control
+                f"{pipe.get(d, float('nan')):6.1%} / {acc.get(d, float('nan')):6.1%}" for _, acc, pipe in control
             )
             label = name if d == front else ""
             print(f"{label:16} {d:>6}  {base[d]:6.1%}  {cells}  " + (f"{seconds:.0f}s" if d == front else ""))

@@ -46,10 +46,20 @@ def round_rows(store: Store, keys: list[str], wall: dict[str, float] | None = No
         e = store.table_path("evaluation", key)
         if e.is_file():
             row["accuracy"] = accuracy_by_difficulty(read_parquet(e))
+        control = control_accuracy(store, key)
+        if control:
+            row["control"] = control
         if wall and key in wall:
             row["wall_s"] = wall[key]
         rows.append(row)
     return rows
+
+
+def control_accuracy(store: Store, key: str) -> dict[int, float]:
+    """Round `key`'s control (evaluation.control) accuracy per difficulty, from its
+    control_evaluation table; empty when there is none."""
+    path = store.table_path("control_evaluation", key)
+    return accuracy_by_difficulty(read_parquet(path)) if path.is_file() else {}
 
 
 def round_metrics(store: Store, key: str) -> dict[str, float]:
@@ -71,9 +81,12 @@ def round_keys(store: Store) -> list[str]:
 
 
 def summary_table(store: Store) -> pl.DataFrame:
-    """One row per round (and the base model): counts, pass rate, answer diversity, accuracy per difficulty."""
+    """One row per round (and the base model, first): counts, pass rate, answer diversity, accuracy
+    per difficulty, and with evaluation.control the control's accuracy (control_d<d>; the base
+    row holds the base model's, where both curves start)."""
     rows = round_rows(store, round_keys(store))
     levels = sorted({d for r in rows for d in r.get("accuracy", {})})
+    controlled = sorted({d for r in rows for d in r.get("control", {})})
     out = []
     for r in rows:
         key = r["round"]
@@ -87,6 +100,8 @@ def summary_table(store: Store) -> pl.DataFrame:
         }
         for d in levels:
             rec[f"accuracy_d{d}"] = r.get("accuracy", {}).get(d)
+        for d in controlled:  # the base model is its own control
+            rec[f"control_d{d}"] = (r.get("accuracy", {}) if key == "base" else r.get("control", {})).get(d)
         out.append(rec)
     schema = {
         "round": pl.String,
@@ -96,6 +111,7 @@ def summary_table(store: Store) -> pl.DataFrame:
         "new_rows": pl.Int64,
         "train_rows": pl.Int64,
         **{f"accuracy_d{d}": pl.Float64 for d in levels},
+        **{f"control_d{d}": pl.Float64 for d in controlled},
     }
     return pl.DataFrame(out, schema=schema)
 
@@ -118,7 +134,8 @@ def _distinct_answers(store: Store, key: str) -> float | None:
 
 
 def rounds_plot(table: pl.DataFrame, title: str) -> bytes:
-    """PNG: accuracy per difficulty, pass rate and distinct answers per round."""
+    """PNG: accuracy per difficulty (from the base model's point; with a control, its curve
+    dashed beside each), pass rate and distinct answers per round."""
     import io
 
     import matplotlib
@@ -134,7 +151,17 @@ def rounds_plot(table: pl.DataFrame, title: str) -> bytes:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     for col in (c for c in table.columns if c.startswith("accuracy_d")):
-        left.plot(x, values(col), marker="o", label=col.replace("accuracy_d", "difficulty "))
+        line = left.plot(x, values(col), marker="o", label=col.replace("accuracy_d", "difficulty "))[0]
+        control = col.replace("accuracy_d", "control_d")
+        if control in table.columns:  # the same colour, dashed
+            left.plot(
+                x,
+                values(control),
+                marker="x",
+                linestyle="--",
+                color=line.get_color(),
+                label=f"{line.get_label()} control",
+            )
     left.set(title=f"{title}: held-out accuracy", ylim=(0, 1), xticks=x, xticklabels=labels)
     left.legend(fontsize=7)
     right.plot(x, values("pass_rate"), marker="o", label="pass rate (samples)")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from assets import control as control_module
 from assets import report as report_module
 from assets import rounds as round_module
 from assets import setup as setup_module
@@ -26,7 +27,10 @@ def _experiment(cfg, store, job_prefix: str = "") -> tuple[Sequence, list, list,
 
     tags = {EXPERIMENT_TAG: cfg.name}
     prefix = key_prefix(cfg.name)
-    assets = dg.load_assets_from_modules([setup_module, round_module, report_module], key_prefix=prefix)
+    modules = [setup_module, round_module, report_module]
+    if cfg.evaluation.control is not None:  # control_policy, control_evaluation in each round
+        modules.append(control_module)
+    assets = dg.load_assets_from_modules(modules, key_prefix=prefix)
     mine = dg.AssetSelection.key_prefixes([prefix])
     setup_job = dg.define_asset_job(f"{job_prefix}setup", selection=mine & dg.AssetSelection.groups("setup"), tags=tags)
     round_job = dg.define_asset_job(
@@ -97,6 +101,7 @@ def build_folder_definitions(folder: str | Path) -> dg.Definitions:
     all_assets: list = []
     all_jobs, all_schedules, all_sensors = [], [], []
     experiments: dict[str, list[str]] = {}
+    stores: dict = {}  # name -> Store, for the comparison asset
     for path in paths:
         cfg = experiment_config(path)
         prefix = key_prefix(cfg.name)
@@ -113,12 +118,14 @@ def build_folder_definitions(folder: str | Path) -> dg.Definitions:
                 f"({one.storage_root}); each experiment needs its own"
             )
         experiments[prefix] = [one.config_path, one.storage_root]
+        stores[cfg.name] = one.store
         assets, jobs, schedules, sensors = _experiment(cfg, one.store, job_prefix=f"{prefix}_")
         all_assets += assets
         all_jobs += jobs
         all_schedules += schedules
         all_sensors += sensors
     experiment = ExperimentResource(experiments=experiments)
+    all_assets.append(report_module.comparison(stores))
     return dg.Definitions(
         assets=all_assets,
         jobs=all_jobs,

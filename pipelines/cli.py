@@ -174,6 +174,27 @@ def cmd_ledger(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """Experiments side by side, per round: accuracy (and control), samples, kept rows, tokens, seconds."""
+    from filters.compare import compare_table, format_compare
+    from selftaught.config import ConfigError, load_config
+
+    if len(args.configs) < 2:
+        print("error: compare needs two or more experiment configs (selftaught compare A.yaml B.yaml)", file=sys.stderr)
+        return 2
+    stores = {}
+    for path in args.configs:
+        cfg = load_config(path)
+        if cfg.name in stores:
+            raise ConfigError(f"{path}: experiment {cfg.name!r} is named twice; compare different experiments")
+        store = _experiment_store(cfg)
+        if not store.partitions("prompts"):
+            print(f"warning: experiment {cfg.name} has no round at {store.location()} yet", file=sys.stderr)
+        stores[cfg.name] = store
+    print(format_compare(compare_table(stores)))
+    return 0
+
+
 def cmd_validate(args) -> int:
     from selftaught.config import load_config
 
@@ -320,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("lineage", cmd_lineage, "the chain behind a round (r002) or a training row id"),
         ("diff", cmd_diff, "what a round changed against the one before (or any other)"),
         ("ledger", cmd_ledger, "what each round cost (seconds, memory, tokens) and gained"),
+        ("compare", cmd_compare, "experiments side by side per round: accuracy, control, kept rows, tokens, seconds"),
         ("validate", cmd_validate, "validate an experiment config"),
         ("export", export.run, "write a round's tables as a Hugging Face dataset and its policy with a model card"),
         (
@@ -333,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "new":
             p.add_argument("name", help="the project's name (letters, digits, - and _)")
             p.add_argument("--dir", default=".", help="the folder to create it in (default: here)")
+            p.set_defaults(fn=fn)
+            continue
+        if name == "compare":
+            p.add_argument("configs", nargs="+", metavar="CONFIG", help="two or more experiment YAMLs")
             p.set_defaults(fn=fn)
             continue
         p.add_argument(

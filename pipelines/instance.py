@@ -9,6 +9,7 @@ DEFAULT_HOME = "data/dagster_home"
 
 # Rounds of one experiment must not run at once: one running run per
 # experiment tag, and one per backfill (a backfill of rounds queues them in order).
+# nux off: the UI opens on the experiment, not on Dagster's first-visit community modal.
 DAGSTER_YAML = """\
 concurrency:
   runs:
@@ -22,6 +23,8 @@ concurrency:
           applyLimitPerUniqueValue: true
         limit: 1
 telemetry:
+  enabled: false
+nux:
   enabled: false
 python_logs:
   managed_python_loggers:

@@ -11,7 +11,7 @@ from pipelines.keys import CLI_TAG, EXPERIMENT_TAG, asset_key, key_prefix
 from selftaught.config import ExperimentConfig
 from selftaught.files import TableError, table_problem
 from selftaught.lock import ExperimentLock
-from selftaught.round_keys import is_round_key, round_index, round_key
+from selftaught.round_keys import control_key, is_round_key, parent_key, round_index, round_key
 from selftaught.store import Store, is_complete
 from train.artifact import verified_weights_hash
 
@@ -66,6 +66,53 @@ def todo(instance, cfg: ExperimentConfig, key: str, store: Store | None = None, 
     return []
 
 
+def control_todo(instance, cfg: ExperimentConfig, key: str, store: Store | None = None, log=None) -> list[str]:
+    """The control's stages of round `key` still to (re)materialize (none without
+    evaluation.control): missing, made under another control hash, older than what they read
+    (the control of the round before; the control model and the round's evaluation), or, with
+    `store`, with a damaged file."""
+    from assets.control import CONTROL_ASSETS
+
+    want = cfg.for_round(round_index(key)).control_hash()
+    if want is None:
+        return []
+    order = [a.key.path[-1] for a in CONTROL_ASSETS]
+    before = parent_key(key)
+    reads = {
+        "control_policy": [("control_policy", before)] if before else [],
+        "control_evaluation": [("control_policy", key), ("evaluation", key)],
+    }
+
+    def latest(name: str, partition: str):
+        return latest_materialization(instance, asset_key(cfg.name, name), partition)
+
+    for i, name in enumerate(order):
+        rec = latest(name, key)
+        meta = rec.asset_materialization.metadata if rec is not None and rec.asset_materialization else {}
+        made = meta.get("control_hash")
+        if rec is None or made is None or made.value != want:
+            return order[i:]
+        for upstream, partition in reads[name]:
+            up = latest(upstream, partition)
+            if up is None or rec.timestamp < up.timestamp:
+                return order[i:]
+        problem = _control_file_problem(store, name, key) if store is not None else None
+        if problem:
+            if log:
+                log(f"{key}: {problem}; rematerializing from {name}")
+            return order[i:]
+    return []
+
+
+def _control_file_problem(store: Store, name: str, key: str) -> str | None:
+    if name == "control_policy":
+        model = store.model_dir(control_key(key))
+        return None if is_complete(model) else f"the control model {store.where(model)} is missing or incomplete"
+    path = store.table_path(name, key)
+    problem = table_problem(path)
+    return f"table {store.where(path)} is {problem}" if problem else None
+
+
 def _file_problem(store: Store, name: str, key: str) -> str | None:
     if name == "policy":
         if not is_complete(store.model_dir(key)):
@@ -96,10 +143,12 @@ def _config_hash(rec) -> str | None:
 
 
 def next_round(instance, cfg: ExperimentConfig) -> tuple[str | None, list[str]]:
-    """The first round (in order) that is not complete, and what it still needs; (None, []) when all are."""
+    """The first round (in order) that is not complete, and what it still needs: the round's
+    stages, else its control's (evaluation.control), requested as a run after the round's, so the
+    control never trains beside the round's policy; (None, []) when all are done."""
     for i in range(1, cfg.max_rounds + 1):
         key = round_key(i)
-        need = todo(instance, cfg, key)
+        need = todo(instance, cfg, key) or control_todo(instance, cfg, key)  # the control: a run of its own
         if need:
             return key, need
     return None, []

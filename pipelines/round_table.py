@@ -8,14 +8,16 @@ from filters.metrics import frontier_candidates, pick_frontier
 def format_table(rows: list[dict]) -> str:
     digits = sorted({d for r in rows for d in r.get("accuracy", {})})
     phased = any("phase" in r for r in rows)
+    controlled = any("control" in r for r in rows)
     head = (
         ["round", *(["phase"] if phased else []), "samples", "pass", "kept", "kept w/ bad steps", "train rows"]
-        + [f"acc {d}d" for d in digits]
+        + [h for d in digits for h in ([f"acc {d}d", f"ctrl {d}d"] if controlled else [f"acc {d}d"])]
         + ["wall s"]
     )
     lines = [head]
     for r in rows:
         acc = r.get("accuracy", {})
+        ctrl = acc if r["round"] == "base" else r.get("control", {})  # the base model is its own control
         lines.append(
             [
                 r["round"],
@@ -25,7 +27,7 @@ def format_table(rows: list[dict]) -> str:
                 str(r.get("new_rows", "-")),
                 f"{r['bad_steps']:.1%}" if "bad_steps" in r else "-",
                 str(r.get("train_rows", "-")),
-                *[f"{acc[d]:.1%}" if d in acc else "-" for d in digits],
+                *[cell for d in digits for cell in ([pct(acc, d), pct(ctrl, d)] if controlled else [pct(acc, d)])],
                 f"{r['wall_s']:.0f}" if "wall_s" in r else "-",
             ]
         )
@@ -33,6 +35,23 @@ def format_table(rows: list[dict]) -> str:
     out = ["  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+def pct(accuracy: dict, d: int) -> str:
+    return f"{accuracy[d]:.1%}" if d in accuracy else "-"
+
+
+def control_line(rows: list[dict], difficulty: int, unit: str = "digit") -> str | None:
+    """The last round's recipe against its control at `difficulty` (evaluation.control)."""
+    last = next((r for r in reversed(rows) if difficulty in r.get("control", {})), None)
+    if last is None or difficulty not in last.get("accuracy", {}):
+        return None
+    recipe, control = last["accuracy"][difficulty], last["control"][difficulty]
+    name = f"{difficulty}-digit" if unit == "digit" else f"difficulty {difficulty}"
+    return (
+        f"{name} at {last['round']}: recipe {recipe:.1%}, control {control:.1%} "
+        f"({(recipe - control) * 100:+.1f} points over the control)"
+    )
 
 
 def curve(rows: list[dict], difficulty: int, unit: str = "digit") -> str | None:
@@ -57,6 +76,9 @@ def frontier_summary(rows: list[dict], frontier: int | str, pool: list[int], uni
         if line:
             how = " (auto: hardest difficulty the base solves >= 10% of)" if frontier == "auto" else ""
             lines.append(("frontier " + line + how) if d == front else ("         " + line))
+        against = control_line(rows, d, unit)
+        if against:
+            lines.append("         " + against)
     return "\n".join(lines) or None
 
 

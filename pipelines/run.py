@@ -100,6 +100,23 @@ def fail_dead_cli_runs(instance, experiment: str) -> None:
             instance.report_run_failed(run, f"the selftaught run process {run.tags[CLI_TAG]} is gone (killed)")
 
 
+def _materialize(job, instance, key: str, run_config, tags, experiment: str, stages, debug: bool, what: str) -> bool:
+    """One run of the round job for partition `key` on `stages`; False (the cause printed) when it failed."""
+    from pipelines.keys import asset_key
+
+    result = job.execute_in_process(
+        instance=instance,
+        partition_key=key,
+        run_config=run_config,
+        raise_on_error=False,
+        tags=tags,
+        asset_selection=[asset_key(experiment, n) for n in stages],
+    )
+    if not result.success:
+        _report_failure(what, result, debug, experiment, what)
+    return result.success
+
+
 def run_experiment(
     config: str, rounds: int | None, dagster_home_dir: str | None, debug: bool = False, progress_bars: bool = True
 ) -> int:
@@ -114,7 +131,6 @@ def run_experiment(
     from pipelines import progress
     from pipelines.build import build_definitions
     from pipelines.instance import dagster_home, get_instance
-    from pipelines.keys import asset_key
     from pipelines.round_table import experiment_summary, format_table
     from selftaught.lock import ExperimentLock, claim_key_prefix, claim_root
     from selftaught.round_keys import round_key
@@ -176,22 +192,19 @@ def run_experiment(
         if key not in instance.get_dynamic_partitions("rounds"):
             instance.add_dynamic_partitions("rounds", [key])
         lock.note(f"selftaught run --config {config}, round {key}")
-        todo = progress.todo(instance, cfg, key, store, log=lambda m: print(m, flush=True))
+        say = lambda m: print(m, flush=True)  # noqa: E731
+        todo = progress.todo(instance, cfg, key, store, log=say)
         if not todo:
             print(f"{key}: already complete", flush=True)
         else:
             resumed = "" if todo == progress.ROUND_ORDER else f" (resuming from {todo[0]})"
             print(f"{key}: running{resumed} ...", flush=True)
-            result = round_job.execute_in_process(
-                instance=instance,
-                partition_key=key,
-                run_config=run_config,
-                raise_on_error=False,
-                tags=tags,
-                asset_selection=[asset_key(cfg.name, n) for n in todo],
-            )
-            if not result.success:
-                _report_failure(key, result, debug, cfg.name, key)
+            if not _materialize(round_job, instance, key, run_config, tags, cfg.name, todo, debug, key):
+                return 1
+        control = progress.control_todo(instance, cfg, key, store, log=say)
+        if control:  # its own run: the round's wall seconds stay the recipe's
+            print(f"{key}: control ({cfg.evaluation.control}): {', '.join(control)} ...", flush=True)
+            if not _materialize(round_job, instance, key, run_config, tags, cfg.name, control, debug, f"{key}-control"):
                 return 1
         wall[key] = wall_seconds(instance, cfg.name, key)
         rows = round_rows(store, keys, wall)

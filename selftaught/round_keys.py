@@ -32,6 +32,11 @@ def parent_key(key: str) -> str | None:
     return round_key(i - 1) if i > 1 else None
 
 
+def control_key(key: str) -> str:
+    """The name of round `key`'s control (evaluation.control): its model folder and policy id."""
+    return f"control-{key}"
+
+
 def next_round(existing: list[str]) -> str:
     done = [round_index(k) for k in existing if _KEY.match(k)]
     return round_key(max(done, default=0) + 1)

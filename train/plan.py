@@ -24,7 +24,7 @@ from train.artifact import adapter_path, model_path, read_provenance, verifier_d
 from train.dpo import DPOSettings, train_dpo, verifier_settings
 from train.grpo import GRPOSettings
 from train.launch import launch
-from train.sft import SFTSettings
+from train.sft import SFT, SFTSettings
 from train.tracking import Tracking
 
 
@@ -77,6 +77,27 @@ def plan_round(t, index: int, parent: Policy, base: Path) -> TrainingPlan:
         round_settings(t, index),
         adapter_on_base=t.method == "lora" and init == base,
     )
+
+
+def plan_control(t, index: int, parent: Policy, base: Path) -> TrainingPlan:
+    """Round `index`'s control (evaluation.control): the round's plan (steps, seeds, learning
+    rate, method, init; with LoRA one adapter continued on the base, as the rounds do) from the
+    control's own parent, trained with SFT. An objective that does not train on the training set
+    (pairs, rollouts) gets SFT with the same steps and learning rate, not the same loss."""
+    if data_table(t.objective) != "training_set":
+        t = t.model_copy(update={"objective": SFT, "trl": _sft_fields(t.trl)})
+    return plan_round(t, index, parent, base)
+
+
+def _sft_fields(fields: dict) -> dict:
+    """The training.trl fields an SFT trainer takes too (a DPO or GRPO config's own are dropped)."""
+    import dataclasses
+
+    import trl
+
+    caps = OBJECTIVES.get(SFT).caps
+    known = {f.name for f in dataclasses.fields(getattr(trl, caps.trl_config))} - set(dict(caps.own_fields))
+    return {k: v for k, v in fields.items() if k in known}
 
 
 def data_table(objective: str) -> str:

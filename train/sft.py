@@ -111,8 +111,11 @@ def warm_start_settings(t) -> SFTSettings:
     return from_config(SFTSettings, t, 0, max_steps=t.max_steps)
 
 
+SFT = "sft"  # the objective's registered name (a control trains with it: train.plan.plan_control)
+
+
 @OBJECTIVES.register(
-    "sft",
+    SFT,
     trains_on="training_set",
     trl_config="SFTConfig",
     label="fine-tune",

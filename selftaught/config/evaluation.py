@@ -79,6 +79,13 @@ class EvaluationConfig(Strict):
         "Default: the experiment's task",
     )
     lm_eval: LmEvalConfig | None = Field(None, description="also run lm-evaluation-harness tasks on every policy")
+    control: Literal["warm_start"] | None = Field(
+        None,
+        description="a control beside every round (assets control_policy, control_evaluation): warm_start "
+        "trains the round's steps, seeds, learning rate and init on the warm-start rows alone (SFT), so "
+        "the recipe's gain over it is what its self-generated rows add. Not in the round hash: turning it "
+        "on adds the control to finished rounds without redoing them",
+    )
     verifier: str | None = Field(
         None,
         description="the verifier that scores held-out accuracy; default: "

@@ -244,6 +244,19 @@ class ExperimentConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _control_has_rows(self):
+        t = self.task
+        if self.evaluation.control == "warm_start" and not (
+            sum(t.warm_start.values()) if t.procedural() else t.warm_start_size
+        ):
+            raise ValueError(
+                "evaluation.control warm_start trains on the task's warm-start rows, and the task has none: "
+                + ("set task.warm_start" if t.procedural() else "set task.warm_start_size")
+                + ", or evaluation.control: null (no control)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _round_fits(self):
         size = self.round_size()
         if size["samples"] > MAX_ROUND_SAMPLES:
@@ -410,6 +423,14 @@ class ExperimentConfig(Strict):
 
         return hashlib.sha256(f"{self.content_hash()}:{__version__}".encode()).hexdigest()[:16]
 
+    def control_hash(self) -> str | None:
+        """Hash of what a round's control depends on: the round's (round_hash) and the control's
+        definition; None without evaluation.control."""
+        control = self.evaluation.control
+        if control is None:
+            return None
+        return hashlib.sha256(f"{self.round_hash()}:control={control}".encode()).hexdigest()[:16]
+
     def content_hash(self) -> str:
         """Hash of the config sections a round's outputs depend on (ROUND_SECTIONS), without the
         code version: when it stays and the outputs change, the version must change."""
@@ -466,7 +487,9 @@ def drop_paths(data: dict, paths: tuple[tuple[str, ...], ...]) -> dict:
 # Keys that never count in the hashes: where something runs, not what it computes. The
 # interpreter of the vllm job is a path on one machine; the same config run elsewhere (another
 # checkout, another venv) computes the same rounds, as with storage_root.
-NOT_HASHED: tuple[tuple[str, ...], ...] = (("sampling", "vllm", "python"),)
+# The control (evaluation.control) is not what a round computes either: it is trained beside the
+# round, and its assets carry their own hash (control_hash).
+NOT_HASHED: tuple[tuple[str, ...], ...] = (("sampling", "vllm", "python"), ("evaluation", "control"))
 
 # Keys added after 0.3.0 count in the hashes only when set to something else than their
 # default, so rounds and base models made before they existed do not all turn stale.

@@ -92,7 +92,7 @@ def _ids(items):
 
 def test_the_docs_show_the_commands_a_user_needs():
     """The extraction itself works: these are in README's first screens."""
-    for expected in [("make", "demo"), ("make", "test"), ("selftaught", "run"), ("python", "bench/control.py")]:
+    for expected in [("make", "demo"), ("make", "test"), ("selftaught", "run"), ("selftaught", "status")]:
         assert expected in COMMANDS, sorted(COMMANDS)
 
 

@@ -87,3 +87,18 @@ def test_extends_merges_sections_and_replaces_values(tmp_path):
     (tmp_path / "orphan.yaml").write_text("extends: no_such_preset\n")
     with pytest.raises(ConfigError, match="extends 'no_such_preset', which is neither a file beside it nor a preset"):
         load_config(tmp_path / "orphan.yaml")
+
+
+def test_a_control_is_not_in_the_round_hash_and_needs_warm_start_rows(tmp_path):
+    """evaluation.control adds the control beside finished rounds: their hash stays; the control
+    has its own. A task with no warm-start rows cannot have one (one line, naming the key)."""
+    from tests.helpers import tiny_config_in
+
+    off = load_config(tiny_config_in(tmp_path))
+    on = load_config(tiny_config_in(tmp_path, evaluation__control="warm_start"))
+    assert on.round_hash() == off.round_hash() and on.section_hash() == off.section_hash()
+    assert off.control_hash() is None and on.control_hash() not in (None, on.round_hash())
+    later = load_config(tiny_config_in(tmp_path, evaluation__control="warm_start", training__max_steps=7))
+    assert later.control_hash() != on.control_hash()  # the round changed: so did its control
+    with pytest.raises(ConfigError, match="evaluation.control warm_start trains on the task's warm-start rows"):
+        load_config(tiny_config_in(tmp_path, evaluation__control="warm_start", task__warm_start={}))
