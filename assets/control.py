@@ -1,6 +1,7 @@
 """The control beside each round (evaluation.control), built only when the experiment declares one:
 
-    base_model, warm_start_prompts -> control_policy -> control_evaluation (beside evaluation)
+    base_model, warm_start_prompts -> control_policy -> control_evaluation
+    evaluation -> control_policy (order only), evaluation -> control_evaluation (the gain)
     (control_policy of round k continues round k-1's control_policy, as policy continues policy)
 
 warm_start: the round's training plan (steps, seeds, learning rate, method, init) on the

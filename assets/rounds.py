@@ -12,6 +12,7 @@ assets.recipes where earlier rounds' tables are read), and attaches metadata.
 """
 
 import time
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -65,7 +66,7 @@ from train.tracking import log_round
 
 rounds = dg.DynamicPartitionsDefinition(name="rounds")
 # code_version: the Dagster UI marks materializations of an older selftaught as stale.
-ROUND = {"partitions_def": rounds, "group_name": "round", "code_version": __version__}
+ROUND: dict[str, Any] = {"partitions_def": rounds, "group_name": "round", "code_version": __version__}
 
 
 @dg.asset(**ROUND, kinds={"polars"}, **on("cpu"))

@@ -57,10 +57,7 @@ def todo(instance, cfg: ExperimentConfig, key: str, store: Store | None = None, 
         rec = latest_materialization(instance, asset_key(cfg.name, name), key)
         if rec is None or _config_hash(rec) not in (None, want) or any(rec.timestamp < seen[u] for u in UPSTREAM[name]):
             return ROUND_ORDER[i:]
-        problem = _file_problem(store, name, key) if store is not None else None
-        if problem:
-            if log:
-                log(f"{key}: {problem}; rematerializing from {name}")
+        if store is not None and _damaged(_file_problem(store, name, key), key, name, log):
             return ROUND_ORDER[i:]
         seen[name] = rec.timestamp
     return []
@@ -96,12 +93,16 @@ def control_todo(instance, cfg: ExperimentConfig, key: str, store: Store | None 
             up = latest(upstream, partition)
             if up is None or rec.timestamp < up.timestamp:
                 return order[i:]
-        problem = _control_file_problem(store, name, key) if store is not None else None
-        if problem:
-            if log:
-                log(f"{key}: {problem}; rematerializing from {name}")
+        if store is not None and _damaged(_control_file_problem(store, name, key), key, name, log):
             return order[i:]
     return []
+
+
+def _damaged(problem: str | None, key: str, name: str, log) -> bool:
+    """Whether a stage's file has a `problem` (then `log` says it is redone)."""
+    if problem and log:
+        log(f"{key}: {problem}; rematerializing from {name}")
+    return problem is not None
 
 
 def _control_file_problem(store: Store, name: str, key: str) -> str | None:
