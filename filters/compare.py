@@ -18,7 +18,7 @@ import json
 
 import polars as pl
 
-from filters.summary import round_keys, round_rows
+from filters.summary import aligned, round_keys, round_rows
 from selftaught.files import read_parquet
 from selftaught.store import Store, model_path
 
@@ -110,12 +110,4 @@ def format_compare(table: pl.DataFrame) -> str:
             else:
                 line.append(str(v))
         cells.append(line)
-    lines = [head, *cells]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    left = {0, 1}  # round, experiment
-    out = [
-        "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
-        for line in lines
-    ]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return aligned([head, *cells], left=frozenset({0, 1}))  # round, experiment

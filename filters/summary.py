@@ -177,6 +177,18 @@ def rounds_plot(table: pl.DataFrame, title: str) -> bytes:
     return buf.getvalue()
 
 
+def aligned(lines: list[list[str]], left: frozenset[int] = frozenset()) -> str:
+    """A header line and rows as text columns (right-aligned, the `left` columns left-aligned),
+    a dashed line under the header: the CLI's per-round tables."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = [
+        "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths)))
+        for line in lines
+    ]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
 def markdown_table(df: pl.DataFrame) -> str:
     head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
     fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731

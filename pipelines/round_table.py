@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from filters.metrics import frontier_candidates, pick_frontier
+from filters.summary import aligned
 
 
 def format_table(rows: list[dict]) -> str:
@@ -31,10 +32,7 @@ def format_table(rows: list[dict]) -> str:
                 f"{r['wall_s']:.0f}" if "wall_s" in r else "-",
             ]
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    out = ["  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)
+    return aligned(lines)
 
 
 def pct(accuracy: dict, d: int) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -436,10 +437,17 @@ def load_backend(kind: str, model_dir: str | None = None, **options) -> Backend:
 
 def count_tokens(model_dir, texts) -> int:
     """Tokens of `texts` under the tokenizer in `model_dir` (the compute ledger's generated tokens)."""
-    from transformers import AutoTokenizer
-
     texts = [t for t in texts if t]
     if not texts:
         return 0
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = _tokenizer(str(model_dir))
     return sum(len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"])
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(model_dir: str):
+    """Loaded once per model folder (the samples stage counts completions and prompts, compare
+    counts every round under the base's): published model folders do not change."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
